@@ -1,0 +1,153 @@
+"""The one configuration object.
+
+Everything a careledger process needs to know about its environment (state directory, ports,
+servers, topics, secrets, batch sizes) is read here, once, from environment variables with
+documented defaults.  Nothing else in the code base reads ``os.environ`` for configuration.
+
+Business thresholds (alert ranges, warning deadlines) live in a separate, user-editable TOML file
+(``rules_path``) because caseworkers tune them; see ``processors/domain/rules_config.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "rules.toml"
+DEFAULT_TARGETS_PATH = Path(__file__).resolve().parent / "targets.csv"
+
+
+class InsecureSecretFile(RuntimeError):
+    """A secret file is readable by group/other: refuse to start rather than leak it."""
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: str = "careledger.events"
+    dlq: str = "careledger.events.dlq"
+    alerts: str = "careledger.alerts"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    kafka_port: int
+    kafka_controller_port: int
+    api_port: int
+    kafka_bootstrap: str
+    event_partitions: int
+    replication_factor: int
+    topics: Topics
+    sql_url: str
+    clickhouse_url: str | None
+    rules_path: Path
+    targets_path: Path
+    processor_group: str
+    batch_size: int
+    batch_within_s: float
+    kafka_security: dict[str, str] = field(default_factory=dict)
+
+    # --- derived locations (all runtime state lives under ``home``) ---------------------------
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.home / "kafka"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / "secrets"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.home / "admin-token"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(_env("CARELEDGER_HOME", str(REPO_ROOT / ".careledger"))).resolve()
+        kafka_port = int(_env("CARELEDGER_KAFKA_PORT", "9092"))
+        security = {
+            key[len("CARELEDGER_KAFKA_"):].lower(): value
+            for key, value in os.environ.items()
+            if key.startswith("CARELEDGER_KAFKA_")
+            and key[len("CARELEDGER_KAFKA_"):] in {
+                "SECURITY_PROTOCOL", "SASL_MECHANISM", "SASL_PLAIN_USERNAME",
+                "SASL_PLAIN_PASSWORD", "SSL_CAFILE", "SSL_CERTFILE", "SSL_KEYFILE",
+            }
+        }
+        return cls(
+            home=home,
+            kafka_port=kafka_port,
+            kafka_controller_port=int(_env("CARELEDGER_KAFKA_CONTROLLER_PORT", str(kafka_port + 1))),
+            api_port=int(_env("CARELEDGER_API_PORT", "8000")),
+            kafka_bootstrap=_env("CARELEDGER_KAFKA_BOOTSTRAP", f"127.0.0.1:{kafka_port}"),
+            event_partitions=int(_env("CARELEDGER_EVENT_PARTITIONS", "12")),
+            replication_factor=int(_env("CARELEDGER_REPLICATION_FACTOR", "1")),
+            topics=Topics(),
+            sql_url=_env("CARELEDGER_SQL_URL", f"sqlite:///{home / 'projections.sqlite3'}"),
+            clickhouse_url=os.environ.get("CARELEDGER_CLICKHOUSE_URL") or None,
+            rules_path=Path(_env("CARELEDGER_RULES", str(DEFAULT_RULES_PATH))),
+            targets_path=Path(_env("CARELEDGER_TARGETS", str(DEFAULT_TARGETS_PATH))),
+            processor_group=_env("CARELEDGER_PROCESSOR_GROUP", "careledger-processor"),
+            batch_size=int(_env("CARELEDGER_BATCH_SIZE", "2000")),
+            batch_within_s=float(_env("CARELEDGER_BATCH_WITHIN_S", "0.5")),
+            kafka_security=security,
+        )
+
+    # --- secrets ----------------------------------------------------------------------------
+    def secret(self, name: str, *, create: bool = True) -> bytes:
+        """Return a secret from ``CARELEDGER_<NAME>`` or from ``home/secrets/<name>`` (mode 0600).
+
+        A local stack generates missing secrets on first use.  A file readable by group or
+        others is refused: secrets never come from the repository or a world-readable file.
+        """
+        env_value = os.environ.get(f"CARELEDGER_{name.upper().replace('-', '_')}")
+        if env_value:
+            return env_value.encode()
+        path = self.secrets_dir / name
+        if path.exists():
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                raise InsecureSecretFile(
+                    f"secret file {path} has mode {oct(mode)}; it must be 0600 (chmod 600 {path})"
+                )
+            return path.read_bytes().strip()
+        if not create:
+            raise FileNotFoundError(f"secret {name!r} not configured (set CARELEDGER_{name.upper()})")
+        self.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        value = secrets.token_hex(32).encode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(value)
+        return value
+
+    def kafka_client_options(self) -> dict[str, str]:
+        """Options shared by kafka-python clients (bootstrap + optional SASL/TLS)."""
+        return {"bootstrap_servers": self.kafka_bootstrap, **self.kafka_security}
+
+
+def get_settings() -> Settings:
+    return Settings.from_env()

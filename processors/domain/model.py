@@ -1,0 +1,109 @@
+"""Value types shared by the pure domain (reducers, rules) and the stores that persist them.
+
+An *event* inside the domain is the canonical JSON object of CONTRACT.md §1 as a ``dict``,
+already validated and upcast to the current version (``schemas.upcast``).  The domain never
+sees Kafka messages or SQL rows: adapters in ``processors/`` and ``projections/`` translate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Event = dict[str, Any]
+
+CountKind = Literal["payment", "service", "visit", "job", "need", "person", "posting"]
+Severity = Literal["critical", "high", "medium"]
+AlertStatus = Literal["open", "resolved"]
+
+
+@dataclass(frozen=True, slots=True)
+class FactKey:
+    """Grain of the counts read model: one row per kind × key × town × date × person.
+
+    ``key`` is "" where the kind has no key (posting); ``person_id`` is "" for postings.
+    Counting distinct ``person_id`` over rows answers 人; summing ``events`` answers 人次.
+    """
+
+    kind: str
+    key: str
+    town: str
+    date: str  # YYYY-MM-DD, the event's calendar date in Asia/Shanghai
+    person_id: str
+
+
+@dataclass(slots=True)
+class FactDelta:
+    events: int = 0
+    amount_fen: int = 0
+    positions: int = 0
+
+    def add(self, other: FactDelta) -> None:
+        self.events += other.events
+        self.amount_fen += other.amount_fen
+        self.positions += other.positions
+
+    def is_zero(self) -> bool:
+        return self.events == 0 and self.amount_fen == 0 and self.positions == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One risk-hazard alert (风险隐患).  ``alert_id`` is derived from the rule and its subject,
+    so a replay produces the same id; ``detected_at`` is business time (the latest
+    ``occurred_at`` among ``event_ids``), so a replay produces the same value too."""
+
+    alert_id: str
+    rule: str
+    severity: Severity
+    person_id: str
+    status: AlertStatus
+    event_ids: tuple[str, ...]
+    detected_at: str  # RFC 3339, from the events
+    town: str | None = None
+    hazard: str | None = None
+    program: str | None = None
+    period: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["event_ids"] = list(self.event_ids)
+        return {k: v for k, v in data.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Warning:
+    """One need warning (需求预警) judged at a date; not stored, computed on demand."""
+
+    rule: str
+    person_id: str
+    since: str  # YYYY-MM-DD the warning became due
+    town: str | None = None
+    need_id: str | None = None
+    need: str | None = None
+    detail: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(slots=True)
+class EventEffects:
+    """What applying one event changed; the store writes exactly this."""
+
+    fact_deltas: list[tuple[FactKey, FactDelta]] = field(default_factory=list)
+    person_changed: str | None = None
+    alerts_changed: list[Alert] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    """One record as read from ``careledger.events``: its position and the decoded event.
+
+    ``event`` is None for a poison record (undecodable, invalid, unknown version): it was sent
+    to the dead-letter topic by the adapter, and only its position advances in the store.
+    """
+
+    partition: int
+    offset: int
+    event: Event | None
