@@ -32,9 +32,22 @@ def _env(name: str, default: str) -> str:
 
 @dataclass(frozen=True)
 class Topics:
+    """Topic names.  ``namespace`` (``CARELEDGER_TOPIC_NAMESPACE``) prefixes all of them so tests
+    and side-by-side environments can share one broker; empty in production (contract names)."""
+
     events: str = "careledger.events"
     dlq: str = "careledger.events.dlq"
     alerts: str = "careledger.alerts"
+
+    @classmethod
+    def with_namespace(cls, namespace: str) -> Topics:
+        if not namespace:
+            return cls()
+        return cls(
+            events=f"{namespace}.careledger.events",
+            dlq=f"{namespace}.careledger.events.dlq",
+            alerts=f"{namespace}.careledger.alerts",
+        )
 
 
 @dataclass(frozen=True)
@@ -106,7 +119,7 @@ class Settings:
             kafka_bootstrap=_env("CARELEDGER_KAFKA_BOOTSTRAP", f"127.0.0.1:{kafka_port}"),
             event_partitions=int(_env("CARELEDGER_EVENT_PARTITIONS", "12")),
             replication_factor=int(_env("CARELEDGER_REPLICATION_FACTOR", "1")),
-            topics=Topics(),
+            topics=Topics.with_namespace(_env("CARELEDGER_TOPIC_NAMESPACE", "")),
             sql_url=_env("CARELEDGER_SQL_URL", f"sqlite:///{home / 'projections.sqlite3'}"),
             clickhouse_url=os.environ.get("CARELEDGER_CLICKHOUSE_URL") or None,
             rules_path=Path(_env("CARELEDGER_RULES", str(DEFAULT_RULES_PATH))),
