@@ -157,6 +157,30 @@ class Settings:
             fh.write(value)
         return value
 
+    def to_env(self) -> dict[str, str]:
+        """Environment variables that make a child process see these same settings."""
+        namespace = self.topics.events[: -len(".careledger.events")] if self.topics.events != Topics.events else ""
+        env = {
+            "CARELEDGER_HOME": str(self.home),
+            "CARELEDGER_KAFKA_PORT": str(self.kafka_port),
+            "CARELEDGER_KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
+            "CARELEDGER_API_PORT": str(self.api_port),
+            "CARELEDGER_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "CARELEDGER_EVENT_PARTITIONS": str(self.event_partitions),
+            "CARELEDGER_REPLICATION_FACTOR": str(self.replication_factor),
+            "CARELEDGER_TOPIC_NAMESPACE": namespace,
+            "CARELEDGER_SQL_URL": self.sql_url,
+            "CARELEDGER_RULES": str(self.rules_path),
+            "CARELEDGER_TARGETS": str(self.targets_path),
+            "CARELEDGER_PROCESSOR_GROUP": self.processor_group,
+            "CARELEDGER_BATCH_SIZE": str(self.batch_size),
+            "CARELEDGER_BATCH_WITHIN_S": str(self.batch_within_s),
+        }
+        if self.clickhouse_url:
+            env["CARELEDGER_CLICKHOUSE_URL"] = self.clickhouse_url
+        env.update({f"CARELEDGER_KAFKA_{k.upper()}": v for k, v in self.kafka_security.items()})
+        return env
+
     def kafka_client_options(self) -> dict[str, str]:
         """Options shared by kafka-python clients (bootstrap + optional SASL/TLS)."""
         return {"bootstrap_servers": self.kafka_bootstrap, **self.kafka_security}
