@@ -102,7 +102,7 @@ def test_clickhouse_write_and_read(stack: TestStack, clickhouse_url: str) -> Non
                    "ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(d) ORDER BY id")
     client.execute(f"INSERT INTO {database}.t (id, v, d) VALUES", [
         ("a", 1, date(2024, 1, 1)), ("a", 1, date(2024, 1, 1)), ("b", 2, date(2024, 2, 1))])
-    rows = client.execute(f"SELECT count(), sum(v) FROM {database}.t FINAL")
+    rows = client.execute(f"SELECT count(), sum(v) FROM {database}.t FINAL")  # noqa: S608 - generated name
     assert rows == [(2, 3)]
 
 
