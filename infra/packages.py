@@ -27,3 +27,9 @@ def _installed(package: str) -> bool:
     result = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package],
                             capture_output=True, text=True)
     return result.returncode == 0 and "install ok installed" in result.stdout
+
+
+if __name__ == "__main__":
+    import sys
+
+    ensure_debian_packages(sys.argv[1:])

@@ -1,0 +1,61 @@
+# careledger — the commands a newcomer needs.  State lives under $CARELEDGER_HOME (default .careledger).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help venv jars servers up down demo test test-unit test-integration lint schemas bench clean
+
+help:
+	@echo "make demo   - start the stack, stream the calibrated 2024H1 simulation, print the dashboard URL"
+	@echo "make test   - install what the tests need, start Kafka/ClickHouse/PostgreSQL, run all tests"
+	@echo "make up / make down - the local stack in the background (Kafka, processors, API)"
+	@echo "make lint   - ruff;  make schemas - regenerate schemas/json;  make bench - benchmarks"
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found (set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+jars: venv
+	$(BIN)/python -c "from infra.kafka_broker import ensure_jars; ensure_jars()"
+
+servers: venv
+	$(BIN)/python -m infra.packages clickhouse-server clickhouse-client postgresql chromium
+
+up: jars
+	$(BIN)/careledger up
+
+down:
+	@if [ -x $(BIN)/careledger ]; then $(BIN)/careledger down; else echo "nothing to stop"; fi
+
+demo: up
+	$(BIN)/careledger demo
+
+test: jars servers
+	$(BIN)/pytest -q
+
+test-unit: venv
+	$(BIN)/pytest -q tests/unit
+
+test-integration: jars servers
+	$(BIN)/pytest -q tests/integration
+
+lint: venv
+	$(BIN)/ruff check .
+
+schemas: venv
+	$(BIN)/python -m schemas.export
+
+bench: jars
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/replay.py
+
+clean: down
+	rm -rf .careledger

@@ -1,0 +1,141 @@
+"""The whole local stack in the background: ``make up`` / ``make down`` (``careledger up|down``).
+
+Starts, in order: the Kafka broker (and topics), optionally private ClickHouse and PostgreSQL
+servers (``CARELEDGER_LOCAL_SERVERS=clickhouse,postgres``), one processor per projection, and the
+HTTP API; returns when the API answers.  Every process has a pid file under
+``$CARELEDGER_HOME/run`` and a log under ``$CARELEDGER_HOME/logs``; running ``up`` again only
+starts what is not running, ``down`` stops everything it finds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from careledger.settings import Settings
+from infra import process
+from infra.clickhouse_server import ClickHouseServer
+from infra.kafka_broker import KafkaBroker, ensure_topics
+from infra.postgres_server import PostgresServer
+
+API_START_TIMEOUT_S = 90.0
+
+
+@dataclass
+class Service:
+    name: str
+    settings: Settings
+
+    @property
+    def pid_path(self) -> Path:
+        return self.settings.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_path(self) -> Path:
+        return self.settings.logs_dir / f"{self.name}.log"
+
+    def running(self) -> bool:
+        return process.read_pid(self.pid_path) is not None
+
+    def start(self, cmd: list[str], env: dict[str, str]) -> bool:
+        if self.running():
+            return False
+        supervised = [sys.executable, "-m", "infra.supervise", self.name, "--", *cmd]
+        process.spawn(supervised, log_path=self.log_path, pid_path=self.pid_path, env=env,
+                      cwd=Path(__file__).resolve().parent.parent)
+        return True
+
+    def stop(self) -> None:
+        process.stop(self.pid_path, timeout=45)
+
+
+def local_servers() -> set[str]:
+    return {s.strip() for s in os.environ.get("CARELEDGER_LOCAL_SERVERS", "").split(",") if s.strip()}
+
+
+def effective_settings(settings: Settings) -> Settings:
+    """Settings with the URLs of local ClickHouse/PostgreSQL servers this home runs, if any."""
+    wanted = local_servers()
+    if "clickhouse" in wanted:
+        settings = dataclasses.replace(settings, clickhouse_url=ClickHouseServer(settings).url())
+    if "postgres" in wanted:
+        settings = dataclasses.replace(settings, sql_url=PostgresServer(settings).url())
+    return settings
+
+
+def up(settings: Settings, out=print) -> Settings:  # noqa: ANN001 - out is print-like
+    settings.home.mkdir(parents=True, exist_ok=True)
+    for sub in (settings.logs_dir, settings.run_dir):
+        sub.mkdir(parents=True, exist_ok=True)
+    broker = KafkaBroker(settings)
+    if broker.is_running():
+        out(f"kafka      already running on 127.0.0.1:{settings.kafka_port}")
+    else:
+        seconds = broker.start()
+        out(f"kafka      started on 127.0.0.1:{settings.kafka_port} (ready in {seconds:.1f}s)")
+    created = ensure_topics(settings)
+    if created:
+        out(f"topics     created {', '.join(created)}")
+    wanted = local_servers()
+    if "clickhouse" in wanted:
+        server = ClickHouseServer(settings)
+        server.start()
+        out(f"clickhouse {server.url()}")
+    if "postgres" in wanted:
+        server = PostgresServer(settings)
+        server.start()
+        out(f"postgres   {server.url()}")
+    settings = effective_settings(settings)
+    env = settings.to_env()
+
+    from projections.api.auth import ensure_admin_token
+
+    token_created = ensure_admin_token(settings)
+    if token_created:
+        out(f"admin      token written to {settings.admin_token_path} (mode 0600)")
+
+    cli = [sys.executable, "-m", "careledger.cli"]
+    processors = ["sql"] + (["clickhouse"] if settings.clickhouse_url else [])
+    for projection in processors:
+        service = Service(f"processor-{projection}", settings)
+        if service.start([*cli, "process", "--projection", projection], env):
+            out(f"processor  {projection} started (log {service.log_path})")
+        else:
+            out(f"processor  {projection} already running")
+
+    api = Service("api", settings)
+    if api.running():
+        out(f"api        already running on {settings.api_url}")
+    else:
+        process.require_free_port(settings.api_port, "HTTP API", "CARELEDGER_API_PORT")
+        api.start([*cli, "serve"], env)
+        waited = process.wait_until(lambda: _answers(settings.api_url + "/healthz"), timeout=API_START_TIMEOUT_S,
+                                    what="HTTP API", log_path=api.log_path, alive=api.running)
+        out(f"api        {settings.api_url} (ready in {waited:.1f}s)")
+    out(f"dashboard  {settings.api_url}/")
+    return settings
+
+
+def down(settings: Settings, out=print) -> None:  # noqa: ANN001
+    for name in ("api", "processor-clickhouse", "processor-sql"):
+        service = Service(name, settings)
+        if service.running():
+            service.stop()
+            out(f"stopped {name}")
+    for server_type in (ClickHouseServer, PostgresServer, KafkaBroker):
+        server = server_type(settings)
+        if server.is_running():
+            server.stop()
+            out(f"stopped {server_type.__name__}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL we built
+            return response.status == 200
+    except OSError:
+        return False

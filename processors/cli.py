@@ -1,0 +1,19 @@
+"""``careledger process``: run a projection worker (see processors/worker.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("process", help="consume careledger.events into a projection store")
+    parser.add_argument("--projection", choices=["sql", "clickhouse"], default="sql",
+                        help="which store this worker feeds (one consumer group per projection)")
+    parser.set_defaults(func=_process)
+
+
+def _process(args: argparse.Namespace) -> int:
+    from careledger.settings import get_settings
+    from processors.worker import run_worker
+
+    return run_worker(get_settings(), args.projection)
