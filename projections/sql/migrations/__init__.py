@@ -1,0 +1,1 @@
+"""Alembic environment of the SQL read models (run programmatically by ``SqlStore.migrate``)."""
