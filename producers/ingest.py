@@ -1,0 +1,130 @@
+"""``careledger ingest PATH|-``: validate JSON Lines and publish them.
+
+Each line is handled on its own: invalid JSON, invalid UTF-8, an over-long line or an invalid event
+is rejected with "line N: field: reason" (dead-letter topic + report) and never stops the lines
+around it.  Blank lines are ignored.  Exit 0 when nothing was rejected, 2 otherwise, 1 when the
+run itself failed (file unreadable, Kafka unreachable or not acknowledging).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from tqdm import tqdm
+
+from careledger.settings import Settings
+from producers.pipeline import IngestRun, ReportWriter
+from producers.pseudonym import Pseudonymiser
+from producers.publisher import EventPublisher, PublishError
+from schemas.validation import InvalidJson, parse_json_line
+
+MAX_LINE_BYTES = 1024 * 1024
+_CHUNK = 64 * 1024
+
+
+def iter_lines(stream: IO[bytes], limit: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None, int]]:
+    """Yield (line number, line without its newline or None if longer than ``limit``, bytes read).
+
+    Never holds more than ``limit`` bytes of one line in memory."""
+    number = 0
+    while True:
+        chunk = stream.readline(limit + 1)
+        if not chunk:
+            return
+        number += 1
+        consumed = len(chunk)
+        if len(chunk) > limit and not chunk.endswith(b"\n"):
+            while True:  # skip the rest of the over-long line
+                rest = stream.readline(_CHUNK)
+                consumed += len(rest)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield number, None, consumed
+            continue
+        yield number, chunk.rstrip(b"\r\n"), consumed
+
+
+def ingest_stream(stream: IO[bytes], run: IngestRun, progress: tqdm | None = None,
+                  limit: int = MAX_LINE_BYTES) -> None:
+    for number, line, consumed in iter_lines(stream, limit):
+        if progress is not None:
+            progress.update(consumed)
+        if line is None:
+            run.reject(number, [f"line too long: {consumed} bytes, the limit is {limit}"],
+                       f"<{consumed} bytes, not kept>")
+            continue
+        if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]  # a UTF-8 byte-order mark from a Windows editor
+        if not line.strip():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            run.reject(number, [f"invalid UTF-8 at byte {exc.start + 1}"], line)
+            continue
+        try:
+            obj = parse_json_line(text)
+        except InvalidJson as exc:
+            run.reject(number, [str(exc)], text)
+            continue
+        # A parsed object is kept rather than the text: redact() then hides id_number whatever it holds.
+        run.handle(number, obj, obj if isinstance(obj, dict) else text)
+
+
+def run_ingest(settings: Settings, path: str, *, dry_run: bool = False, progress: bool | None = None,
+               max_line_bytes: int = MAX_LINE_BYTES, out: IO[str] = sys.stdout,
+               err: IO[str] = sys.stderr) -> int:
+    """The command body; returns the exit code."""
+    source = "-" if path == "-" else str(Path(path))
+    try:
+        stream: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        print(f"ingest: cannot open {path}: {exc.strerror}", file=err)
+        return 1
+    total = None if path == "-" else Path(path).stat().st_size
+    publisher = None
+    report = None
+    try:
+        if not dry_run:
+            try:
+                publisher = EventPublisher(settings)
+            except Exception as exc:  # noqa: BLE001 - any client error means "cannot reach Kafka"
+                print(f"ingest: cannot connect to Kafka at {settings.kafka_bootstrap}: {exc}", file=err)
+                return 1
+        report = ReportWriter(settings, "ingest")
+        run = IngestRun(Pseudonymiser.from_settings(settings), publisher, report, source)
+        # None lets tqdm decide (shown on a terminal only); stdin has no size to measure against.
+        disable = True if path == "-" or progress is False else (False if progress else None)
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc="ingest", file=err, disable=disable,
+                   leave=False)
+        try:
+            ingest_stream(stream, run, bar, max_line_bytes)
+        finally:
+            bar.close()
+        try:
+            if publisher is not None:
+                publisher.flush()
+        except PublishError as exc:
+            for line in run.summary_lines():
+                print(line, file=out)
+            print(f"ingest: {exc}. Re-running the same file is safe (events are identified by event_id).",
+                  file=err)
+            return 1
+        for line in run.summary_lines():
+            print(line, file=out)
+        if dry_run:
+            print("dry run: nothing was published", file=out)
+        return 0 if run.stats.rejected == 0 else 2
+    finally:
+        if report is not None:
+            report.close()
+        if publisher is not None:
+            try:
+                publisher.close()
+            except PublishError:
+                pass
+        if stream is not sys.stdin.buffer:
+            stream.close()

@@ -1,0 +1,140 @@
+"""What every producer front-end (JSON Lines, CSV, HTTP) does with one input record.
+
+validate -> pseudonymise -> refuse stray ID numbers -> drop repeats of an event_id within the run
+-> publish, or dead-letter with reasons.  Keeping this in one place means the three front-ends
+cannot disagree on what is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from careledger.settings import Settings
+from producers.pseudonym import Pseudonymiser, contains_id_number, redact
+from producers.publisher import EventPublisher, encode
+from schemas.validation import Accepted, Rejected, validate_event
+
+Verdict = Literal["accepted", "duplicate", "rejected"]
+MAX_REASONS_PRINTED = 50
+MAX_REJECTS_KEPT = 1000
+
+
+def prepare(obj: object, pseudonymiser: Pseudonymiser) -> tuple[Accepted | Rejected, bytes | None]:
+    """Validate and pseudonymise one decoded record; returns the verdict and the wire bytes."""
+    result = validate_event(obj)
+    if isinstance(result, Rejected):
+        return result, None
+    event = pseudonymiser.apply(result.event)
+    value = encode(event)
+    if contains_id_number(value.decode("utf-8")):
+        leaks = [p for p in _string_paths(event) if p[0] != "person_id" and contains_id_number(p[1])]
+        if leaks:
+            return Rejected([
+                f"{path}: contains what looks like a national ID number; send ID numbers only as id_number"
+                for path, _ in leaks
+            ]), None
+    return Accepted(event), value
+
+
+def _string_paths(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(obj, dict):
+        return [pair for k, v in obj.items() for pair in _string_paths(v, f"{prefix}{'.' if prefix else ''}{k}")]
+    if isinstance(obj, list):
+        return [pair for i, v in enumerate(obj) for pair in _string_paths(v, f"{prefix}[{i}]")]
+    return [(prefix, obj)] if isinstance(obj, str) else []
+
+
+@dataclass
+class Reject:
+    line: int | str
+    reasons: list[str]
+
+
+@dataclass
+class RunStats:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejects: list[Reject] = field(default_factory=list)
+
+
+class ReportWriter:
+    """JSON Lines of rejects under ``settings.reports_dir`` (mode 0600, redacted records)."""
+
+    def __init__(self, settings: Settings, kind: str) -> None:
+        settings.reports_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        self.path: Path = settings.reports_dir / f"{kind}-{stamp}-{secrets.token_hex(3)}.jsonl"
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._fh: IO[str] = os.fdopen(fd, "w", encoding="utf-8")
+
+    def write(self, origin: dict[str, Any], reasons: list[str], record: Any) -> None:
+        line = {**redact(origin), "reasons": [redact(r) for r in reasons], "record": redact(record)}
+        self._fh.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class IngestRun:
+    """One ingest run: counts, in-run de-duplication, publishing, dead letters and the report.
+
+    ``publisher`` may be None for a dry run (validate only).  ``report`` may be None (HTTP)."""
+
+    def __init__(self, pseudonymiser: Pseudonymiser, publisher: EventPublisher | None,
+                 report: ReportWriter | None, source: str) -> None:
+        self.pseudonymiser = pseudonymiser
+        self.publisher = publisher
+        self.report = report
+        self.source = source
+        self.stats = RunStats()
+        self._seen: set[str] = set()
+
+    def reject(self, line: int | str, reasons: list[str], record: Any) -> Verdict:
+        reasons = [redact(r) for r in reasons]
+        origin = {"source": self.source, "line": line}
+        self.stats.rejected += 1
+        if len(self.stats.rejects) < MAX_REJECTS_KEPT:  # the report has them all
+            self.stats.rejects.append(Reject(line, reasons))
+        if self.publisher is not None:
+            self.publisher.publish_dlq(record, reasons, origin)
+        if self.report is not None:
+            self.report.write(origin, reasons, record)
+        return "rejected"
+
+    def handle(self, line: int | str, obj: object, record: Any,
+               explain: Callable[[list[str]], list[str]] | None = None) -> Verdict:
+        """``obj`` is the decoded record; ``record`` what to keep (redacted) if it is rejected;
+        ``explain`` rewrites field-path reasons for the front-end (e.g. naming CSV columns)."""
+        result, value = prepare(obj, self.pseudonymiser)
+        if isinstance(result, Rejected):
+            reasons = explain(result.reasons) if explain else result.reasons
+            return self.reject(line, reasons, record)
+        event_id = result.event["event_id"]
+        if event_id in self._seen:
+            self.stats.duplicates += 1
+            return "duplicate"
+        self._seen.add(event_id)
+        if self.publisher is not None:
+            self.publisher.publish(result.event, value=value)
+        self.stats.accepted += 1
+        return "accepted"
+
+    def summary_lines(self, limit: int = MAX_REASONS_PRINTED) -> list[str]:
+        s = self.stats
+        out = [f"accepted: {s.accepted}", f"duplicates: {s.duplicates}", f"rejected: {s.rejected}"]
+        for reject in s.rejects[:limit]:
+            where = f"line {reject.line}" if isinstance(reject.line, int) else str(reject.line)
+            out += [f"  {where}: {reason}" for reason in reject.reasons]
+        if s.rejected > min(limit, len(s.rejects)):
+            out.append(f"  ... and {s.rejected - min(limit, len(s.rejects))} more rejected (see the report)")
+        if self.report is not None:
+            out.append(f"report: {self.report.path}")
+        return out

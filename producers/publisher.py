@@ -1,0 +1,164 @@
+"""The one way events reach Kafka: an idempotent, acks=all kafka-python producer.
+
+No-loss settings (see shared/notes/streaming-stack.md): ``acks="all"`` and
+``enable_idempotence=True`` set explicitly (a conflicting option would silently turn idempotence
+off), lz4 batches, retries.  Every send's future is checked: failures are collected by the
+producer's I/O thread and raised from ``flush()``, so a caller that flushed without an error knows
+every event it published is on the broker.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from careledger.settings import Settings
+from producers.pseudonym import redact
+from schemas.validation import partition_key
+
+MAX_DLQ_RECORD_CHARS = 64 * 1024  # keeps a dead letter well under the broker's message limit
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "enable_idempotence": True,
+    "linger_ms": 10,
+    "batch_size": 256 * 1024,
+    "compression_type": "lz4",
+    "retries": 2_147_483_647,
+    "delivery_timeout_ms": 120_000,
+    "max_in_flight_requests_per_connection": 5,
+    "max_request_size": 4 * 1024 * 1024,
+    "client_id": "careledger-producer",
+}
+
+
+class PublishError(RuntimeError):
+    """Some sends were not acknowledged.  Safe to re-run: event_ids make re-sends harmless."""
+
+    def __init__(self, failures: Sequence[str]) -> None:
+        self.failures = list(failures)
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        super().__init__(f"{len(failures)} message(s) not acknowledged by Kafka: "
+                         + "; ".join(failures[:5]) + more)
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, the wire form of an event."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class EventPublisher:
+    """Publish canonical (pseudonymised) events and dead letters.
+
+    Thread-safe (KafkaProducer is); use as a context manager or call ``flush()``/``close()``.
+    """
+
+    def __init__(self, settings: Settings, *, producer: Any = None, **overrides: Any) -> None:
+        self.settings = settings
+        self.topics = settings.topics
+        config = {**settings.kafka_client_options(), **PRODUCER_DEFAULTS, **overrides}
+        self._producer = producer if producer is not None else KafkaProducer(**config)
+        self._lock = threading.Lock()
+        self._failures: list[str] = []
+        self.sent = 0
+        self.dead_lettered = 0
+
+    # ---- sending --------------------------------------------------------------------------------
+    def _send(self, topic: str, key: str | None, value: bytes, track: bool = True) -> Any:
+        try:
+            future = self._producer.send(topic, key=key.encode("utf-8") if key is not None else None,
+                                         value=value)
+        except KafkaError as exc:
+            self._record(topic, exc)
+            return None
+        if track:
+            future.add_errback(lambda exc: self._record(topic, exc))
+        return future
+
+    def _record(self, topic: str, exc: BaseException) -> None:
+        with self._lock:
+            self._failures.append(f"{topic}: {type(exc).__name__}: {redact(str(exc))}")
+
+    def publish(self, event: dict[str, Any], *, value: bytes | None = None) -> Any:
+        """Send one validated, pseudonymised event keyed by ``partition_key``; returns the future.
+
+        ``value`` may carry the already encoded event (callers that scanned the bytes)."""
+        if "id_number" in event:
+            raise ValueError("refusing to publish an event that still has id_number")
+        self.sent += 1
+        return self._send(self.topics.events, partition_key(event), value if value is not None else encode(event))
+
+    def publish_dlq(self, record: Any, reasons: Iterable[str], origin: dict[str, Any]) -> Any:
+        """Dead-letter a rejected input with its reasons and where it came from (redacted)."""
+        safe = redact(record)
+        if isinstance(safe, str) and len(safe) > MAX_DLQ_RECORD_CHARS:
+            safe = safe[:MAX_DLQ_RECORD_CHARS] + "...[truncated]"
+        elif not isinstance(safe, str) and len(encode_any(safe)) > MAX_DLQ_RECORD_CHARS:
+            safe = encode_any(safe)[:MAX_DLQ_RECORD_CHARS] + "...[truncated]"
+        body = {"reasons": [redact(r) for r in reasons], "origin": redact(origin), "record": safe}
+        self.dead_lettered += 1
+        return self._send(self.topics.dlq, None, encode(body))
+
+    def publish_and_wait(self, events: Sequence[tuple[dict[str, Any], bytes | None]],
+                         timeout: float = 30.0) -> None:
+        """Send events and wait for exactly their acknowledgements (for request/response callers,
+        whose failures must not surface in someone else's ``flush``)."""
+        futures = []
+        failures: list[str] = []
+        for event, value in events:
+            if "id_number" in event:
+                raise ValueError("refusing to publish an event that still has id_number")
+            try:
+                futures.append(self._producer.send(
+                    self.topics.events, key=partition_key(event).encode("utf-8"),
+                    value=value if value is not None else encode(event)))
+            except KafkaError as exc:
+                failures.append(f"{type(exc).__name__}: {redact(str(exc))}")
+        self._producer.flush(timeout=timeout)
+        for future in futures:
+            try:
+                future.get(timeout=timeout)
+            except KafkaError as exc:
+                failures.append(f"{type(exc).__name__}: {redact(str(exc))}")
+        self.sent += len(futures)
+        if failures:
+            raise PublishError(failures)
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait for every send; raise ``PublishError`` if any failed since the last flush."""
+        try:
+            self._producer.flush(timeout=timeout)
+        except KafkaError as exc:
+            self._record("flush", exc)
+        with self._lock:
+            failures, self._failures = self._failures, []
+        if failures:
+            raise PublishError(failures)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        try:
+            self.flush(timeout)
+        finally:
+            self._producer.close(timeout=timeout)
+
+    def __enter__(self) -> EventPublisher:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # do not mask the original error with a flush failure
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001, S110 - the original exception is the one to report
+                pass
+
+
+def encode_any(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)

@@ -1,0 +1,58 @@
+"""The closed vocabularies of CONTRACT.md §1, in one place so models, CSV layouts and tests agree."""
+
+from __future__ import annotations
+
+EVENT_TYPES: tuple[str, ...] = (
+    "person.registered",
+    "person.profile_changed",
+    "person.status_changed",
+    "visit.completed",
+    "payment.disbursed",
+    "payment.reversed",
+    "need.registered",
+    "service.delivered",
+    "job.placed",
+    "job.posted",
+)
+PERSONLESS_TYPES: frozenset[str] = frozenset({"job.posted"})
+
+CATEGORIES: tuple[str, ...] = (
+    "visual", "hearing", "speech", "physical", "intellectual", "mental", "multiple",
+)
+GRADES: tuple[int, ...] = (1, 2, 3, 4)
+STATUSES: tuple[str, ...] = ("active", "cancelled", "deceased")
+VISIT_KINDS: tuple[str, ...] = ("home_visit", "rehab_in_village", "family_doctor", "assessment")
+HAZARDS: tuple[str, ...] = (
+    "living_alone_no_caregiver",
+    "unsafe_housing",
+    "mental_health_crisis",
+    "abuse_or_neglect",
+    "medical_emergency",
+)
+PROGRAMS: tuple[str, ...] = (
+    "living_subsidy",
+    "nursing_subsidy",
+    "medical_insurance_subsidy",
+    "pension_insurance_subsidy",
+    "self_employed_pension_subsidy",
+    "accident_insurance",
+    "rehab_subsidy",
+    "education_aid",
+)
+NEEDS: tuple[str, ...] = (
+    "employment", "assistive_device", "rehabilitation", "education", "accessibility_modification", "care",
+)
+SERVICES: tuple[str, ...] = (
+    "assistive_device_fitting",
+    "autism_child_rehab",
+    "rehab_service",
+    "vocational_training",
+    "accessibility_modification",
+    "mental_health_settlement",
+    "online_ward",
+    "group_counseling",
+    "education_support",
+)
+PLACEMENT_KINDS: tuple[str, ...] = (
+    "proportional", "centralized", "self_employed", "sheltered", "public_welfare", "flexible",
+)

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+
+from producers.publisher import MAX_DLQ_RECORD_CHARS, PRODUCER_DEFAULTS, EventPublisher, PublishError
+from schemas import validate_event
+from tests.unit.producers.conftest import FakeProducer
+from tests.unit.schemas.examples import event
+
+
+def test_no_loss_producer_settings() -> None:
+    assert PRODUCER_DEFAULTS["acks"] == "all"
+    assert PRODUCER_DEFAULTS["enable_idempotence"] is True
+    assert PRODUCER_DEFAULTS["compression_type"] == "lz4"
+    assert PRODUCER_DEFAULTS["batch_size"] == 256 * 1024
+    assert 5 <= PRODUCER_DEFAULTS["linger_ms"] <= 20
+    assert PRODUCER_DEFAULTS["retries"] > 0
+
+
+def test_publish_keys_and_compact_json(publisher: EventPublisher, fake_producer: FakeProducer) -> None:
+    person = validate_event(event("payment.disbursed")).event
+    posting = validate_event(event("job.posted")).event
+    publisher.publish(person)
+    publisher.publish(posting)
+    publisher.flush()
+    topic, key, value = fake_producer.sent[0]
+    assert topic == "careledger.events" and key == person["person_id"].encode()
+    assert b", " not in value and "城关镇".encode() in value
+    assert fake_producer.sent[1][1] == "某某公司".encode()
+
+
+def test_refuses_raw_ids(publisher: EventPublisher) -> None:
+    raw = validate_event(event("payment.disbursed", person_id=None, id_number="110101199003071233")).event
+    with pytest.raises(ValueError):
+        publisher.publish(raw)
+
+
+def test_dlq_body_is_redacted_and_bounded(publisher: EventPublisher, fake_producer: FakeProducer) -> None:
+    publisher.publish_dlq({"id_number": "110101199003071234", "x": 1}, ["payload.x: unknown field"],
+                          {"source": "f.jsonl", "line": 3})
+    publisher.publish_dlq("y" * (MAX_DLQ_RECORD_CHARS * 2), ["too long"], {"source": "f", "line": 4})
+    publisher.flush()
+    (key, first), (_, second) = fake_producer.messages("careledger.events.dlq")
+    assert key is None
+    assert first == {"reasons": ["payload.x: unknown field"], "origin": {"source": "f.jsonl", "line": 3},
+                     "record": {"id_number": "[ID-REDACTED]", "x": 1}}
+    assert len(second["record"]) < MAX_DLQ_RECORD_CHARS + 100
+
+
+def test_failures_raise_from_flush(publisher: EventPublisher, fake_producer: FakeProducer) -> None:
+    fake_producer.fail_topics.add("careledger.events")
+    publisher.publish(validate_event(event("payment.disbursed")).event)
+    with pytest.raises(PublishError, match="1 message"):
+        publisher.flush()
+    publisher.flush()  # reported once
+
+
+def test_publish_and_wait(publisher: EventPublisher, fake_producer: FakeProducer) -> None:
+    e = validate_event(event("payment.disbursed")).event
+    publisher.publish_and_wait([(e, None)])
+    fake_producer.fail_topics.add("careledger.events")
+    with pytest.raises(PublishError):
+        publisher.publish_and_wait([(e, None)])
+
+
+def test_context_manager_closes(publisher: EventPublisher, fake_producer: FakeProducer) -> None:
+    with publisher:
+        pass
+    assert fake_producer.closed

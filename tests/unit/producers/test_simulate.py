@@ -1,0 +1,232 @@
+"""The district simulator: reproducible, ordered, valid, and calibrated to the federation's H1 report."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from producers.simulate import CalibrationError, SimConfig, generate
+from producers.simulate.cli import TokenBucket, parse_rate, register
+from producers.simulate.generator import RANGES, allocate
+from producers.simulate.report import PACKAGED_REPORT
+
+SHARED_REPORT = Path(__file__).resolve().parents[3].parent / "shared" / "domain" / "h1-report.csv"
+REPORT = SHARED_REPORT if SHARED_REPORT.exists() else PACKAGED_REPORT
+SMALL = SimConfig(seed=7, persons=1500)
+
+
+@pytest.fixture(scope="module")
+def calibrated() -> list[dict]:
+    return list(generate(SimConfig(seed=42, calibrate="2024H1")))
+
+
+def _lines(events) -> list[str]:
+    return [json.dumps(e, ensure_ascii=False, sort_keys=True) for e in events]
+
+
+# ---- an independent reference counter (the /api/counts rules, written from the contract) ----------
+KEY_FIELD = {"payment": "program", "service": "service", "visit": "visit_kind", "job": "placement_kind",
+             "need": "need", "person": "category", "posting": None}
+TYPE_KIND = {"payment.disbursed": "payment", "service.delivered": "service", "visit.completed": "visit",
+             "job.placed": "job", "need.registered": "need", "person.registered": "person",
+             "job.posted": "posting"}
+
+
+def _shanghai_date(ts: str) -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.fromisoformat(ts).astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+
+
+def reference_counts(events: list[dict], date_from: str, date_to: str) -> dict:
+    unique = {}
+    for e in events:
+        unique.setdefault(e["event_id"], e)
+    reversed_ids = {e["payload"]["reverses"] for e in unique.values() if e["type"] == "payment.reversed"}
+    out: dict = defaultdict(lambda: {"events": 0, "persons": set(), "amount_fen": 0, "positions": 0})
+    for event_id, e in unique.items():
+        kind = TYPE_KIND.get(e["type"])
+        if kind is None or event_id in reversed_ids:
+            continue
+        if not date_from <= _shanghai_date(e["occurred_at"]) <= date_to:
+            continue
+        field = KEY_FIELD[kind]
+        for key in {"", e["payload"][field] if field else ""}:
+            row = out[(kind, key)]
+            row["events"] += 1
+            if e.get("person_id"):
+                row["persons"].add(e["person_id"])
+            row["amount_fen"] += e["payload"].get("amount_fen", 0)
+            row["positions"] += e["payload"].get("positions", 0)
+    return out
+
+
+def report_rows() -> list[dict]:
+    with REPORT.open(encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+# ---- tests ----------------------------------------------------------------------------------------
+def test_same_seed_same_stream_different_seed_different():
+    first, second = _lines(generate(SMALL)), _lines(generate(SMALL))
+    assert first == second
+    other = _lines(generate(SimConfig(seed=8, persons=1500)))
+    assert other != first
+    assert len(set(first) & set(other)) == 0  # not even a shared event (ids differ)
+
+
+def test_ordered_by_occurred_at_and_unique_ids(calibrated):
+    stamps = [e["occurred_at"] for e in calibrated]
+    assert all(ts.endswith("+08:00") for ts in stamps)
+    assert stamps == sorted(stamps)
+    assert len({e["event_id"] for e in calibrated}) == len(calibrated)
+    assert stamps[0] < "2009" and stamps[-1] <= "2024-06-30T23:59:59+08:00"
+
+
+def test_calibrated_h1_reproduces_every_report_row(calibrated):
+    counts = reference_counts(calibrated, "2024-01-01", "2024-06-30")
+    rows = report_rows()
+    assert len(rows) >= 19
+    for row in rows:
+        got = counts[(row["kind"], row["key"])]
+        if row["events"]:
+            assert got["events"] == int(row["events"]), row["metric"]
+        if row["persons"]:
+            assert len(got["persons"]) == int(row["persons"]), row["metric"]
+        if row["amount_yuan"]:
+            assert got["amount_fen"] == int(Decimal(row["amount_yuan"]) * 100), row["metric"]
+        if row["kind"] == "posting":
+            assert got["positions"] == int(row["note"].split()[0]) == 122
+    # the two published-as-person-times subsidies have plausible monthly recipient numbers
+    for program, monthly in (("living_subsidy", 3500), ("nursing_subsidy", 6800)):
+        persons = len(counts[("payment", program)]["persons"])
+        assert monthly * 0.9 < persons < monthly * 1.2, (program, persons)
+
+
+def test_rehab_in_village_spread_and_realistic_extras(calibrated):
+    h1 = [e for e in calibrated if e["occurred_at"] >= "2024-01-01"]
+    rehab = [e for e in h1 if e["type"] == "visit.completed" and e["payload"]["visit_kind"] == "rehab_in_village"]
+    assert len({e["town"] for e in rehab}) == 8
+    assert len({(e["town"], e["village"]) for e in rehab}) == 10
+    by_id = {e["event_id"]: e for e in calibrated}
+    reversals = [e for e in calibrated if e["type"] == "payment.reversed"]
+    assert reversals
+    for rev in reversals:
+        target = by_id[rev["payload"]["reverses"]]
+        assert target["type"] == "payment.disbursed" and target["person_id"] == rev["person_id"]
+        assert target["occurred_at"] < rev["occurred_at"]
+    out_of_range = [e for e in h1 if e["type"] == "payment.disbursed"
+                    and not RANGES[e["payload"]["program"]][0] <= e["payload"]["amount_fen"]
+                    <= RANGES[e["payload"]["program"]][1]]
+    assert 3 <= len(out_of_range) <= 30
+    ended = {e["person_id"]: e["payload"]["effective_date"] for e in calibrated
+             if e["type"] == "person.status_changed"}
+    after_end = [e for e in calibrated if e["type"] == "payment.disbursed" and e["person_id"] in ended
+                 and e["payload"]["period"] + "-01" > ended[e["person_id"]]]
+    assert after_end  # payment_after_end cases exist
+    assert any(e["payload"]["hazards"] for e in h1 if e["type"] == "visit.completed")
+    needs = {e["payload"]["need_id"] for e in calibrated if e["type"] == "need.registered"}
+    met = {e["payload"]["need_id"] for e in calibrated
+           if e["type"] in ("service.delivered", "job.placed") and "need_id" in e["payload"]}
+    assert met <= needs and met and needs - met
+
+
+def test_every_person_event_follows_registration(calibrated):
+    registered: set[str] = set()
+    for e in calibrated:
+        if e["type"] == "person.registered":
+            assert e["person_id"] not in registered
+            registered.add(e["person_id"])
+        elif e["type"] != "job.posted":
+            assert e["person_id"] in registered, e
+
+
+def test_every_event_is_valid(calibrated):
+    validation = pytest.importorskip("schemas.validation")
+    for e in calibrated:
+        result = validation.validate_event(e)
+        assert isinstance(result, validation.Accepted), (e, getattr(result, "reasons", None))
+
+
+def test_tail_does_not_change_h1_and_id_numbers_are_consistent():
+    base = _lines(generate(SMALL))
+    with_tail = list(generate(SimConfig(seed=7, persons=1500, tail_months=2)))
+    assert _lines(e for e in with_tail if e["occurred_at"] < "2024-07") == base
+    assert with_tail[-1]["occurred_at"].startswith("2024-08")
+
+    from schemas.idnumber import is_valid_id_number
+
+    events = list(generate(SimConfig(seed=7, persons=1500, id_number_fraction=0.2)))
+    carried = [e for e in events if "id_number" in e]
+    assert 0.1 * len(events) < len(carried) < 0.3 * len(events)
+    assert all("person_id" not in e and is_valid_id_number(e["id_number"]) for e in carried)
+    regs = [e["id_number"] for e in carried if e["type"] == "person.registered"]
+    assert len(regs) == len(set(regs))
+    # only the identity field differs from the plain run
+    plain = list(generate(SMALL))
+    strip = lambda e: {k: v for k, v in e.items() if k not in ("person_id", "id_number")}  # noqa: E731
+    assert [strip(e) for e in events] == [strip(e) for e in plain]
+
+
+def test_resend_repeats_identical_events():
+    events = list(generate(SimConfig(seed=7, persons=1500, resend_fraction=0.01)))
+    ids = [e["event_id"] for e in events]
+    assert len(ids) > len(set(ids))
+    firsts: dict[str, dict] = {}
+    for e in events:
+        assert firsts.setdefault(e["event_id"], e) == e
+
+
+def test_too_small_population_cannot_calibrate():
+    with pytest.raises(CalibrationError):
+        generate(SimConfig(persons=2000, calibrate="2024H1"))
+    with pytest.raises(ValueError):
+        SimConfig(calibrate="2023H2")
+
+
+def test_allocate_hits_total_within_range():
+    rng = random.Random(1)
+    bases = [rng.randint(100, 900) * 100 for _ in range(1000)]
+    out = allocate(43_210_000, bases, 10_000, 100_000, rng)
+    assert sum(out) == 43_210_000 and all(10_000 <= x <= 100_000 for x in out)
+    assert sum(allocate(122, [3] * 35, 1, 30, rng, unit=1)) == 122
+    with pytest.raises(CalibrationError):
+        allocate(10, [1, 1], 10, 20, rng)
+
+
+def test_rate_parsing_and_token_bucket():
+    assert parse_rate("500/s") == 500 and parse_rate("500") == 500 and parse_rate("30/min") == 0.5
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_rate("fast")
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    bucket = TokenBucket(100, burst=1, clock=lambda: now[0], sleep=sleep)
+    for _ in range(101):
+        bucket.take()
+    assert now[0] == pytest.approx(1.0)
+
+
+def test_cli_writes_json_lines(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "events.jsonl"
+    args = parser.parse_args(["simulate", "--seed", "7", "--persons", "1500", "--out", str(out),
+                              "--limit", "2500", "--no-progress"])
+    assert args.func(args) == 0
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2500
+    assert [json.loads(line) for line in lines] == list(generate(SMALL))[:2500]
+    assert "2500 events" in capsys.readouterr().err
