@@ -8,11 +8,13 @@ needs with and without fulfilment, postings, and producer re-sends (same event_i
 
 from __future__ import annotations
 
+import itertools
 import random
 import zlib
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
+from processors.domain.counts import reference_counts
 from processors.domain.model import Consumed
 
 TOWNS = ("东城街道", "西城镇", "南山镇", "北湖街道")
@@ -167,3 +169,29 @@ def to_records(events: list[dict[str, Any]], partitions: int = 3, start_offset: 
 
 def batches(records: list[Consumed], size: int) -> list[list[Consumed]]:
     return [records[i : i + size] for i in range(0, len(records), size)]
+
+
+# --- checks shared by the SQLite, PostgreSQL and ClickHouse store tests ---------------------
+KIND_KEYS: dict[str, tuple[str | None, ...]] = {
+    "payment": (None, *PROGRAMS[:4]),
+    "service": (None, *SERVICES[:3]),
+    "visit": (None, *VISIT_KINDS),
+    "job": (None, *PLACEMENTS[:2]),
+    "need": (None, *NEEDS[:2]),
+    "person": (None, "physical", "mental"),
+    "posting": (None, "", "x"),
+}
+RANGES = ((None, None), ("2024-02-01", None), (None, "2024-03-31"), ("2024-03-15", "2024-05-02"),
+          ("2024-04-10", "2024-04-10"))
+
+
+def check_counts(store: Any, events: list[dict[str, Any]]) -> int:
+    checked = 0
+    for kind, keys in KIND_KEYS.items():
+        for key, town, (lo, hi) in itertools.product(keys, (None, *TOWNS[:2]), RANGES):
+            got = store.counts(kind, key=key, date_from=lo and date.fromisoformat(lo),
+                               date_to=hi and date.fromisoformat(hi), town=town)
+            want = reference_counts(events, kind, key, lo, hi, town)
+            assert got == want, (kind, key, town, lo, hi)
+            checked += 1
+    return checked

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from datetime import date
 from typing import Any
 
@@ -16,31 +15,15 @@ from processors.domain.warnings import evaluate_warnings
 from projections import open_store
 from projections.sql.store import EventApplyError, SqlStore
 from tests.unit.projections.gen import (
-    NEEDS,
-    PLACEMENTS,
-    PROGRAMS,
-    SERVICES,
+    KIND_KEYS,
     TOWNS,
-    VISIT_KINDS,
     Gen,
     batches,
+    check_counts,
     to_records,
 )
 
 RULES = default_rules()
-KIND_KEYS: dict[str, tuple[str | None, ...]] = {
-    "payment": (None, *PROGRAMS[:4]),
-    "service": (None, *SERVICES[:3]),
-    "visit": (None, *VISIT_KINDS),
-    "job": (None, *PLACEMENTS[:2]),
-    "need": (None, *NEEDS[:2]),
-    "person": (None, "physical", "mental"),
-    "posting": (None, "", "x"),
-}
-RANGES = ((None, None), ("2024-02-01", None), (None, "2024-03-31"), ("2024-03-15", "2024-05-02"),
-          ("2024-04-10", "2024-04-10"))
-
-
 def make_store(tmp_path, name: str = "p.sqlite3", **kw: Any) -> SqlStore:
     store = SqlStore(f"sqlite:///{tmp_path / name}", RULES, **kw)
     store.migrate()
@@ -50,18 +33,6 @@ def make_store(tmp_path, name: str = "p.sqlite3", **kw: Any) -> SqlStore:
 @pytest.fixture(scope="module")
 def stream() -> list[dict[str, Any]]:
     return Gen(seed=11, persons=70).stream(700)
-
-
-def check_counts(store: Any, events: list[dict[str, Any]]) -> int:
-    checked = 0
-    for kind, keys in KIND_KEYS.items():
-        for key, town, (lo, hi) in itertools.product(keys, (None, *TOWNS[:2]), RANGES):
-            got = store.counts(kind, key=key, date_from=lo and date.fromisoformat(lo),
-                               date_to=hi and date.fromisoformat(hi), town=town)
-            want = reference_counts(events, kind, key, lo, hi, town)
-            assert got == want, (kind, key, town, lo, hi)
-            checked += 1
-    return checked
 
 
 def test_counts_match_reference(tmp_path, stream):
