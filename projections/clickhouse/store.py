@@ -151,8 +151,8 @@ class ClickHouseStore:
         )
         self._execute(
             "CREATE TABLE IF NOT EXISTS consumer_offsets (\n"
-            "  projection String, topic String, `partition` Int32, `offset` UInt64\n) "
-            "ENGINE = ReplacingMergeTree(`offset`) ORDER BY (projection, topic, `partition`)"
+            "  `projection` String, `topic` String, `partition` Int32, `offset` UInt64\n) "
+            "ENGINE = ReplacingMergeTree(`offset`) ORDER BY (`projection`, `topic`, `partition`)"
         )
 
     def reset(self) -> None:
@@ -171,7 +171,7 @@ class ClickHouseStore:
     def offsets(self) -> dict[int, int]:
         rows = self._execute(
             "SELECT `partition`, max(`offset`) FROM consumer_offsets "
-            "WHERE projection = %(projection)s AND topic = %(topic)s GROUP BY `partition`",
+            "WHERE `projection` = %(projection)s AND `topic` = %(topic)s GROUP BY `partition`",
             {"projection": self.projection, "topic": self.topic},
         )
         return {int(p): int(o) for p, o in rows}
@@ -207,7 +207,7 @@ class ClickHouseStore:
             )
         parts = sorted(moved)
         self._execute(
-            "INSERT INTO consumer_offsets (projection, topic, `partition`, `offset`) VALUES",
+            "INSERT INTO consumer_offsets (`projection`, `topic`, `partition`, `offset`) VALUES",
             [
                 [self.projection] * len(parts),
                 [self.topic] * len(parts),
