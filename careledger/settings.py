@@ -68,6 +68,9 @@ class Settings:
     batch_size: int
     batch_within_s: float
     kafka_security: dict[str, str] = field(default_factory=dict)
+    # aggregate answers with fewer distinct persons than this are suppressed for anonymous and
+    # viewer callers of the read API (CARELEDGER_SMALL_CELL; 0 or 1 turns suppression off)
+    small_cell_threshold: int = 5
 
     # --- derived locations (all runtime state lives under ``home``) ---------------------------
     @property
@@ -128,6 +131,7 @@ class Settings:
             batch_size=int(_env("CARELEDGER_BATCH_SIZE", "2000")),
             batch_within_s=float(_env("CARELEDGER_BATCH_WITHIN_S", "0.5")),
             kafka_security=security,
+            small_cell_threshold=int(_env("CARELEDGER_SMALL_CELL", "5")),
         )
 
     # --- secrets ----------------------------------------------------------------------------
@@ -175,6 +179,7 @@ class Settings:
             "CARELEDGER_PROCESSOR_GROUP": self.processor_group,
             "CARELEDGER_BATCH_SIZE": str(self.batch_size),
             "CARELEDGER_BATCH_WITHIN_S": str(self.batch_within_s),
+            "CARELEDGER_SMALL_CELL": str(self.small_cell_threshold),
         }
         if self.clickhouse_url:
             env["CARELEDGER_CLICKHOUSE_URL"] = self.clickhouse_url

@@ -1,0 +1,319 @@
+"""Bearer tokens, roles and the audit log of the read API.
+
+Roles:
+
+- ``viewer``: aggregates only (counts, report, targets, status); small cells stay suppressed;
+- ``caseworker``: aggregates plus person-level data (alerts, warnings, timelines, acknowledging
+  alerts) of the towns listed on the token; a person outside them answers 403;
+- ``admin``: everything, including ``/api/audit`` and ``POST /api/events``.
+
+A token is ``cl_`` + 32 random bytes (URL-safe base64); only its SHA-256 is stored, in the table
+``api_tokens`` of the same SQL database as the SQL read models (``settings.sql_url``).  Every
+request to a person-level or admin route is written to ``audit_log`` (who, what, when, answer).
+
+These tables belong to the API, not to the projection store: they are created here with
+``create_all`` (idempotent) and are left alone by the store's migrations and ``reset``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
+
+from careledger.settings import Settings
+
+ROLES = ("viewer", "caseworker", "admin")
+TOKEN_PREFIX = "cl_"
+ADMIN_TOKEN_NAME = "local-admin"
+
+metadata = MetaData()
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("name", String(128), nullable=False, index=True),
+    Column("role", String(16), nullable=False),
+    Column("towns", JSON, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("revoked_at", String(40), nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", String(40), nullable=False, index=True),
+    Column("token_name", String(128), nullable=True),
+    Column("role", String(16), nullable=True),
+    Column("method", String(8), nullable=False),
+    Column("path", String(512), nullable=False),
+    Column("query", Text, nullable=True),
+    Column("person_id", String(128), nullable=True, index=True),
+    Column("status", Integer, nullable=False),
+)
+
+
+class TokenError(ValueError):
+    """A token command was refused (unknown role, name taken, caseworker without towns...)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling.  ``name`` None: anonymous (no Authorization header)."""
+
+    name: str | None
+    role: str | None
+    towns: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def anonymous(self) -> bool:
+        return self.name is None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def may_see_town(self, town: str | None) -> bool:
+        if self.role == "admin":
+            return True
+        return self.role == "caseworker" and town is not None and town in self.towns
+
+    def town_filter(self) -> list[str] | None:
+        """Towns to restrict person-level queries to (None: no restriction)."""
+        return None if self.role == "admin" else list(self.towns)
+
+
+ANONYMOUS = Principal(None, None)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _engine_for(url: str) -> Engine:
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite"):
+        kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            kwargs["poolclass"] = StaticPool
+        return create_engine(url, **kwargs)
+    return create_engine(url, pool_pre_ping=True)
+
+
+def parse_towns(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = value.replace("，", ",").split(",") if isinstance(value, str) else list(value)
+    return tuple(dict.fromkeys(t.strip() for t in items if t and t.strip()))
+
+
+class TokenStore:
+    """The ``api_tokens`` and ``audit_log`` tables on ``sql_url`` (SQLite or PostgreSQL)."""
+
+    def __init__(self, sql_url: str, *, engine: Engine | None = None) -> None:
+        self.url = sql_url
+        self.engine = engine if engine is not None else _engine_for(sql_url)
+        self._migrated = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenStore:
+        return cls(settings.sql_url)
+
+    def migrate(self) -> None:
+        with self._lock:
+            if not self._migrated:
+                metadata.create_all(self.engine, checkfirst=True)
+                self._migrated = True
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ tokens
+    def create(self, name: str, role: str, towns: str | Sequence[str] | None = None) -> str:
+        """Create a token and return it (the only time it is visible); store its hash."""
+        name = (name or "").strip()
+        if not name or len(name) > 128:
+            raise TokenError("token name must be 1-128 characters")
+        if role not in ROLES:
+            raise TokenError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+        town_list = parse_towns(towns)
+        if role == "caseworker" and not town_list:
+            raise TokenError("a caseworker token needs --towns (the towns whose persons it may see)")
+        if role != "caseworker" and town_list:
+            raise TokenError(f"--towns only applies to caseworker tokens, not {role}")
+        self.migrate()
+        token = new_token()
+        with self.engine.begin() as conn:
+            taken = conn.execute(
+                select(func.count()).select_from(api_tokens)
+                .where(api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))
+            ).scalar_one()
+            if taken:
+                raise TokenError(f"an active token named {name!r} exists; revoke it first")
+            conn.execute(insert(api_tokens).values(
+                token_hash=hash_token(token), name=name, role=role, towns=list(town_list), created_at=_now()))
+        return token
+
+    def register_hash(self, token: str, name: str, role: str) -> bool:
+        """Store an existing token's hash (used for the admin token file); False if known."""
+        self.migrate()
+        digest = hash_token(token)
+        with self.engine.begin() as conn:
+            if conn.execute(select(api_tokens.c.name).where(api_tokens.c.token_hash == digest)).first():
+                return False
+            conn.execute(insert(api_tokens).values(
+                token_hash=digest, name=self._free_name(conn, name), role=role, towns=[], created_at=_now()))
+        return True
+
+    @staticmethod
+    def _free_name(conn: Any, name: str) -> str:
+        candidate, n = name, 1
+        while conn.execute(select(api_tokens.c.name).where(
+                api_tokens.c.name == candidate, api_tokens.c.revoked_at.is_(None))).first():
+            n += 1
+            candidate = f"{name}-{n}"
+        return candidate
+
+    def verify(self, token: str) -> Principal | None:
+        """The principal of an active token, or None (unknown or revoked)."""
+        self.migrate()
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(api_tokens.c.name, api_tokens.c.role, api_tokens.c.towns)
+                .where(api_tokens.c.token_hash == hash_token(token), api_tokens.c.revoked_at.is_(None))
+            ).first()
+        if row is None:
+            return None
+        towns = row.towns if isinstance(row.towns, list) else json.loads(row.towns or "[]")
+        return Principal(row.name, row.role, tuple(towns))
+
+    def list(self, include_revoked: bool = True) -> list[dict[str, Any]]:
+        self.migrate()
+        stmt = select(api_tokens.c.name, api_tokens.c.role, api_tokens.c.towns, api_tokens.c.created_at,
+                      api_tokens.c.revoked_at).order_by(api_tokens.c.created_at, api_tokens.c.name)
+        if not include_revoked:
+            stmt = stmt.where(api_tokens.c.revoked_at.is_(None))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def revoke(self, name: str) -> int:
+        """Revoke every active token named ``name``; return how many."""
+        self.migrate()
+        with self.engine.begin() as conn:
+            res = conn.execute(update(api_tokens)
+                               .where(api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))
+                               .values(revoked_at=_now()))
+        return int(res.rowcount or 0)
+
+    # ------------------------------------------------------------------ audit
+    def audit(self, *, principal: Principal | None, method: str, path: str, query: str | None,
+              person_id: str | None, status: int) -> None:
+        self.migrate()
+        principal = principal or ANONYMOUS
+        with self.engine.begin() as conn:
+            conn.execute(insert(audit_log).values(
+                at=datetime.now(UTC).isoformat(timespec="milliseconds"), token_name=principal.name,
+                role=principal.role, method=method, path=path[:512], query=query or None,
+                person_id=person_id, status=int(status)))
+
+    def audit_rows(self, *, token_name: str | None = None, person_id: str | None = None,
+                   limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        self.migrate()
+        conds = []
+        if token_name is not None:
+            conds.append(audit_log.c.token_name == token_name)
+        if person_id is not None:
+            conds.append(audit_log.c.person_id == person_id)
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(audit_log).where(*conds)).scalar_one()
+            rows = conn.execute(select(audit_log).where(*conds).order_by(audit_log.c.id.desc())
+                                .limit(limit).offset(offset)).all()
+        return {"total": int(total), "items": [dict(r._mapping) for r in rows]}
+
+
+def _write_secret_file(path: os.PathLike[str] | str, text: str) -> None:
+    os.makedirs(os.path.dirname(os.fspath(path)) or ".", mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+    os.chmod(path, 0o600)
+
+
+def ensure_admin_token(settings: Settings, tokens: TokenStore | None = None) -> bool:
+    """On a stack's first start write a new admin token to ``settings.admin_token_path`` (mode
+    0600) and store its hash; return True if it was created.
+
+    An existing file is kept; if its token is unknown to the database (for example a fresh
+    PostgreSQL database for an old home) its hash is registered again.  A token that was revoked
+    stays revoked.
+    """
+    own = tokens is None
+    tokens = tokens or TokenStore.from_settings(settings)
+    try:
+        tokens.migrate()
+        path = settings.admin_token_path
+        if path.exists():
+            token = path.read_text(encoding="utf-8").strip()
+            if token:
+                tokens.register_hash(token, ADMIN_TOKEN_NAME, "admin")
+                return False
+            path.unlink()
+        token = new_token()
+        _write_secret_file(path, token)
+        tokens.register_hash(token, ADMIN_TOKEN_NAME, "admin")
+        return True
+    finally:
+        if own:
+            tokens.close()
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header, "" if the header is malformed."""
+    if header is None:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return ""
+    return value.strip()
+
+
+__all__ = [
+    "ANONYMOUS", "ROLES", "Principal", "TokenError", "TokenStore", "api_tokens", "audit_log",
+    "bearer_token", "ensure_admin_token", "hash_token", "new_token", "parse_towns",
+]
