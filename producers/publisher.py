@@ -104,6 +104,28 @@ class EventPublisher:
         self.dead_lettered += 1
         return self._send(self.topics.dlq, None, encode(body))
 
+    def publish_alerts(self, pending: Sequence[dict[str, Any]], timeout: float = 30.0) -> None:
+        """Publish alert-outbox rows to the alerts topic keyed by ``alert_id`` and wait for every
+        acknowledgement (the relay marks them sent only after this returns).  The message carries
+        the outbox ``seq`` so subscribers can de-duplicate redeliveries."""
+        futures = []
+        failures: list[str] = []
+        for row in pending:
+            body = {**row["alert"], "outbox_seq": row["seq"]}
+            try:
+                futures.append(self._producer.send(self.topics.alerts, key=row["alert_id"].encode("utf-8"),
+                                                   value=encode(body)))
+            except KafkaError as exc:
+                failures.append(f"{type(exc).__name__}: {redact(str(exc))}")
+        self._producer.flush(timeout=timeout)
+        for future in futures:
+            try:
+                future.get(timeout=timeout)
+            except KafkaError as exc:
+                failures.append(f"{type(exc).__name__}: {redact(str(exc))}")
+        if failures:
+            raise PublishError(failures)
+
     def publish_and_wait(self, events: Sequence[tuple[dict[str, Any], bytes | None]],
                          timeout: float = 30.0) -> None:
         """Send events and wait for exactly their acknowledgements (for request/response callers,
