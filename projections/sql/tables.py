@@ -63,6 +63,7 @@ count_facts = Table(
     Index("ix_count_facts_kind_date", "kind", "date"),
     Index("ix_count_facts_kind_key_date", "kind", "key", "date"),
     Index("ix_count_facts_kind_town_date", "kind", "town", "date"),
+    sqlite_with_rowid=False,  # small rows clustered on the key: one b-tree less per upsert
 )
 
 persons = Table(
@@ -128,6 +129,7 @@ projection_offsets = Table(
     Column("partition", Integer, nullable=False),
     Column("offset", BigInteger, nullable=False),
     PrimaryKeyConstraint("projection", "topic", "partition", name="pk_projection_offsets"),
+    sqlite_with_rowid=False,
 )
 
 READ_MODEL_TABLES = ("events", "count_facts", "persons", "alerts")

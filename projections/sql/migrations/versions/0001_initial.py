@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("amount_fen", sa.BigInteger, nullable=False),
         sa.Column("positions", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("kind", "key", "town", "date", "person_id", name="pk_count_facts"),
+        sqlite_with_rowid=False,
     )
     op.create_index("ix_count_facts_kind_date", "count_facts", ["kind", "date"])
     op.create_index("ix_count_facts_kind_key_date", "count_facts", ["kind", "key", "date"])
@@ -115,6 +116,7 @@ def upgrade() -> None:
         sa.Column("partition", sa.Integer, nullable=False),
         sa.Column("offset", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("projection", "topic", "partition", name="pk_projection_offsets"),
+        sqlite_with_rowid=False,
     )
 
 
