@@ -12,6 +12,7 @@ All SQL is built with SQLAlchemy Core constructs and bound parameters.
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import zlib
 from collections import OrderedDict
@@ -54,6 +55,7 @@ from projections.sql.eventrow import (
 from projections.sql.migrate import upgrade as alembic_upgrade
 
 DEFAULT_TOPIC = "careledger.events"
+TOKEN_PARTITION = -1  # offsets row holding the last writer's token (see the aggregate cache)
 MAX_LIMIT = 10_000
 
 
@@ -198,9 +200,9 @@ class SqlStore:
         self._projector = Projector(self.rules)
         self._write_lock = threading.Lock()
         # aggregates of recently written persons, valid while we are the only writer (checked
-        # against the stored offsets at each batch; dropped on any failure)
+        # against the writer token stored with the offsets at each batch; dropped on any failure)
         self._cache: OrderedDict[str, Any] = OrderedDict()
-        self._cache_offsets: dict[int, int] = {}
+        self._writer_token = secrets.randbits(62)
         self._cache_max = cache_persons
         # cumulative seconds per apply_batch phase (read, project, write, commit) for metrics
         self.timings: dict[str, float] = {}
@@ -319,12 +321,14 @@ class SqlStore:
         return now
 
     # --- aggregate cache: the single writer keeps recently used aggregates between batches ----
+    # Validity: every commit also stores this instance's random token under partition -1 of the
+    # offsets table.  Finding another token there at the start of a batch means some other writer
+    # (another worker after a rebalance, a replay, a reset) committed since our last batch.
     def _forget_cache(self) -> None:
         self._cache.clear()
-        self._cache_offsets.clear()
+        self._writer_token = secrets.randbits(62)
 
     def _remember(self, touched: dict[str, Any], moved: dict[int, int]) -> None:
-        self._cache_offsets.update(moved)
         if self._cache_max <= 0:
             return
         cache = self._cache
@@ -333,14 +337,6 @@ class SqlStore:
             cache.move_to_end(pid)
         while len(cache) > self._cache_max:
             cache.popitem(last=False)
-
-    def _check_cache(self, stored: dict[int, int], parts: Iterable[int]) -> None:
-        """Drop the cache if another writer moved one of these partitions since our last commit."""
-        known = self._cache_offsets
-        for p in parts:
-            if p in known and stored.get(p) != known[p]:
-                self._forget_cache()
-                return
 
     def _apply(
         self, conn: Connection, records: list[Consumed]
@@ -357,11 +353,12 @@ class SqlStore:
                 select(po.c.partition, po.c.offset).where(
                     po.c.projection == self.projection,
                     po.c.topic == self.topic,
-                    po.c.partition.in_(parts),
+                    po.c.partition.in_([TOKEN_PARTITION, *parts]),
                 )
             ).all()
         )
-        self._check_cache(current, parts)
+        if current.pop(TOKEN_PARTITION, None) != self._writer_token:
+            self._cache.clear()
         moved: dict[int, int] = {}
         fresh: list[Consumed] = []
         for rec in records:
@@ -462,7 +459,8 @@ class SqlStore:
             bulk(conn, "alerts", list(alerts_last.values()))
         if outbox:
             bulk(conn, "outbox", outbox)
-        bulk(conn, "offsets", [(self.projection, self.topic, p, o) for p, o in sorted(moved.items())])
+        bulk(conn, "offsets", [(self.projection, self.topic, p, o) for p, o in sorted(moved.items())]
+             + [(self.projection, self.topic, TOKEN_PARTITION, self._writer_token)])
         self._mark("write", mark)
         return len(event_rows), aggs, moved
 
@@ -586,7 +584,9 @@ class SqlStore:
         with self._engine.connect() as conn:
             rows = conn.execute(
                 select(po.c.partition, po.c.offset).where(
-                    po.c.projection == self.projection, po.c.topic == self.topic
+                    po.c.projection == self.projection,
+                    po.c.topic == self.topic,
+                    po.c.partition >= 0,
                 )
             ).all()
         return {int(p): int(o) for p, o in rows}

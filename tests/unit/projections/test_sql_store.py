@@ -271,6 +271,17 @@ def test_cache_dropped_when_another_writer_moves_offsets(tmp_path):
     assert a.person_timeline("px")["person"]["state"] == b.person_timeline("px")["person"]["state"]
 
 
+def test_cache_dropped_when_another_writer_used_another_partition(tmp_path):
+    # e.g. after the topic got more partitions, a person's events move to a partition a never saw
+    a = make_store(tmp_path)
+    b = SqlStore(f"sqlite:///{tmp_path / 'p.sqlite3'}", RULES)
+    a.apply_batch([Consumed(0, 0, REG)])
+    b.apply_batch([Consumed(5, 0, PAY)])
+    a.apply_batch([Consumed(0, 1, REV)])
+    assert a.counts("payment")["events"] == 0
+    assert a.offsets() == {0: 1, 5: 0}
+
+
 def test_person_timeline_and_reset(tmp_path):
     store = make_store(tmp_path)
     store.apply_batch([Consumed(0, 0, REG), Consumed(0, 1, PAY), Consumed(0, 2, REV)])
