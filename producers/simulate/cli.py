@@ -72,10 +72,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Any = None) -> int:
+    """The ``simulate`` subcommand; ``settings`` (default ``Settings.from_env()``) is for tests."""
     from producers.simulate.generator import CalibrationError, SimConfig, generate
     from producers.simulate.report import ReportCounter, load_report
 
+    started = time.monotonic()
     try:
         config = SimConfig(seed=args.seed, persons=args.persons, calibrate=args.calibrate,
                            tail_months=args.tail_months, id_number_fraction=args.id_number_fraction,
@@ -85,14 +87,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2
     check = ReportCounter() if args.calibrate else None
-    started = time.monotonic()
     by_type: Counter[str] = Counter()
     first = last = ""
     sent = 0
     interrupted = False
     bucket = TokenBucket(args.rate) if args.rate else None
+    try:
+        sink, close = _sink(args, settings)
+    except Exception as exc:  # e.g. no broker reachable, unwritable --out
+        print(f"simulate: cannot open {args.out or 'kafka'}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     progress = _progress(args)
-    sink, close = _sink(args)
+    failed = None
     try:
         for event in events:
             if args.limit is not None and sent >= args.limit:
@@ -113,13 +119,19 @@ def run(args: argparse.Namespace) -> int:
         interrupted = True
     finally:
         progress.close()
-        close()
+        try:
+            close()
+        except Exception as exc:  # PublishError: some sends were not acknowledged
+            failed = f"{type(exc).__name__}: {exc}"
     elapsed = time.monotonic() - started
     out = sys.stderr
-    print(f"simulate: {sent} events ({first[:10]} .. {last[:10]}) in {elapsed:.1f}s "
+    print(f"simulate: {sent} events ({first[:10]} .. {last[:10]}) in {elapsed:.1f}s incl. planning "
           f"({sent / elapsed if elapsed else 0:.0f}/s) -> {args.out or 'kafka'}", file=out)
     for etype, count in sorted(by_type.items()):
         print(f"  {etype:24s} {count:>9d}", file=out)
+    if failed:
+        print(f"simulate: {failed}", file=out)
+        return 1
     if check is not None and args.limit is None and not interrupted:
         problems = check.compare(load_report())
         if problems:
@@ -136,7 +148,7 @@ def _progress(args: argparse.Namespace) -> Any:
                 desc="simulate", mininterval=0.5)
 
 
-def _sink(args: argparse.Namespace) -> tuple[Callable[[dict[str, Any]], None], Callable[[], None]]:
+def _sink(args: argparse.Namespace, settings: Any = None) -> tuple[Callable[[dict[str, Any]], None], Callable[[], None]]:
     if args.out:
         fh: IO[str] = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -155,7 +167,7 @@ def _sink(args: argparse.Namespace) -> tuple[Callable[[dict[str, Any]], None], C
     from careledger.settings import Settings
     from producers.publisher import EventPublisher
 
-    settings = Settings.from_env()
+    settings = settings or Settings.from_env()
     publisher = EventPublisher(settings)
     pseudonymiser = None
 
