@@ -120,7 +120,7 @@ def bind_header(headers: list[str], event_type: str | None) -> Binding:
     bound = {c.field for c in binding.columns.values()}
     missing = [f'{c.headers[0]} ({c.field})' for c in layout_required if c.field not in bound]
     if event_type is not None and event_type not in enums.PERSONLESS_TYPES \
-            and not bound & {"id_number", "person_id"}:
+            and not bound & {"id_number", "certificate_no", "person_id"}:
         missing.append("身份证号 (id_number) or 人员编号 (person_id)")
     if missing:
         raise HeaderError("missing column(s): " + ", ".join(missing))
@@ -156,6 +156,13 @@ def row_to_event(binding: Binding, row: list[str]) -> tuple[dict[str, Any] | Non
             event["payload"][column.field.removeprefix("payload.")] = value
         else:
             event[column.field] = value
+    certificate_id = event.pop("certificate_no", None)
+    if certificate_id is not None:
+        if "id_number" not in event:
+            event["id_number"] = certificate_id
+        elif event["id_number"].upper() != certificate_id.upper():
+            reasons.append(f'column "{binding.header_of("certificate_no")}" (id_number): does not belong to '
+                           f'the ID number in column "{binding.header_of("id_number")}"')
     for path, default in OPTIONAL_PAYLOAD.items():
         name = path.removeprefix("payload.")
         if any(c.field == path for c in LAYOUTS[event_type]) and name not in event["payload"] \
@@ -174,7 +181,9 @@ def _name_columns(binding: Binding, reasons: list[str]) -> list[str]:
         base = path.split("[")[0].strip()
         header = binding.header_of(base)
         if header is None and base == "person_id":
-            header = binding.header_of("id_number")
+            header = binding.header_of("id_number") or binding.header_of("certificate_no")
+        if header is None and base == "id_number":
+            header = binding.header_of("certificate_no")
         out.append(f'column "{header}" ({path}){sep}{rest}' if header and sep else reason)
     return out
 

@@ -221,7 +221,8 @@ def normalise_header(header: str) -> str:
 ENVELOPE_COLUMNS: tuple[Column, ...] = (
     Column("event_id", ("事件编号", "事件ID", "业务编号", "流水号", "event_id"), required=True),
     Column("id_number", ("身份证号", "身份证号码", "公民身份号码", "证件号码", "id_number"), id_number),
-    Column("id_number", ("残疾证号", "残疾证号码", "certificate_no"), certificate_to_id),
+    # Virtual field: becomes id_number when the row has no 身份证号 (and must agree with it otherwise).
+    Column("certificate_no", ("残疾证号", "残疾证号码", "certificate_no"), certificate_to_id),
     Column("person_id", ("人员编号", "人员ID", "person_id")),
     Column("occurred_at", ("发生时间", "发生日期", "发放时间", "发放日期", "走访时间", "走访日期", "登记时间",
                            "登记日期", "服务时间", "服务日期", "就业时间", "安置日期", "发布时间", "发布日期",

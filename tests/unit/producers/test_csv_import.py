@@ -126,8 +126,8 @@ def test_header_errors(settings: Settings, tmp_path: Path) -> None:
     assert code == 2 and "cannot tell the event type" in err
     code, _, err = run(settings, tmp_path, "事件编号,发生时间,补贴项目,所属期\n", dry_run=True)
     assert code == 2 and "missing column(s): 镇街 (town)" in err and "身份证号" in err
-    with pytest.raises(HeaderError):
-        bind_header(["事件编号", "身份证号", "残疾证号", "发生时间", "镇街", "需求编号", "需求类型"],
+    with pytest.raises(HeaderError, match="a second column for id_number"):
+        bind_header(["事件编号", "身份证号", "身份证号码", "发生时间", "镇街", "需求编号", "需求类型"],
                     "need.registered")
 
 
@@ -145,6 +145,13 @@ def test_certificate_number_gives_the_id(settings: Settings, tmp_path: Path,
     assert run(settings, tmp_path, text)[0] == 0
     [(_, e)] = patched_publisher.messages("careledger.events")
     assert e["person_id"] == Pseudonymiser.from_settings(settings).person_id(ID)
+    both = (f"事件编号,身份证号,残疾证号,发生时间,镇街,需求编号,需求类型\n"
+            f"c2,,{ID2}11,2024-03-05,T,n1,就业\nc3,{ID},{ID}11,2024-03-05,T,n1,就业\n"
+            f"c4,{ID},{ID2}11,2024-03-05,T,n1,就业\n")
+    code, out, _ = run(settings, tmp_path, both)
+    assert code == 2 and "accepted: 2" in out
+    assert 'line 4: column "残疾证号" (id_number): does not belong to the ID number in column "身份证号"' in out
+    assert ID not in out and ID2 not in out
 
 
 def test_cell_converters() -> None:
