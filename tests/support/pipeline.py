@@ -56,8 +56,11 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        # supervised as under ``make up``: an abnormal exit is restarted; a SIGKILL of the
+        # process group (``kill``) takes the supervisor down too, like a machine crash.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "careledger.cli", "process", "--projection", self.projection],
+            [sys.executable, "-m", "infra.supervise", self.group, "--",
+             sys.executable, "-m", "careledger.cli", "process", "--projection", self.projection],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True,
         )
         log.close()
