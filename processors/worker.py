@@ -49,6 +49,8 @@ def store_url_for(settings: Settings, projection: str) -> str:
 def build_app(settings: Settings, projection: str, store: ProjectionStore,
               publisher: EventPublisher) -> faust.App:
     group = f"{settings.processor_group}-{projection}"
+    datadir = settings.home / "faust" / group
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         group,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -56,7 +58,7 @@ def build_app(settings: Settings, projection: str, store: ProjectionStore,
         web_enabled=False,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
-        datadir=str(settings.home / "faust" / group),
+        datadir=str(datadir),
         broker_commit_every=settings.batch_size,
         stream_buffer_maxsize=max(4 * settings.batch_size, 8192),
         consumer_max_fetch_size=4 * 1024 * 1024,
