@@ -71,6 +71,10 @@ class Settings:
     # aggregate answers with fewer distinct persons than this are suppressed for anonymous and
     # viewer callers of the read API (CARELEDGER_SMALL_CELL; 0 or 1 turns suppression off)
     small_cell_threshold: int = 5
+    # Small-cell suppression for callers WITHOUT a token: "exact" keeps CONTRACT.md's open
+    # /api/counts (a stack on the federation's own network, the wall dashboard); a deployment
+    # reachable from outside sets "suppressed".  Callers with a viewer token are always suppressed.
+    anonymous_aggregates: str = "exact"
 
     # --- derived locations (all runtime state lives under ``home``) ---------------------------
     @property
@@ -132,6 +136,7 @@ class Settings:
             batch_within_s=float(_env("CARELEDGER_BATCH_WITHIN_S", "0.5")),
             kafka_security=security,
             small_cell_threshold=int(_env("CARELEDGER_SMALL_CELL", "5")),
+            anonymous_aggregates=_env("CARELEDGER_ANONYMOUS_AGGREGATES", "exact"),
         )
 
     # --- secrets ----------------------------------------------------------------------------
@@ -180,6 +185,7 @@ class Settings:
             "CARELEDGER_BATCH_SIZE": str(self.batch_size),
             "CARELEDGER_BATCH_WITHIN_S": str(self.batch_within_s),
             "CARELEDGER_SMALL_CELL": str(self.small_cell_threshold),
+            "CARELEDGER_ANONYMOUS_AGGREGATES": self.anonymous_aggregates,
         }
         if self.clickhouse_url:
             env["CARELEDGER_CLICKHOUSE_URL"] = self.clickhouse_url

@@ -82,6 +82,9 @@ def settings(tmp_path: Path) -> Settings:
     return dataclasses.replace(
         Settings.from_env(), home=tmp_path / "home", sql_url=f"sqlite:///{tmp_path / 'projections.sqlite3'}",
         small_cell_threshold=5, kafka_bootstrap="127.0.0.1:1",
+        # the stricter deployment setting, so anonymous callers are tested as suppressed;
+        # test_anonymous_counts_are_exact_by_default covers the contract's default
+        anonymous_aggregates="suppressed",
     )
 
 

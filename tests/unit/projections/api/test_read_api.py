@@ -332,3 +332,12 @@ def test_health_ready_metrics_docs(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert "/api/counts" in spec["paths"] and "/api/events" in spec["paths"]
     assert client.get("/docs").status_code == 200
+
+
+def test_anonymous_counts_are_exact_by_default(settings: Any, store: Any, probe: Any) -> None:
+    """CONTRACT.md: /api/counts answers ints; only a viewer token (or a deployment that sets
+    CARELEDGER_ANONYMOUS_AGGREGATES=suppressed) gets small cells suppressed."""
+    open_settings = dataclasses.replace(settings, anonymous_aggregates="exact")
+    with TestClient(create_app(open_settings, store=store, lag_probe=probe)) as client:
+        answer = client.get("/api/counts", params={"kind": "service", "key": "vocational_training"}).json()
+    assert answer == {"events": 1, "persons": 1, "amount_fen": 0, "positions": 0}
