@@ -25,6 +25,10 @@ class InsecureSecretFile(RuntimeError):
     """A secret file is readable by group/other: refuse to start rather than leak it."""
 
 
+#: secrets every long-running process (worker, API) checks and loads at start
+STARTUP_SECRETS: tuple[str, ...] = ("hmac-key", "master-key")
+
+
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name)
     return value if value not in (None, "") else default
@@ -75,6 +79,18 @@ class Settings:
     # /api/counts (a stack on the federation's own network, the wall dashboard); a deployment
     # reachable from outside sets "suppressed".  Callers with a viewer token are always suppressed.
     anonymous_aggregates: str = "exact"
+    # Key store of the per-person data keys and erasure tombstones (docs/privacy.md), a SQLAlchemy
+    # URL (CARELEDGER_KEYSTORE_URL); empty: sqlite:///<home>/keys.sqlite3, see ``keystore_db_url``.
+    keystore_url: str = ""
+    # --- operations (issue 8) -------------------------------------------------------------------
+    # Prometheus /metrics + /healthz + /readyz of a processor worker (CARELEDGER_METRICS_PORT;
+    # 0 = no endpoint, the default; several workers on one host need one port each) and the
+    # address it binds (CARELEDGER_METRICS_ADDR, loopback unless a scraper elsewhere needs it).
+    metrics_port: int = 0
+    metrics_addr: str = "127.0.0.1"
+    # how long the consumer group waits for a silent worker (SIGKILL, power loss) before giving
+    # its partitions to the others (CARELEDGER_SESSION_TIMEOUT_S; a clean stop leaves at once)
+    session_timeout_s: float = 30.0
 
     # --- derived locations (all runtime state lives under ``home``) ---------------------------
     @property
@@ -102,6 +118,10 @@ class Settings:
         return self.home / "admin-token"
 
     @property
+    def keystore_db_url(self) -> str:
+        return self.keystore_url or f"sqlite:///{self.home / 'keys.sqlite3'}"
+
+    @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
@@ -116,6 +136,7 @@ class Settings:
             and key[len("CARELEDGER_KAFKA_"):] in {
                 "SECURITY_PROTOCOL", "SASL_MECHANISM", "SASL_PLAIN_USERNAME",
                 "SASL_PLAIN_PASSWORD", "SSL_CAFILE", "SSL_CERTFILE", "SSL_KEYFILE",
+                "SSL_PASSWORD",
             }
         }
         return cls(
@@ -132,11 +153,15 @@ class Settings:
             rules_path=Path(_env("CARELEDGER_RULES", str(DEFAULT_RULES_PATH))),
             targets_path=Path(_env("CARELEDGER_TARGETS", str(DEFAULT_TARGETS_PATH))),
             processor_group=_env("CARELEDGER_PROCESSOR_GROUP", "careledger-processor"),
-            batch_size=int(_env("CARELEDGER_BATCH_SIZE", "2000")),
+            batch_size=int(_env("CARELEDGER_BATCH_SIZE", "5000")),
             batch_within_s=float(_env("CARELEDGER_BATCH_WITHIN_S", "0.5")),
             kafka_security=security,
             small_cell_threshold=int(_env("CARELEDGER_SMALL_CELL", "5")),
             anonymous_aggregates=_env("CARELEDGER_ANONYMOUS_AGGREGATES", "exact"),
+            keystore_url=_env("CARELEDGER_KEYSTORE_URL", ""),
+            metrics_port=int(_env("CARELEDGER_METRICS_PORT", "0")),
+            metrics_addr=_env("CARELEDGER_METRICS_ADDR", "127.0.0.1"),
+            session_timeout_s=float(_env("CARELEDGER_SESSION_TIMEOUT_S", "30")),
         )
 
     # --- secrets ----------------------------------------------------------------------------
@@ -166,6 +191,19 @@ class Settings:
             fh.write(value)
         return value
 
+    def check_secrets(self, required: tuple[str, ...] = STARTUP_SECRETS) -> None:
+        """Startup check of a long-running process: every file under ``secrets_dir`` must be
+        0600 (raises :class:`InsecureSecretFile` naming the file), and ``required`` secrets load."""
+        if self.secrets_dir.is_dir():
+            for path in sorted(self.secrets_dir.iterdir()):
+                mode = stat.S_IMODE(path.stat().st_mode)
+                if path.is_file() and mode & 0o077:
+                    raise InsecureSecretFile(
+                        f"secret file {path} has mode {oct(mode)}; it must be 0600 (chmod 600 {path})"
+                    )
+        for name in required:
+            self.secret(name)
+
     def to_env(self) -> dict[str, str]:
         """Environment variables that make a child process see these same settings."""
         namespace = self.topics.events[: -len(".careledger.events")] if self.topics.events != Topics.events else ""
@@ -186,15 +224,25 @@ class Settings:
             "CARELEDGER_BATCH_WITHIN_S": str(self.batch_within_s),
             "CARELEDGER_SMALL_CELL": str(self.small_cell_threshold),
             "CARELEDGER_ANONYMOUS_AGGREGATES": self.anonymous_aggregates,
+            "CARELEDGER_METRICS_PORT": str(self.metrics_port),
+            "CARELEDGER_METRICS_ADDR": self.metrics_addr,
+            "CARELEDGER_SESSION_TIMEOUT_S": str(self.session_timeout_s),
         }
         if self.clickhouse_url:
             env["CARELEDGER_CLICKHOUSE_URL"] = self.clickhouse_url
+        if self.keystore_url:
+            env["CARELEDGER_KEYSTORE_URL"] = self.keystore_url
         env.update({f"CARELEDGER_KAFKA_{k.upper()}": v for k, v in self.kafka_security.items()})
         return env
 
     def kafka_client_options(self) -> dict[str, str]:
         """Options shared by kafka-python clients (bootstrap + optional SASL/TLS)."""
         return {"bootstrap_servers": self.kafka_bootstrap, **self.kafka_security}
+
+    @property
+    def kafka_bootstrap_servers(self) -> list[str]:
+        """``CARELEDGER_KAFKA_BOOTSTRAP`` split on commas: ``["host1:9093", "host2:9093"]``."""
+        return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
 
 
 def get_settings() -> Settings:

@@ -1,0 +1,172 @@
+"""Pipeline benchmark: events on Kafka → every projection caught up, vs the raw aiokafka consumer.
+
+One run, one private broker: N simulated events are published first (not timed), then
+(1) a raw aiokafka consumer reads the whole topic (the ceiling for any consumer in Python),
+(2) the careledger workers (faust-streaming → SQLite, and → ClickHouse with --clickhouse) start
+from nothing and the clock stops when /api/status-style lag is 0 for every projection.
+Peak RSS of each worker process (VmHWM) is read from /proc.
+
+    .venv/bin/python bench/pipeline.py                       # 1M events, SQLite projection
+    .venv/bin/python bench/pipeline.py --events 200000 --clickhouse
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import itertools
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kafka import KafkaProducer  # noqa: E402
+
+from careledger.settings import Settings  # noqa: E402
+from infra.clickhouse_server import ClickHouseServer  # noqa: E402
+from infra.kafka_broker import KafkaBroker, ensure_topics  # noqa: E402
+from infra.process import free_port  # noqa: E402
+from producers.publisher import PRODUCER_DEFAULTS  # noqa: E402
+from producers.simulate.generator import SimConfig, generate  # noqa: E402
+from schemas.validation import partition_key  # noqa: E402
+from tests.support.pipeline import open_test_store, wait_caught_up, worker  # noqa: E402
+
+
+def publish_raw(settings: Settings, n: int, persons: int) -> int:
+    producer = KafkaProducer(**settings.kafka_client_options(), **PRODUCER_DEFAULTS)
+    count = 0
+    for event in itertools.islice(generate(SimConfig(persons=persons, seed=3)), n):
+        producer.send(settings.topics.events, key=partition_key(event).encode(),
+                      value=json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode())
+        count += 1
+    producer.flush()
+    producer.close()
+    return count
+
+
+async def raw_consume(settings: Settings, total: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(settings.topics.events, bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                group_id=None, max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    started = time.perf_counter()
+    seen = 0
+    try:
+        while seen < total:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10000)
+            for records in batches.values():
+                for record in records:
+                    json.loads(record.value)  # a consumer that does nothing with a message is no baseline
+                seen += sum(len(r) for r in batches.values())
+    finally:
+        await consumer.stop()
+    return time.perf_counter() - started
+
+
+def descendants(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            if ppid == pid:
+                out.append(int(entry))
+                out.extend(descendants(int(entry)))
+    return out
+
+
+def peak_rss_mb(pid: int) -> float:
+    peak = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            with open(f"/proc/{p}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+        except OSError:
+            pass
+    return peak / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--persons", type=int, default=120_000)
+    parser.add_argument("--clickhouse", action="store_true", help="also run the ClickHouse projection")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="careledger-bench-pipeline-"))
+    os.chmod(home, 0o755)
+    port = free_port()
+    settings = dataclasses.replace(Settings.from_env(), home=home, kafka_port=port, kafka_controller_port=free_port(),
+                                   kafka_bootstrap=f"127.0.0.1:{port}", kafka_security={},
+                                   processor_group="bench")
+    broker = KafkaBroker(settings)
+    clickhouse = ClickHouseServer(settings) if args.clickhouse else None
+    broker.start()
+    try:
+        ensure_topics(settings)
+        if clickhouse:
+            clickhouse.start()
+        print(f"publishing {args.events:,} events (not timed) ...", file=sys.stderr)
+        n = publish_raw(settings, args.events, args.persons)
+        raw_s = asyncio.run(raw_consume(settings, n))
+
+        urls = {"sql": f"sqlite:///{home / 'bench.sqlite3'}"}
+        if clickhouse:
+            urls["clickhouse"] = clickhouse.url("bench")
+        stores = {name: open_test_store(settings, url) for name, url in urls.items()}
+        workers = [worker(settings, name, url, name) for name, url in urls.items()]
+        peaks: dict[str, float] = {}
+        started = time.perf_counter()
+        for w in workers:
+            w.start()
+
+        stop_sampling = threading.Event()
+
+        def sample() -> None:
+            while not stop_sampling.is_set():
+                for w in workers:
+                    if w.proc is not None:
+                        peaks[w.projection] = max(peaks.get(w.projection, 0.0), peak_rss_mb(w.proc.pid))
+                time.sleep(1)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            wait_caught_up(settings, stores, expected_end=n, timeout=7200, workers=workers)
+            ours_s = time.perf_counter() - started
+        finally:
+            stop_sampling.set()
+            sampler.join()
+            for w in workers:
+                w.stop()
+        raw_rate, ours_rate = n / raw_s, n / ours_s
+        print(f"machine: {os.cpu_count()} cores; events: {n:,}; projections: {', '.join(urls)}")
+        print(f"raw aiokafka consumer (json.loads each): {raw_rate:>10,.0f} events/s ({raw_s:.1f} s)")
+        print(f"careledger end to end (all caught up):  {ours_rate:>10,.0f} events/s ({ours_s:.1f} s)")
+        print(f"ratio careledger/raw: {ours_rate / raw_rate:.0%} (goal >= 40%, >= 20k events/s)")
+        for name, peak in peaks.items():
+            print(f"processor {name} peak RSS: {peak:,.0f} MB (goal < 1 GB)")
+        flags = " --clickhouse" if args.clickhouse else ""
+        print(f"reproduce: .venv/bin/python bench/pipeline.py --events {args.events} --persons {args.persons}{flags}")
+    finally:
+        if clickhouse:
+            clickhouse.stop()
+        broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
