@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from typing import Any
 
 import faust
@@ -25,7 +27,9 @@ from mode.utils.times import want_seconds
 
 from careledger.settings import Settings
 from processors.alert_relay import AlertRelay
+from processors.kafka_auth import faust_broker_options
 from processors.lag import LagProbe
+from processors.metrics import CountingAlertPublisher, OpsServer, WorkerMetrics
 from processors.runner import BatchRunner, RawRecord
 from producers.publisher import EventPublisher
 from projections import open_store
@@ -47,13 +51,13 @@ def store_url_for(settings: Settings, projection: str) -> str:
 
 
 def build_app(settings: Settings, projection: str, store: ProjectionStore,
-              publisher: EventPublisher) -> faust.App:
+              publisher: EventPublisher, metrics: WorkerMetrics | None = None) -> faust.App:
     group = f"{settings.processor_group}-{projection}"
     datadir = settings.home / "faust" / group
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         group,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        **faust_broker_options(settings),  # several bootstrap servers, SASL/TLS credentials
         store="memory://",
         web_enabled=False,
         topic_disable_leader=True,
@@ -63,16 +67,20 @@ def build_app(settings: Settings, projection: str, store: ProjectionStore,
         stream_buffer_maxsize=max(4 * settings.batch_size, 8192),
         consumer_max_fetch_size=4 * 1024 * 1024,
         producer_acks=-1,
+        broker_session_timeout=settings.session_timeout_s,
     )
     events_topic = app.topic(settings.topics.events, value_serializer="raw", key_serializer="raw")
+    ops = metrics if metrics is not None else WorkerMetrics(projection)
+    batch_lock = threading.Lock()  # held while a batch is applied: shutdown waits for it
 
     def dead_letter(key: bytes | None, value: bytes, reasons: list[str], partition: int, offset: int) -> None:
         publisher.publish_dlq(value.decode("utf-8", "replace"), reasons,
                               {"source": settings.topics.events, "partition": partition, "offset": offset,
                                "projection": projection})
+        ops.dead_lettered()
 
     runner = BatchRunner(store, dead_letter)
-    relay = AlertRelay(store, publisher) if projection == "sql" else None
+    relay = AlertRelay(store, CountingAlertPublisher(publisher)) if projection == "sql" else None
     lag = LagProbe(settings, {projection: store})
 
     @app.on_partitions_assigned.connect
@@ -85,12 +93,16 @@ def build_app(settings: Settings, projection: str, store: ProjectionStore,
             await app.consumer.seek(tp, stored + 1 if stored is not None else 0)
         log.info("assigned %d partitions of %s; positions from store %s", len(assigned),
                  settings.topics.events, store.name)
+        ops.partitions_assigned(sum(1 for tp in assigned if tp.topic == settings.topics.events))
 
     def process_batch(raws: list[RawRecord]) -> None:
-        runner.run(raws)
-        publisher.flush()  # dead letters of this batch are on Kafka before we ack it
-        if relay is not None:
-            relay.drain()
+        with batch_lock:
+            started = time.perf_counter()
+            runner.run(raws)
+            ops.batch_done(runner.stats, len(raws), time.perf_counter() - started)
+            publisher.flush()  # dead letters of this batch are on Kafka before we ack it
+            if relay is not None:
+                relay.drain()
 
     @app.agent(events_topic, name=f"{group}-apply")
     async def apply_events(stream: faust.Stream) -> None:
@@ -103,18 +115,21 @@ def build_app(settings: Settings, projection: str, store: ProjectionStore,
                 log.exception("batch from %s not applied; stopping so it is re-read after restart",
                               [(r.partition, r.offset) for r in raws[:1]])
                 runner.stopping = True
+                ops.crashed = True
                 await app.crash(exc)
                 return
 
     @app.timer(interval=LAG_LOG_INTERVAL_S)
     async def report_lag() -> None:
         report = await asyncio.to_thread(lag.measure)
+        ops.lag(report)
         log.info("lag %s=%d (batches=%d applied=%d poison=%d retries=%d)", projection, report.total,
                  runner.stats.batches, runner.stats.applied, runner.stats.poison, runner.stats.retries)
         if relay is not None:
             await asyncio.to_thread(relay.drain)
 
     app.careledger_runner = runner  # type: ignore[attr-defined]
+    app.careledger_batch_lock = batch_lock  # type: ignore[attr-defined]
     return app
 
 
@@ -128,15 +143,46 @@ def run_worker(settings: Settings, projection: str) -> int:
     store = open_store(store_url_for(settings, projection), rules, topic=settings.topics.events)
     store.migrate()
     publisher = EventPublisher(settings)
-    app = build_app(settings, projection, store, publisher)
-    # mode's Worker turns SIGTERM/SIGINT into a graceful stop; the batch in its thread finishes
-    # (its transaction commits or rolls back as a whole) before the interpreter exits.
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True, override_logging=False)
+    ops = WorkerMetrics(projection)
+    app = build_app(settings, projection, store, publisher, ops)
+    server = OpsServer(ops, store.ping, settings.metrics_port, settings.metrics_addr).start() \
+        if settings.metrics_port else None
+
+    def on_signal() -> None:
+        # SIGTERM/SIGINT: stop taking batches; a store outage no longer retries forever (the
+        # batch rolls back and is re-read by whoever owns the partition next)
+        if ops.stopping:
+            return
+        ops.stopping = True
+        app.careledger_runner.stopping = True  # type: ignore[attr-defined]
+        log.info("stopping %s worker: finishing the current batch", projection)
+
+    # mode's Worker turns SIGTERM/SIGINT into a graceful stop (consumer leaves the group, agents
+    # are cancelled).  A batch already in its thread runs to its commit: we wait for it below
+    # before closing the store, so the last transaction is always whole (offsets + facts).
+    worker = _Worker(app, on_signal, loglevel="WARNING", quiet=True, override_logging=False)
+    code = 0
     try:
         worker.execute_from_commandline()
     except SystemExit as exit_:
-        return int(exit_.code or 0)
+        code = int(exit_.code or 0)
     finally:
+        with app.careledger_batch_lock:  # type: ignore[attr-defined]
+            pass
+        if server is not None:
+            server.stop()
         publisher.close()
         store.close()
-    return 0
+        log.info("%s worker stopped (exit %d)", projection, code)
+    return code
+
+
+class _Worker(faust.Worker):
+    def __init__(self, app: faust.App, on_signal: Any, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._careledger_on_signal = on_signal
+        self.spinner = None  # no terminal escapes in the JSON log (stdout/stderr are files)
+
+    def _schedule_shutdown(self, signal: Any) -> None:  # mode's hook for SIGTERM and SIGINT
+        self._careledger_on_signal()
+        super()._schedule_shutdown(signal)
