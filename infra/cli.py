@@ -11,6 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.set_defaults(func=_up)
     down = sub.add_parser("down", help="stop everything this CARELEDGER_HOME started")
     down.set_defaults(func=_down)
+    from infra.deploy.cli import register as register_deploy  # careledger topics create|describe
+    register_deploy(sub)
 
 
 def _up(_: argparse.Namespace) -> int:

@@ -83,6 +83,9 @@ class KafkaBroker:
                 "transaction.state.log.replication.factor=1",
                 "transaction.state.log.min.isr=1",
                 "group.initial.rebalance.delay.ms=0",
+                # single node: a restarted broker must not wait out its own old registration
+                "broker.heartbeat.interval.ms=500",
+                "broker.session.timeout.ms=3000",
                 "auto.create.topics.enable=false",
                 "log.retention.hours=-1",
                 "message.max.bytes=2097152",

@@ -36,7 +36,11 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def require_free_port(port: int, what: str, env_var: str | None = None) -> None:
+def require_free_port(port: int, what: str, env_var: str | None = None, grace_s: float = 5.0) -> None:
+    """Fail clearly if ``port`` is taken; a process stopped a moment ago gets ``grace_s`` to let go."""
+    deadline = time.monotonic() + grace_s
+    while not port_is_free(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
     if not port_is_free(port):
         hint = f" (set {env_var} to another port)" if env_var else ""
         raise PortInUse(f"{what}: port {port} on 127.0.0.1 is already in use{hint}")

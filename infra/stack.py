@@ -107,6 +107,8 @@ def up(settings: Settings, out=print) -> Settings:  # noqa: ANN001 - out is prin
         else:
             out(f"processor  {projection} already running")
 
+    if Service("webhooks", settings).start([*cli, "deliver-webhooks"], env):
+        out(f"webhooks   deliverer started (log {Service('webhooks', settings).log_path})")
     api = Service("api", settings)
     if api.running():
         out(f"api        already running on {settings.api_url}")
@@ -121,7 +123,7 @@ def up(settings: Settings, out=print) -> Settings:  # noqa: ANN001 - out is prin
 
 
 def down(settings: Settings, out=print) -> None:  # noqa: ANN001
-    for name in ("api", "processor-clickhouse", "processor-sql"):
+    for name in ("api", "webhooks", "processor-clickhouse", "processor-sql"):
         service = Service(name, settings)
         if service.running():
             service.stop()

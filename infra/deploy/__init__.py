@@ -1,0 +1,1 @@
+"""Deployment helpers and example files for real clusters (see README.md beside this file)."""

@@ -1,0 +1,63 @@
+"""``careledger topics create|describe``: the careledger topics on any Kafka cluster.
+
+Partitions (``CARELEDGER_EVENT_PARTITIONS``) and replication factor
+(``CARELEDGER_REPLICATION_FACTOR``) come from the settings; the connection (several bootstrap
+servers, SASL/TLS) is the one every careledger client uses (``Settings.kafka_client_options``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    topics = sub.add_parser("topics", help="create or describe the careledger Kafka topics")
+    tsub = topics.add_subparsers(dest="topics_command", required=True)
+    create = tsub.add_parser("create", help="create missing topics (idempotent; partitions/replication from config)")
+    create.set_defaults(func=_create)
+    describe = tsub.add_parser("describe", help="partitions and replicas of the careledger topics")
+    describe.set_defaults(func=_describe)
+
+
+def _create(_: argparse.Namespace) -> int:
+    from kafka.errors import KafkaError
+
+    from careledger.settings import get_settings
+    from infra.kafka_broker import ensure_topics
+
+    settings = get_settings()
+    try:
+        created = ensure_topics(settings)
+    except KafkaError as exc:
+        print(f"careledger topics create: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    for name in created:
+        print(f"created {name}")
+    if not created:
+        print("all topics exist")
+    return _describe(_)
+
+
+def _describe(_: argparse.Namespace) -> int:
+    from kafka import KafkaAdminClient
+
+    from careledger.settings import get_settings
+
+    settings = get_settings()
+    names = [settings.topics.events, settings.topics.dlq, settings.topics.alerts]
+    admin = KafkaAdminClient(**settings.kafka_client_options(), request_timeout_ms=15000)
+    try:
+        existing = set(admin.list_topics())
+        found = [n for n in names if n in existing]
+        described = admin.describe_topics(found) if found else []
+    finally:
+        admin.close()
+    for topic in described:
+        parts = topic.get("partitions") or []
+        replicas = {len(p.get("replicas") or []) for p in parts}
+        print(f"{topic['topic']}: {len(parts)} partitions, replication {','.join(map(str, sorted(replicas)))}")
+    missing = [n for n in names if n not in {t['topic'] for t in described}]
+    for name in missing:
+        print(f"{name}: missing")
+    return 1 if missing else 0
