@@ -72,7 +72,9 @@ def up(settings: Settings, out=print) -> Settings:  # noqa: ANN001 - out is prin
     for sub in (settings.logs_dir, settings.run_dir):
         sub.mkdir(parents=True, exist_ok=True)
     broker = KafkaBroker(settings)
-    if broker.is_running():
+    if settings.kafka_bootstrap != f"127.0.0.1:{settings.kafka_port}":
+        out(f"kafka      external cluster {settings.kafka_bootstrap} (no local broker)")
+    elif broker.is_running():
         out(f"kafka      already running on 127.0.0.1:{settings.kafka_port}")
     else:
         seconds = broker.start()
