@@ -26,7 +26,7 @@ jars: venv
 	$(BIN)/python -c "from infra.kafka_broker import ensure_jars; ensure_jars()"
 
 servers: venv
-	$(BIN)/python -m infra.packages clickhouse-server clickhouse-client postgresql chromium
+	$(BIN)/python -m infra.packages clickhouse-server clickhouse-client postgresql chromium fonts-wqy-microhei
 
 up: jars
 	$(BIN)/careledger up

@@ -11,6 +11,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.set_defaults(func=_up)
     down = sub.add_parser("down", help="stop everything this CARELEDGER_HOME started")
     down.set_defaults(func=_down)
+    from infra import demo
+
+    demo.register(sub)
     from infra.deploy.cli import register as register_deploy  # careledger topics create|describe
     register_deploy(sub)
 

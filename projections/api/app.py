@@ -32,6 +32,7 @@ from careledger.settings import Settings
 from projections.api import metrics
 from projections.api.alert_actions import record_alert_action_event
 from projections.api.auth import ANONYMOUS, Principal, TokenStore, bearer_token
+from projections.api.dashboard import router as dashboard_router
 from projections.api.policy import ALLOWED, AUDITED, PUBLIC, check_policies, policy_for
 from projections.api.report import (
     COUNT_KINDS,
@@ -611,6 +612,7 @@ def create_app(
     from producers import http_ingest
 
     app.include_router(http_ingest.router)
+    app.include_router(dashboard_router)
     app.dependency_overrides[http_ingest.get_publisher] = publishers.get
 
     check_policies(app)

@@ -45,6 +45,9 @@ POLICIES: dict[str, str] = {
     "/docs": PUBLIC,
     "/docs/oauth2-redirect": PUBLIC,
     "/redoc": PUBLIC,
+    # the dashboard page and its assets (no data: the page calls the API with the user's token)
+    "/": PUBLIC,
+    "/static/{path:path}": PUBLIC,
     # aggregates
     "/api/counts": VIEWER,
     "/api/counts/grouped": VIEWER,
