@@ -91,7 +91,8 @@ def test_page_reads_the_api_paths_it_needs() -> None:
     for name in ["index.html", *ASSETS]:
         text = (dashboard.STATIC_DIR / name).read_text(encoding="utf-8")
         assert not re.search(r"""(src|href)=["']https?://""", text), name
-        assert not re.search(r"""["'](https?:)?//[a-z0-9.-]+\.[a-z]{2,}""", text), name
+        hosts = re.findall(r"""["'](?:https?:)?//([a-z0-9.-]+\.[a-z]{2,})""", text)
+        assert set(hosts) <= {"www.w3.org"}, (name, hosts)  # XML namespaces are names, not fetched
 
 
 def test_every_english_word_has_a_chinese_one() -> None:
