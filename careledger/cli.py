@@ -28,8 +28,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: commands that run until stopped: they check their secrets before starting (issue 7)
+LONG_RUNNING = frozenset({"process", "serve", "up"})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in LONG_RUNNING:
+        from careledger.settings import InsecureSecretFile, get_settings
+
+        try:
+            get_settings().check_secrets()
+        except InsecureSecretFile as exc:
+            print(f"careledger {args.command}: refusing to start: {exc}", file=sys.stderr)
+            return 78  # EX_CONFIG
     return int(args.func(args) or 0)
 
 

@@ -192,10 +192,13 @@ class Settings:
         return value
 
     def check_secrets(self, required: tuple[str, ...] = STARTUP_SECRETS) -> None:
-        """Startup check of a long-running process: every file under ``secrets_dir`` must be
-        0600 (raises :class:`InsecureSecretFile` naming the file), and ``required`` secrets load."""
-        if self.secrets_dir.is_dir():
-            for path in sorted(self.secrets_dir.iterdir()):
+        """Startup check of a long-running process: every file under ``secrets_dir`` (and the
+        admin token) must be 0600 (raises :class:`InsecureSecretFile` naming the file), and the
+        ``required`` secrets load."""
+        if self.secrets_dir.is_dir() or self.admin_token_path.exists():
+            files = sorted(self.secrets_dir.iterdir()) if self.secrets_dir.is_dir() else []
+            files += [self.admin_token_path] if self.admin_token_path.exists() else []
+            for path in files:
                 mode = stat.S_IMODE(path.stat().st_mode)
                 if path.is_file() and mode & 0o077:
                     raise InsecureSecretFile(

@@ -10,6 +10,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--projection", choices=["sql", "clickhouse"], default="sql",
                         help="which store this worker feeds (one consumer group per projection)")
     parser.set_defaults(func=_process)
+    from processors.forget import register as register_forget  # careledger forget (docs/privacy.md)
+    register_forget(sub)
 
 
 def _process(args: argparse.Namespace) -> int:

@@ -3,9 +3,10 @@
 Faust acks an event even when the agent raises (the ack sits in a ``finally``), so nothing may
 escape from here.  The policy, per batch:
 
-1. decode every record (``schemas.validation.decode_consumed``); a poison record goes to the
-   dead-letter topic with its reason and travels on as ``Consumed(event=None)`` so only its
-   position advances;
+1. decode every record (``schemas.validation.decode_consumed``), then unseal the batch
+   (``processors.privacy.unseal_batch``: sealed fields restored, a forgotten person's events
+   erased); a poison record goes to the dead-letter topic with its reason and travels on as
+   ``Consumed(event=None)`` so only its position advances;
 2. ``store.apply_batch`` in a worker thread (blocking SQL/ClickHouse I/O stays off the loop);
 3. a *transient* failure (connection lost, server down, lock timeout) is retried with capped
    exponential backoff for as long as it takes: the batch is never dropped, the lag grows and is
@@ -76,8 +77,10 @@ class BatchRunner:
     """Decode → apply (retry transient, bisect poison) for one projection store."""
 
     def __init__(self, store: ProjectionStore, dead_letter: DeadLetter, *,
-                 max_backoff_s: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 max_backoff_s: float = 30.0, sleep: Callable[[float], None] = time.sleep,
+                 keystore: Any = None) -> None:
         self.store = store
+        self.keystore = keystore  # None: the key store of Settings.from_env(), opened on first use
         self.dead_letter = dead_letter
         self.max_backoff_s = max_backoff_s
         self.sleep = sleep
@@ -93,7 +96,22 @@ class BatchRunner:
                 self._dead_letter(raw, [str(exc)])
                 event = None
             records.append(Consumed(raw.partition, raw.offset, event))
-        return records
+        return self._unseal(records, raws)
+
+    def _unseal(self, records: list[Consumed], raws: Sequence[RawRecord]) -> list[Consumed]:
+        from processors.privacy import default_keystore, unseal_batch
+
+        if self.keystore is None:
+            sealed = any(r.event is not None and "sealed" in r.event for r in records)
+            self.keystore = default_keystore(create=sealed)
+            if self.keystore is None:  # no key store yet: nothing sealed, nobody forgotten
+                return records
+        failed: dict[int, str] = {}
+        events = unseal_batch([r.event for r in records], self.keystore,
+                              on_error=lambda i, exc: failed.__setitem__(i, str(exc)))
+        for index, reason in failed.items():
+            self._dead_letter(raws[index], [reason])
+        return [Consumed(r.partition, r.offset, e) for r, e in zip(records, events, strict=True)]
 
     def run(self, raws: Sequence[RawRecord]) -> int:
         """Process one batch to completion (blocking); return events newly applied."""

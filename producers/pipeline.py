@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from careledger.settings import Settings
+from producers.keystore import PersonForgotten
 from producers.pseudonym import Pseudonymiser, contains_id_number, redact
 from producers.publisher import EventPublisher, encode
 from schemas.validation import Accepted, Rejected, validate_event
@@ -26,8 +27,10 @@ MAX_REASONS_PRINTED = 50
 MAX_REJECTS_KEPT = 1000
 
 
-def prepare(obj: object, pseudonymiser: Pseudonymiser) -> tuple[Accepted | Rejected, bytes | None]:
-    """Validate and pseudonymise one decoded record; returns the verdict and the wire bytes."""
+def prepare(obj: object, pseudonymiser: Pseudonymiser, *,
+            seal: bool = True) -> tuple[Accepted | Rejected, bytes | None]:
+    """Validate, pseudonymise and seal (docs/privacy.md) one decoded record; returns the verdict
+    and the wire bytes.  ``seal=False`` (a dry run) skips the key store."""
     result = validate_event(obj)
     if isinstance(result, Rejected):
         return result, None
@@ -40,6 +43,15 @@ def prepare(obj: object, pseudonymiser: Pseudonymiser) -> tuple[Accepted | Rejec
                 f"{path}: contains what looks like a national ID number; send ID numbers only as id_number"
                 for path, _ in leaks
             ]), None
+    sealer = pseudonymiser.sealer if seal else None
+    if sealer is not None:
+        try:
+            sealed = sealer.seal(event)
+        except PersonForgotten:
+            return Rejected(["person_id: this person was erased (careledger forget); "
+                             "their events are no longer accepted"]), None
+        if sealed is not event:
+            event, value = sealed, encode(sealed)
     return Accepted(event), value
 
 
@@ -113,7 +125,7 @@ class IngestRun:
                explain: Callable[[list[str]], list[str]] | None = None) -> Verdict:
         """``obj`` is the decoded record; ``record`` what to keep (redacted) if it is rejected;
         ``explain`` rewrites field-path reasons for the front-end (e.g. naming CSV columns)."""
-        result, value = prepare(obj, self.pseudonymiser)
+        result, value = prepare(obj, self.pseudonymiser, seal=self.publisher is not None)
         if isinstance(result, Rejected):
             reasons = explain(result.reasons) if explain else result.reasons
             return self.reject(line, reasons, record)

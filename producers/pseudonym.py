@@ -42,14 +42,18 @@ class InvalidIdNumber(ValueError):
 
 
 class Pseudonymiser:
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, sealer: Any = None) -> None:
         if not secret:
             raise ValueError("the HMAC secret must not be empty")
         self._secret = secret
+        # seals sensitive payload fields after pseudonymisation (producers/keystore.py); None: off
+        self.sealer = sealer
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pseudonymiser:
-        return cls(settings.secret(SECRET_NAME))
+        from producers.keystore import LazySealer
+
+        return cls(settings.secret(SECRET_NAME), LazySealer(settings))
 
     def person_id(self, id_number: str) -> str:
         normalised = normalise_id_number(id_number)

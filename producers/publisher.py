@@ -19,6 +19,7 @@ from kafka.errors import KafkaError
 
 from careledger.settings import Settings
 from producers.pseudonym import redact
+from schemas.privacy import has_plain_sensitive
 from schemas.validation import partition_key
 
 MAX_DLQ_RECORD_CHARS = 64 * 1024  # keeps a dead letter well under the broker's message limit
@@ -67,6 +68,17 @@ class EventPublisher:
         self._failures: list[str] = []
         self.sent = 0
         self.dead_lettered = 0
+        self._sealer: Any = None
+
+    def _protect(self, event: dict[str, Any], value: bytes | None) -> tuple[dict[str, Any], bytes | None]:
+        """Safety net: seal sensitive fields a caller left plain (docs/privacy.md)."""
+        if not has_plain_sensitive(event):
+            return event, value
+        if self._sealer is None:
+            from producers.keystore import LazySealer
+
+            self._sealer = LazySealer(self.settings)
+        return self._sealer.seal(event), None
 
     # ---- sending --------------------------------------------------------------------------------
     def _send(self, topic: str, key: str | None, value: bytes, track: bool = True) -> Any:
@@ -90,6 +102,7 @@ class EventPublisher:
         ``value`` may carry the already encoded event (callers that scanned the bytes)."""
         if "id_number" in event:
             raise ValueError("refusing to publish an event that still has id_number")
+        event, value = self._protect(event, value)
         self.sent += 1
         return self._send(self.topics.events, partition_key(event), value if value is not None else encode(event))
 
@@ -132,6 +145,7 @@ class EventPublisher:
         whose failures must not surface in someone else's ``flush``)."""
         futures = []
         failures: list[str] = []
+        events = [self._protect(event, value) for event, value in events]  # all sealed before any send
         for event, value in events:
             if "id_number" in event:
                 raise ValueError("refusing to publish an event that still has id_number")

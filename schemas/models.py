@@ -194,6 +194,48 @@ class PaymentReversedV1(Payload):
     reason: ShortText
 
 
+# ---- sealed forms (on the log only: the producer moved the sensitive fields into ``sealed``) ----
+class PersonRegisteredSealedV1(Payload):
+    certificate_expires: DateStr
+
+
+class PersonProfileChangedSealedV1(Payload):
+    """The sealed box holds the changed sensitive fields; ``certificate_expires`` may stay plain."""
+
+    certificate_expires: DateStr = None  # type: ignore[assignment]
+
+    @model_serializer(mode="wrap")
+    def _only_given(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        return {k: v for k, v in data.items() if k in self.model_fields_set}
+
+
+class VisitCompletedSealedV1(Payload):
+    visit_kind: VisitKind
+    visitor: ShortText
+
+
+class VisitCompletedSealedV2(VisitCompletedSealedV1):
+    duration_minutes: Annotated[int, Field(ge=0, le=1440)] | None = Field(
+        default=None, description="an integer 0..1440 (minutes) or null"
+    )
+
+
+_B64 = r"^[A-Za-z0-9+/]+={0,2}$"
+
+
+class SealedBox(BaseModel):
+    """``{"v":1,"alg":"AES-256-GCM","kid":...,"nonce":b64,"ct":b64}``: the JSON of the event's
+    sensitive payload fields, encrypted under the person's data key (docs/privacy.md)."""
+
+    model_config = STRICT
+    v: int = Field(ge=1, le=1, description="the integer 1")
+    alg: Literal["AES-256-GCM"] = Field(description="AES-256-GCM")
+    kid: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="a key id")
+    nonce: str = Field(min_length=16, max_length=16, pattern=_B64, description="a base64 12-byte nonce")
+    ct: str = Field(min_length=4, max_length=64 * 1024, pattern=_B64, description="base64 ciphertext")
+
+
 class NeedRegisteredV1(Payload):
     need_id: NeedId
     need: Need
@@ -260,13 +302,15 @@ class Envelope(BaseModel):
         return self
 
 
-def _event_model(event_type: str, version: int, payload: type[Payload]) -> type[Envelope]:
-    name = "".join(part.title() for part in re.split(r"[._]", event_type)) + f"V{version}Event"
-    annotations = {
+def _event_model(event_type: str, version: int, payload: type[Payload], sealed: bool = False) -> type[Envelope]:
+    name = "".join(part.title() for part in re.split(r"[._]", event_type)) + f"V{version}{'Sealed' if sealed else ''}Event"
+    annotations: dict[str, Any] = {
         "type": Literal[event_type],
         "version": int,
         "payload": payload,
     }
+    if sealed:
+        annotations["sealed"] = SealedBox
     namespace: dict[str, Any] = {
         "__annotations__": annotations,
         "__module__": __name__,
@@ -279,6 +323,8 @@ def _event_model(event_type: str, version: int, payload: type[Payload]) -> type[
                          description=f"the integer {version}", **({"default": 1} if version == 1 else {})),
         "payload": Field(description="an object"),
     }
+    if sealed:
+        namespace["sealed"] = Field(description="a sealed box (written by the producer only)")
     return type(name, (Envelope,), namespace)
 
 
@@ -299,6 +345,17 @@ _PAYLOADS: dict[tuple[str, int], type[Payload]] = {
 #: (type, version) -> envelope model of that exact version.
 EVENT_MODELS: dict[tuple[str, int], type[Envelope]] = {
     key: _event_model(key[0], key[1], payload) for key, payload in _PAYLOADS.items()
+}
+#: (type, version) -> envelope model of the sealed form on the log (``sealed`` instead of the
+#: sensitive payload fields of schemas/privacy.py).  Never accepted from users.
+SEALED_EVENT_MODELS: dict[tuple[str, int], type[Envelope]] = {
+    key: _event_model(key[0], key[1], payload, sealed=True)
+    for key, payload in {
+        ("person.registered", 1): PersonRegisteredSealedV1,
+        ("person.profile_changed", 1): PersonProfileChangedSealedV1,
+        ("visit.completed", 1): VisitCompletedSealedV1,
+        ("visit.completed", 2): VisitCompletedSealedV2,
+    }.items()
 }
 #: type -> supported versions, ascending.
 SUPPORTED_VERSIONS: dict[str, tuple[int, ...]] = {

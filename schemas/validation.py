@@ -25,6 +25,7 @@ from schemas import enums
 from schemas.idnumber import mask_ids
 from schemas.models import (
     EVENT_MODELS,
+    SEALED_EVENT_MODELS,
     SUPPORTED_VERSIONS,
     Envelope,
     parse_timestamp,
@@ -179,8 +180,11 @@ def _canonical(model: Envelope) -> Event:
     return event
 
 
-def validate_event(obj: object) -> Accepted | Rejected:
-    """Validate one decoded JSON value; never raises for any JSON input."""
+def validate_event(obj: object, *, sealed_ok: bool = False) -> Accepted | Rejected:
+    """Validate one decoded JSON value; never raises for any JSON input.
+
+    ``sealed_ok``: accept the producer's sealed form (``sealed`` instead of the sensitive payload
+    fields, docs/privacy.md); only for events read back from the log, never for user input."""
     if not isinstance(obj, dict):
         return Rejected([f"event: must be a JSON object, got {_json_type(obj)}"])
     event_type = obj.get("type")
@@ -203,6 +207,13 @@ def validate_event(obj: object) -> Accepted | Rejected:
             head += [r for r in _reasons(exc, Envelope, frozenset({"type", "version"})) if r not in head]
         return Rejected(head)
     model = EVENT_MODELS[(event_type, version)]
+    if "sealed" in obj:
+        sealed_model = SEALED_EVENT_MODELS.get((event_type, version))
+        if not sealed_ok:
+            return Rejected(["sealed: events are sealed by the producer; send the plain fields"])
+        if sealed_model is None:
+            return Rejected([f"sealed: {event_type} has no sealed fields"])
+        model = sealed_model
     try:
         validated = model.model_validate(obj)
     except ValidationError as exc:
@@ -229,7 +240,8 @@ def _fast_decode(raw: bytes) -> Event | None:
         return None
     version_found = _VERSION_FIELD.search(raw)
     version = int(version_found.group(1)) if version_found else 1
-    model = EVENT_MODELS.get((found.group(1).decode(), version))
+    models = SEALED_EVENT_MODELS if b'"sealed":' in raw else EVENT_MODELS
+    model = models.get((found.group(1).decode(), version))
     if model is None:
         return None
     try:
@@ -242,7 +254,9 @@ def decode_consumed(raw: bytes | bytearray | memoryview | str) -> Event:
     """Parse, validate and upcast a message value read from the events topic.
 
     Raises ``PoisonRecord`` for anything that is not a valid event, including one still carrying
-    a raw ``id_number`` (only pseudonymised events may be on Kafka)."""
+    a raw ``id_number`` (only pseudonymised events may be on Kafka).  A sealed event comes back
+    with ``sealed`` kept and its sensitive fields absent: ``processors.privacy.unseal_batch``
+    restores them (or erases them for a forgotten person)."""
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogatepass")
     elif not isinstance(raw, bytes):
@@ -254,7 +268,7 @@ def decode_consumed(raw: bytes | bytearray | memoryview | str) -> Event:
         except UnicodeDecodeError as exc:
             raise PoisonRecord(f"invalid UTF-8 at byte {exc.start}") from None
         try:
-            result = validate_event(parse_json_line(text))
+            result = validate_event(parse_json_line(text), sealed_ok=True)
         except InvalidJson as exc:
             raise PoisonRecord(str(exc)) from None
         if isinstance(result, Rejected):

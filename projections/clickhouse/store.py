@@ -24,8 +24,10 @@ parameters (``%(name)s``); identifiers (database name) are validated, never take
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+import time
 from datetime import date
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -41,6 +43,7 @@ from projections.sql.eventrow import (
     dumps,
     parse_occurred_at,
 )
+from schemas.privacy import erase_event, strip_sensitive
 
 DEFAULT_TOPIC = "careledger.events"
 MAX_VERSION = 2**63 - 1
@@ -238,10 +241,42 @@ class ClickHouseStore:
         columns["positions"].append(int(payload.get("positions") or 0))
         columns["reverses"].append(str(payload.get("reverses") or ""))
         columns["period"].append(str(payload.get("period") or ""))
-        columns["body"].append(dumps(evt))
+        columns["body"].append(dumps(strip_sensitive(evt)))  # sensitive fields never reach ClickHouse
         columns["kafka_partition"].append(int(rec.partition))
         columns["kafka_offset"].append(int(rec.offset))
         columns["ingest_version"].append(MAX_VERSION - int(rec.offset))
+
+    # ------------------------------------------------------------------ erasure
+    def forget(self, person_id: str, tombstone_id: str, timeout_s: float = 300.0) -> dict[str, int]:
+        """Purge a forgotten person (docs/privacy.md): their history rows are re-inserted as the
+        erased rows of the tombstone id (what replay writes), then the originals are deleted by an
+        ``ALTER TABLE ... DELETE`` mutation (ClickHouse 18.12+), awaited.  Insert first: a crash in
+        between leaves two copies of an ``event_id``, which every query collapses anyway, and
+        re-running forget finishes the job.  ``body`` never holds sensitive fields here; the
+        ``category`` column becomes ``erased``."""
+        names = ", ".join(f"`{name}`" for name, _ in EVENT_COLUMNS)
+        rows = self._execute(
+            "SELECT DISTINCT `body`, `kafka_partition`, `kafka_offset` FROM events WHERE person_id = %(pid)s",
+            {"pid": person_id},
+        )
+        if not rows:
+            return {"events": 0}
+        columns: dict[str, list[Any]] = {name: [] for name, _ in EVENT_COLUMNS}
+        for body, partition, offset in rows:
+            erased = erase_event(json.loads(body), tombstone_id)
+            self._append_row(columns, erased, Consumed(int(partition), int(offset), erased))
+        self._execute(f"INSERT INTO events ({names}) VALUES", [columns[name] for name, _ in EVENT_COLUMNS],
+                      columnar=True)
+        self._execute("ALTER TABLE events DELETE WHERE person_id = %(pid)s", {"pid": person_id})
+        deadline = time.monotonic() + timeout_s
+        while self._execute(
+            "SELECT count() FROM system.mutations WHERE database = %(db)s AND `table` = 'events' AND is_done = 0",
+            {"db": self.database},
+        )[0][0]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"ClickHouse mutation deleting person rows not done after {timeout_s}s")
+            time.sleep(0.2)
+        return {"events": len(rows)}
 
     # ------------------------------------------------------------------ counts
     def _counts_query(

@@ -53,6 +53,7 @@ from projections.sql.eventrow import (
     iso,
 )
 from projections.sql.migrate import upgrade as alembic_upgrade
+from schemas.privacy import ERASED, erase_event
 
 DEFAULT_TOPIC = "careledger.events"
 TOKEN_PARTITION = -1  # offsets row holding the last writer's token (see the aggregate cache)
@@ -390,10 +391,14 @@ class SqlStore:
         else:
             todo = []
 
-        # 3. load the aggregates of the batch's persons
+        # 3. load the aggregates of the batch's persons; a forgotten person's (tombstone id,
+        # ``erased`` events, docs/privacy.md) has no stored state: rebuilt from its event rows
+        erased = {rec.event.get("person_id") for rec in todo if rec.event.get("erased")}  # type: ignore[union-attr]
         aggs = self._load_aggregates(
-            conn, {rec.event.get("person_id") for rec in todo} - {None, ""}  # type: ignore[union-attr]
+            conn, {rec.event.get("person_id") for rec in todo} - {None, ""} - erased  # type: ignore[union-attr]
         )
+        if erased:
+            aggs.update(self._rebuild_erased(conn, erased))
         mark = self._mark("read", started)
 
         # 4. pure projection
@@ -437,6 +442,8 @@ class SqlStore:
                     acc[0] += delta.events
                     acc[1] += delta.amount_fen
                     acc[2] += delta.positions
+            if pid in erased:  # counted, but no person row, alert or outbox for a forgotten person
+                continue
             if effects.person_changed:
                 changed_persons.add(effects.person_changed)
             for alert in effects.alerts_changed:
@@ -462,7 +469,84 @@ class SqlStore:
         bulk(conn, "offsets", [(self.projection, self.topic, p, o) for p, o in sorted(moved.items())]
              + [(self.projection, self.topic, TOKEN_PARTITION, self._writer_token)])
         self._mark("write", mark)
+        for pid in erased:
+            aggs.pop(pid, None)  # never cached: their state lives in their event rows only
         return len(event_rows), aggs, moved
+
+    def _rebuild_erased(self, conn: Connection, person_ids: Iterable[Any]) -> dict[str, Any]:
+        """Aggregates of forgotten persons, folded from their stored (erased) event rows."""
+        ev = t.events
+        aggs: dict[str, Any] = {}
+        ids = sorted(p for p in person_ids if p)
+        for chunk in _chunks(ids, self._in_chunk):
+            rows = conn.execute(select(ev.c.person_id, ev.c.body).where(ev.c.person_id.in_(chunk))
+                                .order_by(ev.c.partition, ev.c.offset))
+            for pid, body in rows:
+                aggs[pid], _ = self._projector.apply(aggs.get(pid), json.loads(body))
+        return aggs
+
+    # ------------------------------------------------------------------ erasure
+    def forget(self, person_id: str, tombstone_id: str) -> dict[str, int]:
+        """Purge a forgotten person (docs/privacy.md): their event rows become erased rows of the
+        tombstone id (``schemas.privacy.erase_event``, the rule replay applies), their count facts
+        move to the tombstone id (category ``erased``), their person row, alerts and alert outbox
+        rows are deleted.  Then the freed pages are scrubbed (SQLite: VACUUM + WAL truncate;
+        PostgreSQL: VACUUM).  Idempotent; returns how many rows of each kind changed."""
+        ev, cf, p, a, ob = t.events, t.count_facts, t.persons, t.alerts, t.alert_outbox
+        done = {"events": 0, "count_facts": 0, "persons": 0, "alerts": 0, "alert_outbox": 0}
+        with self._write_lock, self._writer() as conn, conn.begin():
+            if self.dialect == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(self._lock_key)))
+            rows = conn.execute(select(ev.c.event_id, ev.c.body).where(ev.c.person_id == person_id)).all()
+            for event_id, body in rows:
+                conn.execute(update(ev).where(ev.c.event_id == event_id).values(
+                    person_id=tombstone_id, body=dumps(erase_event(json.loads(body), tombstone_id))))
+            done["events"] = len(rows)
+            facts = conn.execute(select(cf.c.kind, cf.c.key, cf.c.town, cf.c.date, cf.c.events, cf.c.amount_fen,
+                                        cf.c.positions).where(cf.c.person_id == person_id)).all()
+            if facts:
+                conn.execute(delete(cf).where(cf.c.person_id == person_id))
+                self._bulk(conn, "facts", [
+                    (kind, ERASED if kind == "person" else key, town, day, tombstone_id, n, amount, positions)
+                    for kind, key, town, day, n, amount, positions in facts])
+            done["count_facts"] = len(facts)
+            alert_ids = list(conn.scalars(select(a.c.alert_id).where(a.c.person_id == person_id)))
+            for chunk in _chunks(alert_ids, self._in_chunk):
+                done["alert_outbox"] += conn.execute(delete(ob).where(ob.c.alert_id.in_(chunk))).rowcount or 0
+            done["alerts"] = conn.execute(delete(a).where(a.c.person_id == person_id)).rowcount or 0
+            done["persons"] = conn.execute(delete(p).where(p.c.person_id == person_id)).rowcount or 0
+            self._forget_cache()
+            po = t.projection_offsets  # a new writer token: every worker drops its aggregate cache
+            conn.execute(update(po).where(po.c.partition == TOKEN_PARTITION).values(offset=self._writer_token))
+        self.scrub()
+        return done
+
+    def scrub(self) -> None:
+        """Rewrite the database so deleted or overwritten rows leave the files."""
+        import time
+
+        with self._write_lock:
+            raw = self._engine.raw_connection()  # VACUUM runs outside any transaction
+            try:
+                if self.dialect == "sqlite":
+                    cur = raw.cursor()
+                    cur.execute("VACUUM")
+                    for _ in range(50):  # a reader's snapshot may hold the WAL for a moment
+                        busy = cur.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                        if not busy:
+                            break
+                        time.sleep(0.2)
+                    cur.close()
+                else:
+                    driver: Any = raw.driver_connection
+                    driver.autocommit = True
+                    try:
+                        for name in ("events", "count_facts", "persons", "alerts", "alert_outbox"):
+                            driver.execute(f"VACUUM {name}")
+                    finally:
+                        driver.autocommit = False
+            finally:
+                raw.close()
 
     def _write_facts(self, conn: Connection, facts: dict[FactKey, list[int]]) -> None:
         rows: list[tuple[Any, ...]] = []

@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 
 from careledger.settings import Settings
+from processors.privacy import unseal_batch
 from producers.csv_import import HeaderError, bind_header, detect_type, run_import_csv
 from producers.csv_layouts import LAYOUTS, CellError, period, timestamp, yuan_to_fen
+from producers.keystore import KeyStore
 from tests.unit.producers.conftest import FakeProducer
 
 ID = "110101199003071233"
@@ -60,6 +62,7 @@ def test_layouts(event_type: str, settings: Settings, tmp_path: Path, patched_pu
     assert code == 0, out + err
     assert "ignored columns: 序号, 姓名" in out
     [(key, published)] = patched_publisher.messages("careledger.events")
+    [published] = unseal_batch([published], KeyStore.from_settings(settings))  # sealed on the wire
     assert published["type"] == event_type
     assert published["occurred_at"] == "2024-03-05T10:12:00+08:00"
     assert published["town"] == "城关镇" and published["village"] == "东村"

@@ -1,0 +1,397 @@
+"""Envelope encryption of sensitive payload fields, per person (crypto-shredding, docs/privacy.md).
+
+* Each person has a random 32-byte data key (DEK).  It is stored only wrapped (AES-256-GCM) under
+  the master key (KEK, derived with HKDF-SHA256 from ``settings.secret("master-key")``), bound to
+  the person (AAD), in the key store: a SQL database of its own (``settings.keystore_db_url``,
+  default ``sqlite:///$CARELEDGER_HOME/keys.sqlite3``) - never in Kafka, never in a projection.
+* The producer replaces the sensitive fields of ``schemas.privacy.SENSITIVE_FIELDS`` by
+  ``sealed = {"v":1,"alg":"AES-256-GCM","kid":...,"nonce":b64,"ct":b64}``: the JSON of those
+  fields, AAD = event_id + person_id + type (a box cannot be moved to another event or person).
+* ``forget(person_id)`` deletes the DEK row (SQLite: ``secure_delete`` + ``VACUUM`` so the wrapped
+  bytes leave the file) and records a tombstone: the pseudonym, a random unlinkable tombstone id
+  and the time.  Every sealed field of that person on the immutable log is unreadable from then
+  on.  A ``generation`` counter bumped by every forget lets long-lived caches notice.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, delete, event, select, update
+from sqlalchemy.engine import Engine
+
+from careledger.settings import Settings
+from schemas.privacy import SEALED_KEY, has_plain_sensitive, sensitive_fields
+
+MASTER_KEY_SECRET = "master-key"
+ALG = "AES-256-GCM"
+BOX_VERSION = 1
+IN_CHUNK = 500
+GENERATION = "generation"
+
+metadata = MetaData()
+person_keys = Table(
+    "person_keys", metadata,
+    Column("person_id", String(128), primary_key=True),
+    Column("kid", String(64), nullable=False),
+    Column("wrapped", Text, nullable=False),  # b64(nonce + AES-GCM(KEK, DEK, aad=person))
+    Column("created_at", String(40), nullable=False),
+)
+tombstones = Table(
+    "tombstones", metadata,
+    Column("person_id", String(128), primary_key=True),  # the pseudonym, never an ID number
+    Column("tombstone_id", String(64), nullable=False, unique=True),
+    Column("forgotten_at", String(40), nullable=False),
+)
+keystore_meta = Table(
+    "keystore_meta", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(64), nullable=False),
+)
+
+
+class KeyStoreError(RuntimeError):
+    """Base class of key store errors (messages never carry key material)."""
+
+
+class PersonForgotten(KeyStoreError):  # noqa: N818 - reads as a fact, like FileNotFoundError
+    """The person was erased (``careledger forget``): no new data key, no new sealed data."""
+
+    def __init__(self, person_id: str) -> None:
+        super().__init__(f"person {person_id} was erased (careledger forget); their events are no longer accepted")
+        self.person_id = person_id
+
+
+class MasterKeyMismatch(KeyStoreError):  # noqa: N818
+    """A wrapped data key does not open under the configured master key: a configuration error
+    (wrong CARELEDGER_MASTER_KEY / secrets file), never a reason to erase data."""
+
+
+class SealedDataError(KeyStoreError):
+    """A sealed box does not open under its person's key (tampered or mismatched): poison."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def derive_kek(secret: bytes) -> bytes:
+    if not secret:
+        raise ValueError("the master key must not be empty")
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"careledger master-key v1").derive(secret)
+
+
+def _wrap_aad(person_id: str) -> bytes:
+    return b"careledger-dek|v1|" + person_id.encode("utf-8")
+
+
+def event_aad(event: dict[str, Any]) -> bytes:
+    """What a sealed box is bound to: event_id + person_id (+ type)."""
+    return "careledger-event|v1|{}|{}|{}".format(event["event_id"], event.get("person_id") or "",
+                                                event["type"]).encode("utf-8")
+
+
+def seal_event(event: dict[str, Any], kid: str, dek: bytes) -> dict[str, Any]:
+    """A copy of ``event`` whose sensitive payload fields are in ``sealed`` (unchanged if none)."""
+    fields = sensitive_fields(event["type"])
+    payload = event.get("payload") or {}
+    secret_part = {name: payload[name] for name in fields if name in payload}
+    if not secret_part:
+        return event
+    nonce = os.urandom(12)
+    plaintext = json.dumps(secret_part, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+    ct = AESGCM(dek).encrypt(nonce, plaintext, event_aad(event))
+    out = dict(event)
+    out["payload"] = {k: v for k, v in payload.items() if k not in secret_part}
+    out[SEALED_KEY] = {"v": BOX_VERSION, "alg": ALG, "kid": kid, "nonce": _b64(nonce), "ct": _b64(ct)}
+    return out
+
+
+def open_box(event: dict[str, Any], dek: bytes) -> dict[str, Any]:
+    """The sensitive fields inside ``event["sealed"]``; raises :class:`SealedDataError`."""
+    box = event[SEALED_KEY]
+    try:
+        plaintext = AESGCM(dek).decrypt(_unb64(box["nonce"]), _unb64(box["ct"]), event_aad(event))
+        fields = json.loads(plaintext)
+    except (InvalidTag, ValueError, KeyError) as exc:
+        raise SealedDataError(
+            f"event {event.get('event_id')!r}: sealed fields do not open ({type(exc).__name__})") from None
+    allowed = set(sensitive_fields(event["type"]))
+    if not isinstance(fields, dict) or not set(fields) <= allowed:
+        raise SealedDataError(f"event {event.get('event_id')!r}: sealed box holds unexpected fields")
+    return fields
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class KeyStore:
+    """Per-person data keys (wrapped) and erasure tombstones in one SQL database."""
+
+    def __init__(self, url: str, master_key: bytes) -> None:
+        self.url = url
+        self._kek = AESGCM(derive_kek(master_key))
+        self._lock = threading.Lock()
+        self.engine = self._make_engine(url)
+        self.dialect = self.engine.dialect.name
+        metadata.create_all(self.engine)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KeyStore:
+        if settings.keystore_db_url.startswith("sqlite:///"):
+            settings.home.mkdir(parents=True, exist_ok=True)
+        return cls(settings.keystore_db_url, settings.secret(MASTER_KEY_SECRET))
+
+    @staticmethod
+    def _make_engine(url: str) -> Engine:
+        if url.startswith("sqlite"):
+            path = url.removeprefix("sqlite:///")
+            if path and not path.startswith(":memory:") and not os.path.exists(path):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)  # wrapped keys: owner only
+                os.close(fd)
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA secure_delete=ON")  # deleted keys are overwritten with zeros
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+
+            return engine
+        if url.startswith(("postgresql://", "postgres://")):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return create_engine(url, pool_pre_ping=True)
+
+    def _insert(self) -> Any:
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert
+
+    # ---- keys ----------------------------------------------------------------------------
+    def _unwrap(self, person_id: str, wrapped: str) -> bytes:
+        raw = _unb64(wrapped)
+        try:
+            return self._kek.decrypt(raw[:12], raw[12:], _wrap_aad(person_id))
+        except InvalidTag:
+            raise MasterKeyMismatch(
+                "a data key in the key store does not open with the configured master key "
+                "(check CARELEDGER_MASTER_KEY / secrets/master-key)") from None
+
+    def lookup(self, person_ids: Iterable[str]) -> tuple[dict[str, tuple[str, bytes]], dict[str, str]]:
+        """Keys ``{pid: (kid, dek)}`` and tombstones ``{pid: tombstone_id}`` of these persons."""
+        ids = sorted(set(person_ids))
+        keys: dict[str, tuple[str, bytes]] = {}
+        tombs: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), IN_CHUNK):
+                chunk = ids[i:i + IN_CHUNK]
+                for pid, kid, wrapped in conn.execute(
+                        select(person_keys.c.person_id, person_keys.c.kid, person_keys.c.wrapped)
+                        .where(person_keys.c.person_id.in_(chunk))):
+                    keys[pid] = (kid, self._unwrap(pid, wrapped))
+                for pid, tid in conn.execute(select(tombstones.c.person_id, tombstones.c.tombstone_id)
+                                             .where(tombstones.c.person_id.in_(chunk))):
+                    tombs[pid] = tid
+        for pid in tombs:  # a forgotten person never has a usable key
+            keys.pop(pid, None)
+        return keys, tombs
+
+    def get_or_create(self, person_ids: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+        """Data keys of these persons, creating the missing ones; raises :class:`PersonForgotten`."""
+        wanted = sorted(set(person_ids))
+        keys, tombs = self.lookup(wanted)
+        if tombs:
+            raise PersonForgotten(sorted(tombs)[0])
+        missing = [pid for pid in wanted if pid not in keys]
+        if missing:
+            rows = []
+            for pid in missing:
+                dek, nonce = os.urandom(32), os.urandom(12)
+                rows.append({"person_id": pid, "kid": "k" + secrets.token_hex(6),
+                             "wrapped": _b64(nonce + self._kek.encrypt(nonce, dek, _wrap_aad(pid))),
+                             "created_at": _now()})
+            with self._lock, self.engine.begin() as conn:
+                conn.execute(self._insert()(person_keys).on_conflict_do_nothing(), rows)
+            keys, tombs = self.lookup(wanted)  # a concurrent creator may have won: use its key
+            if tombs:
+                raise PersonForgotten(sorted(tombs)[0])
+        return keys
+
+    # ---- erasure -------------------------------------------------------------------------
+    def forget(self, person_id: str) -> str:
+        """Destroy the person's data key and record the tombstone; return the tombstone id (the
+        existing one if the person was already forgotten).  Idempotent."""
+        with self._lock:
+            with self.engine.begin() as conn:
+                tid = conn.scalar(select(tombstones.c.tombstone_id).where(tombstones.c.person_id == person_id))
+                if tid is None:
+                    tid = "x" + secrets.token_hex(16)
+                    conn.execute(tombstones.insert().values(person_id=person_id, tombstone_id=tid,
+                                                            forgotten_at=_now()))
+                conn.execute(delete(person_keys).where(person_keys.c.person_id == person_id))
+                current = conn.scalar(select(keystore_meta.c.value).where(keystore_meta.c.name == GENERATION))
+                if current is None:
+                    conn.execute(keystore_meta.insert().values(name=GENERATION, value="1"))
+                else:
+                    conn.execute(update(keystore_meta).where(keystore_meta.c.name == GENERATION)
+                                 .values(value=str(int(current) + 1)))
+            self._scrub()
+        return tid
+
+    def _scrub(self) -> None:
+        """Make deleted key bytes leave the database files (SQLite: VACUUM; PostgreSQL: VACUUM)."""
+        raw = self.engine.raw_connection()
+        driver: Any = raw.driver_connection
+        try:
+            if self.dialect == "sqlite":
+                before = driver.isolation_level
+                driver.isolation_level = None
+                try:
+                    driver.execute("VACUUM")
+                finally:
+                    driver.isolation_level = before
+            elif self.dialect == "postgresql":
+                driver.autocommit = True
+                try:
+                    driver.execute("VACUUM person_keys")
+                finally:
+                    driver.autocommit = False
+        finally:
+            raw.close()
+
+    def generation(self) -> int:
+        with self.engine.connect() as conn:
+            value = conn.scalar(select(keystore_meta.c.value).where(keystore_meta.c.name == GENERATION))
+        return int(value or 0)
+
+    def tombstones(self) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(tombstones.c.person_id, tombstones.c.tombstone_id)).all())
+
+    def tombstone_rows(self) -> list[dict[str, str]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(tombstones))]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __repr__(self) -> str:  # never show key material
+        return f"KeyStore({self.dialect})"
+
+
+class Sealer:
+    """Producer side: seals events, caching data keys (a forget anywhere empties the cache
+    within ``recheck_s`` seconds through the key store's generation counter)."""
+
+    def __init__(self, keystore: KeyStore, *, cache_size: int = 100_000, recheck_s: float = 1.0) -> None:
+        self.keystore = keystore
+        self._cache: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        self._cache_size = cache_size
+        self._recheck_s = recheck_s
+        self._generation = keystore.generation()
+        self._tombstones = set(keystore.tombstones())
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Sealer:
+        return cls(KeyStore.from_settings(settings))
+
+    def _fresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self._recheck_s:
+            return
+        self._checked = now
+        generation = self.keystore.generation()
+        if generation != self._generation:
+            self._generation = generation
+            self._cache.clear()
+            self._tombstones = set(self.keystore.tombstones())
+
+    def check(self, person_id: str) -> None:
+        """Raise :class:`PersonForgotten` if the person was erased."""
+        with self._lock:
+            self._fresh()
+            if person_id in self._tombstones:
+                raise PersonForgotten(person_id)
+
+    def keys(self, person_ids: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+        with self._lock:
+            self._fresh()
+            wanted = set(person_ids)
+            found = {pid: self._cache[pid] for pid in wanted if pid in self._cache}
+            missing = wanted - set(found)
+            if missing:
+                created = self.keystore.get_or_create(missing)
+                found.update(created)
+                self._cache.update(created)
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+            return found
+
+    def seal(self, event: dict[str, Any]) -> dict[str, Any]:
+        """``event`` with its sensitive fields sealed; raises :class:`PersonForgotten` for any
+        event of an erased person (sensitive fields or not: they are no longer accepted)."""
+        fields = sensitive_fields(event.get("type", ""))
+        payload = event.get("payload") or {}
+        if event.get("person_id"):
+            self.check(event["person_id"])
+        if not fields or not any(name in payload for name in fields) or SEALED_KEY in event:
+            return event
+        person_id = event.get("person_id")
+        if not person_id:
+            raise ValueError("seal: the event has no person_id (pseudonymise id_number first)")
+        kid, dek = self.keys([person_id])[person_id]
+        return seal_event(event, kid, dek)
+
+    def __repr__(self) -> str:
+        return "Sealer(<keys>)"
+
+
+class LazySealer:
+    """A :class:`Sealer` opened on first use (front-ends that may never see a person event)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._sealer: Sealer | None = None
+        self._lock = threading.Lock()
+
+    def seal(self, event: dict[str, Any]) -> dict[str, Any]:
+        if not event.get("person_id") and not has_plain_sensitive(event):
+            return event
+        if self._sealer is None:
+            with self._lock:
+                if self._sealer is None:
+                    self._sealer = Sealer.from_settings(self.settings)
+        return self._sealer.seal(event)
+
+    def __repr__(self) -> str:
+        return "LazySealer(<keys>)"
+
+
+__all__ = [
+    "LazySealer",
+    "KeyStore", "KeyStoreError", "MasterKeyMismatch", "PersonForgotten", "SealedDataError", "Sealer",
+    "derive_kek", "event_aad", "open_box", "seal_event",
+]
