@@ -159,6 +159,14 @@ def _wait_caught_up(settings: Any, token: str | None, published: int, args: argp
     return False
 
 
+def _pad(text: str, width: int) -> str:
+    """Left-justify to a terminal width (CJK characters take two columns)."""
+    import unicodedata
+
+    used = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * max(1, width - used)
+
+
 def _print_report(settings: Any, token: str | None, out: Any) -> bool:
     status, body = _get(f"{settings.api_url}/api/report?from={H1_FROM}&to={H1_TO}", token)
     if status != 200:
@@ -170,16 +178,14 @@ def _print_report(settings: Any, token: str | None, out: Any) -> bool:
         row = rows.get(metric)
         if row is None:
             continue
-        parts = []
-        if metric not in ("living_subsidy", "nursing_subsidy") and row.get("persons") is not None:
-            parts.append(f"{row['persons']:>9,} 人")
-        if row.get("events") is not None:
-            parts.append(f"{row['events']:>9,} 人次")
+        persons = row.get("persons") if metric not in ("living_subsidy", "nursing_subsidy") else None
+        parts = [f"{persons:>9,} 人" if persons is not None else " " * 12,
+                 f"{row['events']:>9,} 人次" if row.get("events") is not None else " " * 14]
         if row.get("amount_fen"):
             parts.append(f"{row['amount_fen'] / 1_000_000:>10,.2f} 万元")
-        print(f"    {row['label_zh']:<16s}" + "  ".join(parts), file=out)
+        print("    " + _pad(row["label_zh"], 26) + "  ".join(parts), file=out)
     payments = sum(r.get("amount_fen") or 0 for r in body["rows"] if r["kind"] == "payment")
-    print(f"    {'补贴发放合计':<16s}{payments / 1_000_000:>10,.2f} 万元", file=out)
+    print("    " + _pad("补贴发放合计 (8 programs)", 26) + " " * 30 + f"{payments / 1_000_000:>10,.2f} 万元", file=out)
     problems = compare_report(body["rows"], published_report())
     if problems:
         print("  report check: DIFFERS from h1-report.csv: " + "; ".join(problems), file=out)

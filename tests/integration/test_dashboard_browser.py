@@ -221,7 +221,7 @@ def test_dashboard_report_live_alert_and_acknowledge(served: Served, page: Any) 
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.evaluate("window.scrollTo(0, 0)")
-    page.wait_for_timeout(500)  # let the acknowledgement toast and row highlight settle
+    page.wait_for_function("!document.querySelector('#toast').classList.contains('show')")  # toast gone
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
     # ---- English is one click away (and back)

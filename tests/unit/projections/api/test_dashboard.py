@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from decimal import Decimal
 
 import pytest
 
@@ -104,3 +105,25 @@ def test_every_english_word_has_a_chinese_one() -> None:
     html = (dashboard.STATIC_DIR / "index.html").read_text(encoding="utf-8")
     for key in re.findall(r'data-i18n="(\w+)"', html):
         assert key in keys(zh), key
+
+
+def test_demo_command_is_registered_and_checks_the_report() -> None:
+    from careledger.cli import build_parser
+    from infra import demo
+
+    args = build_parser().parse_args(["demo", "--rate", "500/s", "--no-progress"])
+    assert args.func is demo.run and args.rate == 500.0
+    published = demo.published_report()
+    rows = []
+    for want in published:
+        rows.append({"metric": want["metric"], "kind": "x",
+                     "persons": int(want["persons"]) if want["persons"] else 7,
+                     "events": int(want["events"]) if want["events"] else 9,
+                     "amount_fen": int(Decimal(want["amount_yuan"]) * 100) if want["amount_yuan"] else None,
+                     "positions": int(want["note"].split()[0]) if "positions" in want["note"] else None})
+    assert demo.compare_report(rows, published) == []
+    rows[3]["events"] += 1
+    rows[-1]["persons"] *= 2
+    problems = demo.compare_report(rows, published)
+    assert len(problems) == 2 and problems[0].startswith(published[3]["metric"] + ".events")
+    assert demo.compare_report(rows[1:], published)[0] == f"{published[0]['metric']}: missing from /api/report"
