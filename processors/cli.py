@@ -12,6 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_process)
     from processors.forget import register as register_forget  # careledger forget (docs/privacy.md)
     register_forget(sub)
+    from processors.webhooks.cli import register as register_webhooks
+    register_webhooks(sub)
 
 
 def _process(args: argparse.Namespace) -> int:

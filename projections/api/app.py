@@ -613,6 +613,10 @@ def create_app(
 
     app.include_router(http_ingest.router)
     app.include_router(dashboard_router)
+    from projections.api import alert_stream, subscriptions
+
+    app.include_router(alert_stream.router)
+    app.include_router(subscriptions.router)
     app.dependency_overrides[http_ingest.get_publisher] = publishers.get
 
     check_policies(app)

@@ -60,9 +60,13 @@ POLICIES: dict[str, str] = {
     "/api/alerts/{alert_id}/resolve": PERSON_LEVEL,
     "/api/warnings": PERSON_LEVEL,
     "/api/persons/{person_id}/timeline": PERSON_LEVEL,
+    "/api/alerts/stream": PERSON_LEVEL,  # SSE; caseworkers get the alerts of their towns
     # admin
     "/api/audit": ADMIN,
     "/api/events": ADMIN,  # POST: publishes events for any town, so admin only
+    "/api/webhooks": ADMIN,
+    "/api/webhooks/{subscription_id}": ADMIN,
+    "/api/webhooks/{subscription_id}/deliveries": ADMIN,
 }
 
 

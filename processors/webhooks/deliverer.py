@@ -1,0 +1,328 @@
+"""``careledger deliver-webhooks``: careledger.alerts → signed HTTP POSTs to subscribers.
+
+One process, two kinds of threads:
+
+- the **consumer** (main thread) reads ``careledger.alerts`` with its own consumer group
+  (``<processor_group>-webhooks``), matches each alert change against the active subscriptions
+  (rule / town filters; only changes committed after the subscription was created, i.e. with an
+  outbox seq above the one recorded at its creation), persists one
+  ``webhook_deliveries`` row per match (``INSERT ... ON CONFLICT DO NOTHING`` on the stable
+  delivery id) and only then commits its Kafka offsets.  It never waits for HTTP, so a slow
+  subscriber does not hold the topic back; a crash before the commit re-reads the batch and the
+  inserts are no-ops.
+- one **worker per subscription** (concurrency 1 per subscriber): claims up to ``batch`` due
+  deliveries (a lease, so another deliverer process cannot send them at the same time), POSTs
+  each with a timeout (5 s), and records the outcome (delivered / retry with backoff + jitter /
+  failed after the maximum age).  A slow or dead subscriber only occupies its own worker; the
+  others keep delivering.  Memory is bounded by ``batch`` rows per worker: the backlog of a dead
+  subscriber waits in the table (bounded by the alert rate × the maximum age), not in memory.
+
+Processors never talk to this process: they publish to Kafka (through the outbox relay), so a
+subscriber can never slow them down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from careledger.settings import Settings
+from processors.webhooks.queue import DeliveryQueue
+from processors.webhooks.signing import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    SUBSCRIPTION_HEADER,
+    TIMESTAMP_HEADER,
+    RetryPolicy,
+    delivery_id,
+    sign,
+)
+from projections.api.subscriptions import WebhookStore
+
+log = logging.getLogger("careledger.webhooks")
+
+USER_AGENT = "careledger-webhooks/1"
+SUBSCRIPTION_REFRESH_S = 2.0
+IDLE_WAIT_S = 1.0
+REPORT_INTERVAL_S = 30.0
+
+
+def consumer_group(settings: Settings) -> str:
+    return f"{settings.processor_group}-webhooks"
+
+
+@dataclass
+class Subscription:
+    subscription_id: str
+    url: str
+    secret: str
+    rules: frozenset[str] | None
+    towns: frozenset[str] | None
+    start_after_seq: int = 0
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Subscription:
+        return cls(row["subscription_id"], row["url"], row["secret"],
+                   frozenset(row["rules"]) if row["rules"] else None,
+                   frozenset(row["towns"]) if row["towns"] else None,
+                   int(row["start_after_seq"]))
+
+    def matches(self, alert: dict[str, Any]) -> bool:
+        if int(alert["outbox_seq"]) <= self.start_after_seq:
+            return False  # committed before the subscription existed
+        if self.rules is not None and alert.get("rule") not in self.rules:
+            return False
+        return self.towns is None or alert.get("town") in self.towns
+
+
+def deliveries_for(subscriptions: list[Subscription], value: bytes) -> list[dict[str, Any]]:
+    """Delivery rows for one careledger.alerts message (empty when no subscription matches or the
+    message is not an alert change)."""
+    try:
+        alert = json.loads(value)
+        alert_id, seq = str(alert["alert_id"]), int(alert["outbox_seq"])
+    except (ValueError, KeyError, TypeError):
+        log.warning("skipping a careledger.alerts message that is not an alert change")
+        return []
+    body = value.decode("utf-8")
+    return [{"delivery_id": delivery_id(s.subscription_id, alert_id, seq), "subscription_id": s.subscription_id,
+             "alert_id": alert_id, "outbox_seq": seq, "body": body}
+            for s in subscriptions if s.matches(alert)]
+
+
+@dataclass
+class Attempt:
+    ok: bool
+    status: int | None
+    error: str | None
+
+
+def post(client: httpx.Client, sub: Subscription, delivery: dict[str, Any], now: float | None = None) -> Attempt:
+    body = delivery["body"].encode("utf-8")
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "User-Agent": USER_AGENT,
+        DELIVERY_HEADER: delivery["delivery_id"],
+        SUBSCRIPTION_HEADER: sub.subscription_id,
+        TIMESTAMP_HEADER: str(int(now if now is not None else time.time())),
+        SIGNATURE_HEADER: sign(sub.secret, body),
+    }
+    try:
+        response = client.post(sub.url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        return Attempt(False, None, f"{type(exc).__name__}: {exc}"[:500])
+    if 200 <= response.status_code < 300:
+        return Attempt(True, response.status_code, None)
+    return Attempt(False, response.status_code, f"HTTP {response.status_code}: {response.text[:200]}")
+
+
+@dataclass
+class WorkerStats:
+    attempts: int = 0
+    delivered: int = 0
+    failures: int = 0
+    given_up: int = 0
+
+
+class SubscriptionWorker(threading.Thread):
+    """Delivers one subscription's deliveries, one at a time."""
+
+    def __init__(self, sub: Subscription, queue: DeliveryQueue, policy: RetryPolicy, *, batch: int,
+                 on_delivered: Callable[[dict[str, Any], Attempt], None] | None = None) -> None:
+        super().__init__(name=f"webhook-{sub.subscription_id}", daemon=True)
+        self.sub = sub
+        self.queue = queue
+        self.policy = policy
+        self.batch = batch
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.stats = WorkerStats()
+        self.on_delivered = on_delivered
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def run(self) -> None:
+        lease_s = self.policy.timeout_s * 2 + 10
+        with httpx.Client(timeout=self.policy.timeout_s, follow_redirects=False) as client:
+            while not self.stopping.is_set():
+                try:
+                    claimed = self.queue.claim(self.sub.subscription_id, limit=self.batch, lease_s=lease_s)
+                except Exception:  # noqa: BLE001 - the database may be busy/away: wait and retry
+                    log.exception("webhook %s: could not read due deliveries", self.sub.subscription_id)
+                    self.stopping.wait(IDLE_WAIT_S)
+                    continue
+                for delivery in claimed:
+                    if self.stopping.is_set():
+                        break  # the lease expires; another start picks them up
+                    self._attempt(client, delivery)
+                if not claimed:
+                    self.wake.wait(self._idle_wait())
+                    self.wake.clear()
+
+    def _idle_wait(self) -> float:
+        try:
+            due = self.queue.next_due(self.sub.subscription_id)
+        except Exception:  # noqa: BLE001
+            return IDLE_WAIT_S
+        if due is None:
+            return IDLE_WAIT_S
+        wait = (datetime.fromisoformat(due) - datetime.now(UTC)).total_seconds()
+        return min(IDLE_WAIT_S, max(0.01, wait))
+
+    def _attempt(self, client: httpx.Client, delivery: dict[str, Any]) -> None:
+        now = datetime.now(UTC)
+        age = (now - datetime.fromisoformat(delivery["created_at"])).total_seconds()
+        if self.policy.gives_up(age):
+            self.queue.failed_attempt(delivery["delivery_id"], "gave up: older than the maximum age "
+                                      f"({self.policy.max_age_s:.0f}s) without a 2xx answer", None, None)
+            self.stats.given_up += 1
+            return
+        result = post(client, self.sub, delivery)
+        self.stats.attempts += 1
+        if result.ok:
+            if self.queue.delivered(delivery["delivery_id"], result.status or 200):
+                self.stats.delivered += 1
+                if self.on_delivered is not None:
+                    self.on_delivered(delivery, result)
+            return
+        self.stats.failures += 1
+        attempt = int(delivery["attempts"]) + 1
+        later = datetime.now(UTC) + timedelta(seconds=self.policy.delay(attempt))
+        gives_up = self.policy.gives_up((later - datetime.fromisoformat(delivery["created_at"])).total_seconds())
+        if gives_up:
+            self.stats.given_up += 1
+        self.queue.failed_attempt(delivery["delivery_id"], result.error or "failed", result.status,
+                                  None if gives_up else later)
+
+
+@dataclass
+class Deliverer:
+    settings: Settings
+    store: WebhookStore
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    group: str | None = None
+    batch: int = 20
+    poll_records: int = 500
+    workers: dict[str, SubscriptionWorker] = field(default_factory=dict)
+    subscriptions: list[Subscription] = field(default_factory=list)
+    enqueued: int = 0
+    consumed: int = 0
+    _refreshed: float = 0.0
+    _reported: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.queue = DeliveryQueue(self.store.engine)
+        self.stop_event = threading.Event()
+
+    def refresh(self) -> None:
+        """Start workers for new subscriptions, stop those of deleted ones."""
+        self.subscriptions = [Subscription.from_row(r) for r in self.store.active_with_secrets()]
+        wanted = {s.subscription_id: s for s in self.subscriptions}
+        for sid in list(self.workers):
+            if sid not in wanted or self.workers[sid].sub.url != wanted[sid].url:
+                self.workers.pop(sid).stop()
+        for sid, sub in wanted.items():
+            worker = self.workers.get(sid)
+            if worker is None or not worker.is_alive():
+                worker = SubscriptionWorker(sub, self.queue, self.policy, batch=self.batch)
+                self.workers[sid] = worker
+                worker.start()
+            else:
+                worker.sub = sub
+        self._refreshed = time.monotonic()
+
+    def handle(self, records: list[Any]) -> int:
+        """Persist the deliveries of a batch of consumer records (before the offsets are committed)."""
+        rows: list[dict[str, Any]] = []
+        for record in records:
+            rows += deliveries_for(self.subscriptions, record.value)
+        while True:
+            try:
+                added = self.queue.enqueue(rows)
+                break
+            except Exception:  # noqa: BLE001 - keep the offsets where they are until it is stored
+                if self.stop_event.is_set():
+                    raise
+                log.exception("could not persist %d deliveries; retrying", len(rows))
+                time.sleep(1.0)
+        for sid in {r["subscription_id"] for r in rows}:
+            worker = self.workers.get(sid)
+            if worker is not None:
+                worker.wake.set()
+        self.enqueued += added
+        return added
+
+    def run(self) -> None:
+        from kafka import KafkaConsumer
+
+        self.store.migrate()
+        self.queue.migrate()
+        self.refresh()
+        consumer = KafkaConsumer(
+            self.settings.topics.alerts, **self.settings.kafka_client_options(),
+            group_id=self.group or consumer_group(self.settings), enable_auto_commit=False,
+            auto_offset_reset="earliest", max_poll_records=self.poll_records,
+        )
+        log.info("delivering %s to %d subscription(s) (group %s)", self.settings.topics.alerts,
+                 len(self.subscriptions), self.group or consumer_group(self.settings))
+        try:
+            while not self.stop_event.is_set():
+                batches = consumer.poll(timeout_ms=200)
+                records = [r for part in batches.values() for r in part]
+                if records or time.monotonic() - self._refreshed > SUBSCRIPTION_REFRESH_S:
+                    self.refresh()  # a subscription committed before this poll sees its records
+                if records:
+                    self.handle(records)
+                    consumer.commit()
+                    self.consumed += len(records)
+                self._report()
+        finally:
+            consumer.close()
+            self.stop_workers()
+
+    def _report(self, every_s: float = REPORT_INTERVAL_S) -> None:
+        now = time.monotonic()
+        if now - self._reported < every_s:
+            return
+        self._reported = now
+        stats = [w.stats for w in self.workers.values()]
+        log.info("consumed=%d enqueued=%d attempts=%d delivered=%d failures=%d given_up=%d subscriptions=%d",
+                 self.consumed, self.enqueued, sum(s.attempts for s in stats), sum(s.delivered for s in stats),
+                 sum(s.failures for s in stats), sum(s.given_up for s in stats), len(self.workers))
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def stop_workers(self, timeout: float = 15.0) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+        deadline = time.monotonic() + timeout
+        for worker in self.workers.values():
+            worker.join(max(0.0, deadline - time.monotonic()))
+
+
+def run_deliverer(settings: Settings, policy: RetryPolicy, *, group: str | None = None, batch: int = 20) -> int:
+    from processors.logging_setup import configure_logging
+
+    configure_logging(settings, "webhooks")
+    deliverer = Deliverer(settings, WebhookStore.from_settings(settings), policy, group=group, batch=batch)
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping after the current batch", signum)
+        deliverer.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    deliverer.run()
+    return 0

@@ -1,0 +1,125 @@
+"""The durable delivery queue: rows of ``webhook_deliveries`` and their state transitions.
+
+A delivery is created ``pending`` with ``next_attempt_at`` = now.  A worker *claims* due rows by
+setting a lease (``lease_until``) in a write transaction — only rows still pending and not leased
+are claimed, so two deliverer processes never attempt the same delivery at once.  An attempt ends
+in exactly one of:
+
+- ``delivered`` (2xx): ``UPDATE ... WHERE status = 'pending'``; a delivery id is marked delivered
+  at most once, whatever races or redeliveries happen (the table is the idempotent state);
+- back to ``pending`` with ``attempts + 1``, ``last_error`` and ``next_attempt_at`` = now + backoff;
+- ``failed`` when the delivery is older than the retry policy's maximum age (given up, kept in the log).
+
+Enqueueing is ``INSERT ... ON CONFLICT DO NOTHING`` on ``delivery_id``: a Kafka redelivery of the
+same alert change (same ``outbox_seq``) cannot create a second delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.engine import Engine
+
+from projections.api.subscriptions import metadata, utc_text, webhook_deliveries
+
+D = webhook_deliveries
+
+
+def _insert_ignore(dialect: str) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(D).on_conflict_do_nothing(index_elements=[D.c.delivery_id])
+
+
+class DeliveryQueue:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._insert = _insert_ignore(engine.dialect.name)
+
+    def _write(self) -> Any:
+        return self.engine.connect().execution_options(sqlite_begin="immediate")
+
+    def migrate(self) -> None:
+        with self._write() as conn, conn.begin():
+            metadata.create_all(conn, checkfirst=True)
+
+    def enqueue(self, rows: Sequence[dict[str, Any]], now: datetime | None = None) -> int:
+        """Persist deliveries (``delivery_id, subscription_id, alert_id, outbox_seq, body``);
+        ids already present are left alone.  Returns how many rows were new."""
+        if not rows:
+            return 0
+        at = utc_text(now)
+        values = [{**r, "status": "pending", "attempts": 0, "created_at": at, "next_attempt_at": at} for r in rows]
+        with self._write() as conn, conn.begin():
+            res = conn.execute(self._insert, values)
+        return max(0, int(res.rowcount or 0))
+
+    def claim(self, subscription_id: str, *, limit: int, lease_s: float,
+              now: datetime | None = None) -> list[dict[str, Any]]:
+        """Lease up to ``limit`` due deliveries of one subscription, oldest due first."""
+        now = now or datetime.now(UTC)
+        at = utc_text(now)
+        due = and_(D.c.subscription_id == subscription_id, D.c.status == "pending", D.c.next_attempt_at <= at,
+                   or_(D.c.lease_until.is_(None), D.c.lease_until < at))
+        with self._write() as conn, conn.begin():
+            rows = conn.execute(
+                select(D.c.delivery_id, D.c.subscription_id, D.c.alert_id, D.c.outbox_seq, D.c.body,
+                       D.c.attempts, D.c.created_at)
+                .where(due).order_by(D.c.next_attempt_at, D.c.outbox_seq).limit(limit)
+            ).all()
+            if not rows:
+                return []
+            conn.execute(update(D).where(D.c.delivery_id.in_([r.delivery_id for r in rows]), due)
+                         .values(lease_until=utc_text(now + timedelta(seconds=lease_s))))
+        return [dict(r._mapping) for r in rows]
+
+    def delivered(self, delivery_id: str, http_status: int, now: datetime | None = None) -> bool:
+        """Mark delivered; False if it already was (or was cancelled meanwhile)."""
+        at = utc_text(now)
+        with self._write() as conn, conn.begin():
+            res = conn.execute(
+                update(D).where(D.c.delivery_id == delivery_id, D.c.status == "pending")
+                .values(status="delivered", attempts=D.c.attempts + 1, last_status=http_status, last_error=None,
+                        delivered_at=at, next_attempt_at=None, lease_until=None))
+        return bool(res.rowcount)
+
+    def failed_attempt(self, delivery_id: str, error: str, http_status: int | None,
+                       next_attempt_at: datetime | None) -> None:
+        """Record a failed try: retry at ``next_attempt_at``, or give up (``failed``) when None."""
+        values: dict[str, Any] = {"attempts": D.c.attempts + 1, "last_error": error[:1000],
+                                  "last_status": http_status, "lease_until": None}
+        if next_attempt_at is None:
+            values.update(status="failed", next_attempt_at=None)
+        else:
+            values["next_attempt_at"] = utc_text(next_attempt_at)
+        with self._write() as conn, conn.begin():
+            conn.execute(update(D).where(D.c.delivery_id == delivery_id, D.c.status == "pending").values(**values))
+
+    def give_up_old(self, subscription_id: str, older_than: datetime) -> int:
+        """Mark pending deliveries created before ``older_than`` failed without trying them again."""
+        with self._write() as conn, conn.begin():
+            res = conn.execute(
+                update(D).where(D.c.subscription_id == subscription_id, D.c.status == "pending",
+                                D.c.created_at < utc_text(older_than),
+                                or_(D.c.lease_until.is_(None), D.c.lease_until < utc_text()))
+                .values(status="failed", next_attempt_at=None,
+                        last_error=func.coalesce(D.c.last_error, "") + " (gave up: older than the maximum age)"))
+        return int(res.rowcount or 0)
+
+    def next_due(self, subscription_id: str) -> str | None:
+        """The earliest ``next_attempt_at`` of a pending delivery (ISO UTC), or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.min(D.c.next_attempt_at))
+                                .where(D.c.subscription_id == subscription_id, D.c.status == "pending")).scalar()
+
+    def pending_count(self, subscription_id: str | None = None) -> int:
+        conds = [D.c.status == "pending"]
+        if subscription_id is not None:
+            conds.append(D.c.subscription_id == subscription_id)
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(D).where(*conds)).scalar_one())

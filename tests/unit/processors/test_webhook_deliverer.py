@@ -1,0 +1,195 @@
+"""The deliverer without Kafka: subscriptions in SQLite, consumer records fed by hand, real HTTP
+receivers on 127.0.0.1 (one failing the first tries, one too slow, one dead)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from careledger.settings import Settings
+from processors.webhooks.deliverer import Deliverer, Subscription, deliveries_for
+from processors.webhooks.queue import DeliveryQueue
+from processors.webhooks.receiver import Receiver
+from processors.webhooks.signing import RetryPolicy, delivery_id
+from projections.api.subscriptions import SecretBox, WebhookStore, webhook_deliveries, webhook_subscriptions
+
+FAST = RetryPolicy(base_delay_s=0.02, max_delay_s=0.1, max_age_s=60.0, timeout_s=0.5)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return dataclasses.replace(Settings.from_env(), home=tmp_path / "home",
+                               sql_url=f"sqlite:///{tmp_path / 'projections.sqlite3'}")
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[WebhookStore]:
+    s = WebhookStore.from_settings(settings)
+    s.migrate()
+    yield s
+    s.engine.dispose()
+
+
+def alert(seq: int, town: str = "锦屏街道", rule: str = "visit_hazard") -> bytes:
+    return json.dumps({"alert_id": f"A{seq:04d}", "rule": rule, "severity": "high", "person_id": f"p{seq}",
+                       "status": "open", "event_ids": [f"e{seq}"], "detected_at": "2024-04-01T10:00:00+08:00",
+                       "town": town, "hazard": "unsafe_housing", "outbox_seq": seq},
+                      ensure_ascii=False).encode()
+
+
+def records(values: list[bytes]) -> list[Any]:
+    return [SimpleNamespace(value=v) for v in values]
+
+
+def dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/nobody"
+
+
+def wait_until(check: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_secret_is_stored_encrypted(store: WebhookStore, settings: Settings) -> None:
+    created = store.create("http://127.0.0.1:9/x", rules=["visit_hazard"], created_by="root")
+    secret = created["secret"]
+    assert secret.startswith("whsec_") and store.get(created["subscription_id"]).get("secret") is None
+    with store.engine.connect() as conn:
+        row = conn.execute(select(webhook_subscriptions)).one()._mapping
+    assert secret not in json.dumps(dict(row), default=str)
+    assert store.active_with_secrets()[0]["secret"] == secret
+    # another deployment key cannot open it
+    with pytest.raises(RuntimeError, match="webhook-key"):
+        SecretBox(b"another key").open(row["secret_enc"])
+    key_file = settings.secrets_dir / "webhook-key"
+    assert key_file.stat().st_mode & 0o077 == 0
+
+
+def test_filters_and_start_position() -> None:
+    sub = Subscription("wh_1", "http://x", "s", frozenset({"visit_hazard"}), frozenset({"A"}), start_after_seq=4)
+    assert sub.matches({"rule": "visit_hazard", "town": "A", "outbox_seq": 5})
+    assert not sub.matches({"rule": "duplicate_payment", "town": "A", "outbox_seq": 5})
+    assert not sub.matches({"rule": "visit_hazard", "town": "B", "outbox_seq": 5})
+    assert not sub.matches({"rule": "visit_hazard", "town": "A", "outbox_seq": 4})  # before it existed
+    every = Subscription("wh_2", "http://x", "s", None, None)
+    rows = deliveries_for([sub, every], alert(5, town="A"))
+    assert [r["delivery_id"] for r in rows] == [delivery_id("wh_1", "A0005", 5), delivery_id("wh_2", "A0005", 5)]
+    assert rows[0]["body"] == alert(5, town="A").decode()
+    assert deliveries_for([every], b"not json") == []
+
+
+def test_subscription_starts_after_the_current_outbox_end(settings: Settings, store: WebhookStore) -> None:
+    from processors.domain.model import Consumed
+    from processors.domain.rules_config import default_rules
+    from projections import open_store
+    from tests.unit.projections.api.conftest import district
+
+    before = store.create("http://127.0.0.1:9/x")
+    assert before["start_after_seq"] == 0  # no outbox yet
+    sql = open_store(settings.sql_url, default_rules(), topic=settings.topics.events)
+    sql.migrate()
+    sql.apply_batch([Consumed(0, i, e) for i, e in enumerate(district())])
+    end = len(sql.outbox_pending())
+    assert end > 0 and store.create("http://127.0.0.1:9/y")["start_after_seq"] == end
+    sql.close()
+
+
+def test_queue_transitions_are_idempotent(store: WebhookStore) -> None:
+    q = DeliveryQueue(store.engine)
+    row = {"delivery_id": "d1", "subscription_id": "wh_1", "alert_id": "A1", "outbox_seq": 1, "body": "{}"}
+    assert q.enqueue([row]) == 1
+    assert q.enqueue([row]) == 0  # a Kafka redelivery of the same change
+    claimed = q.claim("wh_1", limit=10, lease_s=30)
+    assert [c["delivery_id"] for c in claimed] == ["d1"]
+    assert q.claim("wh_1", limit=10, lease_s=30) == []  # leased: nobody else sends it meanwhile
+    q.failed_attempt("d1", "HTTP 503", 503, datetime.now(UTC) - timedelta(seconds=1))
+    again = q.claim("wh_1", limit=10, lease_s=30)
+    assert again[0]["attempts"] == 1
+    assert q.delivered("d1", 200)
+    assert not q.delivered("d1", 200)  # never two successful deliveries of one id
+    q.failed_attempt("d1", "late failure", 500, None)  # a stale attempt cannot undo it
+    with store.engine.connect() as conn:
+        got = conn.execute(select(webhook_deliveries)).one()._mapping
+    assert (got["status"], got["attempts"], got["last_status"]) == ("delivered", 2, 200)
+
+
+def test_deliver_with_retries_slow_and_dead_subscribers(settings: Settings, store: WebhookStore) -> None:
+    with Receiver(fail_first=2) as flaky, Receiver(delay_s=2.0) as slow:
+        sub = store.create(flaky.url)
+        flaky.state.secrets.append(sub["secret"])
+        town_a = store.create(flaky.url, towns=["锦屏街道"])
+        flaky.state.secrets.append(town_a["secret"])
+        slow_sub = store.create(slow.url)
+        slow.state.secrets.append(slow_sub["secret"])
+        dead = store.create(dead_url())
+        time.sleep(0.01)
+        deliverer = Deliverer(settings, store, FAST, batch=5)
+        deliverer.refresh()
+        try:
+            values = [alert(i, town="锦屏街道" if i % 2 else "岳林街道") for i in range(1, 21)]
+            started = time.monotonic()
+            assert deliverer.handle(records(values)) == 20 + 10 + 20 + 20
+            assert deliverer.handle(records(values[:5])) == 0  # redelivered by Kafka: no new rows
+            assert flaky.wait_for(30, timeout=30), flaky.state.tries
+            elapsed = time.monotonic() - started
+        finally:
+            deliverer.stop_workers(timeout=5)
+        # the slow (2 s > 0.5 s timeout) and dead subscribers did not hold the others back
+        assert elapsed < 10, elapsed
+        state = flaky.state
+        assert not state.duplicates and not state.bad_signatures
+        assert all(n == 3 for n in state.tries.values())  # 2 failures, then success
+        assert {r.body["outbox_seq"] for r in state.accepted} == set(range(1, 21))
+        log = store.deliveries(sub["subscription_id"], status="delivered", limit=100)
+        assert log["total"] == 20 and log["by_status"] == {"delivered": 20}
+        assert {i["attempts"] for i in log["items"]} == {3}
+        town_log = store.deliveries(town_a["subscription_id"])
+        assert town_log["total"] == 10
+        dead_log = store.deliveries(dead["subscription_id"])
+        assert dead_log["by_status"].get("delivered", 0) == 0
+        assert all(i["attempts"] >= 1 and "Connect" in (i["last_error"] or "") for i in dead_log["items"]
+                   if i["attempts"])
+        slow_log = store.deliveries(slow_sub["subscription_id"])
+        assert slow_log["by_status"].get("delivered", 0) == 0
+        assert any("Timeout" in (i["last_error"] or "") for i in slow_log["items"])
+
+
+def test_give_up_after_max_age(settings: Settings, store: WebhookStore) -> None:
+    sub = store.create(dead_url())
+    policy = RetryPolicy(base_delay_s=0.05, max_delay_s=0.1, max_age_s=0.5, timeout_s=0.5)
+    deliverer = Deliverer(settings, store, policy)
+    deliverer.refresh()
+    try:
+        deliverer.handle(records([alert(1)]))
+        wait_until(lambda: store.deliveries(sub["subscription_id"])["by_status"].get("failed") == 1)
+    finally:
+        deliverer.stop_workers(timeout=5)
+    item = store.deliveries(sub["subscription_id"])["items"][0]
+    assert item["status"] == "failed" and item["attempts"] >= 2 and item["next_attempt_at"] is None
+
+
+def test_deleting_a_subscription_cancels_pending(settings: Settings, store: WebhookStore) -> None:
+    sub = store.create(dead_url())
+    q = DeliveryQueue(store.engine)
+    q.enqueue([{"delivery_id": "d1", "subscription_id": sub["subscription_id"], "alert_id": "A1",
+                "outbox_seq": 1, "body": "{}"}])
+    gone = store.delete(sub["subscription_id"])
+    assert gone is not None and gone["active"] is False
+    assert store.deliveries(sub["subscription_id"])["by_status"] == {"cancelled": 1}
+    assert store.active_with_secrets() == []
+    assert store.delete("wh_unknown") is None

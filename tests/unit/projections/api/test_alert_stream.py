@@ -1,0 +1,156 @@
+"""``GET /api/alerts/stream``: SSE frames, resume after Last-Event-ID, town filter, heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from projections.api.alert_stream import OutboxReader, alert_events, frame, visible_rows
+from tests.unit.projections.api.conftest import TOWN_A, TOWN_B, auth
+
+
+def parse(text: str) -> list[dict[str, Any]]:
+    """SSE text → events (``id``, ``event``, ``data``) and comments (``comment``)."""
+    out = []
+    for block in text.split("\n\n"):
+        if not block.strip():
+            continue
+        item: dict[str, Any] = {}
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                item["comment"] = line[1:].strip()
+            else:
+                name, _, value = line.partition(": ")
+                item[name] = value
+        out.append(item)
+    return out
+
+
+class FakeReader:
+    """An outbox in memory; ``after`` honours the limit like the SQL reader."""
+
+    def __init__(self, rows: list[tuple[int, str, str]]) -> None:
+        self.rows = rows
+        self.reads: list[int] = []
+
+    def after(self, seq: int, limit: int = 500) -> list[tuple[int, str, str]]:
+        self.reads.append(seq)
+        return [r for r in self.rows if r[0] > seq][:limit]
+
+    def last_seq(self) -> int:
+        return max((r[0] for r in self.rows), default=0)
+
+    def towns_of(self, person_ids: set[str]) -> dict[str, str | None]:
+        return {p: TOWN_B for p in person_ids}
+
+
+def row(seq: int, town: str | None = TOWN_A) -> tuple[int, str, str]:
+    body = {"alert_id": f"A{seq}", "rule": "visit_hazard", "person_id": f"p{seq}", "status": "open"}
+    if town is not None:
+        body["town"] = town
+    return (seq, f"A{seq}", json.dumps(body))
+
+
+async def collect(gen: Any, n: int) -> list[str]:
+    out = []
+    async for chunk in gen:
+        out.append(chunk)
+        if len(out) >= n:
+            break
+    await gen.aclose()
+    return out
+
+
+def run_stream(reader: FakeReader, cursor: int, *, towns: frozenset[str] | None = None, chunks: int = 50,
+               follow: bool = False, disconnect_after: int | None = None, heartbeat_s: float = 15.0) -> str:
+    polls = {"n": 0}
+    clock = {"t": 0.0}
+
+    async def is_disconnected() -> bool:
+        polls["n"] += 1
+        return disconnect_after is not None and polls["n"] > disconnect_after
+
+    async def sleep(seconds: float) -> None:
+        clock["t"] += seconds
+
+    gen = alert_events(reader, cursor, towns=towns, is_disconnected=is_disconnected, follow=follow,
+                       heartbeat_s=heartbeat_s, clock=lambda: clock["t"], sleep=sleep)
+    return "".join(asyncio.run(collect(gen, chunks)))
+
+
+def ids(text: str) -> list[int]:
+    return [int(e["id"]) for e in parse(text) if "id" in e]
+
+
+def test_frame_format() -> None:
+    text = frame(12, {"alert_id": "A1", "town": TOWN_A})
+    assert text == f'id: 12\nevent: alert\ndata: {{"alert_id":"A1","town":"{TOWN_A}","outbox_seq":12}}\n\n'
+
+
+def test_resume_after_last_event_id_has_no_gap_and_no_repeat() -> None:
+    reader = FakeReader([row(s) for s in range(1, 1201)])  # more than one read batch
+    first = ids(run_stream(reader, 0))
+    assert first == list(range(1, 1201))
+    # a client that saw up to 700 reconnects with Last-Event-ID: 700
+    resumed = ids(run_stream(reader, 700))
+    assert resumed == list(range(701, 1201))
+    assert ids(run_stream(reader, 1200)) == []
+
+
+def test_town_filter_moves_the_cursor_past_hidden_rows() -> None:
+    reader = FakeReader([row(1, TOWN_A), row(2, TOWN_B), row(3, None), row(4, TOWN_A)])
+    assert ids(run_stream(reader, 0, towns=frozenset({TOWN_A}))) == [1, 4]
+    assert ids(run_stream(reader, 0, towns=frozenset({TOWN_B}))) == [2, 3]  # 3: town looked up
+    assert ids(run_stream(reader, 0, towns=frozenset())) == []
+    assert ids(run_stream(reader, 0, towns=None)) == [1, 2, 3, 4]
+    assert [s for s, _a in visible_rows([row(5, TOWN_A)], frozenset({TOWN_B}), lambda p: {})] == []
+
+
+def test_live_tail_heartbeat_and_disconnect() -> None:
+    reader = FakeReader([row(1)])
+    # follow: polls every 0.5 s; no data for 15 s → a comment; the client leaves → the loop ends
+    text = run_stream(reader, 0, follow=True, disconnect_after=40, heartbeat_s=15.0)
+    events = parse(text)
+    assert events[0] == {"retry": "2000"}
+    assert ids(text) == [1]
+    assert {"comment": "keep-alive"} in events
+    assert len(reader.reads) == 40  # stopped polling after the disconnect
+
+
+def test_endpoint_replays_and_resumes(client: TestClient, tokens: dict[str, str], store: Any) -> None:
+    outbox = OutboxReader(store.engine).after(0)
+    assert len(outbox) >= 2
+    all_seqs = [s for s, _a, _b in outbox]
+    answer = client.get("/api/alerts/stream?last_event_id=0&follow=false", headers=auth(tokens["admin"]))
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    events = [e for e in parse(answer.text) if "id" in e]
+    assert [int(e["id"]) for e in events] == all_seqs
+    assert all(e["event"] == "alert" for e in events)
+    first = json.loads(events[0]["data"])
+    assert first["outbox_seq"] == all_seqs[0] and first["alert_id"] == outbox[0][1]
+    # resume: the header wins over the query parameter
+    resumed = client.get("/api/alerts/stream?last_event_id=0&follow=false",
+                         headers={**auth(tokens["admin"]), "Last-Event-ID": str(all_seqs[0])})
+    assert ids(resumed.text) == all_seqs[1:]
+    # without a position: only what comes after now
+    assert ids(client.get("/api/alerts/stream?follow=false", headers=auth(tokens["admin"])).text) == []
+
+
+def test_endpoint_town_filter_and_errors(client: TestClient, tokens: dict[str, str], store: Any) -> None:
+    url = "/api/alerts/stream?last_event_id=0&follow=false"
+    towns_a = {json.loads(e["data"]).get("town") for e in parse(client.get(url, headers=auth(tokens["caseworker"])).text)
+               if "data" in e}
+    towns_b = {json.loads(e["data"]).get("town") for e in parse(client.get(url, headers=auth(tokens["caseworker_b"])).text)
+               if "data" in e}
+    assert towns_a == {TOWN_A} and towns_b == {TOWN_B}
+    assert client.get(url).status_code == 401
+    assert client.get(url, headers=auth(tokens["viewer"])).status_code == 403
+    bad = client.get(url, headers={**auth(tokens["admin"]), "Last-Event-ID": "abc"})
+    assert bad.status_code == 422
+    assert client.get("/api/alerts/stream?last_event_id=-1", headers=auth(tokens["admin"])).status_code == 422
+    audit = client.get("/api/audit", headers=auth(tokens["admin"])).json()["items"]
+    assert any(r["path"] == "/api/alerts/stream" and r["token_name"] == "cw-a" for r in audit)
