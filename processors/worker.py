@@ -30,9 +30,10 @@ from processors.alert_relay import AlertRelay
 from processors.kafka_auth import faust_broker_options
 from processors.lag import LagProbe
 from processors.metrics import CountingAlertPublisher, OpsServer, WorkerMetrics
+from processors.replay.follow import RegistryFollower
 from processors.runner import BatchRunner, RawRecord
 from producers.publisher import EventPublisher
-from projections import open_store
+from projections.registry import Registry, RegistryError
 from projections.store import ProjectionStore
 
 log = logging.getLogger("careledger.processor")
@@ -41,17 +42,23 @@ LAG_LOG_INTERVAL_S = 10.0
 
 
 def store_url_for(settings: Settings, projection: str) -> str:
+    if Registry(settings).active_name(projection) is not None:  # replay swapped it (docs/replay.md)
+        return Registry(settings).active_url(projection)
     if projection == "sql":
         return settings.sql_url
     if projection == "clickhouse":
         if not settings.clickhouse_url:
             raise SystemExit("CARELEDGER_CLICKHOUSE_URL is not set: no ClickHouse projection to run")
         return settings.clickhouse_url
-    raise SystemExit(f"unknown projection {projection!r} (sql or clickhouse)")
+    try:  # a projection added later (projections/registry.py)
+        return Registry(settings).active_url(projection)
+    except RegistryError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def build_app(settings: Settings, projection: str, store: ProjectionStore,
-              publisher: EventPublisher, metrics: WorkerMetrics | None = None) -> faust.App:
+              publisher: EventPublisher, metrics: WorkerMetrics | None = None,
+              follower: RegistryFollower | None = None) -> faust.App:
     group = f"{settings.processor_group}-{projection}"
     datadir = settings.home / "faust" / group
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -85,14 +92,16 @@ def build_app(settings: Settings, projection: str, store: ProjectionStore,
 
     @app.on_partitions_assigned.connect
     async def seek_to_store_positions(sender: Any, assigned: set[Any], **_: Any) -> None:
-        positions = await asyncio.to_thread(store.offsets)
+        positions = await asyncio.to_thread(runner.store.offsets)  # the store may have been swapped
+        if follower is not None:
+            follower.reset_partitions(tp.partition for tp in assigned)
         for tp in assigned:
             if tp.topic != settings.topics.events:
                 continue
             stored = positions.get(tp.partition)
             await app.consumer.seek(tp, stored + 1 if stored is not None else 0)
         log.info("assigned %d partitions of %s; positions from store %s", len(assigned),
-                 settings.topics.events, store.name)
+                 settings.topics.events, runner.store.name)
         ops.partitions_assigned(sum(1 for tp in assigned if tp.topic == settings.topics.events))
 
     def process_batch(raws: list[RawRecord]) -> None:
@@ -109,6 +118,8 @@ def build_app(settings: Settings, projection: str, store: ProjectionStore,
         async for batch in stream.take_events(settings.batch_size, within=want_seconds(settings.batch_within_s)):
             raws = [RawRecord(e.message.partition, e.message.offset, e.message.key, e.message.value)
                     for e in batch]
+            if follower is not None:  # replay: swap to the registry's active store at this boundary
+                raws = await follower.at_batch_boundary(app, runner, relay, lag, raws)
             try:
                 await asyncio.to_thread(process_batch, raws)
             except Exception as exc:  # never let it escape: Faust would ack and skip the events
@@ -140,11 +151,11 @@ def run_worker(settings: Settings, projection: str) -> int:
 
     configure_logging(settings, f"processor-{projection}")
     rules = load_rules(settings.rules_path)
-    store = open_store(store_url_for(settings, projection), rules, topic=settings.topics.events)
-    store.migrate()
+    follower = RegistryFollower(settings, projection, rules, store_url_for(settings, projection))
+    store = follower.open()
     publisher = EventPublisher(settings)
     ops = WorkerMetrics(projection)
-    app = build_app(settings, projection, store, publisher, ops)
+    app = build_app(settings, projection, store, publisher, ops, follower)
     server = OpsServer(ops, store.ping, settings.metrics_port, settings.metrics_addr).start() \
         if settings.metrics_port else None
 
@@ -173,6 +184,7 @@ def run_worker(settings: Settings, projection: str) -> int:
             server.stop()
         publisher.close()
         store.close()
+        app.careledger_runner.store.close()  # type: ignore[attr-defined]  # after a replay swap
         log.info("%s worker stopped (exit %d)", projection, code)
     return code
 

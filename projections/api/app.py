@@ -41,6 +41,7 @@ from projections.api.report import (
     report_lines,
     report_row,
 )
+from projections.registry import SnapshotStores
 
 log = logging.getLogger("careledger.api")
 
@@ -57,6 +58,7 @@ DateFrom = Annotated[date | None, Query(alias="from", description="first date (Y
 DateTo = Annotated[date | None, Query(alias="to", description="last date (YYYY-MM-DD, inclusive)")]
 Limit = Annotated[int, Query(ge=0, le=MAX_LIMIT, description=f"at most {MAX_LIMIT}")]
 Offset = Annotated[int, Query(ge=0)]
+Snapshot = Annotated[str | None, Query(max_length=64, description="a named snapshot (careledger replay snapshot)")]
 
 
 class ActionBody(BaseModel):
@@ -315,9 +317,10 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 # ----------------------------------------------------------------------------- factory
 def _default_store(settings: Settings) -> Any:
     from processors.domain.rules_config import load_rules
-    from projections import open_store
+    from projections.registry import ActiveStore, Registry
 
-    return open_store(settings.sql_url, load_rules(settings.rules_path), topic=settings.topics.events)
+    # follows `careledger replay` swaps (docs/replay.md)
+    return ActiveStore(Registry(settings), "sql", load_rules(settings.rules_path))
 
 
 def kafka_listening(bootstrap: str, timeout: float = 2.0) -> None:
@@ -352,12 +355,12 @@ def _default_lag_factory(settings: Settings, store: Any) -> Callable[[], Any]:
 
     def build() -> Any:
         from processors.lag import LagProbe
-        from projections import open_store
+        from projections.registry import ActiveStore, Registry
 
         if not stores:  # opened once; a failed probe is rebuilt over the same stores
             stores[getattr(store, "name", "sql")] = store
             if settings.clickhouse_url:
-                stores["clickhouse"] = open_store(settings.clickhouse_url, topic=settings.topics.events)
+                stores["clickhouse"] = ActiveStore(Registry(settings), "clickhouse")  # follows replay swaps
         return _CheckedProbe(settings, LagProbe(settings, stores))
 
     return build
@@ -398,6 +401,7 @@ def create_app(
             log.exception("could not create the token tables")
         yield
         lag.close()
+        snapshots.close()
         publishers.close()
         if own_store:
             store.close()
@@ -412,6 +416,16 @@ def create_app(
     )
     app.state.settings = settings
     app.state.store = store
+    snapshots = SnapshotStores(settings)  # ?snapshot=NAME (careledger replay snapshot)
+
+    def _source(snapshot: str | None, needs: str = "counts") -> Any:
+        if snapshot is None:
+            return store
+        found = snapshots.get(snapshot)
+        if found is None or not hasattr(found, needs):
+            raise HTTPException(404, f"no snapshot {snapshot!r} with {needs}")
+        return found
+
     app.state.tokens = tokens
     app.state.lag = lag
     app.state.publishers = publishers
@@ -457,9 +471,10 @@ def create_app(
         date_from: DateFrom = None,
         date_to: DateTo = None,
         town: Annotated[str | None, Query(max_length=128)] = None,
+        snapshot: Snapshot = None,
     ) -> dict[str, Any]:
         _check_range(date_from, date_to)
-        answer = store.counts(kind, key, date_from, date_to, town)
+        answer = _source(snapshot).counts(kind, key, date_from, date_to, town)
         return _suppress(answer, kind, threshold, _sees_exact(caller, town, anonymous_exact))
 
     @app.get("/api/counts/grouped", tags=["aggregates"], summary="Counts grouped by town/month/key/date")
@@ -542,10 +557,12 @@ def create_app(
         status: Annotated[Literal["open", "resolved"] | None, Query()] = None,
         limit: Limit = 100,
         offset: Offset = 0,
+        snapshot: Snapshot = None,
     ) -> dict[str, Any]:
+        source = _source(snapshot, "alerts")
         if person_id is not None:
-            _require_person(caller, store, person_id)
-        return store.alerts(rule=rule, person_id=person_id, status=status, towns=caller.town_filter(),
+            _require_person(caller, source, person_id)
+        return source.alerts(rule=rule, person_id=person_id, status=status, towns=caller.town_filter(),
                             limit=limit, offset=offset)
 
     def _act(caller: Principal, alert_id: str, body: ActionBody | None, resolve: bool) -> dict[str, Any]:
@@ -583,10 +600,12 @@ def create_app(
         person_id: Annotated[str | None, Query(max_length=128)] = None,
         limit: Limit = 100,
         offset: Offset = 0,
+        snapshot: Snapshot = None,
     ) -> dict[str, Any]:
+        source = _source(snapshot, "warnings")
         if person_id is not None:
-            _require_person(caller, store, person_id)
-        answer = store.warnings(as_of or today_shanghai(), rule=rule, person_id=person_id,
+            _require_person(caller, source, person_id)
+        answer = source.warnings(as_of or today_shanghai(), rule=rule, person_id=person_id,
                                 towns=caller.town_filter(), limit=limit, offset=offset)
         return {"as_of": (as_of or today_shanghai()).isoformat(), **answer}
 

@@ -1,0 +1,116 @@
+"""Replay fast path vs the raw kafka-python read rate, and how it scales (docs/replay.md).
+
+On a private broker (temporary CARELEDGER_HOME): publishes ``--events`` simulator events
+(persons = events / 9, like ``SimConfig(persons=120000)`` → ~1.08M) to a 12-partition topic, then
+
+1. raw: a bare kafka-python consumer (manual assign, the replay's own fetch settings) reads every
+   record and does nothing with it - the ceiling for this reader on this machine;
+2. replay: ``processors.replay`` rebuilds the SQL projection from offset 0 into a new store
+   (read + decode/upcast + reduce + bulk write), with 1, 2 and 4 worker processes, each owning a
+   share of the 12 partitions (``--partitions-too``: also topics of 1, 2 and 4 partitions with as
+   many workers).
+
+Prints events/s, replay/raw ratio and the goals (>= 70 % of raw, >= 50k events/s).
+
+    .venv/bin/python bench/replay.py --events 1000000            # the full run (quiet machine)
+    .venv/bin/python bench/replay.py --events 50000 --workers 1 2  # a quick one
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from bench.common import machine, publish_simulated, temp_stack  # noqa: E402
+from careledger.settings import Settings  # noqa: E402
+from processors.replay.engine import StoreRef, parallel_build  # noqa: E402
+from processors.replay.reader import crc32c_native, log_bounds, make_consumer  # noqa: E402
+
+
+def raw_rate(settings: Settings, batch: int) -> tuple[int, float]:
+    from kafka import TopicPartition
+
+    starts, ends = log_bounds(settings)
+    consumer = make_consumer(settings, max_records=batch)
+    try:
+        tps = [TopicPartition(settings.topics.events, p) for p in sorted(ends)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        total = sum(ends[p] - starts[p] for p in ends)
+        seen = 0
+        started = time.perf_counter()
+        while seen < total:
+            for recs in consumer.poll(timeout_ms=500).values():
+                seen += len(recs)
+        return seen, seen / (time.perf_counter() - started)
+    finally:
+        consumer.close()
+
+
+def replay_rate(settings: Settings, url: str, workers: int, batch: int) -> tuple[int, float]:
+    starts, ends = log_bounds(settings)
+    stats = parallel_build(settings, StoreRef("sql", url), starts, ends, workers=workers, batch_size=batch)
+    return stats.records, stats.rate
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--partitions-too", action="store_true",
+                        help="also topics of 1, 2, 4 partitions replayed with as many workers")
+    args = parser.parse_args()
+    print(f"machine: {machine()}; crc32c C extension: {crc32c_native()}", flush=True)
+    with temp_stack(postgres=args.store == "postgresql") as stack:
+        def new_url(tag: str) -> str:
+            if args.store == "postgresql":
+                return stack.pg_url()
+            return f"sqlite:///{stack.settings.home / f'replay-{tag}.sqlite3'}"
+
+        settings = stack.fresh_topics(12)
+        persons = max(500, args.events // 9)
+        started = time.perf_counter()
+        n = publish_simulated(settings, args.events, persons=persons, tail_months=0)
+        print(f"published {n} events (persons={persons}) to 12 partitions in {time.perf_counter() - started:.0f}s",
+              flush=True)
+        raw_n, raw = raw_rate(settings, args.batch_size)
+        print(f"raw kafka-python read      : {raw_n} records, {raw:>9,.0f} records/s", flush=True)
+        results: list[tuple[str, int, float]] = []
+        for workers in args.workers:
+            got, rate = replay_rate(settings, new_url(f"w{workers}"), workers, args.batch_size)
+            results.append((f"12 partitions, {workers} worker(s)", got, rate))
+            print(f"replay {args.store:<10} {workers} worker(s): {got} events, {rate:>9,.0f} events/s "
+                  f"({rate / raw:.0%} of raw)", flush=True)
+        if args.partitions_too:
+            for parts in (1, 2, 4):
+                s = dataclasses.replace(stack.fresh_topics(parts))
+                publish_simulated(s, args.events, persons=persons, tail_months=0)
+                p_raw_n, p_raw = raw_rate(s, args.batch_size)
+                got, rate = replay_rate(s, new_url(f"p{parts}"), parts, args.batch_size)
+                results.append((f"{parts} partition(s), {parts} worker(s)", got, rate))
+                print(f"replay {parts} partition(s) / {parts} worker(s): {rate:>9,.0f} events/s "
+                      f"(raw on that topic {p_raw:,.0f}/s, {rate / p_raw:.0%})", flush=True)
+    best = max(r[2] for r in results)
+    one = results[0][2]
+    print()
+    print(f"summary ({args.events} events, {args.store}):")
+    print(f"  raw kafka-python read : {raw:,.0f}/s")
+    for label, _, rate in results:
+        print(f"  replay {label:<28}: {rate:,.0f}/s  ratio to raw {rate / raw:.0%}  scaling x{rate / one:.2f}")
+    print(f"  goal >= 70% of raw: {'met' if best >= 0.7 * raw else 'NOT met'} (best {best / raw:.0%}); "
+          f"goal >= 50k events/s: {'met' if best >= 50_000 else 'NOT met'} (best {best:,.0f}/s)")
+    print(f"reproduce: .venv/bin/python bench/replay.py {shlex.join(sys.argv[1:])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Replay: rebuild projections from the log, point-in-time snapshots, backfills (docs/replay.md)."""

@@ -1,0 +1,297 @@
+"""The replay operations behind ``careledger replay ...`` (usable from Python and tests)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from careledger.settings import Settings
+from processors.replay.engine import (
+    DEFAULT_BATCH,
+    BuildStats,
+    StoreRef,
+    log_bounds,
+    next_positions,
+    parallel_build,
+    replay_range,
+)
+from processors.replay.shadow import drop_store, hand_over_sql, shadow_url, summary, verify_against
+from projections.registry import Registry, RegistryError, projection_spec
+
+log = logging.getLogger("careledger.replay")
+
+Say = Callable[[str], None]
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+
+
+def _bar(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ev", unit_scale=True, dynamic_ncols=True, disable=not enabled,
+                smoothing=0.1, mininterval=0.5)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _catch_up(settings: Settings, store: Any, starts: dict[int, int], bar: Any, batch_size: int,
+              check_crcs: bool | None, rounds: int = 20) -> BuildStats:
+    """Follow the live end of the log until a round brings less than one batch."""
+    total = BuildStats()
+    for _ in range(rounds):
+        _, ends = log_bounds(settings)
+        nxt = next_positions(store)
+        begin = {p: max(nxt.get(p, 0), starts.get(p, 0)) for p in ends}
+        todo = {p: e for p, e in ends.items() if e > begin[p]}
+        if not todo:
+            break
+        bar.total += sum(todo[p] - begin[p] for p in todo)
+        bar.refresh()
+        got = replay_range(store, settings, begin, todo, batch_size=batch_size, progress=bar.update,
+                           check_crcs=check_crcs)
+        total.add(got)
+        if got.records < batch_size:
+            break
+    return total
+
+
+def _rules_path(settings: Settings, rules: str | None) -> str:
+    return str(rules) if rules else str(settings.rules_path)
+
+
+# ----------------------------------------------------------------------------- rebuild
+def rebuild(settings: Settings, projection: str, *, into: str | None = None, name: str | None = None,
+            workers: int = 1, batch_size: int = DEFAULT_BATCH, swap: bool = True, force: bool = False,
+            progress: bool = True, check_crcs: bool | None = None, say: Say = print) -> dict[str, Any]:
+    """Build ``projection`` from offset 0 into a shadow store, catch up, verify, swap."""
+    registry = Registry(settings)
+    spec = projection_spec(projection)
+    active_url = registry.active_url(projection)
+    name = name or f"{projection}-{_stamp()}"
+    url = into or shadow_url(settings, active_url, name)
+    ref = StoreRef(projection, url, _rules_path(settings, None))
+    store = ref.open(settings)
+    try:
+        store.migrate()
+        if into and store.offsets() and not force:
+            raise RegistryError(f"{into} already holds a projection (use --force to continue into it)")
+        registry.register(name, url, projection, "building", owned=into is None, rules_path=ref.rules_path)
+        say(f"rebuilding {projection} into {name} ({'new' if into is None else 'given'} store)")
+        starts, ends = log_bounds(settings)
+        bar = _bar(sum(max(0, ends[p] - starts[p]) for p in ends), f"rebuild {projection}", progress)
+        try:
+            stats = parallel_build(settings, ref, starts, ends, workers=workers, batch_size=batch_size,
+                                   progress=bar.update, check_crcs=check_crcs)
+            say(f"fast path: {summary(stats)} with {workers} worker(s)")
+            caught = _catch_up(settings, store, starts, bar, batch_size, check_crcs)
+        finally:
+            bar.close()
+        if caught.records:
+            say(f"caught up with the live log: {caught.records} more records")
+        stats.add(caught)
+        verification = _verify(settings, registry, projection, store, batch_size)
+        say(f"verification against the active store: {verification['status']}"
+            + (f" ({verification.get('reason')})" if verification.get("reason") else ""))
+        result: dict[str, Any] = {"name": name, "url": url, "stats": stats, "verification": verification,
+                                  "swapped": False, "previous": None}
+        registry.update(name, records=stats.records, applied=stats.applied, poison=stats.poison,
+                        verification=verification["status"])
+        if verification["status"] == "different" and not force:
+            say(f"NOT swapped: the shadow differs from the active store: {verification['diff']}; "
+                f"inspect it, then `careledger replay swap --projection {projection} {name}` or drop it")
+            return result
+        if swap:
+            if spec.kind == "sql":
+                old = _open_active(registry, projection)
+                try:
+                    handed = hand_over_sql(store, old)
+                finally:
+                    if old is not None:
+                        old.close()
+                say(f"hand-over: {handed}")
+            result["previous"] = registry.swap(projection, name)
+            result["swapped"] = True
+            say(f"swapped: {projection} now reads {name}; previous store {result['previous'] or '-'} kept "
+                f"until `careledger replay drop {result['previous']}`")
+        return result
+    finally:
+        store.close()
+
+
+def _open_active(registry: Registry, projection: str) -> Any:
+    try:
+        store = registry.open_active(projection)
+        store.offsets()  # exists and answers
+        return store
+    except Exception as exc:  # noqa: BLE001 - no active store to compare with / hand over from
+        log.info("no usable active %s store: %s", projection, exc)
+        return None
+
+
+def _verify(settings: Settings, registry: Registry, projection: str, store: Any, batch_size: int) -> dict[str, Any]:
+    active = _open_active(registry, projection)
+    if active is None:
+        return {"status": "not comparable", "reason": "no active store"}
+    try:
+        return verify_against(store, active, settings, batch_size=batch_size)
+    except Exception as exc:  # noqa: BLE001 - an active store without tables, etc.
+        return {"status": "not comparable", "reason": f"{type(exc).__name__}: {exc}"}
+    finally:
+        active.close()
+
+
+# ----------------------------------------------------------------------------- backfill
+def backfill(settings: Settings, projection: str, *, workers: int = 1, batch_size: int = DEFAULT_BATCH,
+             progress: bool = True, check_crcs: bool | None = None, say: Say = print) -> BuildStats:
+    """Fill the active store of ``projection`` (a new projection's store) from its own positions
+    (offset 0 when new) to the end of the log; ``careledger process --projection`` continues."""
+    registry = Registry(settings)
+    url = registry.active_url(projection)
+    ref = StoreRef(projection, url, _rules_path(settings, None))
+    store = ref.open(settings)
+    try:
+        store.migrate()
+        log_starts, ends = log_bounds(settings)
+        nxt = next_positions(store)
+        starts = {p: max(nxt.get(p, 0), log_starts.get(p, 0)) for p in ends}
+        bar = _bar(sum(max(0, ends[p] - starts[p]) for p in ends), f"backfill {projection}", progress)
+        try:
+            stats = parallel_build(settings, ref, starts, ends, workers=workers, batch_size=batch_size,
+                                   progress=bar.update, check_crcs=check_crcs)
+            stats.add(_catch_up(settings, store, starts, bar, batch_size, check_crcs))
+        finally:
+            bar.close()
+        say(f"backfilled {projection}: {summary(stats)}; keep it live with "
+            f"`careledger process --projection {projection}`")
+        return stats
+    finally:
+        store.close()
+
+
+# ----------------------------------------------------------------------------- snapshots
+def parse_until_offset(spec: str, ends: dict[int, int]) -> dict[int, int]:
+    """``N`` (every partition, offsets <= N) or ``P:N,P:N`` (the partitions named; others: none)."""
+    spec = spec.strip()
+    if re.fullmatch(r"\d+", spec):
+        return {p: min(e, int(spec) + 1) for p, e in ends.items()}
+    stops = {p: 0 for p in ends}
+    for part in spec.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", part)
+        if m is None:
+            raise ValueError(f"--until-offset: expected N or P:N[,P:N...], got {spec!r}")
+        p, n = int(m.group(1)), int(m.group(2))
+        if p not in ends:
+            raise ValueError(f"--until-offset: no partition {p}")
+        stops[p] = min(ends[p], n + 1)
+    return stops
+
+
+def parse_until_time(text: str) -> int:
+    """RFC 3339 (with offset; a bare date means its end in Asia/Shanghai) → epoch milliseconds."""
+    from zoneinfo import ZoneInfo
+
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        moment = datetime.fromisoformat(text + "T23:59:59.999").replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+    else:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            raise ValueError("--until-time needs an offset, e.g. 2024-03-31T23:59:59+08:00")
+    return int(moment.timestamp() * 1000)
+
+
+def snapshot(settings: Settings, name: str, *, projection: str = "sql", until: str | None = None,
+             until_offset: str | None = None, until_time: str | None = None, rules: str | None = None,
+             into: str | None = None, workers: int = 1, batch_size: int = DEFAULT_BATCH,
+             progress: bool = True, check_crcs: bool | None = None, say: Say = print) -> dict[str, Any]:
+    """Build a named point-in-time store: business date ``until`` (events dated on or before it),
+    or a log position (``until_offset``) or append time (``until_time``); ``rules``: another
+    rules TOML (copied next to the snapshot so later edits of the file do not change it)."""
+    from processors.domain.rules_config import load_rules
+
+    if sum(x is not None for x in (until, until_offset, until_time)) != 1:
+        raise ValueError("give exactly one of --until, --until-offset, --until-time")
+    if until is not None:
+        until = datetime.strptime(until, "%Y-%m-%d").date().isoformat()
+    registry = Registry(settings)
+    try:
+        registry.entry(name)
+        raise RegistryError(f"a store named {name!r} already exists (drop it first)")
+    except RegistryError as exc:
+        if "already exists" in str(exc):
+            raise
+    rules_src = _rules_path(settings, rules)
+    load_rules(rules_src)  # a broken TOML fails now, not half-way
+    rules_copy = settings.home / "replay" / f"{name}.rules.toml"
+    rules_copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(rules_src, rules_copy)
+    url = into or shadow_url(settings, registry.active_url(projection), name)
+    starts, ends = log_bounds(settings)
+    keep_spec: tuple[str, Any] | None = None
+    stops = dict(ends)
+    if until is not None:
+        keep_spec = ("until_date", until)
+    elif until_time is not None:
+        keep_spec = ("until_time", parse_until_time(until_time))
+    else:
+        stops = parse_until_offset(until_offset or "", ends)
+    meta = {"until": until, "until_offset": until_offset, "until_time": until_time,
+            "rules_path": str(rules_copy), "rules_source": str(rules_src), "status": "building",
+            "log_end": {str(p): e for p, e in sorted(ends.items())}}
+    registry.register(name, url, projection, "snapshot", owned=into is None, **meta)
+    ref = StoreRef(projection, url, str(rules_copy))
+    bar = _bar(sum(max(0, stops[p] - starts.get(p, 0)) for p in stops), f"snapshot {name}", progress)
+    try:
+        stats = parallel_build(settings, ref, starts, stops, workers=workers, batch_size=batch_size,
+                               keep_spec=keep_spec, progress=bar.update, check_crcs=check_crcs)
+    finally:
+        bar.close()
+    registry.update(name, status="ready", records=stats.records, applied=stats.applied, filtered=stats.filtered)
+    say(f"snapshot {name} ready: {summary(stats)}; query it with ?snapshot={name}")
+    return {"name": name, "url": url, "stats": stats}
+
+
+# ----------------------------------------------------------------------------- swap / drop / list
+def swap(settings: Settings, projection: str, name: str, say: Say = print) -> str:
+    previous = Registry(settings).swap(projection, name)
+    say(f"{projection} now reads {name}; previous: {previous or '-'}")
+    return previous
+
+
+def drop(settings: Settings, name: str, say: Say = print) -> str:
+    registry = Registry(settings)
+    entry = registry.entry(name)
+    if registry.active_name(entry["projection"]) == name:
+        raise RegistryError(f"{name!r} is the active {entry['projection']} store; swap another in first")
+    what = drop_store(settings, entry)
+    registry.remove(name)
+    rules_copy = settings.home / "replay" / f"{name}.rules.toml"
+    if entry.get("role") == "snapshot" and rules_copy.exists():
+        rules_copy.unlink()
+    say(f"dropped {name}: {what}")
+    return what
+
+
+def listing(settings: Settings) -> list[dict[str, Any]]:
+    registry = Registry(settings)
+    from projections.registry import projection_names, redact_url
+
+    rows = []
+    for projection in projection_names():
+        if registry.active_name(projection) is None:
+            try:
+                url = registry.active_url(projection)
+            except RegistryError:
+                continue
+            rows.append({"name": f"({projection} default)", "projection": projection, "role": "active",
+                         "url": redact_url(url)})
+    for entry in registry.stores():
+        rows.append({**entry, "url": redact_url(entry["url"])})
+    return rows

@@ -1,0 +1,238 @@
+"""Shadow stores: where a rebuild or snapshot is written, how it is verified, handed over, dropped.
+
+- SQLite: a new file ``$CARELEDGER_HOME/replay/<name>.sqlite3``;
+- PostgreSQL: a new database ``cl_<name>`` on the active store's server (needs CREATEDB);
+- ClickHouse: a new database ``cl_<name>`` on the active store's server.
+
+Replay *owns* what it created (``owned`` in the registry) and ``drop`` deletes it (file / DROP
+DATABASE).  A store it did not create (``--into URL``, or the settings' original store once
+retired) only has its read-model tables emptied: the database, and anything else in it (the API's
+token tables live in the settings' SQL database), stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from careledger.settings import Settings
+from processors.replay.engine import BuildStats, StoreRef, replay_range
+from projections import store_kind
+
+log = logging.getLogger("careledger.replay")
+
+COUNT_KINDS = ("payment", "service", "visit", "job", "need", "person", "posting")
+
+
+def db_identifier(name: str) -> str:
+    ident = "cl_" + re.sub(r"[^a-z0-9_]", "_", name.lower())
+    return ident[:63]
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+def shadow_url(settings: Settings, active_url: str, name: str) -> str:
+    """A URL for a new store named ``name`` next to ``active_url`` (created empty)."""
+    kind = store_kind(active_url)
+    if kind == "sqlite":
+        directory = settings.home / "replay"
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{name}.sqlite3"
+        if path.exists():
+            raise FileExistsError(f"{path} exists already")
+        return f"sqlite:///{path}"
+    database = db_identifier(name)
+    if kind == "postgresql":
+        _pg_admin(active_url, f'CREATE DATABASE "{database}"')
+        return _with_database(active_url, database)
+    return _with_database(active_url, database)  # clickhouse: the store creates it
+
+
+def _pg_admin(url: str, statement: str) -> None:
+    import psycopg
+
+    parts = urlsplit(url.replace("+psycopg", ""))
+    conninfo = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(statement)  # identifiers come from db_identifier (checked characters)
+
+
+def sqlite_path(url: str) -> Path:
+    return Path(url.split(":///", 1)[1])
+
+
+def drop_store(settings: Settings, entry: dict[str, Any]) -> str:
+    """Delete an owned store, or empty the read-model tables of one replay did not create."""
+    url, kind = entry["url"], store_kind(entry["url"])
+    if entry.get("owned"):
+        if kind == "sqlite":
+            path = sqlite_path(url)
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(str(path) + suffix).unlink()
+            return f"deleted {path}"
+        database = urlsplit(url).path.lstrip("/")
+        if not re.fullmatch(r"cl_[a-z0-9_]{1,60}", database):
+            raise ValueError(f"refusing to drop database {database!r}: not created by replay")
+        if kind == "postgresql":
+            _pg_admin(url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        else:
+            from clickhouse_driver import Client
+
+            from projections.clickhouse.store import parse_clickhouse_url
+
+            client = Client(database="default", **parse_clickhouse_url(url)["kwargs"])
+            try:
+                client.execute(f"DROP DATABASE IF EXISTS `{database}`")
+            finally:
+                client.disconnect()
+        return f"dropped database {database}"
+    store = StoreRef(entry["projection"], url).open(settings)
+    try:
+        if hasattr(store, "drop_read_models"):
+            store.drop_read_models()
+        elif store_kind(url) == "clickhouse":
+            store._execute("DROP TABLE IF EXISTS events")  # noqa: SLF001 - its own tables
+            store._execute("DROP TABLE IF EXISTS consumer_offsets")
+        else:
+            from projections.sql import tables as t
+
+            with store.engine.begin() as conn:
+                t.metadata.drop_all(conn)
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {t.VERSION_TABLE}")
+    finally:
+        store.close()
+    return "dropped the read-model tables (the database itself was not created by replay)"
+
+
+# ----------------------------------------------------------------------------- verification
+def _offsets(store: Any) -> dict[int, int]:
+    return dict(store.offsets())
+
+
+def _fingerprint(store: Any) -> dict[str, Any]:
+    if hasattr(store, "verify_fingerprint"):
+        return store.verify_fingerprint()
+    out: dict[str, Any] = {kind: store.counts(kind) for kind in COUNT_KINDS}
+    if hasattr(store, "event_count"):
+        out["event_count"] = store.event_count()
+    return out
+
+
+def verify_against(shadow: Any, active: Any, settings: Settings, *, attempts: int = 10,
+                   batch_size: int = 10_000, progress: Any = None) -> dict[str, Any]:
+    """Compare the shadow with the active store at the same log positions.
+
+    The active store keeps moving while the live worker runs: bring the shadow to the active
+    store's positions, compare counts of every kind (+ event count), and accept the comparison
+    only if the active store did not move meanwhile; retry otherwise.  Returns
+    ``{"status": "equal" | "different" | "not comparable", ...}``."""
+    last_reason = ""
+    for _ in range(attempts):
+        before = _offsets(active)
+        if not before:
+            return {"status": "not comparable", "reason": "the active store is empty"}
+        mine = _offsets(shadow)
+        behind = {p: o + 1 for p, o in before.items() if o > mine.get(p, -1)}
+        if behind:
+            starts = {p: mine.get(p, -1) + 1 for p in behind}
+            replay_range(shadow, settings, starts, behind, batch_size=batch_size, progress=progress)
+            mine = _offsets(shadow)
+        if any(o > before.get(p, -1) for p, o in mine.items()):
+            last_reason = "the active store is behind the shadow"
+            time.sleep(0.5)
+            continue
+        theirs_fp, mine_fp = _fingerprint(active), _fingerprint(shadow)
+        if _offsets(active) != before:
+            last_reason = "the active store moved during the comparison"
+            continue
+        if theirs_fp == mine_fp:
+            return {"status": "equal", "positions": sum(o + 1 for o in before.values()), "compared": mine_fp}
+        diff = {k: {"active": theirs_fp.get(k), "shadow": mine_fp.get(k)}
+                for k in set(theirs_fp) | set(mine_fp) if theirs_fp.get(k) != mine_fp.get(k)}
+        return {"status": "different", "diff": diff}
+    return {"status": "not comparable", "reason": last_reason or "no stable moment"}
+
+
+# ----------------------------------------------------------------------------- SQL hand-over
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def hand_over_sql(shadow: Any, old: Any | None) -> dict[str, int]:
+    """Before a SQL shadow becomes active:
+
+    1. its alert outbox holds one row per alert change in history, which the old store's relay
+       already published: mark them sent, except for persons with events *beyond the old store's
+       positions* - their current alerts are queued again (at least once; subscribers de-duplicate
+       on ``alert_id``), so no alert change is lost when the shadow ran ahead of the old store;
+    2. human acknowledgements / resolutions are not in the log: copy them from the old store.
+    """
+    from sqlalchemy import and_, or_, select, update
+
+    from projections.sql import tables as t
+
+    ob, a, ev = t.alert_outbox, t.alerts, t.events
+    now = _now()
+    stats = {"outbox_marked_sent": 0, "alerts_requeued": 0, "acknowledgements_copied": 0}
+    old_positions = _offsets(old) if old is not None else {}
+    with shadow.engine.begin() as conn:
+        stats["outbox_marked_sent"] = conn.execute(
+            update(ob).where(ob.c.sent_at.is_(None)).values(sent_at=now)).rowcount or 0
+        if old is not None:
+            ahead = [and_(ev.c.partition == p, ev.c.offset > o) for p, o in old_positions.items()]
+            mine = _offsets(shadow)
+            ahead += [ev.c.partition == p for p in mine if p not in old_positions]
+            persons: set[str] = set()
+            if ahead:
+                persons.update(pid for pid in conn.scalars(select(ev.c.person_id).where(or_(*ahead)).distinct())
+                               if pid)
+            rows = []
+            ids = sorted(persons)
+            for i in range(0, len(ids), 500):
+                for row in conn.execute(select(a).where(a.c.person_id.in_(ids[i:i + 500]))):
+                    rows.append({"alert_id": row.alert_id, "body": _alert_body(row), "created_at": now})
+            if rows:
+                conn.execute(ob.insert(), rows)
+            stats["alerts_requeued"] = len(rows)
+    if old is not None and getattr(old, "engine", None) is not None:
+        with old.engine.connect() as conn:
+            acks = conn.execute(select(a.c.alert_id, a.c.acknowledged_by, a.c.acknowledged_at,
+                                       a.c.resolved_by, a.c.resolved_at)
+                                .where(or_(a.c.acknowledged_by.is_not(None), a.c.resolved_by.is_not(None)))).all()
+        if acks:
+            with shadow.engine.begin() as conn:
+                for aid, ack_by, ack_at, res_by, res_at in acks:
+                    values: dict[str, Any] = {"acknowledged_by": ack_by, "acknowledged_at": ack_at}
+                    if res_by is not None:
+                        values.update(resolved_by=res_by, resolved_at=res_at, status="resolved")
+                    stats["acknowledgements_copied"] += conn.execute(
+                        update(a).where(a.c.alert_id == aid).values(**values)).rowcount or 0
+    return stats
+
+
+def _alert_body(row: Any) -> str:
+    m = row._mapping
+    body: dict[str, Any] = {
+        "alert_id": m["alert_id"], "rule": m["rule"], "severity": m["severity"], "person_id": m["person_id"],
+        "status": m["status"], "event_ids": json.loads(m["event_ids"]), "detected_at": m["detected_at"],
+    }
+    for name in ("town", "hazard", "program", "period"):
+        if m[name] is not None:
+            body[name] = m[name]
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def summary(stats: BuildStats) -> str:
+    return (f"{stats.records} records in {stats.seconds:.1f}s ({stats.rate:,.0f}/s): {stats.applied} applied, "
+            f"{stats.poison} poison, {stats.filtered} left out")

@@ -1,0 +1,1 @@
+"""Worked examples of projections added after the fact (docs/replay.md, "A new projection")."""
