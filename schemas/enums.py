@@ -13,7 +13,11 @@ EVENT_TYPES: tuple[str, ...] = (
     "service.delivered",
     "job.placed",
     "job.posted",
+    # extension (CONTRACT.md allows more types): a person acknowledged or resolved an alert
+    # through the API; on the log so alert handling replays like everything else
+    "alert.handled",
 )
+ALERT_ACTIONS: tuple[str, ...] = ("acknowledge", "resolve")
 PERSONLESS_TYPES: frozenset[str] = frozenset({"job.posted"})
 
 CATEGORIES: tuple[str, ...] = (

@@ -257,6 +257,15 @@ class JobPostedV1(Payload):
     positions: int = Field(ge=1, le=1_000_000, description="an integer >= 1")
 
 
+class AlertHandledV1(Payload):
+    """An alert acknowledged or resolved by a caseworker or admin (who = API token name)."""
+
+    alert_id: EventId
+    action: Annotated[Literal[enums.ALERT_ACTIONS], Field(description=_choice(enums.ALERT_ACTIONS))]
+    by: ShortText
+    note: str | None = Field(default=None, max_length=2000, description="a string of at most 2000 characters or null")
+
+
 # ---- envelopes ----------------------------------------------------------------------------------
 def person_rule_reasons(event_type: str, person_id: Any, id_number: Any) -> list[str]:
     """The cross-field rule on person_id / id_number, shared by the models and validate_event."""
@@ -340,6 +349,7 @@ _PAYLOADS: dict[tuple[str, int], type[Payload]] = {
     ("service.delivered", 1): ServiceDeliveredV1,
     ("job.placed", 1): JobPlacedV1,
     ("job.posted", 1): JobPostedV1,
+    ("alert.handled", 1): AlertHandledV1,
 }
 
 #: (type, version) -> envelope model of that exact version.

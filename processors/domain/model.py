@@ -87,6 +87,17 @@ class Warning:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+@dataclass(frozen=True, slots=True)
+class AlertAction:
+    """A person acknowledged or resolved an alert (event ``alert.handled``); ``at`` is business time."""
+
+    alert_id: str
+    action: str  # "acknowledge" | "resolve"
+    by: str
+    at: str
+    note: str | None = None
+
+
 @dataclass(slots=True)
 class EventEffects:
     """What applying one event changed; the store writes exactly this."""
@@ -94,6 +105,7 @@ class EventEffects:
     fact_deltas: list[tuple[FactKey, FactDelta]] = field(default_factory=list)
     person_changed: str | None = None
     alerts_changed: list[Alert] = field(default_factory=list)
+    alert_actions: list[AlertAction] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from processors.domain.alerts import (
 )
 from processors.domain.calendar import event_date, instant_key
 from processors.domain.counts import event_fact, negated
-from processors.domain.model import Event, EventEffects, FactDelta, FactKey
+from processors.domain.model import AlertAction, Event, EventEffects, FactDelta, FactKey
 from processors.domain.rules_config import RulesConfig
 from processors.domain.vocabulary import ENDING_STATUSES, HOME_VISIT
 
@@ -46,6 +46,7 @@ class Projector:
             "need.registered": self._need,
             "service.delivered": self._fulfilment,
             "job.placed": self._fulfilment,
+            "alert.handled": self._alert_handled,
         }
 
     def apply(self, agg: PersonAggregate | None, event: Event) -> tuple[PersonAggregate | None, EventEffects]:
@@ -110,6 +111,15 @@ class Projector:
         return True
 
     # --- handlers (return: did the aggregate change) ---------------------------------------------
+
+    @staticmethod
+    def _alert_handled(agg: PersonAggregate, event: Event, day: str, effects: EventEffects) -> bool:
+        """Handling is bookkeeping on the alert row, not evidence: the rules' view is unchanged, so
+        a later event that changes the evidence re-evaluates the alert as usual."""
+        payload = event["payload"]
+        effects.alert_actions.append(AlertAction(payload["alert_id"], payload["action"], payload["by"],
+                                                 event["occurred_at"], payload.get("note")))
+        return False
 
     def _registered(self, agg: PersonAggregate, event: Event, day: str, effects: EventEffects) -> bool:
         self._count(event, day, effects)

@@ -1,33 +1,41 @@
-"""What happens after a person acknowledges or resolves an alert through the API.
+"""Alert acknowledgement and resolution as events: the log stays the source of truth.
 
-The store records who and when (``store.acknowledge_alert``) before this hook runs.  The action
-must ALSO become an event on Kafka so the history stays event-sourced; that wiring is not done.
+The API publishes an ``alert.handled`` event (keyed by the alert's person, so it is ordered with
+that person's other events) and waits for the broker's acknowledgement; only then does it record
+the action in the store for an immediate answer.  The processor applies the same event with the
+same values (``projections.sql.store.alert_action_values``), so a replay reproduces who handled
+which alert and when.  If Kafka is unreachable the action fails with 503 and nothing is recorded.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 log = logging.getLogger("careledger.api.alerts")
 
 
-def record_alert_action_event(
-    *,
-    action: str,  # "acknowledge" | "resolve"
-    alert: dict[str, Any],  # the alert as the store returned it after the action
-    actor: str,  # token name
-    role: str,
-    note: str | None,
-    at: str,  # RFC 3339 UTC time the API recorded
-    publisher: Any = None,  # the app's EventPublisher, or None when publishing is not configured
-) -> None:
-    """Publish the alert action as an event.
+def alert_action_event(*, action: str, alert: dict[str, Any], actor: str, note: str | None,
+                       at: str, town: str) -> dict[str, Any]:
+    return {
+        "event_id": f"alert-{action[:3]}-{uuid.uuid4().hex}",
+        "type": "alert.handled",
+        "version": 1,
+        "occurred_at": at,
+        "person_id": alert["person_id"],
+        "town": town,
+        "village": None,
+        "source": "careledger-api",
+        "payload": {"alert_id": alert["alert_id"], "action": action, "by": actor, "note": note},
+    }
 
-    TODO(kafka wiring): publish an event describing this action via ``publisher`` once its event
-    type/schema exists in the catalogue (CONTRACT.md §1 has none yet; do not invent one here).
-    Until then this only logs (without the note text, which may hold personal details).
-    Raising here makes the API answer an error AFTER the store already recorded the action.
-    """
-    log.info("alert %s %s by %s (%s) at %s; event publishing not wired yet",
-             alert.get("alert_id"), action, actor, role, at)
+
+def record_alert_action_event(*, action: str, alert: dict[str, Any], actor: str, role: str,
+                              note: str | None, at: str, town: str, publisher: Any) -> dict[str, Any]:
+    """Publish the action and wait for the broker (raises on failure); return the event."""
+    event = alert_action_event(action=action, alert=alert, actor=actor, note=note, at=at, town=town)
+    publisher.publish_and_wait([(event, None)])
+    log.info("alert %s %s by %s (%s) at %s: event %s", alert["alert_id"], action, actor, role, at,
+             event["event_id"])
+    return event

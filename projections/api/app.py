@@ -566,20 +566,26 @@ def create_app(
                             limit=limit, offset=offset)
 
     def _act(caller: Principal, alert_id: str, body: ActionBody | None, resolve: bool) -> dict[str, Any]:
-        if not caller.is_admin:
-            found = _find_alert(store, alert_id)
-            if found is None:
-                raise HTTPException(404, f"no alert {alert_id}")
-            town = found.get("town") or _person_town(store, found["person_id"])
-            if not caller.may_see_town(town):
-                raise HTTPException(403, "alert is about a person outside the towns of this token")
+        found = _find_alert(store, alert_id)
+        if found is None:
+            raise HTTPException(404, f"no alert {alert_id}")
+        town = found.get("town") or _person_town(store, found["person_id"])
+        if not caller.is_admin and not caller.may_see_town(town):
+            raise HTTPException(403, "alert is about a person outside the towns of this token")
         at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        action = "resolve" if resolve else "acknowledge"
+        try:  # on the log first: the store only records what the log already holds
+            record_alert_action_event(action=action, alert=found, actor=caller.name or "",
+                                      role=caller.role or "", note=body.note if body else None, at=at,
+                                      town=town or "", publisher=publishers.get())
+        except HTTPException:
+            raise
+        except Exception as exc:
+            log.warning("alert %s %s not recorded: %s", alert_id, action, type(exc).__name__)
+            raise HTTPException(503, "the event log (Kafka) did not acknowledge the action; retry later") from None
         alert = store.acknowledge_alert(alert_id, caller.name, at=at, resolve=resolve)
         if alert is None:
             raise HTTPException(404, f"no alert {alert_id}")
-        record_alert_action_event(action="resolve" if resolve else "acknowledge", alert=alert,
-                                  actor=caller.name or "", role=caller.role or "",
-                                  note=body.note if body else None, at=at, publisher=publishers.current())
         return alert
 
     @app.post("/api/alerts/{alert_id}/acknowledge", tags=["person level"], summary="Acknowledge an alert")

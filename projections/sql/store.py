@@ -40,7 +40,7 @@ from sqlalchemy.pool import StaticPool
 
 from processors.domain.aggregate import PersonAggregate
 from processors.domain.calendar import event_date, instant_key
-from processors.domain.model import Alert, Consumed, FactKey
+from processors.domain.model import Alert, AlertAction, Consumed, FactKey
 from processors.domain.reducer import Projector
 from processors.domain.rules_config import default_rules
 from processors.domain.warnings import evaluate_warnings
@@ -179,6 +179,15 @@ def _alert_item(row: Any) -> dict[str, Any]:
             item[name] = m[name]
     return item
 
+
+def alert_action_values(who: str, at: str, resolve: bool) -> dict[str, Any]:
+    """Column values recording who acknowledged (and maybe resolved) an alert, and when.  The same
+    for the API's immediate write and the processor applying the ``alert.handled`` event, so the
+    two agree and a replay reproduces them."""
+    values: dict[str, Any] = {"acknowledged_by": who, "acknowledged_at": at}
+    if resolve:
+        values.update(status="resolved", resolved_by=who, resolved_at=at)
+    return values
 
 class SqlStore:
     """ProjectionStore + PersonLevelStore on SQLite or PostgreSQL."""
@@ -406,6 +415,7 @@ class SqlStore:
         changed_persons: set[str] = set()
         alerts_last: dict[str, tuple[Any, ...]] = {}
         outbox: list[tuple[Any, ...]] = []
+        actions: list[AlertAction] = []
         event_rows: list[tuple[Any, ...]] = []
         now = _now()
         apply = self._projector.apply
@@ -449,6 +459,7 @@ class SqlStore:
             for alert in effects.alerts_changed:
                 alerts_last[alert.alert_id] = _alert_row(alert, rec.offset)
                 outbox.append((alert.alert_id, dumps(alert_message(alert)), now))
+            actions.extend(effects.alert_actions)
 
         mark = self._mark("project", mark)
 
@@ -464,6 +475,9 @@ class SqlStore:
             bulk(conn, "persons", person_rows)
         if alerts_last:
             bulk(conn, "alerts", list(alerts_last.values()))
+        for action in actions:  # rare (people clicking): one statement each, after the upserts
+            conn.execute(update(t.alerts).where(t.alerts.c.alert_id == action.alert_id)
+                         .values(**alert_action_values(action.by, action.at, action.action == "resolve")))
         if outbox:
             bulk(conn, "outbox", outbox)
         bulk(conn, "offsets", [(self.projection, self.topic, p, o) for p, o in sorted(moved.items())]
@@ -705,15 +719,18 @@ class SqlStore:
                 n += res.rowcount or 0
         return n
 
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        """One alert by id (None if unknown)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(t.alerts).where(t.alerts.c.alert_id == alert_id)).first()
+        return _alert_item(row) if row is not None else None
+
     def acknowledge_alert(
         self, alert_id: str, who: str, at: str | datetime | None = None, resolve: bool = False
     ) -> dict[str, Any] | None:
         """Record who acknowledged (and optionally resolved) an alert; return it, or None if unknown."""
-        at_text = iso(at) or _now()
         a = t.alerts
-        values: dict[str, Any] = {"acknowledged_by": who, "acknowledged_at": at_text}
-        if resolve:
-            values.update(status="resolved", resolved_by=who, resolved_at=at_text)
+        values = alert_action_values(who, iso(at) or _now(), resolve)
         with self._write_lock, self._writer() as conn, conn.begin():
             res = conn.execute(update(a).where(a.c.alert_id == alert_id).values(**values))
             if not res.rowcount:

@@ -27,6 +27,8 @@ PAYLOADS: dict[tuple[str, int], dict[str, Any]] = {
     ("service.delivered", 1): {"service": "assistive_device_fitting", "need_id": "n-1"},
     ("job.placed", 1): {"employer": "某某公司", "placement_kind": "proportional"},
     ("job.posted", 1): {"employer": "某某公司", "positions": 3},
+    ("alert.handled", 1): {"alert_id": "A0123456789abcdef0123", "action": "acknowledge", "by": "caseworker-1",
+                           "note": "已电话联系"},
 }
 
 # (type, payload mutation, the field path the reason must name)
@@ -63,6 +65,8 @@ BAD_PAYLOADS: list[tuple[str, dict[str, Any], str]] = [
     ("job.placed", {"placement_kind": "remote"}, "payload.placement_kind"),
     ("job.posted", {"positions": 0}, "payload.positions"),
     ("job.posted", {"positions": True}, "payload.positions"),
+    ("alert.handled", {"action": "ignore"}, "payload.action"),
+    ("alert.handled", {"by": ""}, "payload.by"),
 ]
 
 

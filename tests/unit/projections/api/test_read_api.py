@@ -9,8 +9,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from producers.publisher import EventPublisher
 from projections.api import report as report_mod
 from projections.api.app import create_app
+from schemas.validation import validate_event
+from tests.unit.producers.conftest import FakeProducer
 from tests.unit.projections.api.conftest import TOWN_A, TOWN_B, StubProbe, auth
 
 # ----------------------------------------------------------------------------- counts
@@ -262,31 +265,51 @@ def test_timeline(client: TestClient, tokens: dict[str, str]) -> None:
     assert client.get("/api/persons/nobody/timeline", headers=h).status_code == 404
 
 
-def test_acknowledge_and_resolve(client: TestClient, tokens: dict[str, str],
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr("projections.api.app.record_alert_action_event", lambda **kw: calls.append(kw))
-    admin = auth(tokens["admin"])
-    alerts = {a["person_id"]: a["alert_id"] for a in client.get("/api/alerts", headers=admin).json()["items"]}
-    cw = auth(tokens["caseworker"])
+def test_acknowledge_and_resolve_are_published_as_events_then_recorded(
+        settings: Any, store: Any, probe: StubProbe) -> None:
+    """The log stays the source of truth: each action is an ``alert.handled`` event on Kafka
+    (keyed by the person), acknowledged by the broker before the store records it."""
+    producer = FakeProducer()
+    publisher = EventPublisher(settings, producer=producer)
+    with TestClient(create_app(settings, store=store, lag_probe=probe, publisher=publisher)) as client:
+        tokens = {"admin": client.app.state.tokens.create("root", "admin"),
+                  "caseworker": client.app.state.tokens.create("cw-a", "caseworker", towns=[TOWN_A])}
+        admin, cw = auth(tokens["admin"]), auth(tokens["caseworker"])
+        alerts = {a["person_id"]: a["alert_id"] for a in client.get("/api/alerts", headers=admin).json()["items"]}
 
-    assert client.post(f"/api/alerts/{alerts['b1']}/acknowledge", headers=cw).status_code == 403
-    assert client.post("/api/alerts/Anope/acknowledge", headers=cw).status_code == 404
-    assert client.post("/api/alerts/Anope/resolve", headers=admin).status_code == 404
-    assert calls == []
+        assert client.post(f"/api/alerts/{alerts['b1']}/acknowledge", headers=cw).status_code == 403
+        assert client.post("/api/alerts/Anope/acknowledge", headers=cw).status_code == 404
+        assert client.post("/api/alerts/Anope/resolve", headers=admin).status_code == 404
+        assert producer.messages(settings.topics.events) == []
 
-    acked = client.post(f"/api/alerts/{alerts['a1']}/acknowledge", headers=cw, json={"note": "called family"})
-    assert acked.status_code == 200
-    assert acked.json()["status"] == "open" and acked.json()["acknowledged_by"] == "cw-a"
-    resolved = client.post(f"/api/alerts/{alerts['b1']}/resolve", headers=admin)
-    assert resolved.status_code == 200
-    assert resolved.json()["status"] == "resolved" and resolved.json()["resolved_by"] == "root"
-    assert [(c["action"], c["actor"], c["role"], c["note"]) for c in calls] == [
-        ("acknowledge", "cw-a", "caseworker", "called family"), ("resolve", "root", "admin", None)]
-    assert calls[0]["alert"]["alert_id"] == alerts["a1"] and calls[0]["at"]
-    assert client.get("/api/alerts?status=resolved", headers=admin).json()["total"] == 1
-    too_long = client.post(f"/api/alerts/{alerts['a1']}/acknowledge", headers=cw, json={"note": "x" * 3000})
-    assert too_long.status_code == 422
+        acked = client.post(f"/api/alerts/{alerts['a1']}/acknowledge", headers=cw, json={"note": "called family"})
+        assert acked.status_code == 200
+        assert acked.json()["status"] == "open" and acked.json()["acknowledged_by"] == "cw-a"
+        resolved = client.post(f"/api/alerts/{alerts['b1']}/resolve", headers=admin)
+        assert resolved.status_code == 200
+        assert resolved.json()["status"] == "resolved" and resolved.json()["resolved_by"] == "root"
+        assert client.get("/api/alerts?status=resolved", headers=admin).json()["total"] == 1
+        too_long = client.post(f"/api/alerts/{alerts['a1']}/acknowledge", headers=cw, json={"note": "x" * 3000})
+        assert too_long.status_code == 422
+
+    published = producer.messages(settings.topics.events)
+    assert [(key, e["type"], e["payload"]["action"], e["payload"]["by"], e["payload"]["note"])
+            for key, e in published] == [
+        ("a1", "alert.handled", "acknowledge", "cw-a", "called family"),
+        ("b1", "alert.handled", "resolve", "root", None)]
+    assert all(validate_event(e).ok for _, e in published)
+    assert published[0][1]["occurred_at"] == acked.json()["acknowledged_at"]
+
+
+def test_an_action_the_log_did_not_take_is_not_recorded(settings: Any, store: Any, probe: StubProbe) -> None:
+    producer = FakeProducer(fail_topics={settings.topics.events})
+    publisher = EventPublisher(settings, producer=producer)
+    with TestClient(create_app(settings, store=store, lag_probe=probe, publisher=publisher)) as client:
+        admin = auth(client.app.state.tokens.create("root", "admin"))
+        alert = client.get("/api/alerts", headers=admin).json()["items"][0]
+        answer = client.post(f"/api/alerts/{alert['alert_id']}/resolve", headers=admin)
+        assert answer.status_code == 503
+        assert client.get("/api/alerts?status=resolved", headers=admin).json()["total"] == 0
 
 
 # ----------------------------------------------------------------------------- ops
