@@ -6,7 +6,8 @@ opens the page with an admin token in localStorage and checks that
 
 - the half-year report table equals ../shared/domain/h1-report.csv row by row, in its order;
 - a new alert (a visit finding abuse_or_neglect, applied to the store while the page is open)
-  appears in the inbox without a reload, and acknowledging it changes its status;
+  appears in the inbox without a reload, and acknowledging it changes its status (the API's
+  ``alert.handled`` event goes to a stand-in log that applies it to the store like the processor);
 - English is one click away.
 
 A full-page screenshot is saved to test-artifacts/dashboard.png.
@@ -75,12 +76,45 @@ class StoreLag:
         return LagReport(per_projection={"sql": 0}, per_partition={"sql": {p: 0 for p in ends}}, end_offsets=ends)
 
 
+class StoreLog:
+    """Stands in for Kafka and the processor: events the test or the API publish (the API's
+    ``alert.handled`` on acknowledge, acknowledged by the 'broker' at once) are applied to the
+    store at the next offset, as the processor would apply them."""
+
+    def __init__(self, store: Any, next_offset: int) -> None:
+        self.store = store
+        self.offset = next_offset
+        self.published: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def append(self, events: list[dict[str, Any]]) -> None:
+        with self.lock:
+            batch = [Consumed(0, self.offset + i, e) for i, e in enumerate(events)]
+            self.offset += len(events)
+            self.store.apply_batch(batch)
+
+    # the EventPublisher methods the API uses
+    def publish_and_wait(self, events: list[tuple[dict[str, Any], bytes | None]], timeout: float = 30.0) -> None:
+        self.published += [event for event, _ in events]
+        self.append([event for event, _ in events])
+
+    def publish(self, event: dict[str, Any], *, value: bytes | None = None) -> None:
+        self.publish_and_wait([(event, value)])
+
+    def flush(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
 @dataclasses.dataclass
 class Served:
     url: str
     token: str
     store: Any
     events: list[dict[str, Any]]
+    log: StoreLog
 
 
 def free_port() -> int:
@@ -103,7 +137,8 @@ def served() -> Iterator[Served]:
     events = list(generate(SimConfig(calibrate="2024H1", seed=2024)))
     for start in range(0, len(events), BATCH):
         store.apply_batch([Consumed(0, start + i, e) for i, e in enumerate(events[start:start + BATCH])])
-    app = create_app(settings, store=store, lag_probe=StoreLag(store))
+    log = StoreLog(store, next_offset=len(events))
+    app = create_app(settings, store=store, lag_probe=StoreLag(store), publisher=log)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="dashboard-api", daemon=True)
@@ -115,7 +150,7 @@ def served() -> Iterator[Served]:
         time.sleep(0.05)
     token = app.state.tokens.create("browser-test", "admin")
     try:
-        yield Served(url=f"http://127.0.0.1:{port}/", token=token, store=store, events=events)
+        yield Served(url=f"http://127.0.0.1:{port}/", token=token, store=store, events=events, log=log)
     finally:
         server.should_exit = True
         thread.join(timeout=15)
@@ -197,7 +232,7 @@ def test_dashboard_report_live_alert_and_acknowledge(served: Served, page: Any) 
              "person_id": person["person_id"], "town": person["town"], "village": person.get("village"),
              "source": "browser-test", "payload": {"visit_kind": "home_visit", "visitor": "w-test",
                                                    "hazards": ["abuse_or_neglect"]}}
-    served.store.apply_batch([Consumed(0, len(served.events), visit)])
+    served.log.append([visit])
     row = page.locator(f'#alerts-table tbody tr[data-event-ids~="{NEW_VISIT_ID}"]')
     row.wait_for(timeout=20_000)
     assert page.evaluate("window.__noReload === true"), "the page was reloaded"
@@ -218,10 +253,14 @@ def test_dashboard_report_live_alert_and_acknowledge(served: Served, page: Any) 
     stored = served.store.alerts(person_id=person["person_id"], rule="visit_hazard")["items"]
     acked = [a for a in stored if NEW_VISIT_ID in a["event_ids"]]
     assert len(acked) == 1 and acked[0]["acknowledged_by"] == "browser-test" and acked[0]["status"] == "open"
+    handled = [e for e in served.log.published if e["type"] == "alert.handled"]  # on the log first
+    assert [(e["payload"]["alert_id"], e["payload"]["action"], e["payload"]["by"]) for e in handled] == \
+        [(acked[0]["alert_id"], "acknowledge", "browser-test")]
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.evaluate("window.scrollTo(0, 0)")
     page.wait_for_function("!document.querySelector('#toast').classList.contains('show')")  # toast gone
+    page.wait_for_timeout(400)  # and faded out
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
     # ---- English is one click away (and back)
