@@ -109,7 +109,6 @@ def _stream(settings: Any, args: argparse.Namespace, out: Any) -> int:
     started = time.monotonic()
     print("demo: planning the calibrated 2024H1 district (seeded: same events every run) ...", file=out)
     events = list(generate(SimConfig(calibrate="2024H1", seed=args.seed)))
-    seal = _bulk_sealer(settings, events, out)
     bucket = TokenBucket(args.rate) if args.rate else None
     bar = tqdm(total=len(events), unit="ev", desc="publish", file=sys.stderr, disable=args.no_progress,
                mininterval=0.5, dynamic_ncols=True)
@@ -117,7 +116,7 @@ def _stream(settings: Any, args: argparse.Namespace, out: Any) -> int:
         for n, event in enumerate(events, start=1):
             if bucket is not None:
                 bucket.take()
-            publisher.publish(seal(event))
+            publisher.publish(event)  # sealed by the publisher, keys created in batches
             if n % 500 == 0:
                 bar.update(500)
         bar.update(len(events) % 500)
@@ -126,26 +125,6 @@ def _stream(settings: Any, args: argparse.Namespace, out: Any) -> int:
     print(f"demo: {len(events):,} events ({events[0]['occurred_at'][:10]} .. {events[-1]['occurred_at'][:10]}) "
           f"published to {settings.topics.events} in {time.monotonic() - started:.1f}s", file=out)
     return len(events)
-
-
-def _bulk_sealer(settings: Any, events: list[dict[str, Any]], out: Any) -> Any:
-    """Seal sensitive fields with data keys created up front, in bulk (docs/privacy.md).
-
-    The publisher would seal each event itself, creating each new person's key in its own
-    transaction; for ~20,000 new persons that dominates the run.  Creating the keys in chunks
-    first makes publishing CPU-bound again; events are sealed exactly as the publisher would.
-    """
-    try:
-        from producers.keystore import Sealer
-    except ImportError:  # no key store: the publisher's own handling applies
-        return lambda event: event
-    started = time.monotonic()
-    sealer = Sealer.from_settings(settings)
-    persons = sorted({e["person_id"] for e in events if e.get("person_id")})
-    for start in range(0, len(persons), 500):
-        sealer.keys(persons[start:start + 500])
-    print(f"demo: data keys of {len(persons):,} persons ready in {time.monotonic() - started:.1f}s", file=out)
-    return sealer.seal
 
 
 def _wait_caught_up(settings: Any, token: str | None, published: int, args: argparse.Namespace, out: Any) -> bool:

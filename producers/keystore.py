@@ -380,11 +380,21 @@ class LazySealer:
     def seal(self, event: dict[str, Any]) -> dict[str, Any]:
         if not event.get("person_id") and not has_plain_sensitive(event):
             return event
+        return self._open().seal(event)
+
+    def keys(self, person_ids: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+        """Fetch (creating the missing ones in one transaction) and cache these persons' keys."""
+        return self._open().keys(person_ids)
+
+    def check(self, person_id: str) -> None:
+        self._open().check(person_id)
+
+    def _open(self) -> Sealer:
         if self._sealer is None:
             with self._lock:
                 if self._sealer is None:
                     self._sealer = Sealer.from_settings(self.settings)
-        return self._sealer.seal(event)
+        return self._sealer
 
     def __repr__(self) -> str:
         return "LazySealer(<keys>)"

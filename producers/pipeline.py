@@ -29,8 +29,10 @@ MAX_REJECTS_KEPT = 1000
 
 def prepare(obj: object, pseudonymiser: Pseudonymiser, *,
             seal: bool = True) -> tuple[Accepted | Rejected, bytes | None]:
-    """Validate, pseudonymise and seal (docs/privacy.md) one decoded record; returns the verdict
-    and the wire bytes.  ``seal=False`` (a dry run) skips the key store."""
+    """Validate and pseudonymise one decoded record, refuse stray ID numbers and events of erased
+    persons; returns the verdict and the (plain) wire bytes.  Sensitive fields are sealed by the
+    publisher (docs/privacy.md), which creates new persons' data keys in batches.
+    ``seal=False`` (a dry run) skips the key store."""
     result = validate_event(obj)
     if isinstance(result, Rejected):
         return result, None
@@ -44,14 +46,12 @@ def prepare(obj: object, pseudonymiser: Pseudonymiser, *,
                 for path, _ in leaks
             ]), None
     sealer = pseudonymiser.sealer if seal else None
-    if sealer is not None:
+    if sealer is not None and event.get("person_id"):
         try:
-            sealed = sealer.seal(event)
+            sealer.check(event["person_id"])
         except PersonForgotten:
             return Rejected(["person_id: this person was erased (careledger forget); "
                              "their events are no longer accepted"]), None
-        if sealed is not event:
-            event, value = sealed, encode(sealed)
     return Accepted(event), value
 
 

@@ -23,6 +23,7 @@ from schemas.privacy import has_plain_sensitive
 from schemas.validation import partition_key
 
 MAX_DLQ_RECORD_CHARS = 64 * 1024  # keeps a dead letter well under the broker's message limit
+HOLD_MAX = 2000  # events held while their persons' data keys are created in one transaction
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
@@ -69,16 +70,40 @@ class EventPublisher:
         self.sent = 0
         self.dead_lettered = 0
         self._sealer: Any = None
+        # Events waiting for their persons' data keys: keys are created in one key-store
+        # transaction per HOLD_MAX events instead of one per new person, and every key is
+        # durable before an event sealed with it leaves this process.  Once anything is held,
+        # everything is held (and released in order), so a person's events never overtake.
+        self._held: list[tuple[dict[str, Any], bytes | None]] = []
 
-    def _protect(self, event: dict[str, Any], value: bytes | None) -> tuple[dict[str, Any], bytes | None]:
-        """Safety net: seal sensitive fields a caller left plain (docs/privacy.md)."""
-        if not has_plain_sensitive(event):
-            return event, value
+    @property
+    def sealer(self) -> Any:
         if self._sealer is None:
             from producers.keystore import LazySealer
 
             self._sealer = LazySealer(self.settings)
-        return self._sealer.seal(event), None
+        return self._sealer
+
+    def _protect(self, event: dict[str, Any], value: bytes | None) -> tuple[dict[str, Any], bytes | None]:
+        """Seal sensitive fields (docs/privacy.md); keys of the persons must be fetched already
+        for this to be cheap (``_prefetch_keys``)."""
+        if not has_plain_sensitive(event):
+            return event, value
+        return self.sealer.seal(event), None
+
+    def _prefetch_keys(self, events: Iterable[dict[str, Any]]) -> None:
+        persons = {e["person_id"] for e in events if e.get("person_id") and has_plain_sensitive(e)}
+        if persons:
+            self.sealer.keys(persons)
+
+    def _release(self) -> None:
+        held, self._held = self._held, []
+        if not held:
+            return
+        self._prefetch_keys(event for event, _ in held)
+        for event, value in held:
+            event, value = self._protect(event, value)
+            self._send(self.topics.events, partition_key(event), value if value is not None else encode(event))
 
     # ---- sending --------------------------------------------------------------------------------
     def _send(self, topic: str, key: str | None, value: bytes, track: bool = True) -> Any:
@@ -102,8 +127,12 @@ class EventPublisher:
         ``value`` may carry the already encoded event (callers that scanned the bytes)."""
         if "id_number" in event:
             raise ValueError("refusing to publish an event that still has id_number")
-        event, value = self._protect(event, value)
         self.sent += 1
+        if self._held or has_plain_sensitive(event):
+            self._held.append((event, value))
+            if len(self._held) >= HOLD_MAX:
+                self._release()
+            return None  # sent at the next release (at the latest flush/close); failures surface there
         return self._send(self.topics.events, partition_key(event), value if value is not None else encode(event))
 
     def publish_dlq(self, record: Any, reasons: Iterable[str], origin: dict[str, Any]) -> Any:
@@ -143,6 +172,8 @@ class EventPublisher:
                          timeout: float = 30.0) -> None:
         """Send events and wait for exactly their acknowledgements (for request/response callers,
         whose failures must not surface in someone else's ``flush``)."""
+        self._release()  # what was held goes first, in order
+        self._prefetch_keys(event for event, _ in events)
         futures = []
         failures: list[str] = []
         events = [self._protect(event, value) for event, value in events]  # all sealed before any send
@@ -167,7 +198,12 @@ class EventPublisher:
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> None:
-        """Wait for every send; raise ``PublishError`` if any failed since the last flush."""
+        """Send what is held, wait for every send; raise ``PublishError`` if any failed since the
+        last flush."""
+        try:
+            self._release()
+        except Exception as exc:  # noqa: BLE001 - reported like any send failure
+            self._record("release", exc)
         try:
             self._producer.flush(timeout=timeout)
         except KafkaError as exc:

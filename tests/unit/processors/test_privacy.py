@@ -14,10 +14,10 @@ from processors.domain.counts import reference_counts
 from processors.domain.rules_config import default_rules
 from processors.privacy import unseal_batch
 from processors.runner import BatchRunner, RawRecord
-from producers.keystore import KeyStore, KeyStoreError, PersonForgotten, SealedDataError, Sealer
+from producers.keystore import KeyStore, KeyStoreError, SealedDataError, Sealer
 from producers.pipeline import prepare
 from producers.pseudonym import Pseudonymiser
-from producers.publisher import EventPublisher, encode
+from producers.publisher import EventPublisher, PublishError, encode
 from projections.sql.store import SqlStore
 from schemas.privacy import ERASED, erase_event
 from schemas.validation import decode_consumed
@@ -103,16 +103,25 @@ def test_erase_event_is_deterministic_and_leaves_input() -> None:
     assert json.dumps(event, sort_keys=True) == before
 
 
-def test_producer_seals_and_refuses_forgotten(keystore: KeyStore) -> None:
+def test_producer_seals_and_refuses_forgotten(keystore: KeyStore, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare() validates and pseudonymises; the publisher seals (creating keys in batches)."""
+    monkeypatch.setenv("CARELEDGER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CARELEDGER_KEYSTORE_URL", keystore.url)
+    monkeypatch.setenv("CARELEDGER_MASTER_KEY", "unit-master")
     pseudonymiser = Pseudonymiser(b"hmac", Sealer(keystore, recheck_s=0.0))
     record = {"event_id": "e1", "type": "person.registered", "occurred_at": "2024-03-05T10:00:00+08:00",
               "id_number": "110101199003071233", "town": "T",
               "payload": {"category": "mental", "grade": 1, "birth_date": "1937-02-11", "hardship": False,
                           "certificate_expires": "2030-01-01"}}
     result, value = prepare(dict(record), pseudonymiser)
-    assert result.ok and value is not None
-    assert b"1937-02-11" not in value and b"mental" not in value and b"110101199003071233" not in value
-    assert decode_consumed(value)["sealed"]["kid"]
+    assert result.ok and value is not None and b"110101199003071233" not in value
+    fake = FakeProducer()
+    with EventPublisher(Settings.from_env(), producer=fake) as publisher:
+        publisher.publish(result.event, value=value)
+    [(_, _, wire)] = fake.sent
+    assert b"1937-02-11" not in wire and b"mental" not in wire and b"110101199003071233" not in wire
+    assert decode_consumed(wire)["sealed"]["kid"]
     dry, dry_value = prepare(dict(record), pseudonymiser, seal=False)
     assert dry.ok and b"1937-02-11" in dry_value
     keystore.forget(result.event["person_id"])
@@ -135,10 +144,12 @@ def test_publisher_seals_what_callers_left_plain(tmp_path: Path, monkeypatch: py
     publisher.publish_and_wait([(event, None)])
     for _, message in fake.messages("careledger.events"):
         assert "sealed" in message and "birth_date" not in message["payload"]
-    with pytest.raises(PersonForgotten):
-        KeyStore.from_settings(settings).forget(event["person_id"])
-        publisher._sealer._sealer._recheck_s = 0.0
-        publisher.publish(event)
+    KeyStore.from_settings(settings).forget(event["person_id"])
+    publisher.sealer._sealer._recheck_s = 0.0
+    publisher.publish(event)  # held until the next release, which refuses it
+    with pytest.raises(PublishError, match="PersonForgotten"):
+        publisher.flush()
+    assert len(fake.messages("careledger.events")) == 2
 
 
 # ---- forget on the SQL store == replay of the log into a fresh store --------------------------------
