@@ -28,7 +28,8 @@ from typing import Any
 
 from processors.domain.model import Consumed
 from projections.store import ProjectionStore
-from schemas.validation import PoisonRecord, decode_consumed
+from schemas.enums import PERSONLESS_TYPES
+from schemas.validation import PoisonRecord, decode_consumed, partition_key
 
 log = logging.getLogger("careledger.processor")
 
@@ -73,6 +74,16 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def _check_key(key: bytes | None, event: dict[str, Any]) -> None:
+    """A message keyed by anything but its ``partition_key`` may sit on another partition than the
+    person's other events, so their order is lost: dead-letter it rather than apply it out of order.
+    (An absent key is let through: producers outside careledger's publisher may leave it out.)"""
+    if key is not None and key != partition_key(event).encode("utf-8"):
+        field = "payload.employer" if event["type"] in PERSONLESS_TYPES else "person_id"
+        raise PoisonRecord(f"key: does not match the event's {field} (events are keyed by it so that "
+                           "they stay in order on one partition)")
+
+
 class BatchRunner:
     """Decode → apply (retry transient, bisect poison) for one projection store."""
 
@@ -92,6 +103,7 @@ class BatchRunner:
         for raw in raws:
             try:
                 event: dict[str, Any] | None = decode_consumed(raw.value)
+                _check_key(raw.key, event)
             except PoisonRecord as exc:
                 self._dead_letter(raw, [str(exc)])
                 event = None

@@ -29,6 +29,7 @@ from producers.csv_layouts import (
     CellError,
     Column,
 )
+from producers.ingest import state_error_message, state_write_error
 from producers.pipeline import IngestRun, ReportWriter
 from producers.pseudonym import Pseudonymiser
 from producers.publisher import EventPublisher, PublishError
@@ -199,12 +200,20 @@ def _other_reasons(binding: Binding, event: dict[str, Any], cell_reasons: list[s
             and not any(f"({f})" in r.split(":", 1)[0] for f in failed)]
 
 
+def _text(cell: str) -> str:
+    """A cell as it can be written to a report or a dead letter: bytes that were not valid in the
+    file's encoding (kept as surrogate escapes by the reader) become U+FFFD."""
+    if not any("\udc80" <= ch <= "\udcff" for ch in cell):
+        return cell
+    return cell.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def import_rows(rows: Iterable[tuple[int, list[str]]], binding: Binding, run: IngestRun) -> None:
     for line, row in rows:
         if not any(cell.strip() for cell in row):
             continue
         # Only the columns that make the event are kept: 姓名 and the like stay out of dead letters.
-        record = {binding.headers[p]: row[p] for p in binding.columns if p < len(row)}
+        record = {_text(binding.headers[p]): _text(row[p]) for p in binding.columns if p < len(row)}
         if len(row) > len(binding.headers):
             record["(extra cells)"] = len(row) - len(binding.headers)
         event, reasons = row_to_event(binding, row)
@@ -249,6 +258,20 @@ class _CountingReader(io.RawIOBase):
 def run_import_csv(settings: Settings, path: str, *, event_type: str | None = None,
                    encoding: str = "utf-8-sig", delimiter: str = ",", dry_run: bool = False,
                    progress: bool | None = None, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
+    """The command body; exit 1 with one clear line when the state directory is full or read-only."""
+    try:
+        return _run_import_csv(settings, path, event_type=event_type, encoding=encoding, delimiter=delimiter,
+                               dry_run=dry_run, progress=progress, out=out, err=err)
+    except Exception as exc:
+        reason = state_write_error(exc)
+        if reason is None:
+            raise
+        print(state_error_message("import-csv", settings, reason), file=err)
+        return 1
+
+
+def _run_import_csv(settings: Settings, path: str, *, event_type: str | None, encoding: str, delimiter: str,
+                    dry_run: bool, progress: bool | None, out: IO[str], err: IO[str]) -> int:
     if delimiter in ("\\t", "tab"):
         delimiter = "\t"
     try:
@@ -302,8 +325,12 @@ def run_import_csv(settings: Settings, path: str, *, event_type: str | None = No
         return 0 if run.stats.rejected == 0 else 2
     finally:
         bar.close()
+        report_error = None
         if report is not None:
-            report.close()
+            try:
+                report.close()
+            except OSError as exc:  # disk full: still flush the publisher below
+                report_error = exc
         if publisher is not None:
             try:
                 publisher.close()
@@ -311,6 +338,8 @@ def run_import_csv(settings: Settings, path: str, *, event_type: str | None = No
                 pass
         if raw is not sys.stdin.buffer:
             raw.close()
+        if report_error is not None:
+            raise report_error
 
 
 def _with_csv_errors(rows: Iterator[tuple[int, list[str]]], run: IngestRun) -> Iterator[tuple[int, list[str]]]:

@@ -8,6 +8,8 @@ run itself failed (file unreadable, Kafka unreachable or not acknowledging).
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,10 +76,54 @@ def ingest_stream(stream: IO[bytes], run: IngestRun, progress: tqdm | None = Non
         run.handle(number, obj, obj if isinstance(obj, dict) else text)
 
 
+def state_write_error(exc: BaseException) -> str | None:
+    """A short reason when ``exc`` (or what caused it) means careledger could not write its own
+    state under ``CARELEDGER_HOME`` - disk full, read-only, no permission - else None."""
+    from sqlalchemy.exc import OperationalError
+
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno in _STATE_ERRNOS:
+            return os.strerror(seen.errno)  # type: ignore[arg-type]
+        if isinstance(seen, OperationalError):
+            text = str(seen.orig).splitlines()[0] if seen.orig is not None else ""
+            if any(marker in text.lower() for marker in _SQLITE_STATE_ERRORS):
+                return text
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+_STATE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
+_SQLITE_STATE_ERRORS = ("disk is full", "readonly database", "read-only", "unable to open database",
+                        "disk i/o error")
+
+
+def state_error_message(command: str, settings: Settings, reason: str) -> str:
+    return (f"{command}: cannot write careledger's state under {settings.home}: {reason}. Free some space or "
+            "make it writable; lines before the failure may already be published, and re-running the same "
+            "input is safe (events are identified by event_id).")
+
+
 def run_ingest(settings: Settings, path: str, *, dry_run: bool = False, progress: bool | None = None,
                max_line_bytes: int = MAX_LINE_BYTES, out: IO[str] = sys.stdout,
                err: IO[str] = sys.stderr) -> int:
-    """The command body; returns the exit code."""
+    """The command body; returns the exit code (1, with one clear line, when the state directory
+    is full or read-only: the key store, secrets and reports live there)."""
+    try:
+        return _run_ingest(settings, path, dry_run=dry_run, progress=progress, max_line_bytes=max_line_bytes,
+                           out=out, err=err)
+    except Exception as exc:
+        reason = state_write_error(exc)
+        if reason is None:
+            raise
+        print(state_error_message("ingest", settings, reason), file=err)
+        return 1
+
+
+def _run_ingest(settings: Settings, path: str, *, dry_run: bool, progress: bool | None,
+                max_line_bytes: int, out: IO[str], err: IO[str]) -> int:
     source = "-" if path == "-" else str(Path(path))
     try:
         stream: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
@@ -119,8 +165,12 @@ def run_ingest(settings: Settings, path: str, *, dry_run: bool = False, progress
             print("dry run: nothing was published", file=out)
         return 0 if run.stats.rejected == 0 else 2
     finally:
+        report_error = None
         if report is not None:
-            report.close()
+            try:
+                report.close()
+            except OSError as exc:  # disk full: still flush the publisher below
+                report_error = exc
         if publisher is not None:
             try:
                 publisher.close()
@@ -128,3 +178,5 @@ def run_ingest(settings: Settings, path: str, *, dry_run: bool = False, progress
                 pass
         if stream is not sys.stdin.buffer:
             stream.close()
+        if report_error is not None:
+            raise report_error

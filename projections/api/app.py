@@ -57,7 +57,7 @@ assert set(COUNT_KINDS) == set(Kind.__args__)  # type: ignore[attr-defined]
 DateFrom = Annotated[date | None, Query(alias="from", description="first date (YYYY-MM-DD, inclusive)")]
 DateTo = Annotated[date | None, Query(alias="to", description="last date (YYYY-MM-DD, inclusive)")]
 Limit = Annotated[int, Query(ge=0, le=MAX_LIMIT, description=f"at most {MAX_LIMIT}")]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=2**62)]  # a bigger one overflows SQL integers (a 500)
 Snapshot = Annotated[str | None, Query(max_length=64, description="a named snapshot (careledger replay snapshot)")]
 
 
@@ -611,6 +611,8 @@ def create_app(
         source = _source(snapshot, "warnings")
         if person_id is not None:
             _require_person(caller, source, person_id)
+        if as_of is not None and not date(1900, 1, 1) <= as_of <= date(9000, 12, 31):  # month/deadline arithmetic
+            raise _invalid("as_of", "must be between 1900-01-01 and 9000-12-31", str(as_of))
         answer = source.warnings(as_of or today_shanghai(), rule=rule, person_id=person_id,
                                 towns=caller.town_filter(), limit=limit, offset=offset)
         return {"as_of": (as_of or today_shanghai()).isoformat(), **answer}
