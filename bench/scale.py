@@ -110,8 +110,10 @@ def main() -> int:
         peak_rate = peak_day / 3600  # the busiest day's events applied within one hour
         shards = max(1, math.ceil(peak_rate / per_store))
         history = sim["history_per_person"] * persons
-        print(f"{name:<9} {persons:>11,} {year:>13,.0f} {avg:>9,.1f} {peak_day:>12,.0f} {peak_rate:>15,.0f} "
+        print(f"{name:<9} {persons:>11,} {year:>13,.0f} {avg:>9.3g} {peak_day:>12,.0f} {peak_rate:>15,.0f} "
               f"{shards:>12} {history:>14,.0f} {fmt_duration(history / per_store):>15}")
+    print("replay 1 store: the whole simulated history (2008 - Jun 2025) per person x persons, at the per-store"
+          " rate (bench/replay.py, when present, measures the replay path itself)")
     print(f"reproduce: .venv/bin/python bench/scale.py --events {args.events} --persons {args.persons} "
           f"--workers {args.workers} --partitions {args.partitions} --sim-persons {args.sim_persons}")
     return 0

@@ -96,7 +96,9 @@ class KafkaBroker:
     def _format_storage(self, libs: Path) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # StorageTool would read "-t -Abc..." as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         subprocess.run(
             ["java", "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
              "-t", cluster_id, "-c", str(self.config_path)],

@@ -53,11 +53,14 @@ def _describe(_: argparse.Namespace) -> int:
         described = admin.describe_topics(found) if found else []
     finally:
         admin.close()
-    for topic in described:
+    seen = set()
+    for topic in described:  # kafka-python: "topic" (older) or "name" (metadata v10+)
+        name = topic.get("topic") or topic.get("name")
+        seen.add(name)
         parts = topic.get("partitions") or []
-        replicas = {len(p.get("replicas") or []) for p in parts}
-        print(f"{topic['topic']}: {len(parts)} partitions, replication {','.join(map(str, sorted(replicas)))}")
-    missing = [n for n in names if n not in {t['topic'] for t in described}]
+        replicas = {len(p.get("replicas") or p.get("replica_nodes") or []) for p in parts}
+        print(f"{name}: {len(parts)} partitions, replication {','.join(map(str, sorted(replicas)))}")
+    missing = [n for n in names if n not in seen]
     for name in missing:
         print(f"{name}: missing")
     return 1 if missing else 0

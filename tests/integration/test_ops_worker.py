@@ -15,9 +15,9 @@ import urllib.request
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from infra.process import free_port
-from processors.domain.model import Consumed
+from processors.runner import BatchRunner, RawRecord
+from producers.keystore import KeyStore
 from producers.simulate.generator import SimConfig, generate
-from schemas.validation import PoisonRecord, decode_consumed
 from tests.support.pipeline import open_test_store, publish, tail, wait_caught_up, worker
 from tests.support.servers import TestStack
 
@@ -104,13 +104,13 @@ def test_metrics_health_and_json_logs(stack: TestStack) -> None:
     assert any("stopped (exit 0)" in json.loads(line)["msg"] for line in lines)
 
 
-def _records_up_to(settings, positions: dict[int, int]) -> list[Consumed]:  # noqa: ANN001
+def _records_up_to(settings, positions: dict[int, int]) -> list[RawRecord]:  # noqa: ANN001
     """Every record of the events topic at or below ``positions`` (what the store claims)."""
     consumer = KafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False)
     tps = [TopicPartition(settings.topics.events, p) for p in positions]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
-    records: list[Consumed] = []
+    records: list[RawRecord] = []
     remaining = {tp.partition: positions[tp.partition] for tp in tps}
     deadline = time.monotonic() + 120
     while remaining and time.monotonic() < deadline:
@@ -118,11 +118,7 @@ def _records_up_to(settings, positions: dict[int, int]) -> list[Consumed]:  # no
             for msg in msgs:
                 if tp.partition not in remaining or msg.offset > remaining[tp.partition]:
                     continue
-                try:
-                    event = decode_consumed(msg.value)
-                except PoisonRecord:
-                    event = None
-                records.append(Consumed(msg.partition, msg.offset, event))
+                records.append(RawRecord(msg.partition, msg.offset, msg.key, msg.value))
                 if msg.offset == remaining[tp.partition]:
                     del remaining[tp.partition]
                     consumer.pause(tp)
@@ -160,7 +156,9 @@ def test_sigterm_mid_stream_finishes_the_batch_and_exits_0(stack: TestStack) -> 
     reference = open_test_store(settings, f"sqlite:///{settings.home / 'reference.sqlite3'}")
     records = _records_up_to(settings, positions)
     assert len(records) == applied_up_to
-    reference.apply_batch(records)
+    # decoded, unsealed and applied exactly as the worker does it, in one batch
+    runner = BatchRunner(reference, lambda *_: None, keystore=KeyStore.from_settings(settings))
+    runner.run(records)
     assert reference.offsets() == positions
     assert store.snapshot_rows() == reference.snapshot_rows()
     logged = [json.loads(line)["msg"] for line in w.log_path.read_text().splitlines() if line.startswith("{")]
