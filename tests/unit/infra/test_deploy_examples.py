@@ -10,6 +10,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,8 +77,9 @@ def test_processor_units_stop_gracefully_and_expose_metrics() -> None:
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed here")
 def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     # verify wants the executable and env file to exist: point them at this checkout
-    careledger = shutil.which("careledger") or str(Path(__file__).resolve().parents[3] / ".venv/bin/careledger")
-    assert Path(careledger).exists(), "install the project first (.venv/bin/careledger)"
+    beside_python = Path(sys.executable).parent / "careledger"  # the venv running these tests
+    careledger = str(beside_python) if beside_python.exists() else shutil.which("careledger")
+    assert careledger, "install the project first (.venv/bin/careledger)"
     env_file = tmp_path / "careledger.env"
     env_file.write_text((DEPLOY / "careledger.env.example").read_text())
     copies = []
