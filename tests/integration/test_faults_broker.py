@@ -122,23 +122,39 @@ def test_broker_sigkill_during_processing_worker_recovers_and_equals_clean_run(t
     with private_kafka(tmp_path / "home") as (broker, settings):
         url = f"sqlite:///{settings.home / 'faulted.sqlite3'}"
         store = open_test_store(settings, url)
-        first = len(events) // 2
-        publish(settings, events[:first])
+        chunks = [events[i:i + 500] for i in range(0, len(events), 500)]
+        publish(settings, chunks[0])
         victim = worker(settings, "sql", url, "faulted").start()
+
+        def keep_publishing() -> None:  # events keep flowing, so the kills land mid-processing
+            for chunk in chunks[1:]:
+                while True:
+                    try:
+                        publish(settings, chunk)
+                        break
+                    except Exception:  # noqa: BLE001 - the broker is dead right now: send again
+                        time.sleep(1)
+                time.sleep(0.3)
+
+        producer = threading.Thread(target=keep_publishing)
         offsets_at_kill: list[int] = []
         restart_s: list[float] = []
         try:
-            for point in (first // 3, 2 * first // 3):
+            _wait(lambda: offsets_sum(store) > 0, 300, "the worker's first batch")
+            producer.start()
+            for point in (len(events) // 4, len(events) // 2):
                 _wait(lambda p=point: offsets_sum(store) >= p, 300, f"worker progress to {point}")
                 offsets_at_kill.append(offsets_sum(store))
                 broker.kill()
                 time.sleep(DOWN_S)
                 restart_s.append(round(broker.start(), 1))
-            publish(settings, events[first:])  # and more events after the restarts
+            producer.join()
             waited = wait_caught_up(settings, {"faulted": store}, expected_end=len(events), timeout=600,
                                     workers=[victim])
         finally:
             victim.stop()
+            if producer.is_alive():
+                producer.join()
         log = tail(victim.log_path, 400)
         restarts = log.count("[supervise]")
         reference = clean_run(settings, f"sqlite:///{settings.home / 'clean.sqlite3'}")
