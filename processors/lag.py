@@ -17,6 +17,7 @@ class LagReport:
     per_projection: dict[str, int] = field(default_factory=dict)
     per_partition: dict[str, dict[int, int]] = field(default_factory=dict)
     end_offsets: dict[int, int] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)  # projection -> why its store did not answer
 
     @property
     def total(self) -> int:
@@ -48,7 +49,11 @@ class LagProbe:
         starts, ends = self._log_bounds()
         report = LagReport(end_offsets=ends)
         for name, store in self.stores.items():
-            positions = store.offsets()
+            try:
+                positions = store.offsets()
+            except Exception as exc:  # noqa: BLE001 - a store that is down is reported, not fatal
+                report.unavailable[name] = f"{type(exc).__name__}: {exc}"[:300]
+                continue
             per_partition = {}
             for partition, end in ends.items():
                 next_offset = positions[partition] + 1 if partition in positions else starts.get(partition, 0)

@@ -543,8 +543,12 @@ def create_app(
             metrics.PROJECTION_LAG.labels(name).set(total)
             projections[name] = {"lag": total, "partitions": {str(p): n for p, n in
                                                               sorted(report.per_partition.get(name, {}).items())}}
+        for name, why in getattr(report, "unavailable", {}).items():
+            projections[name] = {"lag": None, "unavailable": why}
         total = report.total
         return {"lag": total, "caught_up": total == 0, "topic": settings.topics.events,
+                # a projection whose store does not answer is listed with lag null; "lag" covers the rest
+                "degraded": bool(getattr(report, "unavailable", {})),
                 "projections": projections,
                 "events_end_offsets": {str(p): n for p, n in sorted(report.end_offsets.items())}}
 

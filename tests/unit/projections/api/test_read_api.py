@@ -364,3 +364,13 @@ def test_anonymous_counts_are_exact_by_default(settings: Any, store: Any, probe:
     with TestClient(create_app(open_settings, store=store, lag_probe=probe)) as client:
         answer = client.get("/api/counts", params={"kind": "service", "key": "vocational_training"}).json()
     assert answer == {"events": 1, "persons": 1, "amount_fen": 0, "positions": 0}
+
+
+def test_status_lists_a_store_that_does_not_answer(client: TestClient, probe: StubProbe) -> None:
+    """ClickHouse down: SQL lag is still reported, the silent store is named, not blamed on Kafka."""
+    probe.report.unavailable["clickhouse"] = "NetworkError: connection refused"
+    answer = client.get("/api/status")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["lag"] == 0 and body["degraded"] is True
+    assert body["projections"]["clickhouse"] == {"lag": None, "unavailable": "NetworkError: connection refused"}
