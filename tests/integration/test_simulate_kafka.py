@@ -10,6 +10,8 @@ import pytest
 from kafka import KafkaConsumer
 
 from careledger.settings import Settings
+from processors.privacy import unseal_batch
+from producers.keystore import KeyStore
 from producers.simulate import SimConfig, generate
 from producers.simulate.cli import register
 from schemas.validation import decode_consumed
@@ -47,6 +49,11 @@ def test_simulate_publishes_pseudonymised_events(kafka_settings: Settings) -> No
         assert key.decode() == want
         events[event["event_id"]] = event
     assert set(events) == {e["event_id"] for e in expected}
+    # sensitive fields travel sealed (docs/privacy.md): open them with the stack's key store
+    sealed = [e for e in events.values() if "sealed" in e]
+    assert sealed and not any("birth_date" in e["payload"] for e in sealed)
+    keystore = KeyStore.from_settings(kafka_settings)
+    events = {e["event_id"]: e for e in unseal_batch(list(events.values()), keystore)}
     for e in expected:
         if "id_number" in e:  # pseudonymised to an HMAC person_id, nothing else changed
             got_event = events[e["event_id"]]
