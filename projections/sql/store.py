@@ -180,6 +180,9 @@ def _alert_item(row: Any) -> dict[str, Any]:
     return item
 
 
+MIGRATION_LOCK_KEY = zlib.crc32(b"careledger-sql-schema-migration") & 0x7FFFFFFF
+
+
 def alert_action_values(who: str, at: str, resolve: bool) -> dict[str, Any]:
     """Column values recording who acknowledged (and maybe resolved) an alert, and when.  The same
     for the API's immediate write and the processor applying the ``alert.handled`` event, so the
@@ -286,7 +289,9 @@ class SqlStore:
         with self._write_lock, self._writer() as conn:
             if self.dialect == "postgresql":
                 with conn.begin():
-                    conn.execute(select(func.pg_advisory_xact_lock(self._lock_key)))
+                    # one schema per database: every migrator of it (workers of any projection,
+                    # the API, replay) takes the same lock, whatever projection it writes
+                    conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
                     alembic_upgrade(conn)
             else:
                 alembic_upgrade(conn)
