@@ -63,13 +63,22 @@ def test_rebuild_equals_the_live_read_models_in_every_store(stack: TestStack) ->
     assert any(e["type"] == "visit.completed" and e["version"] == 1 for e in events)  # upcast on replay
     publish(settings, events)
     live = {"sqlite": settings.sql_url, "postgresql": stack.fresh_pg_url(), "clickhouse": stack.fresh_clickhouse_url()}
-    threads = [threading.Thread(target=_live, args=(settings, "clickhouse" if n == "clickhouse" else "sql", url, n,
-                                                    len(events)))
+    failures: list[BaseException] = []
+
+    def run_live(*args: Any) -> None:
+        try:
+            _live(*args)
+        except BaseException as exc:  # a thread's exception would otherwise only be a warning
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run_live, args=(settings, "clickhouse" if n == "clickhouse" else "sql", url,
+                                                       n, len(events)))
                for n, url in live.items()]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert not failures, failures
     for name, url in live.items():
         projection = "clickhouse" if name == "clickhouse" else "sql"
         home = _home(settings, f"rebuild-{name}", **({"clickhouse_url": url} if projection == "clickhouse"
