@@ -40,9 +40,10 @@ def _home(settings: Settings, name: str, **changes: Any) -> Settings:
 
 
 def _live(settings: Settings, projection: str, url: str, name: str, expected: int) -> None:
-    w = worker(settings, projection, url, name).start()
     store = open_test_store(settings, url)
+    w = worker(settings, projection, url, name)
     try:
+        w.start()
         wait_caught_up(settings, {name: store}, expected_end=expected, timeout=900, workers=[w])
     finally:
         w.stop()
