@@ -202,7 +202,7 @@ class SqlStore:
         projection: str = "sql",
         topic: str = DEFAULT_TOPIC,
         *,
-        cache_persons: int = 50_000,
+        cache_persons: int = 25_000,  # a whole district; bounds the worker's memory (bench/pipeline.py RSS)
         echo: bool = False,
     ) -> None:
         self.url = url
