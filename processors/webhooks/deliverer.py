@@ -54,6 +54,8 @@ USER_AGENT = "careledger-webhooks/1"
 SUBSCRIPTION_REFRESH_S = 2.0
 IDLE_WAIT_S = 1.0
 REPORT_INTERVAL_S = 30.0
+METADATA_MAX_AGE_MS = 10_000  # a missed assignment is corrected within seconds, not minutes
+METADATA_WAIT_S = 30.0
 
 
 def consumer_group(settings: Settings) -> str:
@@ -270,10 +272,17 @@ class Deliverer:
         self.queue.migrate()
         self.refresh()
         consumer = KafkaConsumer(
-            self.settings.topics.alerts, **self.settings.kafka_client_options(),
+            **self.settings.kafka_client_options(),
             group_id=self.group or consumer_group(self.settings), enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=self.poll_records,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
+        # join the group only once the topic's partitions are known: a member that joins without
+        # them is assigned nothing until the next metadata refresh (5 minutes by default)
+        deadline = time.monotonic() + METADATA_WAIT_S
+        while not consumer.partitions_for_topic(self.settings.topics.alerts) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        consumer.subscribe([self.settings.topics.alerts])
         log.info("delivering %s to %d subscription(s) (group %s)", self.settings.topics.alerts,
                  len(self.subscriptions), self.group or consumer_group(self.settings))
         try:
