@@ -29,7 +29,7 @@ from producers.csv_layouts import (
     CellError,
     Column,
 )
-from producers.ingest import state_error_message, state_write_error
+from producers.ingest import close_run, state_error_message, state_write_error
 from producers.pipeline import IngestRun, ReportWriter
 from producers.pseudonym import Pseudonymiser
 from producers.publisher import EventPublisher, PublishError
@@ -325,21 +325,7 @@ def _run_import_csv(settings: Settings, path: str, *, event_type: str | None, en
         return 0 if run.stats.rejected == 0 else 2
     finally:
         bar.close()
-        report_error = None
-        if report is not None:
-            try:
-                report.close()
-            except OSError as exc:  # disk full: still flush the publisher below
-                report_error = exc
-        if publisher is not None:
-            try:
-                publisher.close()
-            except PublishError:
-                pass
-        if raw is not sys.stdin.buffer:
-            raw.close()
-        if report_error is not None:
-            raise report_error
+        close_run(report, publisher, raw)
 
 
 def _with_csv_errors(rows: Iterator[tuple[int, list[str]]], run: IngestRun) -> Iterator[tuple[int, list[str]]]:

@@ -165,18 +165,25 @@ def _run_ingest(settings: Settings, path: str, *, dry_run: bool, progress: bool 
             print("dry run: nothing was published", file=out)
         return 0 if run.stats.rejected == 0 else 2
     finally:
-        report_error = None
-        if report is not None:
-            try:
-                report.close()
-            except OSError as exc:  # disk full: still flush the publisher below
-                report_error = exc
-        if publisher is not None:
-            try:
-                publisher.close()
-            except PublishError:
-                pass
-        if stream is not sys.stdin.buffer:
-            stream.close()
-        if report_error is not None:
-            raise report_error
+        close_run(report, publisher, stream)
+
+
+def close_run(report: ReportWriter | None, publisher: EventPublisher | None, source: IO[bytes]) -> None:
+    """End an ingest-like run whatever happened: close the report (a disk-full error is raised
+    last, after the publisher had its chance to deliver), close the publisher (its failures were
+    already reported by the run's own flush), and close the input unless it is stdin."""
+    report_error = None
+    if report is not None:
+        try:
+            report.close()
+        except OSError as exc:
+            report_error = exc
+    if publisher is not None:
+        try:
+            publisher.close()
+        except PublishError:
+            pass
+    if source is not sys.stdin.buffer:
+        source.close()
+    if report_error is not None:
+        raise report_error

@@ -1,38 +1,20 @@
-"""Contract vocabularies the domain reasons about (CONTRACT.md §1–§2).
+"""The vocabularies the domain reasons about (CONTRACT.md §1–§2).
 
-Kept here rather than imported from ``schemas`` so the pure domain (and the rules loader, which
-must reject unknown programs/needs/hazards) has no dependency on the validation layer.
+The closed lists of the event catalogue come from ``schemas.enums`` (one place for models, CSV
+layouts, rules loader and domain; that module is plain data with no dependencies); the names that
+only the domain knows — rules, severities — are defined here.
 """
 
 from __future__ import annotations
 
-PROGRAMS: tuple[str, ...] = (
-    "living_subsidy",
-    "nursing_subsidy",
-    "medical_insurance_subsidy",
-    "pension_insurance_subsidy",
-    "self_employed_pension_subsidy",
-    "accident_insurance",
-    "rehab_subsidy",
-    "education_aid",
-)
-NEEDS: tuple[str, ...] = (
-    "employment",
-    "assistive_device",
-    "rehabilitation",
-    "education",
-    "accessibility_modification",
-    "care",
-)
-HAZARDS: tuple[str, ...] = (
-    "living_alone_no_caregiver",
-    "unsafe_housing",
-    "mental_health_crisis",
-    "abuse_or_neglect",
-    "medical_emergency",
-)
+from schemas.enums import HAZARDS, NEEDS, PROGRAMS, STATUSES
+
+__all__ = [
+    "ALERT_RULES", "ENDING_STATUSES", "HAZARDS", "HOME_VISIT", "NEEDS", "NURSING_PROGRAM", "PROGRAMS",
+    "SEVERITIES", "STATUSES", "WARNING_RULES",
+]
+
 SEVERITIES: tuple[str, ...] = ("critical", "high", "medium")
-STATUSES: tuple[str, ...] = ("active", "cancelled", "deceased")
 ENDING_STATUSES: frozenset[str] = frozenset({"cancelled", "deceased"})
 
 ALERT_RULES: tuple[str, ...] = (
