@@ -117,24 +117,8 @@ def stop(pid_path: Path, *, timeout: float = 20.0, sig: int = signal.SIGTERM) ->
     if pid is None:
         pid_path.unlink(missing_ok=True)
         return False
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and pid_alive(pid):
-        _reap(pid)
-        time.sleep(0.1)
-    if pid_alive(pid):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        for _ in range(50):
-            _reap(pid)
-            if not pid_alive(pid):
-                break
-            time.sleep(0.1)
+    if not _signal_group_and_wait(pid, sig, timeout):
+        _signal_group_and_wait(pid, signal.SIGKILL, 5.0)
     pid_path.unlink(missing_ok=True)
     return True
 
@@ -143,16 +127,23 @@ def kill_hard(pid_path: Path) -> None:
     """SIGKILL the whole process group (fault tests): no clean shutdown on purpose."""
     pid = read_pid(pid_path)
     if pid is not None:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        for _ in range(100):
-            _reap(pid)
-            if not pid_alive(pid):
-                break
-            time.sleep(0.05)
+        _signal_group_and_wait(pid, signal.SIGKILL, 5.0)
     pid_path.unlink(missing_ok=True)
+
+
+def _signal_group_and_wait(pid: int, sig: int, timeout: float) -> bool:
+    """Send ``sig`` to the process group led by ``pid``; wait up to ``timeout`` s; True if it died."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        _reap(pid)
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _reap(pid: int) -> None:
