@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -16,6 +17,11 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Alembic's ``context`` and ``op`` are process-global proxies: two stores migrating at the same time
+# in one process (threads, e.g. a replay into SQLite and PostgreSQL side by side) would run one
+# store's revisions against the other's connection.  Migrations are rare and short: serialise them.
+_MIGRATION_LOCK = threading.Lock()
 
 
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
@@ -29,7 +35,8 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
-    command.upgrade(alembic_config(connection), revision)
+    with _MIGRATION_LOCK:
+        command.upgrade(alembic_config(connection), revision)
 
 
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - developer tool

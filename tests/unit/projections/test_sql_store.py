@@ -319,3 +319,29 @@ def test_user_input_is_bound_not_spliced(tmp_path, stream):
     assert store.counts("payment", key=nasty, town=nasty)["events"] == 0
     assert store.alerts(rule=nasty, person_id=nasty, towns=[nasty])["total"] == 0
     assert store.warnings(date(2024, 9, 1), person_id=nasty)["total"] == 0
+
+
+def test_stores_migrated_side_by_side_in_threads_each_get_the_full_schema(tmp_path):
+    """Alembic's context is process-global: concurrent migrations must not cross connections."""
+    import threading
+
+    from sqlalchemy import inspect
+
+    stores = [SqlStore(f"sqlite:///{tmp_path / f's{i}.sqlite3'}", RULES) for i in range(6)]
+    errors: list[BaseException] = []
+
+    def migrate(store: SqlStore) -> None:
+        try:
+            store.migrate()
+        except BaseException as exc:  # surfaced below: a thread's exception is otherwise a warning
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    expected = set(inspect(make_store(tmp_path, "reference.sqlite3").engine).get_table_names())
+    for store in stores:
+        assert set(inspect(store.engine).get_table_names()) == expected
