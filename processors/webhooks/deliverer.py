@@ -293,7 +293,7 @@ class Deliverer:
                     self.refresh()  # a subscription committed before this poll sees its records
                 if records:
                     self.handle(records)
-                    consumer.commit()
+                    commit_or_reread(consumer)
                     self.consumed += len(records)
                 self._report()
         finally:
@@ -319,6 +319,31 @@ class Deliverer:
         deadline = time.monotonic() + timeout
         for worker in self.workers.values():
             worker.join(max(0.0, deadline - time.monotonic()))
+
+
+def commit_or_reread(consumer: Any) -> bool:
+    """Commit the consumed positions; False when the group refused it (a rebalance is under way or
+    this member was fenced).  That is routine, not fatal: the next ``poll`` completes the rebalance
+    and whoever owns the partitions re-reads from the last committed offset, and re-reading is
+    harmless because deliveries are stored by their deterministic id."""
+    from kafka.errors import (
+        CommitFailedError,
+        IllegalGenerationError,
+        KafkaError,
+        RebalanceInProgressError,
+        UnknownMemberIdError,
+    )
+
+    try:
+        consumer.commit()
+        return True
+    except (CommitFailedError, RebalanceInProgressError, IllegalGenerationError, UnknownMemberIdError) as exc:
+        log.warning("offset commit refused (%s); the batch will be re-read after the rebalance", exc)
+    except KafkaError as exc:
+        if not getattr(exc, "retriable", False):
+            raise
+        log.warning("offset commit failed (%s); the batch will be re-read or committed with the next", exc)
+    return False
 
 
 def run_deliverer(settings: Settings, policy: RetryPolicy, *, group: str | None = None, batch: int = 20) -> int:

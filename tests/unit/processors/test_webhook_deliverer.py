@@ -13,11 +13,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import kafka.errors as kafka_errors
 import pytest
 from sqlalchemy import select
 
 from careledger.settings import Settings
-from processors.webhooks.deliverer import Deliverer, Subscription, deliveries_for
+from processors.webhooks.deliverer import Deliverer, Subscription, commit_or_reread, deliveries_for
 from processors.webhooks.queue import DeliveryQueue
 from processors.webhooks.receiver import Receiver
 from processors.webhooks.signing import RetryPolicy, delivery_id
@@ -193,3 +194,31 @@ def test_deleting_a_subscription_cancels_pending(settings: Settings, store: Webh
     assert store.deliveries(sub["subscription_id"])["by_status"] == {"cancelled": 1}
     assert store.active_with_secrets() == []
     assert store.delete("wh_unknown") is None
+
+
+class _Consumer:
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+        self.commits = 0
+
+    def commit(self) -> None:
+        self.commits += 1
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.mark.parametrize("error", [
+    kafka_errors.RebalanceInProgressError("rebalancing"),
+    kafka_errors.CommitFailedError("fenced"),
+    kafka_errors.NotCoordinatorError("moved"),  # retriable
+])
+def test_a_commit_refused_by_the_group_leaves_the_batch_to_be_re_read(error):
+    consumer = _Consumer(error)
+    assert commit_or_reread(consumer) is False
+    assert consumer.commits == 1
+
+
+def test_a_commit_that_succeeds_or_fails_for_good_is_not_hidden():
+    assert commit_or_reread(_Consumer(None)) is True
+    with pytest.raises(kafka_errors.TopicAuthorizationFailedError):
+        commit_or_reread(_Consumer(kafka_errors.TopicAuthorizationFailedError("no")))
