@@ -53,6 +53,7 @@ class BuildStats:
     batches: int = 0
     seconds: float = 0.0
     by_version: dict[str, int] = field(default_factory=dict)
+    bulk: bool = False  # written by the bulk loader (one transaction) rather than batch by batch
 
     def add(self, other: BuildStats) -> None:
         self.records += other.records
@@ -62,6 +63,7 @@ class BuildStats:
         self.batches += other.batches
         for k, v in other.by_version.items():
             self.by_version[k] = self.by_version.get(k, 0) + v
+        self.bulk = self.bulk or other.bulk
 
     @property
     def rate(self) -> float:
@@ -193,8 +195,46 @@ def _batches(settings: Settings, starts: dict[int, int], stops: dict[int, int], 
 def replay_range(store: Any, settings: Settings, starts: dict[int, int], stops: dict[int, int], *,
                  batch_size: int = DEFAULT_BATCH, keep: Keep | None = None,
                  progress: Callable[[int], None] | None = None,
-                 check_crcs: bool | None = None) -> BuildStats:
-    """Apply ``[starts[p], stops[p])`` of every partition to ``store`` (single process)."""
+                 check_crcs: bool | None = None, bulk: bool = True) -> BuildStats:
+    """Apply ``[starts[p], stops[p])`` of every partition to ``store`` (single process).
+
+    When the store holds nothing of these partitions yet and offers a bulk loader (SQL stores:
+    ``projections/sql/bulk.py``), the whole range is written in one transaction without per-batch
+    reads; if that fails (a poison event the projector rejects, a lost connection) it is rolled
+    back and the range is applied batch by batch, with the live runner's retry and bisect policy."""
+    parts = sorted(p for p in stops if stops[p] > starts.get(p, 0))
+    make_loader = getattr(store, "bulk_loader", None) if bulk else None
+    loader = make_loader(parts) if make_loader is not None and parts else None
+    if loader is None:
+        return _replay(store.apply_batch, lambda: None, settings, starts, stops, batch_size, keep, progress,
+                       check_crcs, per_batch=store)
+    reported = 0
+
+    def counted(n: int) -> None:
+        nonlocal reported
+        reported += n
+        if progress is not None:
+            progress(n)
+
+    try:
+        stats = _replay(loader.add, loader.finish, settings, starts, stops, batch_size, keep, counted, check_crcs)
+    except Exception as exc:  # noqa: BLE001 - rolled back: nothing was written
+        loader.abort()
+        log.warning("bulk build failed (%r); applying the range batch by batch instead", exc)
+        if progress is not None and reported:
+            progress(-reported)
+        return replay_range(store, settings, starts, stops, batch_size=batch_size, keep=keep, progress=progress,
+                            check_crcs=check_crcs, bulk=False)
+    stats.bulk = True
+    return stats
+
+
+def _replay(apply: Callable[[list[Consumed]], int], finish: Callable[[], None], settings: Settings,
+            starts: dict[int, int], stops: dict[int, int], batch_size: int, keep: Keep | None,
+            progress: Callable[[int], None] | None, check_crcs: bool | None,
+            per_batch: Any = None) -> BuildStats:
+    """Read and decode in a feeder thread while ``apply`` writes; ``per_batch`` (a store) makes
+    every batch go through :func:`apply_safely` instead."""
     stats = BuildStats()
     started = time.perf_counter()
     q: queue.Queue[Any] = queue.Queue(maxsize=2)
@@ -225,10 +265,11 @@ def replay_range(store: Any, settings: Settings, starts: dict[int, int], stops: 
                 break
             if isinstance(item, BaseException):
                 raise item
-            stats.applied += apply_safely(store, item)
+            stats.applied += apply_safely(per_batch, item) if per_batch is not None else apply(item)
             stats.batches += 1
             if progress is not None:
                 progress(len(item))
+        finish()
     finally:
         stop_flag.set()
         feeder.join(timeout=10)
@@ -263,13 +304,14 @@ class StoreRef:
 
 def _worker_main(settings: Settings, ref: StoreRef, alias: str, starts: dict[int, int],
                  stops: dict[int, int], batch_size: int, keep_spec: tuple[str, Any] | None,
-                 check_crcs: bool | None, progress_q: Any, result_q: Any) -> None:
+                 check_crcs: bool | None, progress_q: Any, result_q: Any, bulk: bool = True) -> None:
     try:
         store = ref.open(settings, alias)
         try:
+            store.migrate()  # a shard is a new file; elsewhere a no-op
             keep = make_keep(keep_spec)
             stats = replay_range(store, settings, starts, stops, batch_size=batch_size, keep=keep,
-                                 progress=progress_q.put, check_crcs=check_crcs)
+                                 progress=progress_q.put, check_crcs=check_crcs, bulk=bulk)
         finally:
             store.close()
         result_q.put(("ok", alias, stats))
@@ -292,26 +334,84 @@ def parallel_build(settings: Settings, ref: StoreRef, starts: dict[int, int], st
                    workers: int, batch_size: int = DEFAULT_BATCH, keep_spec: tuple[str, Any] | None = None,
                    progress: Callable[[int], None] | None = None,
                    check_crcs: bool | None = None) -> BuildStats:
-    """``workers`` processes, each owning some partitions, write ``ref``'s store in parallel."""
+    """``workers`` processes, each owning some partitions, write ``ref``'s store in parallel.
+
+    Where they write: PostgreSQL and ClickHouse take concurrent writers, so every worker writes
+    the target under its own alias.  SQLite has one writer: when the target is still empty, each
+    worker bulk-builds a shard file of its own and the shards are merged into the target at the
+    end (``projections/sql/shards.py``); otherwise the workers take turns batch by batch."""
+    groups = split_partitions([p for p in stops if stops[p] > starts.get(p, 0)], workers)
     store = ref.open(settings)
     try:
         store.migrate()
-        if workers <= 1:
+        if len(groups) <= 1:
             return replay_range(store, settings, starts, stops, batch_size=batch_size,
                                 keep=make_keep(keep_spec), progress=progress, check_crcs=check_crcs)
+        sharded = _can_shard(store, ref, groups)
     finally:
         store.close()
-    groups = split_partitions([p for p in stops if stops[p] > starts.get(p, 0)], workers)
+    if sharded:
+        return _sharded_build(settings, ref, groups, starts, stops, batch_size=batch_size, keep_spec=keep_spec,
+                              progress=progress, check_crcs=check_crcs)
+    # a bulk build is one long transaction: with SQLite's one writer, parallel workers would wait
+    # for each other's whole build, so there they go batch by batch
+    bulk = not ref.url.startswith("sqlite")
+    jobs = [(ref, f"{ref.projection}{ALIAS_SEP}{k}", group) for k, group in enumerate(groups)]
+    total = _run_workers(settings, jobs, starts, stops, batch_size=batch_size, keep_spec=keep_spec,
+                         progress=progress, check_crcs=check_crcs, bulk=bulk)
+    consolidate_offsets(settings, ref, [alias for _ref, alias, _group in jobs])
+    return total
+
+
+def _can_shard(store: Any, ref: StoreRef, groups: list[list[int]]) -> bool:
+    from projections.sql.bulk import can_bulk_load
+    from projections.sql.shards import MAX_SHARDS, sqlite_file
+
+    return (getattr(store, "dialect", None) == "sqlite" and sqlite_file(ref.url) is not None
+            and len(groups) <= MAX_SHARDS and can_bulk_load(store, [p for g in groups for p in g]))
+
+
+def _sharded_build(settings: Settings, ref: StoreRef, groups: list[list[int]], starts: dict[int, int],
+                   stops: dict[int, int], *, batch_size: int, keep_spec: tuple[str, Any] | None,
+                   progress: Callable[[int], None] | None, check_crcs: bool | None) -> BuildStats:
+    from projections.sql.shards import merge_shards, remove_shard, shard_url
+
+    shards = [shard_url(ref.url, k) for k in range(len(groups))]
+    for url in shards:
+        remove_shard(url)  # left over by a crashed build: start clean
+    try:
+        jobs = [(StoreRef(ref.projection, url, ref.rules_path), ref.projection, group)
+                for url, group in zip(shards, groups, strict=True)]
+        total = _run_workers(settings, jobs, starts, stops, batch_size=batch_size, keep_spec=keep_spec,
+                             progress=progress, check_crcs=check_crcs, bulk=True)
+        started = time.perf_counter()
+        store = ref.open(settings)
+        try:
+            merge_shards(store, shards)
+        finally:
+            store.close()
+        log.info("merged %d shards into %s in %.1fs", len(shards), ref.projection, time.perf_counter() - started)
+        total.seconds += time.perf_counter() - started
+        total.bulk = True
+        return total
+    finally:
+        for url in shards:
+            remove_shard(url)
+
+
+def _run_workers(settings: Settings, jobs: list[tuple[StoreRef, str, list[int]]], starts: dict[int, int],
+                 stops: dict[int, int], *, batch_size: int, keep_spec: tuple[str, Any] | None,
+                 progress: Callable[[int], None] | None, check_crcs: bool | None, bulk: bool) -> BuildStats:
+    """One spawned process per job (store, projection name, partitions); their stats summed."""
     ctx = mp.get_context("spawn")
     progress_q, result_q = ctx.Queue(), ctx.Queue()
     procs = []
     started = time.perf_counter()
-    for k, group in enumerate(groups):
-        alias = f"{ref.projection}{ALIAS_SEP}{k}"
+    for k, (ref, alias, group) in enumerate(jobs):
         proc = ctx.Process(
-            target=_worker_main, name=f"replay-{alias}",
+            target=_worker_main, name=f"replay-{ref.projection}-{k}",
             args=(settings, ref, alias, {p: starts.get(p, 0) for p in group}, {p: stops[p] for p in group},
-                  batch_size, keep_spec, check_crcs, progress_q, result_q),
+                  batch_size, keep_spec, check_crcs, progress_q, result_q, bulk),
         )
         proc.start()
         procs.append(proc)
@@ -355,7 +455,6 @@ def parallel_build(settings: Settings, ref: StoreRef, starts: dict[int, int], st
     if errors:
         raise RuntimeError("parallel replay failed: " + "; ".join(errors))
     total.seconds = time.perf_counter() - started
-    consolidate_offsets(settings, ref, [f"{ref.projection}{ALIAS_SEP}{k}" for k in range(len(groups))])
     return total
 
 

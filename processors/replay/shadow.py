@@ -234,5 +234,6 @@ def _alert_body(row: Any) -> str:
 
 
 def summary(stats: BuildStats) -> str:
-    return (f"{stats.records} records in {stats.seconds:.1f}s ({stats.rate:,.0f}/s): {stats.applied} applied, "
+    how = "bulk build, one transaction" if stats.bulk else "batch by batch"
+    return (f"{stats.records} records in {stats.seconds:.1f}s ({stats.rate:,.0f}/s, {how}): {stats.applied} applied, "
             f"{stats.poison} poison, {stats.filtered} left out")

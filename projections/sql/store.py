@@ -17,6 +17,7 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from time import perf_counter
 from typing import Any
@@ -192,6 +193,70 @@ def alert_action_values(who: str, at: str, resolve: bool) -> dict[str, Any]:
         values.update(status="resolved", resolved_by=who, resolved_at=at)
     return values
 
+@dataclass
+class ProjectedRecords:
+    """What a run of records changes, in the row shapes the write statements take."""
+
+    event_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    facts: dict[FactKey, list[int]] = field(default_factory=dict)  # key -> [events, amount_fen, positions]
+    changed_persons: set[str] = field(default_factory=set)
+    alerts_last: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # the last row per alert
+    outbox: list[tuple[Any, ...]] = field(default_factory=list)  # one row per alert change
+    actions: list[AlertAction] = field(default_factory=list)
+
+
+def project_records(projector: Projector, todo: list[Consumed], aggs: dict[str, Any], erased: set[Any],
+                    now: str) -> ProjectedRecords:
+    """Run the pure projector over ``todo`` (fresh, de-duplicated records), updating ``aggs`` in
+    place.  Shared by the per-batch write path and the bulk loader so they cannot disagree.
+    Persons in ``erased`` (forgotten) are counted but get no person row, alert or outbox row."""
+    out = ProjectedRecords()
+    facts, event_rows, alerts_last, outbox = out.facts, out.event_rows, out.alerts_last, out.outbox
+    apply = projector.apply
+    for rec in todo:
+        evt = rec.event
+        assert evt is not None
+        pid = evt.get("person_id") or None
+        try:
+            new_agg, effects = apply(aggs.get(pid) if pid else None, evt)
+        except Exception as exc:
+            raise EventApplyError(rec.partition, rec.offset, evt.get("event_id"), exc) from exc
+        if pid is not None and new_agg is not None:
+            aggs[pid] = new_agg
+        event_rows.append(
+            (
+                evt["event_id"],
+                evt["type"],
+                pid,
+                evt.get("town") or "",
+                evt.get("village"),
+                event_date(evt["occurred_at"]),
+                str(evt["occurred_at"]),
+                int(evt.get("version") or 1),
+                dumps(evt),
+                rec.partition,
+                rec.offset,
+            )
+        )
+        for key, delta in effects.fact_deltas:
+            acc = facts.get(key)
+            if acc is None:
+                facts[key] = [delta.events, delta.amount_fen, delta.positions]
+            else:
+                acc[0] += delta.events
+                acc[1] += delta.amount_fen
+                acc[2] += delta.positions
+        if pid in erased:  # counted, but no person row, alert or outbox for a forgotten person
+            continue
+        if effects.person_changed:
+            out.changed_persons.add(effects.person_changed)
+        for alert in effects.alerts_changed:
+            alerts_last[alert.alert_id] = _alert_row(alert, rec.offset)
+            outbox.append((alert.alert_id, dumps(alert_message(alert)), now))
+        out.actions.extend(effects.alert_actions)
+    return out
+
+
 class SqlStore:
     """ProjectionStore + PersonLevelStore on SQLite or PostgreSQL."""
 
@@ -330,6 +395,16 @@ class SqlStore:
             self._remember(touched, moved)
             return applied
 
+    def bulk_loader(self, partitions: list[int]) -> Any:
+        """A :class:`~projections.sql.bulk.SqlBulkLoad` when this store holds nothing of
+        ``partitions`` yet (a rebuild, a backfill, a snapshot), else None: use ``apply_batch``."""
+        from projections.sql.bulk import SqlBulkLoad, can_bulk_load
+
+        if not can_bulk_load(self, partitions):
+            return None
+        self._forget_cache()  # another writer is about to move the offsets
+        return SqlBulkLoad(self)
+
     def _mark(self, phase: str, since: float) -> float:
         now = perf_counter()
         self.timings[phase] = self.timings.get(phase, 0.0) + (now - since)
@@ -416,55 +491,9 @@ class SqlStore:
         mark = self._mark("read", started)
 
         # 4. pure projection
-        facts: dict[FactKey, list[int]] = {}
-        changed_persons: set[str] = set()
-        alerts_last: dict[str, tuple[Any, ...]] = {}
-        outbox: list[tuple[Any, ...]] = []
-        actions: list[AlertAction] = []
-        event_rows: list[tuple[Any, ...]] = []
-        now = _now()
-        apply = self._projector.apply
-        for rec in todo:
-            evt = rec.event
-            assert evt is not None
-            pid = evt.get("person_id") or None
-            try:
-                new_agg, effects = apply(aggs.get(pid) if pid else None, evt)
-            except Exception as exc:
-                raise EventApplyError(rec.partition, rec.offset, evt.get("event_id"), exc) from exc
-            if pid is not None and new_agg is not None:
-                aggs[pid] = new_agg
-            event_rows.append(
-                (
-                    evt["event_id"],
-                    evt["type"],
-                    pid,
-                    evt.get("town") or "",
-                    evt.get("village"),
-                    event_date(evt["occurred_at"]),
-                    str(evt["occurred_at"]),
-                    int(evt.get("version") or 1),
-                    dumps(evt),
-                    rec.partition,
-                    rec.offset,
-                )
-            )
-            for key, delta in effects.fact_deltas:
-                acc = facts.get(key)
-                if acc is None:
-                    facts[key] = [delta.events, delta.amount_fen, delta.positions]
-                else:
-                    acc[0] += delta.events
-                    acc[1] += delta.amount_fen
-                    acc[2] += delta.positions
-            if pid in erased:  # counted, but no person row, alert or outbox for a forgotten person
-                continue
-            if effects.person_changed:
-                changed_persons.add(effects.person_changed)
-            for alert in effects.alerts_changed:
-                alerts_last[alert.alert_id] = _alert_row(alert, rec.offset)
-                outbox.append((alert.alert_id, dumps(alert_message(alert)), now))
-            actions.extend(effects.alert_actions)
+        projected = project_records(self._projector, todo, aggs, erased, _now())
+        facts, changed_persons, alerts_last = projected.facts, projected.changed_persons, projected.alerts_last
+        outbox, actions, event_rows = projected.outbox, projected.actions, projected.event_rows
 
         mark = self._mark("project", mark)
 

@@ -1,0 +1,98 @@
+"""Parallel bulk builds on SQLite: one shard file per worker, merged into the target at the end.
+
+SQLite has one writer, so replay workers writing the same file take turns on its lock and only
+their reading and decoding overlap.  Instead each worker bulk-builds its partitions into a shard
+of its own (``<target>.shard<k>``, same schema), and :func:`merge_shards` copies the shards into
+the empty target in one transaction, inside SQLite (``INSERT … SELECT`` over ``ATTACH``ed files).
+All of a person's events are on one partition, so shards hold disjoint rows except the facts
+without a person (job postings, keyed by employer), which are summed on conflict.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from projections.sql import tables as t
+
+if TYPE_CHECKING:
+    from projections.sql.store import SqlStore
+
+MAX_SHARDS = 8  # SQLite attaches at most 10 databases by default
+SQLITE_FILE_PREFIX = "sqlite:///"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a file-backed SQLite URL, else None (in-memory, PostgreSQL, …)."""
+    if not url.startswith(SQLITE_FILE_PREFIX) or "mode=memory" in url:
+        return None
+    path = url.removeprefix(SQLITE_FILE_PREFIX).split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def shard_url(url: str, k: int) -> str:
+    target = sqlite_file(url)
+    if target is None:
+        raise ValueError(f"{url!r} is not a file-backed SQLite store")
+    return SQLITE_FILE_PREFIX + str(target.with_name(f"{target.name}.shard{k}"))
+
+
+def remove_shard(url: str) -> None:
+    path = sqlite_file(url)
+    if path is None:
+        return
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _columns(table: object, skip: tuple[str, ...] = ()) -> str:
+    return ", ".join(f'"{c.name}"' for c in table.c if c.name not in skip)  # type: ignore[attr-defined]
+
+
+def _copy_statements(shard: str) -> list[str]:
+    """``INSERT … SELECT`` from the attached ``shard`` into main, table by table.  Identifiers
+    only, all from our own schema: no value is spliced into the SQL."""
+    key = ", ".join(f'"{c}"' for c in ("kind", "key", "town", "date", "person_id"))
+    sums = ", ".join(f'"{c}" = count_facts."{c}" + excluded."{c}"' for c in ("events", "amount_fen", "positions"))
+    out = []
+    for table in (t.events, t.persons, t.alerts):
+        cols = _columns(table)
+        out.append(f"INSERT INTO main.{table.name} ({cols}) SELECT {cols} FROM {shard}.{table.name}")  # noqa: S608
+    cols = _columns(t.count_facts)
+    # "WHERE true": SQLite's parser needs it before ON CONFLICT in INSERT … SELECT
+    out.append(f"INSERT INTO main.count_facts ({cols}) SELECT {cols} FROM {shard}.count_facts "  # noqa: S608
+               f"WHERE true ON CONFLICT ({key}) DO UPDATE SET {sums}")
+    cols = _columns(t.alert_outbox, skip=("seq",))
+    out.append(f"INSERT INTO main.alert_outbox ({cols}) SELECT {cols} "  # noqa: S608
+               f"FROM {shard}.alert_outbox ORDER BY seq")
+    cols = _columns(t.projection_offsets)
+    out.append(f"INSERT INTO main.projection_offsets ({cols}) SELECT {cols} "  # noqa: S608
+               f"FROM {shard}.projection_offsets WHERE partition >= 0")
+    return out
+
+
+def merge_shards(store: SqlStore, shard_urls: list[str]) -> None:
+    """Copy every shard's read models, outbox and positions into ``store`` (which must be empty
+    for these partitions) in one transaction; the shards are left for the caller to remove."""
+    if len(shard_urls) > MAX_SHARDS:
+        raise ValueError(f"at most {MAX_SHARDS} shards can be merged at once")
+    raw = store.engine.raw_connection()
+    cur = raw.cursor()
+    attached: list[str] = []
+    try:
+        for k, url in enumerate(shard_urls):  # ATTACH is refused inside a transaction
+            cur.execute(f"ATTACH DATABASE ? AS shard{k}", (str(sqlite_file(url)),))
+            attached.append(f"shard{k}")
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for name in attached:
+                for sql in _copy_statements(name):
+                    cur.execute(sql)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+    finally:
+        for name in attached:
+            cur.execute(f"DETACH DATABASE {name}")
+        raw.close()
