@@ -19,6 +19,7 @@ from kafka.errors import KafkaError
 
 from careledger.settings import Settings
 from producers.pseudonym import redact
+from schemas.jsontext import dumps_bytes
 from schemas.privacy import has_plain_sensitive
 from schemas.validation import partition_key
 
@@ -51,7 +52,7 @@ class PublishError(RuntimeError):
 
 def encode(event: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON, the wire form of an event."""
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return dumps_bytes(event)
 
 
 class EventPublisher:

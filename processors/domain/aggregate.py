@@ -18,11 +18,11 @@ Serialised as compact JSON with short positional rows; ``from_json(to_json(a)) =
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from processors.domain.model import Alert
+from schemas.jsontext import dumps_compact, loads
 
 FORMAT_VERSION = 1
 PROFILE_FIELDS: tuple[str, ...] = (
@@ -141,11 +141,11 @@ class PersonAggregate:
             "needs": {nid: n.row() for nid, n in self.needs.items()},
             "alerts": {aid: _alert_row(a) for aid, a in self.alerts.items()},
         }
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return dumps_compact(data)
 
     @classmethod
     def from_json(cls, text: str) -> PersonAggregate:
-        data = json.loads(text)
+        data = loads(text)
         if data.get("v") != FORMAT_VERSION:
             raise ValueError(f"unsupported PersonAggregate format {data.get('v')!r}")
         person_id = data["id"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from schemas.jsontext import dumps_canonical
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -53,7 +54,7 @@ def iso(value: Any) -> str | None:
 
 def dumps(obj: Any) -> str:
     """Canonical JSON text (sorted keys, UTF-8 kept) so equal objects store identical text."""
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    return dumps_canonical(obj)
 
 
 def check_kind(kind: str) -> tuple[str, str | None]:

@@ -20,7 +20,6 @@ import fcntl
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,27 +162,24 @@ def private_kafka(home: Path, partitions: int = 4) -> Iterator[tuple[Any, Any]]:
 
 
 def topic_records(settings: Any, topic: str, *, timeout: float = 120.0) -> list[Any]:
-    """Every record on ``topic`` up to its end offsets now (kafka-python ConsumerRecords)."""
+    """Every record on ``topic`` up to its end offsets now, each once, in offset order per
+    partition (the replay reader: contiguity-checked).  Records have ``partition, offset,
+    timestamp_ms, key, value``."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False, group_id=None,
-                             auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
-                             fetch_max_bytes=64 * 1024 * 1024)
+    from processors.replay.reader import read_log
+
+    consumer = KafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False, group_id=None)
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        out: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while any(consumer.position(tp) < ends[tp] for tp in parts):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"could not read {topic} back within {timeout}s")
-            for records in consumer.poll(timeout_ms=500).values():
-                out.extend(r for r in records if r.offset < ends[TopicPartition(r.topic, r.partition)])
-        return out
+        starts = {tp.partition: o for tp, o in consumer.beginning_offsets(parts).items()}
+        ends = {tp.partition: o for tp, o in consumer.end_offsets(parts).items()}
     finally:
         consumer.close()
+    out: list[Any] = []
+    for chunk in read_log(settings, starts, ends, topic=topic, stall_timeout_s=timeout):
+        out.extend(chunk)
+    return out
 
 
 def dead_letters(settings: Any) -> list[dict[str, Any]]:
@@ -224,6 +220,12 @@ def diff_snapshots(got: dict[str, list[Any]], want: dict[str, list[Any]]) -> dic
         sa, sb = {repr(x) for x in a}, {repr(x) for x in b}
         out[table] = max(len(sa ^ sb), abs(len(a) - len(b)), 1)
     return out
+
+
+def event_differences(got: dict[str, list[Any]], want: dict[str, list[Any]], limit: int = 10) -> str:
+    """Which events one snapshot has and the other lacks (first column of ``events`` rows)."""
+    a, b = {r[0] for r in got.get("events", [])}, {r[0] for r in want.get("events", [])}
+    return f"events missing: {sorted(b - a)[:limit]}; extra: {sorted(a - b)[:limit]}"
 
 
 def sample_events(persons: int = 1500, seed: int = 11, resend_fraction: float = 0.0) -> list[dict[str, Any]]:
