@@ -12,6 +12,27 @@ from typing import Any, Protocol
 from processors.domain.model import Consumed
 
 
+def fresh_records(records: list[Consumed], positions: dict[int, int], seen: set[str],
+                  moved: dict[int, int] | None = None) -> list[Consumed]:
+    """The effectively-once filter every store's write path starts with: records past the stored
+    position of their partition, and of those, the first of each ``event_id`` not in ``seen``.
+    Every record past its position advances ``positions`` (and ``moved``), poison included, so
+    the stored offsets cover what was skipped too.  ``positions`` and ``seen`` are updated."""
+    out: list[Consumed] = []
+    for rec in records:
+        if rec.offset <= positions.get(rec.partition, -1):
+            continue
+        positions[rec.partition] = rec.offset
+        if moved is not None:
+            moved[rec.partition] = rec.offset
+        event = rec.event
+        if event is None or event["event_id"] in seen:
+            continue
+        seen.add(event["event_id"])
+        out.append(rec)
+    return out
+
+
 class CountsAnswer(dict[str, int]):
     """``{"events": int, "persons": int, "amount_fen": int, "positions": int}``"""
 

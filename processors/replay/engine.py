@@ -206,8 +206,8 @@ def replay_range(store: Any, settings: Settings, starts: dict[int, int], stops: 
     make_loader = getattr(store, "bulk_loader", None) if bulk else None
     loader = make_loader(parts) if make_loader is not None and parts else None
     if loader is None:
-        return _replay(store.apply_batch, lambda: None, settings, starts, stops, batch_size, keep, progress,
-                       check_crcs, per_batch=store)
+        return _replay(lambda batch: apply_safely(store, batch), lambda: None, settings, starts, stops,
+                       batch_size, keep, progress, check_crcs)
     reported = 0
 
     def counted(n: int) -> None:
@@ -231,10 +231,8 @@ def replay_range(store: Any, settings: Settings, starts: dict[int, int], stops: 
 
 def _replay(apply: Callable[[list[Consumed]], int], finish: Callable[[], None], settings: Settings,
             starts: dict[int, int], stops: dict[int, int], batch_size: int, keep: Keep | None,
-            progress: Callable[[int], None] | None, check_crcs: bool | None,
-            per_batch: Any = None) -> BuildStats:
-    """Read and decode in a feeder thread while ``apply`` writes; ``per_batch`` (a store) makes
-    every batch go through :func:`apply_safely` instead."""
+            progress: Callable[[int], None] | None, check_crcs: bool | None) -> BuildStats:
+    """Read and decode in a feeder thread while ``apply`` writes each batch; ``finish`` at the end."""
     stats = BuildStats()
     started = time.perf_counter()
     q: queue.Queue[Any] = queue.Queue(maxsize=2)
@@ -265,7 +263,7 @@ def _replay(apply: Callable[[list[Consumed]], int], finish: Callable[[], None], 
                 break
             if isinstance(item, BaseException):
                 raise item
-            stats.applied += apply_safely(per_batch, item) if per_batch is not None else apply(item)
+            stats.applied += apply(item)
             stats.batches += 1
             if progress is not None:
                 progress(len(item))

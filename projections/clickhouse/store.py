@@ -43,6 +43,7 @@ from projections.sql.eventrow import (
     dumps,
     parse_occurred_at,
 )
+from projections.store import fresh_records
 from schemas.privacy import erase_event, strip_sensitive
 
 DEFAULT_TOPIC = "careledger.events"
@@ -186,19 +187,8 @@ class ClickHouseStore:
         moved: dict[int, int] = {}
         seen: set[str] = set()
         columns: dict[str, list[Any]] = {name: [] for name, _ in EVENT_COLUMNS}
-        for rec in records:
-            if rec.offset <= current.get(rec.partition, -1):
-                continue
-            current[rec.partition] = rec.offset
-            moved[rec.partition] = rec.offset
-            evt = rec.event
-            if evt is None:
-                continue
-            eid = evt["event_id"]
-            if eid in seen:
-                continue
-            seen.add(eid)
-            self._append_row(columns, evt, rec)
+        for rec in fresh_records(records, current, seen, moved):
+            self._append_row(columns, rec.event, rec)
         if not moved:
             return 0
         if seen:

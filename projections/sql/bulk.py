@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from processors.domain.model import Consumed
 from projections.sql import tables as t
 from projections.sql.store import _now, _person_row, alert_action_values, project_records
+from projections.store import fresh_records
 
 if TYPE_CHECKING:
     from projections.sql.store import SqlStore
@@ -67,22 +68,8 @@ class SqlBulkLoad:
 
     def add(self, records: list[Consumed]) -> int:
         """Apply one batch (records in log order per partition); returns how many were applied."""
-        positions, seen = self._positions, self._seen
-        todo: list[Consumed] = []
-        for rec in records:
-            if rec.offset <= positions.get(rec.partition, -1):
-                continue
-            positions[rec.partition] = rec.offset
-            event = rec.event
-            if event is None:
-                continue
-            event_id = event["event_id"]
-            if event_id in seen:
-                continue
-            seen.add(event_id)
-            todo.append(rec)
-            if event.get("erased"):
-                self._erased.add(event.get("person_id"))
+        todo = fresh_records(records, self._positions, self._seen)
+        self._erased.update(rec.event.get("person_id") for rec in todo if rec.event.get("erased"))  # type: ignore[union-attr]
         if not todo:
             return 0
         projected = project_records(self.store._projector, todo, self._aggs, self._erased, _now())

@@ -54,6 +54,7 @@ from projections.sql.eventrow import (
     iso,
 )
 from projections.sql.migrate import upgrade as alembic_upgrade
+from projections.store import fresh_records
 from schemas.privacy import ERASED, erase_event
 
 DEFAULT_TOPIC = "careledger.events"
@@ -192,6 +193,7 @@ def alert_action_values(who: str, at: str, resolve: bool) -> dict[str, Any]:
     if resolve:
         values.update(status="resolved", resolved_by=who, resolved_at=at)
     return values
+
 
 @dataclass
 class ProjectedRecords:
@@ -449,27 +451,11 @@ class SqlStore:
         )
         if current.pop(TOKEN_PARTITION, None) != self._writer_token:
             self._cache.clear()
+        # 2. event_id de-duplication: inside the batch (here), then against the events table
         moved: dict[int, int] = {}
-        fresh: list[Consumed] = []
-        for rec in records:
-            if rec.offset <= current.get(rec.partition, -1):
-                continue
-            current[rec.partition] = rec.offset
-            moved[rec.partition] = rec.offset
-            if rec.event is not None:
-                fresh.append(rec)
+        candidates = fresh_records(records, current, set(), moved)
         if not moved:
             return 0, {}, {}
-
-        # 2. event_id de-duplication: inside the batch, then against the events table
-        seen: set[str] = set()
-        candidates: list[Consumed] = []
-        for rec in fresh:
-            eid = rec.event["event_id"]  # type: ignore[index]
-            if eid in seen:
-                continue
-            seen.add(eid)
-            candidates.append(rec)
         if candidates:
             ev = t.events
             ids = [rec.event["event_id"] for rec in candidates]  # type: ignore[index]
