@@ -13,6 +13,7 @@ Parsing untrusted input stays with ``json`` where duplicate keys must be detecte
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -20,6 +21,9 @@ import orjson
 # dates and dataclasses go to ``default=str`` as with ``json`` (orjson would write its own form)
 _SORTED = (orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
            | orjson.OPT_PASSTHROUGH_DATACLASS)
+
+
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
 
 
 def dumps_compact(obj: Any) -> str:
@@ -47,5 +51,8 @@ def dumps_bytes(obj: Any) -> bytes:
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON that careledger wrote (stored aggregates, bodies)."""
+    """Parse JSON that careledger wrote (stored aggregates, bodies).  orjson reads an integer
+    beyond 64 bits as a float (lossy), so text with a run of 19+ digits goes to ``json``."""
+    if _LONG_DIGITS.search(text if isinstance(text, str) else text.decode("utf-8")):
+        return json.loads(text)
     return orjson.loads(text)
