@@ -44,11 +44,19 @@ def _fact_order(key: Any) -> tuple[str, ...]:
     return (key.kind, key.key or "", key.town or "", key.date, key.person_id or "")
 
 
+MAX_PERSONS_IN_MEMORY = 100_000
+"""Aggregates the loader keeps in memory (a district is ~20k persons; one aggregate is a few kB).
+Beyond it the oldest are written to the persons table inside the transaction and read back from
+there when one of their events comes again, so a province-sized replay runs in bounded memory."""
+
+
 class SqlBulkLoad:
     """Feed ordered batches with :meth:`add`, then :meth:`finish` (commit) or :meth:`abort`."""
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: SqlStore, max_persons: int = MAX_PERSONS_IN_MEMORY) -> None:
         self.store = store
+        self._max_persons = max(1, max_persons)
+        self._evicted: set[str] = set()  # persons whose aggregate is only in the persons table
         self._conn = store._writer()
         self._tx = self._conn.begin()
         if store.dialect == "postgresql":  # the same lock as apply_batch: one writer per projection
@@ -72,6 +80,11 @@ class SqlBulkLoad:
         self._erased.update(rec.event.get("person_id") for rec in todo if rec.event.get("erased"))  # type: ignore[union-attr]
         if not todo:
             return 0
+        if self._evicted:
+            back = {rec.event.get("person_id") for rec in todo} & self._evicted  # type: ignore[union-attr]
+            if back:
+                self._aggs.update(self.store._load_aggregates(self._conn, back))  # our own uncommitted rows
+                self._evicted -= back
         projected = project_records(self.store._projector, todo, self._aggs, self._erased, _now())
         conn, bulk = self._conn, self.store._bulk
         bulk(conn, "events", projected.event_rows)
@@ -98,7 +111,22 @@ class SqlBulkLoad:
                 alerts[action.alert_id][1].update(
                     alert_action_values(action.by, action.at, action.action == "resolve"))
         self.applied += len(todo)
+        if len(self._aggs) > self._max_persons:
+            self._evict(len(self._aggs) - self._max_persons // 2)
         return len(todo)
+
+    def _evict(self, count: int) -> None:
+        """Write the ``count`` oldest aggregates' person rows and drop them from memory (a
+        forgotten person's state lives nowhere else: those stay)."""
+        aggs = self._aggs
+        victims = [pid for pid in list(aggs)[: count + len(self._erased)] if pid not in self._erased][:count]
+        rows = [_person_row(pid, aggs[pid]) for pid in sorted(victims) if pid in self._changed]
+        if rows:
+            self.store._bulk(self._conn, "persons", rows)
+        for pid in victims:
+            del aggs[pid]
+            self._changed.discard(pid)
+        self._evicted.update(victims)
 
     def finish(self) -> None:
         """Write persons, alerts and positions, and commit everything at once."""

@@ -397,15 +397,15 @@ class SqlStore:
             self._remember(touched, moved)
             return applied
 
-    def bulk_loader(self, partitions: list[int]) -> Any:
+    def bulk_loader(self, partitions: list[int], max_persons: int | None = None) -> Any:
         """A :class:`~projections.sql.bulk.SqlBulkLoad` when this store holds nothing of
         ``partitions`` yet (a rebuild, a backfill, a snapshot), else None: use ``apply_batch``."""
-        from projections.sql.bulk import SqlBulkLoad, can_bulk_load
+        from projections.sql.bulk import MAX_PERSONS_IN_MEMORY, SqlBulkLoad, can_bulk_load
 
         if not can_bulk_load(self, partitions):
             return None
         self._forget_cache()  # another writer is about to move the offsets
-        return SqlBulkLoad(self)
+        return SqlBulkLoad(self, max_persons or MAX_PERSONS_IN_MEMORY)
 
     def _mark(self, phase: str, since: float) -> float:
         now = perf_counter()

@@ -79,6 +79,22 @@ def test_bulk_build_equals_batch_by_batch(tmp_path, history):
     check_counts(bulk, [r.event for r in history if r.event is not None])
 
 
+def test_a_build_larger_than_memory_writes_and_reads_back_aggregates(tmp_path, history):
+    """Seven aggregates in memory for 60 persons: the others go to the persons table inside the
+    transaction and come back when their person's next event does; the rows are the same."""
+    reference = make_store(tmp_path, "batches.sqlite3")
+    for b in batches(history, 37):
+        reference.apply_batch(b)
+    bulk = make_store(tmp_path, "bulk.sqlite3")
+    loader = bulk.bulk_loader([0, 1, 2], max_persons=7)
+    for b in batches(history, 37):
+        loader.add(b)
+        assert len(loader._aggs) <= 7 + 37 + 1  # the cap, plus one batch's persons, plus the forgotten one
+    assert loader._evicted, "the cap was reached"
+    loader.finish()
+    assert full_rows(bulk) == full_rows(reference)
+
+
 def test_the_store_continues_live_after_a_bulk_build(tmp_path, history):
     head, tail = history[: len(history) // 2], history[len(history) // 2:]
     reference = make_store(tmp_path, "ref.sqlite3")
