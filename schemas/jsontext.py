@@ -28,10 +28,7 @@ _LONG_DIGITS = re.compile(r"[0-9]{19}")
 
 def dumps_compact(obj: Any) -> str:
     """Keys in insertion order: ``json.dumps(obj, ensure_ascii=False, separators=(",", ":"))``."""
-    try:
-        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
-    except TypeError:  # orjson.JSONEncodeError: e.g. an integer beyond 64 bits
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return dumps_bytes(obj).decode("utf-8")
 
 
 def dumps_canonical(obj: Any) -> str:
@@ -46,7 +43,7 @@ def dumps_bytes(obj: Any) -> bytes:
     """:func:`dumps_compact` as UTF-8 bytes (a Kafka message value)."""
     try:
         return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:
+    except TypeError:  # orjson.JSONEncodeError: e.g. an integer beyond 64 bits
         return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 

@@ -64,14 +64,15 @@ def make_consumer(settings: Settings, *, max_records: int = 20_000, check_crcs: 
     )
 
 
-def log_bounds(settings: Settings, consumer: Any = None) -> tuple[dict[int, int], dict[int, int]]:
-    """``(first offsets, end offsets)`` per partition of the events topic."""
+def log_bounds(settings: Settings, consumer: Any = None,
+               topic: str | None = None) -> tuple[dict[int, int], dict[int, int]]:
+    """``(first offsets, end offsets)`` per partition of ``topic`` (default: the events topic)."""
     from kafka import TopicPartition
 
     own = consumer is None
     consumer = consumer or make_consumer(settings)
     try:
-        topic = settings.topics.events
+        topic = topic or settings.topics.events
         parts = consumer.partitions_for_topic(topic)
         if not parts:
             raise RuntimeError(f"topic {topic} not found on {settings.kafka_bootstrap}")

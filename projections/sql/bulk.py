@@ -34,9 +34,7 @@ def can_bulk_load(store: SqlStore, partitions: list[int]) -> bool:
         return False
     ev = t.events
     with store.engine.connect() as conn:
-        found = conn.execute(select(func.count()).select_from(
-            select(ev.c.event_id).where(ev.c.partition.in_(partitions)).limit(1).subquery())).scalar()
-    return not found
+        return conn.execute(select(ev.c.event_id).where(ev.c.partition.in_(partitions)).limit(1)).first() is None
 
 
 def _fact_order(key: Any) -> tuple[str, ...]:

@@ -165,17 +165,9 @@ def topic_records(settings: Any, topic: str, *, timeout: float = 120.0) -> list[
     """Every record on ``topic`` up to its end offsets now, each once, in offset order per
     partition (the replay reader: contiguity-checked).  Records have ``partition, offset,
     timestamp_ms, key, value``."""
-    from kafka import KafkaConsumer, TopicPartition
+    from processors.replay.reader import log_bounds, read_log
 
-    from processors.replay.reader import read_log
-
-    consumer = KafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False, group_id=None)
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        starts = {tp.partition: o for tp, o in consumer.beginning_offsets(parts).items()}
-        ends = {tp.partition: o for tp, o in consumer.end_offsets(parts).items()}
-    finally:
-        consumer.close()
+    starts, ends = log_bounds(settings, topic=topic)
     out: list[Any] = []
     for chunk in read_log(settings, starts, ends, topic=topic, stall_timeout_s=timeout):
         out.extend(chunk)
