@@ -7,6 +7,10 @@ de-duplication, key extraction.
 
     .venv/bin/python bench/ingest.py                  # 1M events (simulator, ~1.08M with 120k persons)
     .venv/bin/python bench/ingest.py --events 200000  # quicker
+    .venv/bin/python bench/ingest.py --workers 0 1    # checking in the ingest process, then with one worker
+
+``--workers`` lists the ``careledger ingest --workers`` values to time (default: 0, and "auto",
+which is one worker process per core but one).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from kafka import KafkaProducer  # noqa: E402
 from careledger.settings import Settings, Topics  # noqa: E402
 from infra.kafka_broker import KafkaBroker, ensure_topics  # noqa: E402
 from infra.process import free_port  # noqa: E402
-from producers.ingest import run_ingest  # noqa: E402
+from producers.ingest import run_ingest, workers_for  # noqa: E402
 from producers.publisher import PRODUCER_DEFAULTS  # noqa: E402
 from producers.simulate.generator import SimConfig, generate  # noqa: E402
 from schemas.validation import partition_key  # noqa: E402
@@ -62,6 +66,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--persons", type=int, default=120_000)
+    parser.add_argument("--workers", nargs="+", default=["0", "auto"],
+                        help="ingest --workers values to time ('auto' = the default)")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="careledger-bench-ingest-"))
@@ -76,25 +82,32 @@ def main() -> int:
         del events
 
         raw_settings = dataclasses.replace(settings, topics=Topics.with_namespace("raw"))
-        ours_settings = dataclasses.replace(settings, topics=Topics.with_namespace("ours"))
         ensure_topics(raw_settings)
-        ensure_topics(ours_settings)
 
         raw_s = raw_publish(raw_settings, lines, keys)
-        started = time.perf_counter()
-        code = run_ingest(ours_settings, str(jsonl), progress=False, out=io.StringIO(), err=sys.stderr)
-        ours_s = time.perf_counter() - started
-        if code != 0:
-            print(f"careledger ingest exited {code}", file=sys.stderr)
-            return 1
         n = len(lines)
-        raw_rate, ours_rate = n / raw_s, n / ours_s
+        ours: dict[str, float] = {}
+        for workers in args.workers:
+            ours_settings = dataclasses.replace(settings, topics=Topics.with_namespace(f"ours{workers}"))
+            ensure_topics(ours_settings)
+            started = time.perf_counter()
+            code = run_ingest(ours_settings, str(jsonl), progress=False, out=io.StringIO(), err=sys.stderr,
+                              workers=None if workers == "auto" else int(workers))
+            ours[workers] = n / (time.perf_counter() - started)
+            if code != 0:
+                print(f"careledger ingest exited {code}", file=sys.stderr)
+                return 1
+        raw_rate = n / raw_s
+        auto = workers_for(settings, str(jsonl))
         print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}")
         print(f"events: {n:,} ({jsonl.stat().st_size / n:.0f} bytes/event on average)")
         print(f"raw kafka-python producer:            {raw_rate:>10,.0f} events/s ({raw_s:.1f} s)")
-        print(f"careledger ingest (validate+publish): {ours_rate:>10,.0f} events/s ({ours_s:.1f} s)")
-        print(f"ratio careledger/raw: {ours_rate / raw_rate:.0%} (goal >= 80%)")
-        print(f"reproduce: .venv/bin/python bench/ingest.py --events {args.events} --persons {args.persons}")
+        for workers, rate in ours.items():
+            label = f"auto={auto}" if workers == "auto" else workers
+            print(f"careledger ingest --workers {label:<7}  {rate:>10,.0f} events/s, "
+                  f"ratio careledger/raw: {rate / raw_rate:.0%} (goal >= 80%)")
+        print(f"reproduce: .venv/bin/python bench/ingest.py --events {args.events} --persons {args.persons} "
+              f"--workers {' '.join(args.workers)}")
     finally:
         broker.stop()
     return 0

@@ -34,6 +34,19 @@ def _env(name: str, default: str) -> str:
     return value if value not in (None, "") else default
 
 
+def _workers(text: str) -> int | None:
+    """``auto`` -> None, else a count >= 0 (a clear error for anything else)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise ValueError(f"CARELEDGER_INGEST_WORKERS must be 'auto' or a number >= 0, got {text!r}")
+    return count
+
+
 @dataclass(frozen=True)
 class Topics:
     """Topic names.  ``namespace`` (``CARELEDGER_TOPIC_NAMESPACE``) prefixes all of them so tests
@@ -91,6 +104,10 @@ class Settings:
     # how long the consumer group waits for a silent worker (SIGKILL, power loss) before giving
     # its partitions to the others (CARELEDGER_SESSION_TIMEOUT_S; a clean stop leaves at once)
     session_timeout_s: float = 30.0
+    # processes that validate a large JSON Lines file for ``careledger ingest``
+    # (CARELEDGER_INGEST_WORKERS; None = "auto": one per core but one, for files over a few MB;
+    # 0 = validate in the ingest process itself)
+    ingest_workers: int | None = None
 
     # --- derived locations (all runtime state lives under ``home``) ---------------------------
     @property
@@ -162,6 +179,7 @@ class Settings:
             metrics_port=int(_env("CARELEDGER_METRICS_PORT", "0")),
             metrics_addr=_env("CARELEDGER_METRICS_ADDR", "127.0.0.1"),
             session_timeout_s=float(_env("CARELEDGER_SESSION_TIMEOUT_S", "30")),
+            ingest_workers=_workers(_env("CARELEDGER_INGEST_WORKERS", "auto")),
         )
 
     # --- secrets ----------------------------------------------------------------------------
@@ -230,6 +248,7 @@ class Settings:
             "CARELEDGER_METRICS_PORT": str(self.metrics_port),
             "CARELEDGER_METRICS_ADDR": self.metrics_addr,
             "CARELEDGER_SESSION_TIMEOUT_S": str(self.session_timeout_s),
+            "CARELEDGER_INGEST_WORKERS": "auto" if self.ingest_workers is None else str(self.ingest_workers),
         }
         if self.clickhouse_url:
             env["CARELEDGER_CLICKHOUSE_URL"] = self.clickhouse_url

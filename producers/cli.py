@@ -13,7 +13,7 @@ SIMULATE_CLI = "producers.simulate.cli"
 def _ingest(args: argparse.Namespace) -> int:
     from producers.ingest import run_ingest
 
-    return run_ingest(Settings.from_env(), args.path, dry_run=args.dry_run,
+    return run_ingest(Settings.from_env(), args.path, dry_run=args.dry_run, workers=args.workers,
                       progress=False if args.no_progress else None)
 
 
@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("path", help="a .jsonl file, or - for standard input")
     ingest.add_argument("--dry-run", action="store_true", help="validate only, publish nothing")
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ingest.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="processes that validate lines while this one publishes (0: none; default "
+                             "CARELEDGER_INGEST_WORKERS, 'auto': one per core but one for files over 16 MB)")
     ingest.set_defaults(func=_ingest)
 
     from producers.csv_import import LAYOUT_NAMES

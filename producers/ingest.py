@@ -11,20 +11,24 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import IO
 
 from tqdm import tqdm
 
 from careledger.settings import Settings
-from producers.pipeline import IngestRun, ReportWriter
+from producers.pipeline import IngestRun, ReportWriter, prepare
 from producers.pseudonym import Pseudonymiser
 from producers.publisher import EventPublisher, PublishError
-from schemas.validation import InvalidJson, parse_json_line
+from schemas.privacy import has_plain_sensitive
+from schemas.validation import InvalidJson, Rejected, parse_json_line, partition_key
 
 MAX_LINE_BYTES = 1024 * 1024
 _CHUNK = 64 * 1024
+CHUNK_LINES = 2000  # lines per unit of work (a worker's task; a progress-bar step)
+PARALLEL_MIN_BYTES = 16 * 1024 * 1024  # "auto" uses worker processes from this file size on
 
 
 def iter_lines(stream: IO[bytes], limit: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None, int]]:
@@ -49,31 +53,102 @@ def iter_lines(stream: IO[bytes], limit: int = MAX_LINE_BYTES) -> Iterator[tuple
         yield number, chunk.rstrip(b"\r\n"), consumed
 
 
+#: what the check of one line gives: the event ready to publish, the reasons it was rejected,
+#: or None for a blank line
+Checked = tuple[str, str, bytes, "str | None", bool]  # event_id, partition key, value, person_id, sensitive
+LineOutcome = Checked | list[str] | None
+Numbered = tuple[int, "bytes | None", int]  # line number, line (None: too long), bytes read
+
+
+def _body(number: int, line: bytes) -> bytes:
+    """The line without a UTF-8 byte-order mark that a Windows editor put on line 1."""
+    return line[3:] if number == 1 and line.startswith(b"\xef\xbb\xbf") else line
+
+
+def check_line(number: int, line: bytes | None, consumed: int, pseudonymiser: Pseudonymiser,
+               limit: int = MAX_LINE_BYTES) -> LineOutcome:
+    """Decode, validate and pseudonymise one line (no key store, no Kafka: it may run in a worker
+    process).  What needs the key store - refusing erased persons, sealing - happens in
+    ``IngestRun.take``, in input order."""
+    if line is None:
+        return [f"line too long: {consumed} bytes, the limit is {limit}"]
+    line = _body(number, line)
+    if not line.strip():
+        return None
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [f"invalid UTF-8 at byte {exc.start + 1}"]
+    try:
+        obj = parse_json_line(text)
+    except InvalidJson as exc:
+        return [str(exc)]
+    result, value = prepare(obj, pseudonymiser, seal=False)
+    if isinstance(result, Rejected):
+        return result.reasons
+    event = result.event
+    return event["event_id"], partition_key(event), value, event.get("person_id"), has_plain_sensitive(event)
+
+
+def rejected_record(number: int, line: bytes | None, consumed: int) -> object:
+    """What a rejected line leaves in the dead letter and the report (both redact it): the
+    parsed object when there is one (redaction then hides ``id_number`` whatever it holds), else
+    the text, else the bytes."""
+    if line is None:
+        return f"<{consumed} bytes, not kept>"
+    line = _body(number, line)
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line
+    try:
+        obj = parse_json_line(text)
+    except InvalidJson:
+        return text
+    return obj if isinstance(obj, dict) else text
+
+
+def chunked(lines: Iterable[Numbered], size: int) -> Iterator[list[Numbered]]:
+    chunk: list[Numbered] = []
+    for item in lines:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def ingest_stream(stream: IO[bytes], run: IngestRun, progress: tqdm | None = None,
-                  limit: int = MAX_LINE_BYTES) -> None:
-    for number, line, consumed in iter_lines(stream, limit):
+                  limit: int = MAX_LINE_BYTES, workers: int = 0) -> None:
+    """Check every line (in ``workers`` processes, or here when 0) and take the outcomes in input
+    order: a person's events keep their order whatever the number of workers."""
+    chunks = chunked(iter_lines(stream, limit), CHUNK_LINES)
+    if workers > 0:
+        from producers.ingest_workers import check_in_workers
+
+        checked = check_in_workers(chunks, run.pseudonymiser, workers, limit)
+    else:
+        checked = ((chunk, [check_line(n, line, size, run.pseudonymiser, limit) for n, line, size in chunk])
+                   for chunk in chunks)
+    for chunk, outcomes in checked:
+        for (number, line, consumed), outcome in zip(chunk, outcomes, strict=True):
+            if outcome is not None:
+                run.take(number, outcome, partial(rejected_record, number, line, consumed))
         if progress is not None:
-            progress.update(consumed)
-        if line is None:
-            run.reject(number, [f"line too long: {consumed} bytes, the limit is {limit}"],
-                       f"<{consumed} bytes, not kept>")
-            continue
-        if number == 1 and line.startswith(b"\xef\xbb\xbf"):
-            line = line[3:]  # a UTF-8 byte-order mark from a Windows editor
-        if not line.strip():
-            continue
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            run.reject(number, [f"invalid UTF-8 at byte {exc.start + 1}"], line)
-            continue
-        try:
-            obj = parse_json_line(text)
-        except InvalidJson as exc:
-            run.reject(number, [str(exc)], text)
-            continue
-        # A parsed object is kept rather than the text: redact() then hides id_number whatever it holds.
-        run.handle(number, obj, obj if isinstance(obj, dict) else text)
+            progress.update(sum(consumed for _, _, consumed in chunk))
+
+
+def workers_for(settings: Settings, path: str, requested: int | None = None) -> int:
+    """Worker processes for one ingest: ``requested`` (``--workers``) or the setting; "auto"
+    gives one per core but one (the ingest process sends to Kafka meanwhile) for a file large
+    enough to repay their start (about a second), and none for standard input."""
+    count = requested if requested is not None else settings.ingest_workers
+    if count is not None:
+        return count
+    if path == "-" or Path(path).stat().st_size < PARALLEL_MIN_BYTES:
+        return 0
+    return max(0, (os.cpu_count() or 1) - 1)
 
 
 def state_write_error(exc: BaseException) -> str | None:
@@ -107,13 +182,14 @@ def state_error_message(command: str, settings: Settings, reason: str) -> str:
 
 
 def run_ingest(settings: Settings, path: str, *, dry_run: bool = False, progress: bool | None = None,
-               max_line_bytes: int = MAX_LINE_BYTES, out: IO[str] = sys.stdout,
+               max_line_bytes: int = MAX_LINE_BYTES, workers: int | None = None, out: IO[str] = sys.stdout,
                err: IO[str] = sys.stderr) -> int:
     """The command body; returns the exit code (1, with one clear line, when the state directory
-    is full or read-only: the key store, secrets and reports live there)."""
+    is full or read-only: the key store, secrets and reports live there).  ``workers``: checking
+    processes (None: ``settings.ingest_workers``, see :func:`workers_for`)."""
     try:
         return _run_ingest(settings, path, dry_run=dry_run, progress=progress, max_line_bytes=max_line_bytes,
-                           out=out, err=err)
+                           workers=workers, out=out, err=err)
     except Exception as exc:
         reason = state_write_error(exc)
         if reason is None:
@@ -123,7 +199,7 @@ def run_ingest(settings: Settings, path: str, *, dry_run: bool = False, progress
 
 
 def _run_ingest(settings: Settings, path: str, *, dry_run: bool, progress: bool | None,
-                max_line_bytes: int, out: IO[str], err: IO[str]) -> int:
+                max_line_bytes: int, workers: int | None, out: IO[str], err: IO[str]) -> int:
     source = "-" if path == "-" else str(Path(path))
     try:
         stream: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
@@ -147,7 +223,7 @@ def _run_ingest(settings: Settings, path: str, *, dry_run: bool, progress: bool 
         bar = tqdm(total=total, unit="B", unit_scale=True, desc="ingest", file=err, disable=disable,
                    leave=False)
         try:
-            ingest_stream(stream, run, bar, max_line_bytes)
+            ingest_stream(stream, run, bar, max_line_bytes, workers_for(settings, path, workers))
         finally:
             bar.close()
         try:

@@ -20,11 +20,13 @@ from careledger.settings import Settings
 from producers.keystore import PersonForgotten
 from producers.pseudonym import Pseudonymiser, contains_id_number, redact
 from producers.publisher import EventPublisher, encode
-from schemas.validation import Accepted, Rejected, validate_event
+from schemas.privacy import has_plain_sensitive
+from schemas.validation import Accepted, Rejected, partition_key, validate_event
 
 Verdict = Literal["accepted", "duplicate", "rejected"]
 MAX_REASONS_PRINTED = 50
 MAX_REJECTS_KEPT = 1000
+FORGOTTEN = "person_id: this person was erased (careledger forget); their events are no longer accepted"
 
 
 def prepare(obj: object, pseudonymiser: Pseudonymiser, *,
@@ -45,14 +47,20 @@ def prepare(obj: object, pseudonymiser: Pseudonymiser, *,
                 f"{path}: contains what looks like a national ID number; send ID numbers only as id_number"
                 for path, _ in leaks
             ]), None
-    sealer = pseudonymiser.sealer if seal else None
-    if sealer is not None and event.get("person_id"):
-        try:
-            sealer.check(event["person_id"])
-        except PersonForgotten:
-            return Rejected(["person_id: this person was erased (careledger forget); "
-                             "their events are no longer accepted"]), None
+    if seal and is_forgotten(pseudonymiser, event.get("person_id")):
+        return Rejected([FORGOTTEN]), None
     return Accepted(event), value
+
+
+def is_forgotten(pseudonymiser: Pseudonymiser, person_id: str | None) -> bool:
+    """The person was erased (``careledger forget``): their events are no longer accepted."""
+    if not person_id or pseudonymiser.sealer is None:
+        return False
+    try:
+        pseudonymiser.sealer.check(person_id)
+    except PersonForgotten:
+        return True
+    return False
 
 
 def _string_paths(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -129,13 +137,30 @@ class IngestRun:
         if isinstance(result, Rejected):
             reasons = explain(result.reasons) if explain else result.reasons
             return self.reject(line, reasons, record)
-        event_id = result.event["event_id"]
+        event = result.event
+        assert value is not None
+        return self._publish_new(event["event_id"], partition_key(event), value, has_plain_sensitive(event))
+
+    def take(self, line: int, outcome: tuple[str, str, bytes, str | None, bool] | list[str],
+             record: Callable[[], Any]) -> Verdict:
+        """:meth:`handle` for a line checked elsewhere (``producers.ingest.check_line``, maybe in
+        a worker process): its reasons, or (event_id, key, value, person_id, sensitive).  Here, in
+        input order, come the steps that need this process's state: refusing erased persons,
+        in-run de-duplication, publishing.  ``record()`` gives what to keep of a rejected line."""
+        if isinstance(outcome, list):
+            return self.reject(line, outcome, record())
+        event_id, key, value, person_id, sensitive = outcome
+        if self.publisher is not None and is_forgotten(self.pseudonymiser, person_id):
+            return self.reject(line, [FORGOTTEN], record())
+        return self._publish_new(event_id, key, value, sensitive)
+
+    def _publish_new(self, event_id: str, key: str, value: bytes, sensitive: bool) -> Verdict:
         if event_id in self._seen:
             self.stats.duplicates += 1
             return "duplicate"
         self._seen.add(event_id)
         if self.publisher is not None:
-            self.publisher.publish(result.event, value=value)
+            self.publisher.publish_encoded(key, value, sensitive=sensitive)
         self.stats.accepted += 1
         return "accepted"
 

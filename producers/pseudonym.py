@@ -55,6 +55,11 @@ class Pseudonymiser:
 
         return cls(settings.secret(SECRET_NAME), LazySealer(settings))
 
+    @property
+    def secret(self) -> bytes:
+        """The HMAC secret, for worker processes of the same run (producers/ingest_workers.py)."""
+        return self._secret
+
     def person_id(self, id_number: str) -> str:
         normalised = normalise_id_number(id_number)
         problem = id_number_problem(normalised)

@@ -18,8 +18,9 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from careledger.settings import Settings
+from producers.partitioner import KeyCachingPartitioner
 from producers.pseudonym import redact
-from schemas.jsontext import dumps_bytes
+from schemas.jsontext import dumps_bytes, loads
 from schemas.privacy import has_plain_sensitive
 from schemas.validation import partition_key
 
@@ -64,7 +65,8 @@ class EventPublisher:
     def __init__(self, settings: Settings, *, producer: Any = None, **overrides: Any) -> None:
         self.settings = settings
         self.topics = settings.topics
-        config = {**settings.kafka_client_options(), **PRODUCER_DEFAULTS, **overrides}
+        config = {**settings.kafka_client_options(), **PRODUCER_DEFAULTS, "partitioner": KeyCachingPartitioner(),
+                  **overrides}
         self._producer = producer if producer is not None else KafkaProducer(**config)
         self._lock = threading.Lock()
         self._failures: list[str] = []
@@ -75,7 +77,8 @@ class EventPublisher:
         # transaction per HOLD_MAX events instead of one per new person, and every key is
         # durable before an event sealed with it leaves this process.  Once anything is held,
         # everything is held (and released in order), so a person's events never overtake.
-        self._held: list[tuple[dict[str, Any], bytes | None]] = []
+        # Entries: (key, wire value, whether it still has sensitive fields in clear).
+        self._held: list[tuple[str, bytes, bool]] = []
 
     @property
     def sealer(self) -> Any:
@@ -101,10 +104,12 @@ class EventPublisher:
         held, self._held = self._held, []
         if not held:
             return
-        self._prefetch_keys(event for event, _ in held)
-        for event, value in held:
-            event, value = self._protect(event, value)
-            self._send(self.topics.events, partition_key(event), value if value is not None else encode(event))
+        plain = {i: loads(value) for i, (_, value, sensitive) in enumerate(held) if sensitive}
+        self._prefetch_keys(plain.values())
+        for i, (key, value, _) in enumerate(held):
+            if i in plain:
+                value = encode(self.sealer.seal(plain[i]))
+            self._send(self.topics.events, key, value)
 
     # ---- sending --------------------------------------------------------------------------------
     def _send(self, topic: str, key: str | None, value: bytes, track: bool = True) -> Any:
@@ -128,13 +133,21 @@ class EventPublisher:
         ``value`` may carry the already encoded event (callers that scanned the bytes)."""
         if "id_number" in event:
             raise ValueError("refusing to publish an event that still has id_number")
+        return self.publish_encoded(partition_key(event), value if value is not None else encode(event),
+                                    sensitive=has_plain_sensitive(event))
+
+    def publish_encoded(self, key: str, value: bytes, *, sensitive: bool) -> Any:
+        """:meth:`publish` for an event already validated, pseudonymised and encoded elsewhere
+        (ingest's worker processes): ``key`` is its ``partition_key``, ``sensitive`` whether it
+        still carries sensitive fields in clear (they are sealed here).  Returns the future, or
+        None when the event is held for its person's data key."""
         self.sent += 1
-        if self._held or has_plain_sensitive(event):
-            self._held.append((event, value))
+        if self._held or sensitive:
+            self._held.append((key, value, sensitive))
             if len(self._held) >= HOLD_MAX:
                 self._release()
             return None  # sent at the next release (at the latest flush/close); failures surface there
-        return self._send(self.topics.events, partition_key(event), value if value is not None else encode(event))
+        return self._send(self.topics.events, key, value)
 
     def publish_dlq(self, record: Any, reasons: Iterable[str], origin: dict[str, Any]) -> Any:
         """Dead-letter a rejected input with its reasons and where it came from (redacted)."""

@@ -15,8 +15,10 @@ _FORMAT = re.compile(r"[0-9]{17}[0-9X]")
 # Anything that looks like an ID (17 digits + digit/X), optionally followed by the 2 digits of a
 # disability-certificate number.  Deliberately loose: over-masking a log line is harmless.
 ID_LIKE = re.compile(r"[0-9]{17}[0-9Xx](?:[0-9]{2})?")
-# Candidates for the stricter "is there really an ID number in this text" scan.
-_CANDIDATE = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx]")
+# Runs of 17+ digits (and a trailing X) for the stricter "is there really an ID number in this
+# text" scan: a candidate is the first 18 characters of such a run.  (Scanning whole runs is
+# about twice as fast as a look-behind at every position, and finds the same candidates.)
+_DIGIT_RUN = re.compile(r"[0-9]{17,}[Xx]?")
 MASK = "[ID-REDACTED]"
 
 
@@ -61,7 +63,11 @@ def contains_id_number(text: str) -> bool:
     """True when ``text`` holds something that really looks like a national ID number."""
     if len(text) < 18:
         return False
-    return any(_plausible(m.group()) for m in _CANDIDATE.finditer(text))
+    for run in _DIGIT_RUN.finditer(text):
+        candidate = run.group()
+        if len(candidate) >= 18 and _plausible(candidate[:18]):
+            return True
+    return False
 
 
 def mask_ids(text: str) -> str:

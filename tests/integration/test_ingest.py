@@ -55,7 +55,8 @@ def write_lines(path: Path, lines: list[str | bytes]) -> Path:
     return path
 
 
-def test_ingest_publishes_exactly_the_valid_events(kafka_settings: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-worker-processes"])
+def test_ingest_publishes_exactly_the_valid_events(kafka_settings: Settings, tmp_path: Path, workers: int) -> None:
     posting = ev("post-1", type="job.posted", payload={"employer": "某某公司", "positions": 2})
     bad_amount = ev("bad-1", id_number=IDS[2])
     bad_amount["payload"]["amount_fen"] = -1
@@ -73,7 +74,7 @@ def test_ingest_publishes_exactly_the_valid_events(kafka_settings: Settings, tmp
     ]
     out = io.StringIO()
     code = run_ingest(kafka_settings, str(write_lines(tmp_path / "mixed.jsonl", lines)), progress=False,
-                      out=out, err=io.StringIO())
+                      workers=workers, out=out, err=io.StringIO())
     summary = out.getvalue()
     assert code == 2, summary
     assert "accepted: 4" in summary and "duplicates: 1" in summary and "rejected: 4" in summary

@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,3 +127,49 @@ def test_stdin(settings: Settings, patched_publisher: FakeProducer, monkeypatch:
     monkeypatch.setattr(sys, "stdin", fake_stdin)
     code, out, _ = run(settings, "-")
     assert code == 0 and "accepted: 1" in out
+
+
+def test_worker_processes_give_the_same_run_as_one_process(settings: Settings, tmp_path: Path,
+                                                          patched_publisher: FakeProducer,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checking lines in worker processes changes nothing users see: the same events in the same
+    order with the same keys, the same dead letters, the same summary (erased persons and
+    repeats included), sensitive fields sealed either way."""
+    import producers.ingest
+    from producers.keystore import KeyStore
+    from producers.pseudonym import Pseudonymiser
+    from schemas.validation import decode_consumed
+
+    monkeypatch.setattr(producers.ingest, "CHUNK_LINES", 3)  # many chunks, several in flight
+    erased_id = "11010519491231002X"
+    erased_pid = Pseudonymiser.from_settings(settings).person_id(erased_id)
+    KeyStore.from_settings(settings).forget(erased_pid)
+    registered = event("person.registered", person_id=None, id_number=ID, event_id="reg-1")
+    bad = event("payment.disbursed", event_id="bad-1")
+    bad["payload"]["amount_fen"] = -5
+    lines: list[str | bytes] = [
+        "\ufeff" + line(registered), "", line(bad), '{"event_id": "x", ', b"\xff\xfe{}",
+        line(event("payment.disbursed", person_id=None, id_number=erased_id, event_id="gone-1")),
+        line(registered), "[1, 2]", line(event("job.posted", event_id="post-1")),
+    ] + [line(event("visit.completed", event_id=f"v{i}", person_id=f"p{i % 4}")) for i in range(20)]
+    path = write(tmp_path, lines)
+
+    def one_run(workers: int) -> tuple[str, list[tuple[str | None, Any]], list[Any]]:
+        patched_publisher.sent.clear()
+        code, out, _ = run(settings, path, workers=workers)
+        assert code == 2
+        events = [(key, decode_consumed(json.dumps(body).encode()))
+                  for key, body in patched_publisher.messages("careledger.events")]
+        for _, body in events:  # sealed either way (a fresh nonce each time: compare the rest)
+            if body["type"] in ("person.registered", "visit.completed"):
+                assert body.pop("sealed")["kid"]
+        dlq = [(d["origin"], d["reasons"], d["record"]) for _, d in patched_publisher.messages("careledger.events.dlq")]
+        return out.split("report: ")[0], events, dlq
+
+    alone, with_workers = one_run(0), one_run(2)
+    assert with_workers == alone
+    summary, events, dlq = alone
+    assert "accepted: 22" in summary and "duplicates: 1" in summary and "rejected: 5" in summary
+    assert [origin["line"] for origin, _, _ in dlq] == [3, 4, 5, 6, 8]
+    assert "erased" in dlq[3][1][0] and erased_id not in repr(dlq)
+    assert [e["event_id"] for _, e in events][:2] == ["reg-1", "post-1"]
