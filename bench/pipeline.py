@@ -2,7 +2,9 @@
 
 One run, one private broker: N simulated events are published first (not timed), then
 (1) a raw aiokafka consumer reads the whole topic (the ceiling for any consumer in Python),
-(2) the careledger workers (faust-streaming → SQLite, and → ClickHouse with --clickhouse) start
+(2) a bare faust-streaming agent that only decodes each event (bench/faust_ceiling.py: the
+ceiling for any Faust agent, whose per-event asyncio machinery costs more than the client),
+(3) the careledger workers (faust-streaming → SQLite, and → ClickHouse with --clickhouse) start
 from nothing and the clock stops when /api/status-style lag is 0 for every projection.
 Peak RSS of each worker process (VmHWM) is read from /proc.
 
@@ -18,6 +20,7 @@ import dataclasses
 import itertools
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -71,6 +74,18 @@ async def raw_consume(settings: Settings, total: int) -> float:
     return time.perf_counter() - started
 
 
+def faust_ceiling(settings: Settings, total: int, home: Path) -> tuple[float, float]:
+    """events/s of a bare faust agent that only decodes (bench/faust_ceiling.py), from its process
+    start and from its first batch."""
+    result = home / "faust-ceiling.txt"
+    subprocess.run([sys.executable, str(Path(__file__).with_name("faust_ceiling.py")),
+                    "--bootstrap", settings.kafka_bootstrap, "--topic", settings.topics.events,
+                    "--events", str(total), "--result", str(result), "--batch", str(settings.batch_size)],
+                   check=True, timeout=3600, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    whole, steady = result.read_text().split()
+    return float(whole), float(steady)
+
+
 def descendants(pid: int) -> list[int]:
     out = []
     for entry in os.listdir("/proc"):
@@ -122,6 +137,7 @@ def main() -> int:
         print(f"publishing {args.events:,} events (not timed) ...", file=sys.stderr)
         n = publish_raw(settings, args.events, args.persons)
         raw_s = asyncio.run(raw_consume(settings, n))
+        ceiling, ceiling_steady = faust_ceiling(settings, n, home)
 
         urls = {"sql": f"sqlite:///{home / 'bench.sqlite3'}"}
         if clickhouse:
@@ -155,8 +171,11 @@ def main() -> int:
         raw_rate, ours_rate = n / raw_s, n / ours_s
         print(f"machine: {os.cpu_count()} cores; events: {n:,}; projections: {', '.join(urls)}")
         print(f"raw aiokafka consumer (json.loads each): {raw_rate:>10,.0f} events/s ({raw_s:.1f} s)")
+        print(f"bare faust agent (json.loads each):     {ceiling:>10,.0f} events/s "
+              f"({ceiling_steady:,.0f}/s after its first batch): the ceiling of any Faust agent here")
         print(f"careledger end to end (all caught up):  {ours_rate:>10,.0f} events/s ({ours_s:.1f} s)")
-        print(f"ratio careledger/raw: {ours_rate / raw_rate:.0%} (goal >= 40%, >= 20k events/s)")
+        print(f"ratio careledger/raw: {ours_rate / raw_rate:.0%} (goal >= 40%, >= 20k events/s); "
+              f"careledger/bare faust: {ours_rate / ceiling:.0%}")
         for name, peak in peaks.items():
             print(f"processor {name} peak RSS: {peak:,.0f} MB (goal < 1 GB)")
         flags = " --clickhouse" if args.clickhouse else ""

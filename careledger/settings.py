@@ -105,7 +105,7 @@ class Settings:
     # its partitions to the others (CARELEDGER_SESSION_TIMEOUT_S; a clean stop leaves at once)
     session_timeout_s: float = 30.0
     # processes that validate a large JSON Lines file for ``careledger ingest``
-    # (CARELEDGER_INGEST_WORKERS; None = "auto": one per core but one, for files over a few MB;
+    # (CARELEDGER_INGEST_WORKERS; None = "auto": one per core but one, for files over 16 MB;
     # 0 = validate in the ingest process itself)
     ingest_workers: int | None = None
 

@@ -10,6 +10,16 @@ from careledger.settings import Settings
 SIMULATE_CLI = "producers.simulate.cli"
 
 
+def _count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return count
+
+
 def _ingest(args: argparse.Namespace) -> int:
     from producers.ingest import run_ingest
 
@@ -33,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("path", help="a .jsonl file, or - for standard input")
     ingest.add_argument("--dry-run", action="store_true", help="validate only, publish nothing")
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ingest.add_argument("--workers", type=int, default=None, metavar="N",
+    ingest.add_argument("--workers", type=_count, default=None, metavar="N",
                         help="processes that validate lines while this one publishes (0: none; default "
                              "CARELEDGER_INGEST_WORKERS, 'auto': one per core but one for files over 16 MB)")
     ingest.set_defaults(func=_ingest)
