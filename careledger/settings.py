@@ -108,6 +108,13 @@ class Settings:
     # (CARELEDGER_INGEST_WORKERS; None = "auto": one per core but one, for files over 16 MB;
     # 0 = validate in the ingest process itself)
     ingest_workers: int | None = None
+    # How long Kafka keeps alert messages and dead letters, in days (CARELEDGER_ALERTS_RETENTION_DAYS,
+    # CARELEDGER_DLQ_RETENTION_DAYS; -1 = forever).  Both carry sensitive text in clear (hazards;
+    # rejected input, ID numbers masked) and are delivery channels, not records: the alerts stay
+    # in the read models, the rejected lines in the reject reports.  The events topic is the
+    # source of truth and keeps everything.  Applied to existing topics by ``ensure_topics``.
+    alerts_retention_days: float = 30.0
+    dlq_retention_days: float = 90.0
 
     # --- derived locations (all runtime state lives under ``home``) ---------------------------
     @property
@@ -180,6 +187,8 @@ class Settings:
             metrics_addr=_env("CARELEDGER_METRICS_ADDR", "127.0.0.1"),
             session_timeout_s=float(_env("CARELEDGER_SESSION_TIMEOUT_S", "30")),
             ingest_workers=_workers(_env("CARELEDGER_INGEST_WORKERS", "auto")),
+            alerts_retention_days=float(_env("CARELEDGER_ALERTS_RETENTION_DAYS", "30")),
+            dlq_retention_days=float(_env("CARELEDGER_DLQ_RETENTION_DAYS", "90")),
         )
 
     # --- secrets ----------------------------------------------------------------------------
@@ -249,6 +258,8 @@ class Settings:
             "CARELEDGER_METRICS_ADDR": self.metrics_addr,
             "CARELEDGER_SESSION_TIMEOUT_S": str(self.session_timeout_s),
             "CARELEDGER_INGEST_WORKERS": "auto" if self.ingest_workers is None else str(self.ingest_workers),
+            "CARELEDGER_ALERTS_RETENTION_DAYS": str(self.alerts_retention_days),
+            "CARELEDGER_DLQ_RETENTION_DAYS": str(self.dlq_retention_days),
         }
         if self.clickhouse_url:
             env["CARELEDGER_CLICKHOUSE_URL"] = self.clickhouse_url

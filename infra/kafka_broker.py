@@ -8,14 +8,18 @@ tarball are needed: the broker is ``java -cp 'libs/*' kafka.Kafka server.propert
 from __future__ import annotations
 
 import base64
+import logging
 import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from careledger.settings import Settings
 from infra import process
+
+log = logging.getLogger("careledger.infra")
 
 KAFKA_VERSION = "4.0.2"  # keep in step with infra/kafka/pom.xml
 POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
@@ -152,30 +156,81 @@ class KafkaBroker:
         process.kill_hard(self.pid_path)
 
 
+def retention_ms(days: float) -> str:
+    """Kafka's ``retention.ms`` for a number of days (negative: keep forever, ``-1``)."""
+    return "-1" if days < 0 else str(int(days * 86_400_000))
+
+
+def topic_plan(settings: Settings) -> dict[str, tuple[int, str]]:
+    """Every careledger topic: name -> (partitions, retention.ms)."""
+    return {
+        settings.topics.events: (settings.event_partitions, "-1"),  # the source of truth: forever
+        settings.topics.dlq: (1, retention_ms(settings.dlq_retention_days)),
+        settings.topics.alerts: (3, retention_ms(settings.alerts_retention_days)),
+    }
+
+
 def ensure_topics(settings: Settings) -> list[str]:
-    """Create the careledger topics if missing (idempotent); return the names created."""
+    """Create the careledger topics if missing and give every topic its configured retention
+    (idempotent); return the names created.  A changed retention setting reaches existing topics
+    here, logged (``careledger topics create`` and ``careledger up`` call this)."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    wanted = {
-        settings.topics.events: settings.event_partitions,
-        settings.topics.dlq: 1,
-        settings.topics.alerts: 3,
-    }
+    plan = topic_plan(settings)
     admin = KafkaAdminClient(**settings.kafka_client_options(), request_timeout_ms=15000)
     try:
         existing = set(admin.list_topics())
         missing = [
             NewTopic(name=name, num_partitions=parts, replication_factor=settings.replication_factor,
-                     topic_configs={"retention.ms": "-1"})
-            for name, parts in wanted.items() if name not in existing
+                     topic_configs={"retention.ms": retention})
+            for name, (parts, retention) in plan.items() if name not in existing
         ]
         if missing:
             try:
                 admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass
+        _align_retention(admin, {name: retention for name, (_, retention) in plan.items() if name in existing})
         return [t.name for t in missing]
     finally:
         admin.close()
+
+
+def _align_retention(admin: Any, wanted: dict[str, str]) -> None:
+    """Set ``retention.ms`` where an existing topic differs.  A cluster that refuses (no
+    DescribeConfigs/AlterConfigs permission for our principal) gets a warning, not a failed start."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+    from kafka.errors import KafkaError
+
+    results: dict[str, str] = {}
+    stale: dict[str, str] = {}
+    try:
+        stale = {name: retention for name, retention in wanted.items() if topic_retention(admin, name) != retention}
+        if stale:
+            answer = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
+                                                         configs={"retention.ms": retention})
+                                          for name, retention in stale.items()])
+            results = {name: str(result) for by_name in answer.values() for name, result in by_name.items()}
+    except KafkaError as exc:
+        results = {name: f"{type(exc).__name__}: {exc}" for name in wanted}
+    for name, result in results.items():
+        if result == "OK":
+            log.info("retention of %s set to %s ms", name, stale[name])
+        else:
+            log.warning("retention of %s not checked or set (%s): set retention.ms on the cluster by hand",
+                        name, result)
+
+
+def topic_retention(admin: Any, topic: str) -> str | None:
+    """The topic's ``retention.ms`` as the broker reports it (None if unknown)."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)],
+                                       config_filter="all")
+    for by_name in described.values():
+        entry = (by_name.get(topic) or {}).get("retention.ms")
+        if entry is not None:
+            return str(entry.get("value") if isinstance(entry, dict) else entry)
+    return None

@@ -39,10 +39,19 @@ def _create(_: argparse.Namespace) -> int:
     return _describe(_)
 
 
+def _days(retention_ms: str | None) -> str:
+    if retention_ms is None:
+        return "unknown"
+    if int(retention_ms) < 0:
+        return "forever"
+    return f"{int(retention_ms) / 86_400_000:g} days"
+
+
 def _describe(_: argparse.Namespace) -> int:
     from kafka import KafkaAdminClient
 
     from careledger.settings import get_settings
+    from infra.kafka_broker import topic_retention
 
     settings = get_settings()
     names = [settings.topics.events, settings.topics.dlq, settings.topics.alerts]
@@ -51,6 +60,7 @@ def _describe(_: argparse.Namespace) -> int:
         existing = set(admin.list_topics())
         found = [n for n in names if n in existing]
         described = admin.describe_topics(found) if found else []
+        retention = {name: topic_retention(admin, name) for name in found}
     finally:
         admin.close()
     seen = set()
@@ -59,7 +69,8 @@ def _describe(_: argparse.Namespace) -> int:
         seen.add(name)
         parts = topic.get("partitions") or []
         replicas = {len(p.get("replicas") or p.get("replica_nodes") or []) for p in parts}
-        print(f"{name}: {len(parts)} partitions, replication {','.join(map(str, sorted(replicas)))}")
+        print(f"{name}: {len(parts)} partitions, replication {','.join(map(str, sorted(replicas)))}, "
+              f"retention {_days(retention.get(name))}")
     missing = [n for n in names if n not in seen]
     for name in missing:
         print(f"{name}: missing")

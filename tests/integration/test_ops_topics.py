@@ -31,3 +31,36 @@ def test_topics_create_uses_partitions_from_config_and_is_idempotent(stack: Test
     again = run("create")
     assert again.returncode == 0 and "all topics exist" in again.stdout
     assert run("describe").returncode == 0
+
+
+def test_retention_is_forever_for_events_and_short_for_alerts_and_dead_letters(stack: TestStack) -> None:
+    """Alerts and dead letters carry sensitive text in clear: they expire (configurable, also on
+    topics that exist already); the events topic, the source of truth, never does."""
+    from kafka import KafkaAdminClient
+
+    from infra.kafka_broker import ensure_topics, topic_retention
+
+    ns = "r" + uuid.uuid4().hex[:10]
+    settings = dataclasses.replace(stack.settings, topics=Topics.with_namespace(ns))
+    ensure_topics(settings)
+
+    def retention() -> dict[str, str | None]:
+        admin = KafkaAdminClient(**settings.kafka_client_options())
+        try:
+            return {name: topic_retention(admin, name) for name in (
+                settings.topics.events, settings.topics.alerts, settings.topics.dlq)}
+        finally:
+            admin.close()
+
+    day = 86_400_000
+    assert retention() == {settings.topics.events: "-1", settings.topics.alerts: str(30 * day),
+                           settings.topics.dlq: str(90 * day)}
+    changed = dataclasses.replace(settings, alerts_retention_days=7, dlq_retention_days=-1)
+    assert ensure_topics(changed) == []  # nothing created: the existing topics are altered
+    assert retention() == {settings.topics.events: "-1", settings.topics.alerts: str(7 * day),
+                           settings.topics.dlq: "-1"}
+    env = {**os.environ, **changed.to_env()}
+    described = subprocess.run([sys.executable, "-m", "careledger.cli", "topics", "describe"], env=env,
+                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert f"{settings.topics.alerts}: 3 partitions, replication 1, retention 7 days" in described.stdout
+    assert f"{settings.topics.events}: 12 partitions, replication 1, retention forever" in described.stdout
