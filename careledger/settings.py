@@ -34,8 +34,8 @@ def _env(name: str, default: str) -> str:
     return value if value not in (None, "") else default
 
 
-def _workers(text: str) -> int | None:
-    """``auto`` -> None, else a count >= 0 (a clear error for anything else)."""
+def parse_workers(text: str, name: str = "CARELEDGER_INGEST_WORKERS") -> int | None:
+    """``auto`` -> None, else a count >= 0 (a clear error naming ``name`` for anything else)."""
     if text.strip().lower() == "auto":
         return None
     try:
@@ -43,7 +43,7 @@ def _workers(text: str) -> int | None:
     except ValueError:
         count = -1
     if count < 0:
-        raise ValueError(f"CARELEDGER_INGEST_WORKERS must be 'auto' or a number >= 0, got {text!r}")
+        raise ValueError(f"{name} must be 'auto' or a number >= 0, got {text!r}")
     return count
 
 
@@ -186,7 +186,7 @@ class Settings:
             metrics_port=int(_env("CARELEDGER_METRICS_PORT", "0")),
             metrics_addr=_env("CARELEDGER_METRICS_ADDR", "127.0.0.1"),
             session_timeout_s=float(_env("CARELEDGER_SESSION_TIMEOUT_S", "30")),
-            ingest_workers=_workers(_env("CARELEDGER_INGEST_WORKERS", "auto")),
+            ingest_workers=parse_workers(_env("CARELEDGER_INGEST_WORKERS", "auto")),
             alerts_retention_days=float(_env("CARELEDGER_ALERTS_RETENTION_DAYS", "30")),
             dlq_retention_days=float(_env("CARELEDGER_DLQ_RETENTION_DAYS", "90")),
         )

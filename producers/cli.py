@@ -5,19 +5,17 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from careledger.settings import Settings
+from careledger.settings import Settings, parse_workers
 
 SIMULATE_CLI = "producers.simulate.cli"
 
 
-def _count(text: str) -> int:
+def _workers(text: str) -> int | None:
+    """A count >= 0, or ``auto`` (None: what ``CARELEDGER_INGEST_WORKERS`` says, "auto" by default)."""
     try:
-        count = int(text)
-    except ValueError:
-        count = -1
-    if count < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return count
+        return parse_workers(text, "--workers")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -43,9 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("path", help="a .jsonl file, or - for standard input")
     ingest.add_argument("--dry-run", action="store_true", help="validate only, publish nothing")
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ingest.add_argument("--workers", type=_count, default=None, metavar="N",
-                        help="processes that validate lines while this one publishes (0: none; default "
-                             "CARELEDGER_INGEST_WORKERS, 'auto': one per core but one for files over 16 MB)")
+    ingest.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
+                        help="processes that validate lines while this one publishes (0: none; default: "
+                             "CARELEDGER_INGEST_WORKERS, whose default 'auto' is one per core but one for files "
+                             "over 16 MB)")
     ingest.set_defaults(func=_ingest)
 
     from producers.csv_import import LAYOUT_NAMES

@@ -19,7 +19,7 @@ from typing import IO
 from tqdm import tqdm
 
 from careledger.settings import Settings
-from producers.pipeline import IngestRun, ReportWriter, prepare
+from producers.pipeline import Checked, IngestRun, ReportWriter, prepare
 from producers.pseudonym import Pseudonymiser
 from producers.publisher import EventPublisher, PublishError
 from schemas.privacy import has_plain_sensitive
@@ -55,9 +55,8 @@ def iter_lines(stream: IO[bytes], limit: int = MAX_LINE_BYTES) -> Iterator[tuple
 
 #: what the check of one line gives: the event ready to publish, the reasons it was rejected,
 #: or None for a blank line
-Checked = tuple[str, str, bytes, "str | None", bool]  # event_id, partition key, value, person_id, sensitive
 LineOutcome = Checked | list[str] | None
-Numbered = tuple[int, "bytes | None", int]  # line number, line (None: too long), bytes read
+Numbered = tuple[int, bytes | None, int]  # line number, line (None: too long), bytes read
 
 
 def _body(number: int, line: bytes) -> bytes:

@@ -24,6 +24,9 @@ from schemas.privacy import has_plain_sensitive
 from schemas.validation import Accepted, Rejected, partition_key, validate_event
 
 Verdict = Literal["accepted", "duplicate", "rejected"]
+#: a record validated and pseudonymised elsewhere (maybe in a worker process), ready to publish:
+#: event_id, partition key, wire value, person_id, whether sensitive fields are still in clear
+Checked = tuple[str, str, bytes, str | None, bool]
 MAX_REASONS_PRINTED = 50
 MAX_REJECTS_KEPT = 1000
 FORGOTTEN = "person_id: this person was erased (careledger forget); their events are no longer accepted"
@@ -141,10 +144,9 @@ class IngestRun:
         assert value is not None
         return self._publish_new(event["event_id"], partition_key(event), value, has_plain_sensitive(event))
 
-    def take(self, line: int, outcome: tuple[str, str, bytes, str | None, bool] | list[str],
-             record: Callable[[], Any]) -> Verdict:
+    def take(self, line: int, outcome: Checked | list[str], record: Callable[[], Any]) -> Verdict:
         """:meth:`handle` for a line checked elsewhere (``producers.ingest.check_line``, maybe in
-        a worker process): its reasons, or (event_id, key, value, person_id, sensitive).  Here, in
+        a worker process): its reasons, or the :data:`Checked` event.  Here, in
         input order, come the steps that need this process's state: refusing erased persons,
         in-run de-duplication, publishing.  ``record()`` gives what to keep of a rejected line."""
         if isinstance(outcome, list):
