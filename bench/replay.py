@@ -4,7 +4,9 @@ On a private broker (temporary CARELEDGER_HOME): publishes ``--events`` simulato
 (persons = events / 9, like ``SimConfig(persons=120000)`` → ~1.08M) to a 12-partition topic, then
 
 1. raw: a bare kafka-python consumer (manual assign, the replay's own fetch settings) reads every
-   record and does nothing with it - the ceiling for this reader on this machine;
+   record and does nothing with it - the ceiling for this reader on this machine; then the same
+   read with the replay's decoding of every record (one process) - a worker's ceiling before any
+   projection work;
 2. replay: ``processors.replay`` rebuilds the SQL projection from offset 0 into a new store
    (read + decode/upcast + reduce + bulk write), with 1, 2 and 4 worker processes, each owning a
    share of the 12 partitions (``--partitions-too``: also topics of 1, 2 and 4 partitions with as
@@ -30,11 +32,14 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import machine, publish_simulated, temp_stack  # noqa: E402
 from careledger.settings import Settings  # noqa: E402
-from processors.replay.engine import StoreRef, parallel_build  # noqa: E402
+from processors.replay.engine import BuildStats, StoreRef, decode_records, parallel_build  # noqa: E402
 from processors.replay.reader import crc32c_native, log_bounds, make_consumer  # noqa: E402
 
 
-def raw_rate(settings: Settings, batch: int) -> tuple[int, float]:
+def raw_rate(settings: Settings, batch: int, decode: bool = False) -> tuple[int, float]:
+    """Records/s of a bare read of the whole topic; ``decode``: each batch also goes through the
+    replay's own ``decode_records`` (parse, validate, upcast, unseal) - the ceiling of one replay
+    worker before any projection work."""
     from kafka import TopicPartition
 
     starts, ends = log_bounds(settings)
@@ -46,9 +51,12 @@ def raw_rate(settings: Settings, batch: int) -> tuple[int, float]:
         total = sum(ends[p] - starts[p] for p in ends)
         seen = 0
         started = time.perf_counter()
+        stats = BuildStats()
         while seen < total:
             for recs in consumer.poll(timeout_ms=500).values():
                 seen += len(recs)
+                if decode:
+                    decode_records(recs, None, stats, settings)
         return seen, seen / (time.perf_counter() - started)
     finally:
         consumer.close()
@@ -84,6 +92,9 @@ def main() -> int:
               flush=True)
         raw_n, raw = raw_rate(settings, args.batch_size)
         print(f"raw kafka-python read      : {raw_n} records, {raw:>9,.0f} records/s", flush=True)
+        _, decoded = raw_rate(settings, args.batch_size, decode=True)
+        print(f"read + decode only         : {decoded:>9,.0f} events/s ({decoded / raw:.0%} of raw): "
+              "one worker's ceiling before any projection work", flush=True)
         results: list[tuple[str, int, float]] = []
         for workers in args.workers:
             got, rate = replay_rate(settings, new_url(f"w{workers}"), workers, args.batch_size)
@@ -103,7 +114,7 @@ def main() -> int:
     one = results[0][2]
     print()
     print(f"summary ({args.events} events, {args.store}):")
-    print(f"  raw kafka-python read : {raw:,.0f}/s")
+    print(f"  raw kafka-python read : {raw:,.0f}/s; read + decode only: {decoded:,.0f}/s")
     for label, _, rate in results:
         print(f"  replay {label:<28}: {rate:,.0f}/s  ratio to raw {rate / raw:.0%}  scaling x{rate / one:.2f}")
     print(f"  goal >= 70% of raw: {'met' if best >= 0.7 * raw else 'NOT met'} (best {best / raw:.0%}); "
