@@ -4,7 +4,8 @@
    tombstone id, time): every sealed field of theirs on Kafka is unreadable from now on, and every
    consumer's next batch erases their events (``processors.privacy.unseal_batch``);
 2. every projection store purges the person (``store.forget(person_id, tombstone_id)``): SQL
-   (SQLite/PostgreSQL) and ClickHouse;
+   (SQLite/PostgreSQL) and ClickHouse, and the webhook delivery log (bodies erased, pending
+   deliveries cancelled; the deliverer skips their alerts still on the topic);
 3. after ``settle_s`` seconds the stores are purged once more: a batch a worker had already
    unsealed before step 1 may have committed after step 2 (idempotent, usually a no-op).
 
@@ -54,6 +55,25 @@ def _default_stores(settings: Settings) -> list[Any]:
     return stores
 
 
+class _WebhookDeliveries:
+    """The webhook delivery log (in the SQL store's database) as one more place to purge: the
+    bodies are alert messages, hazards included (``DeliveryQueue.forget``)."""
+
+    name = "webhook deliveries"
+
+    def __init__(self, settings: Settings) -> None:
+        from processors.webhooks.queue import DeliveryQueue
+        from projections.api.subscriptions import sql_engine
+
+        self.queue = DeliveryQueue(sql_engine(settings.sql_url))
+
+    def forget(self, person_id: str, _tombstone_id: str) -> dict[str, int]:
+        return self.queue.forget(person_id)
+
+    def close(self) -> None:
+        self.queue.engine.dispose()
+
+
 def forget_person(settings: Settings, person_id: str, *, keystore: Any = None, stores: list[Any] | None = None,
                   settle_s: float | None = None) -> ForgetReport:
     """Forget one person (by pseudonym) in the key store and every projection store."""
@@ -62,7 +82,7 @@ def forget_person(settings: Settings, person_id: str, *, keystore: Any = None, s
     own_keystore = keystore is None
     keystore = keystore if keystore is not None else KeyStore.from_settings(settings)
     own_stores = stores is None
-    stores = stores if stores is not None else _default_stores(settings)
+    stores = stores if stores is not None else [*_default_stores(settings), _WebhookDeliveries(settings)]
     try:
         tombstone_id = keystore.forget(person_id)
         report = ForgetReport(person_id, tombstone_id)

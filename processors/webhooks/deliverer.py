@@ -28,9 +28,10 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -86,14 +87,18 @@ class Subscription:
         return self.towns is None or alert.get("town") in self.towns
 
 
-def deliveries_for(subscriptions: list[Subscription], value: bytes) -> list[dict[str, Any]]:
-    """Delivery rows for one careledger.alerts message (empty when no subscription matches or the
-    message is not an alert change)."""
+def deliveries_for(subscriptions: list[Subscription], value: bytes,
+                   forgotten: Container[str] = frozenset()) -> list[dict[str, Any]]:
+    """Delivery rows for one careledger.alerts message (empty when no subscription matches, the
+    message is not an alert change, or it is about a person in ``forgotten``: erased by
+    ``careledger forget`` after the alert reached the topic)."""
     try:
         alert = json.loads(value)
         alert_id, seq = str(alert["alert_id"]), int(alert["outbox_seq"])
     except (ValueError, KeyError, TypeError):
         log.warning("skipping a careledger.alerts message that is not an alert change")
+        return []
+    if alert.get("person_id") in forgotten:
         return []
     body = value.decode("utf-8")
     return [{"delivery_id": delivery_id(s.subscription_id, alert_id, seq), "subscription_id": s.subscription_id,
@@ -220,6 +225,8 @@ class Deliverer:
     subscriptions: list[Subscription] = field(default_factory=list)
     enqueued: int = 0
     consumed: int = 0
+    forgotten: frozenset[str] = frozenset()  # pseudonyms erased by ``careledger forget``
+    _keystore: Any = None
     _refreshed: float = 0.0
     _reported: float = 0.0
 
@@ -228,7 +235,9 @@ class Deliverer:
         self.stop_event = threading.Event()
 
     def refresh(self) -> None:
-        """Start workers for new subscriptions, stop those of deleted ones."""
+        """Start workers for new subscriptions, stop those of deleted ones; re-read who was
+        forgotten (their alerts still on the topic are not delivered)."""
+        self.forgotten = self._forgotten_persons()
         self.subscriptions = [Subscription.from_row(r) for r in self.store.active_with_secrets()]
         wanted = {s.subscription_id: s for s in self.subscriptions}
         for sid in list(self.workers):
@@ -244,11 +253,22 @@ class Deliverer:
                 worker.sub = sub
         self._refreshed = time.monotonic()
 
+    def _forgotten_persons(self) -> frozenset[str]:
+        """The pseudonyms in the key store's tombstones (none while no key store exists)."""
+        if self._keystore is None:
+            url = self.settings.keystore_db_url
+            if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+                return frozenset()
+            from producers.keystore import KeyStore
+
+            self._keystore = KeyStore.from_settings(self.settings)
+        return frozenset(self._keystore.tombstones())
+
     def handle(self, records: list[Any]) -> int:
         """Persist the deliveries of a batch of consumer records (before the offsets are committed)."""
         rows: list[dict[str, Any]] = []
         for record in records:
-            rows += deliveries_for(self.subscriptions, record.value)
+            rows += deliveries_for(self.subscriptions, record.value, self.forgotten)
         while True:
             try:
                 added = self.queue.enqueue(rows)
@@ -299,6 +319,8 @@ class Deliverer:
         finally:
             consumer.close()
             self.stop_workers()
+            if self._keystore is not None:
+                self._keystore.close()
 
     def _report(self, every_s: float = REPORT_INTERVAL_S) -> None:
         now = time.monotonic()

@@ -20,10 +20,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
 
 from projections.api.subscriptions import metadata, utc_text, webhook_deliveries
+from schemas.jsontext import dumps_compact
 
 D = webhook_deliveries
 
@@ -110,6 +112,25 @@ class DeliveryQueue:
                 .values(status="failed", next_attempt_at=None,
                         last_error=func.coalesce(D.c.last_error, "") + " (gave up: older than the maximum age)"))
         return int(res.rowcount or 0)
+
+    def forget(self, person_id: str) -> dict[str, int]:
+        """Erase a forgotten person (``careledger forget``) from the delivery log: the bodies of
+        their deliveries (alert messages with hazards) become a marker naming only the alert, and
+        their pending deliveries are cancelled (an attempt already in flight still ends, but can
+        no longer be marked delivered).  The rows stay as the log of what was sent when."""
+        if not sa_inspect(self.engine).has_table(D.name):
+            return {"webhook_deliveries_erased": 0, "webhook_deliveries_cancelled": 0}
+        quoted = dumps_compact(person_id)
+        theirs = or_(D.c.body.contains(f'"person_id":{quoted}', autoescape=True),  # our relay's compact JSON
+                     D.c.body.contains(f'"person_id": {quoted}', autoescape=True))
+        erased = literal('{"alert_id":"') + D.c.alert_id + literal('","erased":true}')
+        with self._write() as conn, conn.begin():
+            cancelled = conn.execute(
+                update(D).where(theirs, D.c.status == "pending")
+                .values(status="cancelled", last_error="person erased (careledger forget)", next_attempt_at=None))
+            rest = conn.execute(update(D).where(theirs).values(body=erased))
+        return {"webhook_deliveries_erased": int(rest.rowcount or 0),
+                "webhook_deliveries_cancelled": int(cancelled.rowcount or 0)}
 
     def next_due(self, subscription_id: str) -> str | None:
         """The earliest ``next_attempt_at`` of a pending delivery (ISO UTC), or None."""

@@ -142,6 +142,7 @@ def test_forget_end_to_end(stack: TestStack, kafka_settings: Settings, clickhous
             env={**os.environ, **settings.to_env()})
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert victim_id not in proc.stdout + proc.stderr and victim_pid in proc.stdout
+        assert "webhook deliveries: webhook_deliveries_erased 0, webhook_deliveries_cancelled 0" in proc.stdout
         tombstone = KeyStore.from_settings(settings).tombstones()[victim_pid]
 
         # new events about the forgotten person are refused by the producer (and dead-lettered redacted)

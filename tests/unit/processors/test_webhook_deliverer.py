@@ -196,6 +196,35 @@ def test_deleting_a_subscription_cancels_pending(settings: Settings, store: Webh
     assert store.delete("wh_unknown") is None
 
 
+def test_forget_erases_a_persons_deliveries_and_cancels_the_pending_ones(store: WebhookStore) -> None:
+    """``careledger forget``: the delivery log keeps rows (what was sent when) but no alert body
+    of the forgotten person; their pending deliveries are never sent, other persons' untouched."""
+    q = DeliveryQueue(store.engine)
+    compact = alert(7).decode().replace(": ", ":").replace(", ", ",").encode()  # the relay's own form
+    q.enqueue([
+        {"delivery_id": "d1", "subscription_id": "wh_1", "alert_id": "A0007", "outbox_seq": 7, "body": compact.decode()},
+        {"delivery_id": "d2", "subscription_id": "wh_2", "alert_id": "A0007", "outbox_seq": 7,
+         "body": alert(7).decode()},
+        {"delivery_id": "d3", "subscription_id": "wh_1", "alert_id": "A0070", "outbox_seq": 70,
+         "body": alert(70).decode()},  # p70: "p7" is a prefix of its id, not its id
+    ])
+    assert q.delivered("d1", 200)
+    assert q.forget("p7") == {"webhook_deliveries_erased": 2, "webhook_deliveries_cancelled": 1}
+    with store.engine.connect() as conn:
+        rows = {r.delivery_id: r for r in conn.execute(select(webhook_deliveries))}
+    assert json.loads(rows["d1"].body) == {"alert_id": "A0007", "erased": True} and rows["d1"].status == "delivered"
+    assert json.loads(rows["d2"].body) == {"alert_id": "A0007", "erased": True} and rows["d2"].status == "cancelled"
+    assert rows["d3"].body == alert(70).decode() and rows["d3"].status == "pending"
+    assert not q.delivered("d2", 200)  # an attempt in flight cannot mark it delivered any more
+    assert q.forget("p7") == {"webhook_deliveries_erased": 0, "webhook_deliveries_cancelled": 0}  # nothing left
+
+
+def test_alerts_of_forgotten_persons_still_on_the_topic_are_not_delivered() -> None:
+    subs = [Subscription("wh_1", "http://x", "s", None, None)]
+    assert [d["alert_id"] for d in deliveries_for(subs, alert(1), forgotten={"p2"})] == ["A0001"]
+    assert deliveries_for(subs, alert(2), forgotten={"p2"}) == []
+
+
 class _Consumer:
     def __init__(self, error: BaseException | None) -> None:
         self.error = error
