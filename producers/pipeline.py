@@ -89,10 +89,16 @@ class RunStats:
 
 
 class ReportWriter:
-    """JSON Lines of rejects under ``settings.reports_dir`` (mode 0600, redacted records)."""
+    """JSON Lines of rejects under ``settings.reports_dir`` (mode 0600, redacted records).
+
+    Reports hold the same rejected records as the dead-letter topic, sensitive fields in clear,
+    so they are kept as long: each new report first removes those older than
+    ``settings.dlq_retention_days`` (-1: never); ``pruned`` says how many."""
 
     def __init__(self, settings: Settings, kind: str) -> None:
         settings.reports_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.retention_days = settings.dlq_retention_days
+        self.pruned = prune_reports(settings.reports_dir, self.retention_days)
         stamp = time.strftime("%Y%m%dT%H%M%S")
         self.path: Path = settings.reports_dir / f"{kind}-{stamp}-{secrets.token_hex(3)}.jsonl"
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -104,6 +110,23 @@ class ReportWriter:
 
     def close(self) -> None:
         self._fh.close()
+
+
+def prune_reports(reports_dir: Path, retention_days: float, now: float | None = None) -> int:
+    """Remove reject reports last written more than ``retention_days`` ago; returns how many.
+    A file that cannot be removed (read-only state directory) is left for the next run."""
+    if retention_days < 0:
+        return 0
+    cutoff = (now if now is not None else time.time()) - retention_days * 86_400
+    removed = 0
+    for report in reports_dir.glob("*.jsonl"):
+        try:
+            if report.stat().st_mtime < cutoff:
+                report.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 class IngestRun:
@@ -176,4 +199,7 @@ class IngestRun:
             out.append(f"  ... and {s.rejected - min(limit, len(s.rejects))} more rejected (see the report)")
         if self.report is not None:
             out.append(f"report: {self.report.path}")
+            if self.report.pruned:
+                out.append(f"removed {self.report.pruned} reject report(s) older than "
+                           f"{self.report.retention_days:g} days (CARELEDGER_DLQ_RETENTION_DAYS)")
         return out

@@ -173,3 +173,21 @@ def test_worker_processes_give_the_same_run_as_one_process(settings: Settings, t
     assert [origin["line"] for origin, _, _ in dlq] == [3, 4, 5, 6, 8]
     assert "erased" in dlq[3][1][0] and erased_id not in repr(dlq)
     assert [e["event_id"] for _, e in events][:2] == ["reg-1", "post-1"]
+
+
+def test_reject_reports_are_kept_as_long_as_dead_letters(settings: Settings, tmp_path: Path,
+                                                         patched_publisher: FakeProducer) -> None:
+    """Reports hold rejected records in clear like the dead-letter topic: a new run removes those
+    older than CARELEDGER_DLQ_RETENTION_DAYS (90 by default) and says so."""
+    import os
+    import time
+
+    settings.reports_dir.mkdir(parents=True)
+    old, recent = settings.reports_dir / "ingest-old.jsonl", settings.reports_dir / "ingest-recent.jsonl"
+    for path, age_days in ((old, 91), (recent, 89)):
+        path.write_text("{}\n")
+        then = time.time() - age_days * 86_400
+        os.utime(path, (then, then))
+    code, out, _ = run(settings, write(tmp_path, [line(event("need.registered"))]))
+    assert code == 0 and "removed 1 reject report(s) older than 90 days" in out
+    assert not old.exists() and recent.exists()
