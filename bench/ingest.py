@@ -1,9 +1,11 @@
 """Ingest benchmark: validated-and-published events/s vs the raw kafka-python producer.
 
-Both run in the same process, against the same private single-node broker, on topics with the
-same partitions, with the same producer settings (acks=all, idempotence, lz4, linger, batch), so
-the ratio isolates careledger's work per event: JSON parsing, validation, pseudonymisation,
-de-duplication, key extraction.
+Both run against the same private single-node broker, on topics with the same partitions, with
+the same reliability settings (acks=all, idempotence, lz4, linger, batch).  The raw side sends
+pre-encoded, pre-keyed messages with kafka-python as shipped (default partitioner); careledger's
+side is ``run_ingest`` as users run it: JSON parsing, validation, pseudonymisation (in worker
+processes under ``--workers``), sealing, de-duplication, and its publisher (whose partitioner
+caches each key's hash, same partitions).
 
     .venv/bin/python bench/ingest.py                  # 1M events (simulator, ~1.08M with 120k persons)
     .venv/bin/python bench/ingest.py --events 200000  # quicker

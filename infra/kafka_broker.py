@@ -207,7 +207,8 @@ def _align_retention(admin: Any, wanted: dict[str, str]) -> None:
     results: dict[str, str] = {}
     stale: dict[str, str] = {}
     try:
-        stale = {name: retention for name, retention in wanted.items() if topic_retention(admin, name) != retention}
+        current = topic_retentions(admin, list(wanted))
+        stale = {name: retention for name, retention in wanted.items() if current.get(name) != retention}
         if stale:
             answer = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
                                                          configs={"retention.ms": retention})
@@ -223,14 +224,18 @@ def _align_retention(admin: Any, wanted: dict[str, str]) -> None:
                         name, result)
 
 
-def topic_retention(admin: Any, topic: str) -> str | None:
-    """The topic's ``retention.ms`` as the broker reports it (None if unknown)."""
+def topic_retentions(admin: Any, topics: list[str]) -> dict[str, str | None]:
+    """Each topic's ``retention.ms`` as the broker reports it (None if unknown), in one request."""
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)],
+    if not topics:
+        return {}
+    described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic) for topic in topics],
                                        config_filter="all")
+    found: dict[str, str | None] = dict.fromkeys(topics)
     for by_name in described.values():
-        entry = (by_name.get(topic) or {}).get("retention.ms")
-        if entry is not None:
-            return str(entry.get("value") if isinstance(entry, dict) else entry)
-    return None
+        for topic in topics:
+            entry = (by_name.get(topic) or {}).get("retention.ms")
+            if entry is not None:
+                found[topic] = str(entry.get("value") if isinstance(entry, dict) else entry)
+    return found

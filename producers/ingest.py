@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import IO
 
@@ -108,13 +109,8 @@ def rejected_record(number: int, line: bytes | None, consumed: int) -> object:
 
 
 def chunked(lines: Iterable[Numbered], size: int) -> Iterator[list[Numbered]]:
-    chunk: list[Numbered] = []
-    for item in lines:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
+    it = iter(lines)
+    while chunk := list(islice(it, size)):
         yield chunk
 
 

@@ -34,7 +34,7 @@ def _start(secret: bytes, limit: int) -> None:
     _limit = limit
 
 
-def _check_chunk(lines: list[tuple[int, bytes | None, int]]) -> list[LineOutcome]:
+def _check_chunk(lines: list[Numbered]) -> list[LineOutcome]:
     assert _pseudonymiser is not None, "worker not started"
     return [check_line(number, line, consumed, _pseudonymiser, _limit) for number, line, consumed in lines]
 

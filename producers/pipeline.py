@@ -112,12 +112,12 @@ class ReportWriter:
         self._fh.close()
 
 
-def prune_reports(reports_dir: Path, retention_days: float, now: float | None = None) -> int:
+def prune_reports(reports_dir: Path, retention_days: float) -> int:
     """Remove reject reports last written more than ``retention_days`` ago; returns how many.
     A file that cannot be removed (read-only state directory) is left for the next run."""
     if retention_days < 0:
         return 0
-    cutoff = (now if now is not None else time.time()) - retention_days * 86_400
+    cutoff = time.time() - retention_days * 86_400
     removed = 0
     for report in reports_dir.glob("*.jsonl"):
         try:

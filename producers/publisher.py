@@ -77,8 +77,9 @@ class EventPublisher:
         # transaction per HOLD_MAX events instead of one per new person, and every key is
         # durable before an event sealed with it leaves this process.  Once anything is held,
         # everything is held (and released in order), so a person's events never overtake.
-        # Entries: (key, wire value, whether it still has sensitive fields in clear).
-        self._held: list[tuple[str, bytes, bool]] = []
+        # Entries: (key, wire value) of an event to send as it is, or (key, the event) of one
+        # with sensitive fields still in clear, sealed at the release.
+        self._held: list[tuple[str, bytes | dict[str, Any]]] = []
 
     @property
     def sealer(self) -> Any:
@@ -104,12 +105,9 @@ class EventPublisher:
         held, self._held = self._held, []
         if not held:
             return
-        plain = {i: loads(value) for i, (_, value, sensitive) in enumerate(held) if sensitive}
-        self._prefetch_keys(plain.values())
-        for i, (key, value, _) in enumerate(held):
-            if i in plain:
-                value = encode(self.sealer.seal(plain[i]))
-            self._send(self.topics.events, key, value)
+        self._prefetch_keys(item for _, item in held if isinstance(item, dict))
+        for key, item in held:
+            self._send(self.topics.events, key, encode(self.sealer.seal(item)) if isinstance(item, dict) else item)
 
     # ---- sending --------------------------------------------------------------------------------
     def _send(self, topic: str, key: str | None, value: bytes, track: bool = True) -> Any:
@@ -133,21 +131,26 @@ class EventPublisher:
         ``value`` may carry the already encoded event (callers that scanned the bytes)."""
         if "id_number" in event:
             raise ValueError("refusing to publish an event that still has id_number")
-        return self.publish_encoded(partition_key(event), value if value is not None else encode(event),
-                                    sensitive=has_plain_sensitive(event))
+        if has_plain_sensitive(event):
+            return self._publish(partition_key(event), event)
+        return self._publish(partition_key(event), value if value is not None else encode(event))
 
     def publish_encoded(self, key: str, value: bytes, *, sensitive: bool) -> Any:
         """:meth:`publish` for an event already validated, pseudonymised and encoded elsewhere
         (ingest's worker processes): ``key`` is its ``partition_key``, ``sensitive`` whether it
         still carries sensitive fields in clear (they are sealed here).  Returns the future, or
         None when the event is held for its person's data key."""
+        return self._publish(key, loads(value) if sensitive else value)
+
+    def _publish(self, key: str, item: bytes | dict[str, Any]) -> Any:
+        """Send the wire value ``item``, or hold it (and an event to seal, always) for the release."""
         self.sent += 1
-        if self._held or sensitive:
-            self._held.append((key, value, sensitive))
+        if self._held or isinstance(item, dict):
+            self._held.append((key, item))
             if len(self._held) >= HOLD_MAX:
                 self._release()
             return None  # sent at the next release (at the latest flush/close); failures surface there
-        return self._send(self.topics.events, key, value)
+        return self._send(self.topics.events, key, item)
 
     def publish_dlq(self, record: Any, reasons: Iterable[str], origin: dict[str, Any]) -> Any:
         """Dead-letter a rejected input with its reasons and where it came from (redacted)."""

@@ -51,7 +51,7 @@ def _describe(_: argparse.Namespace) -> int:
     from kafka import KafkaAdminClient
 
     from careledger.settings import get_settings
-    from infra.kafka_broker import topic_retention
+    from infra.kafka_broker import topic_retentions
 
     settings = get_settings()
     names = [settings.topics.events, settings.topics.dlq, settings.topics.alerts]
@@ -60,7 +60,7 @@ def _describe(_: argparse.Namespace) -> int:
         existing = set(admin.list_topics())
         found = [n for n in names if n in existing]
         described = admin.describe_topics(found) if found else []
-        retention = {name: topic_retention(admin, name) for name in found}
+        retention = topic_retentions(admin, found)
     finally:
         admin.close()
     seen = set()

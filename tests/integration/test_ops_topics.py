@@ -38,7 +38,7 @@ def test_retention_is_forever_for_events_and_short_for_alerts_and_dead_letters(s
     topics that exist already); the events topic, the source of truth, never does."""
     from kafka import KafkaAdminClient
 
-    from infra.kafka_broker import ensure_topics, topic_retention
+    from infra.kafka_broker import ensure_topics, topic_retentions
 
     ns = "r" + uuid.uuid4().hex[:10]
     settings = dataclasses.replace(stack.settings, topics=Topics.with_namespace(ns))
@@ -47,8 +47,7 @@ def test_retention_is_forever_for_events_and_short_for_alerts_and_dead_letters(s
     def retention() -> dict[str, str | None]:
         admin = KafkaAdminClient(**settings.kafka_client_options())
         try:
-            return {name: topic_retention(admin, name) for name in (
-                settings.topics.events, settings.topics.alerts, settings.topics.dlq)}
+            return topic_retentions(admin, [settings.topics.events, settings.topics.alerts, settings.topics.dlq])
         finally:
             admin.close()
 
