@@ -12,6 +12,7 @@ Every series carries ``projection``; run several workers on one host with one po
 | ``careledger_processor_poison_total`` | counter | projection | records dead-lettered (undecodable or failing) |
 | ``careledger_processor_dlq_published_total`` | counter | projection | dead letters handed to the DLQ topic |
 | ``careledger_processor_store_retries_total`` | counter | projection | transient store failures waited out |
+| ``careledger_processor_offset_holes_total`` | counter | projection | offsets skipped that hold no record on the broker (processors/positions.py) |
 | ``careledger_processor_batches_total`` | counter | projection | batches applied |
 | ``careledger_processor_batch_seconds`` | histogram | projection | projection write latency: one batch, decode → commit |
 | ``careledger_processor_lag_events`` | gauge | projection, partition | events on the topic not yet in the store |
@@ -51,6 +52,8 @@ DLQ = m.counter("careledger_processor_dlq_published_total", "Dead letters handed
                 ["projection"])
 RETRIES = m.counter("careledger_processor_store_retries_total", "Transient store failures waited out",
                     ["projection"])
+HOLES = m.counter("careledger_processor_offset_holes_total",
+                  "Runs of offsets skipped because the broker holds no record there", ["projection"])
 BATCHES = m.counter("careledger_processor_batches_total", "Batches applied", ["projection"])
 BATCH_SECONDS = m.histogram("careledger_processor_batch_seconds",
                             "Projection write latency: one batch from decode to commit",
@@ -74,7 +77,8 @@ class WorkerMetrics:
         self.assigned = False  # the group has assigned this worker (possibly zero partitions)
         self.stopping = False
         self.crashed = False
-        for metric in (RECORDS, APPLIED, POISON, DLQ, RETRIES, BATCHES):
+        self._holes = 0
+        for metric in (RECORDS, APPLIED, POISON, DLQ, RETRIES, BATCHES, HOLES):
             metric.labels(projection)  # export zeros from the start
         READY.labels(projection).set(0)
 
@@ -96,6 +100,12 @@ class WorkerMetrics:
                 if delta > 0:
                     EVENTS_IN.labels(p, kind).inc(delta)
                 seen.by_type[kind] = count
+
+    def offset_holes(self, total: int) -> None:
+        """``total``: the position guard's cumulative count."""
+        if total > self._holes:
+            HOLES.labels(self.projection).inc(total - self._holes)
+            self._holes = total
 
     def dead_lettered(self) -> None:
         DLQ.labels(self.projection).inc()

@@ -8,6 +8,8 @@ make that safe.
 Positions: the store is the source of truth.  On every assignment the worker seeks each partition
 to the offset after the one the store last applied, so Faust's own commits (which happen after
 the ack, i.e. after our transaction) are only a hint and a wiped store rebuilds from the start.
+A position guard (processors/positions.py) lets through, per partition, only the offset the store
+needs next: a record the stream hands out of turn is dropped or stops the worker, never applied.
 
 Checkpoint order per batch (as in quixstreams): apply to the store and commit its transaction
 (read model + offsets together) → publish pending alerts from the outbox, mark them sent →
@@ -20,6 +22,7 @@ import asyncio
 import logging
 import threading
 import time
+from functools import partial
 from typing import Any
 
 import faust
@@ -30,7 +33,9 @@ from processors.alert_relay import AlertRelay
 from processors.kafka_auth import faust_broker_options
 from processors.lag import LagProbe
 from processors.metrics import CountingAlertPublisher, OpsServer, WorkerMetrics
+from processors.positions import PositionGuard
 from processors.replay.follow import RegistryFollower
+from processors.replay.reader import first_record_from
 from processors.runner import BatchRunner, RawRecord
 from producers.publisher import EventPublisher
 from projections.registry import Registry, RegistryError
@@ -87,26 +92,32 @@ def build_app(settings: Settings, projection: str, store: ProjectionStore,
         ops.dead_lettered()
 
     runner = BatchRunner(store, dead_letter)
+    positions = PositionGuard(partial(first_record_from, settings))
     relay = AlertRelay(store, CountingAlertPublisher(publisher)) if projection == "sql" else None
     lag = LagProbe(settings, {projection: store})
 
     @app.on_partitions_assigned.connect
     async def seek_to_store_positions(sender: Any, assigned: set[Any], **_: Any) -> None:
-        positions = await asyncio.to_thread(runner.store.offsets)  # the store may have been swapped
-        if follower is not None:
-            follower.reset_partitions(tp.partition for tp in assigned)
+        stored = await asyncio.to_thread(runner.store.offsets)  # the store may have been swapped
         for tp in assigned:
             if tp.topic != settings.topics.events:
                 continue
-            stored = positions.get(tp.partition)
-            await app.consumer.seek(tp, stored + 1 if stored is not None else 0)
+            offset = stored[tp.partition] + 1 if tp.partition in stored else 0
+            await app.consumer.seek(tp, offset)
+            positions.sought(tp.partition, offset)
         log.info("assigned %d partitions of %s; positions from store %s", len(assigned),
                  settings.topics.events, runner.store.name)
         ops.partitions_assigned(sum(1 for tp in assigned if tp.topic == settings.topics.events))
 
+    @app.on_partitions_revoked.connect
+    async def forget_revoked_positions(sender: Any, revoked: set[Any], **_: Any) -> None:
+        positions.forget(tp.partition for tp in revoked if tp.topic == settings.topics.events)
+
     def process_batch(raws: list[RawRecord]) -> None:
         with batch_lock:
             started = time.perf_counter()
+            raws = positions.admit(raws)  # may ask the broker; raises PositionLost
+            ops.offset_holes(positions.holes)
             runner.run(raws)
             ops.batch_done(runner.stats, len(raws), time.perf_counter() - started)
             publisher.flush()  # dead letters of this batch are on Kafka before we ack it
@@ -119,7 +130,7 @@ def build_app(settings: Settings, projection: str, store: ProjectionStore,
             raws = [RawRecord(e.message.partition, e.message.offset, e.message.key, e.message.value)
                     for e in batch]
             if follower is not None:  # replay: swap to the registry's active store at this boundary
-                raws = await follower.at_batch_boundary(app, runner, relay, lag, raws)
+                await follower.at_batch_boundary(app, runner, relay, lag, positions)
             try:
                 await asyncio.to_thread(process_batch, raws)
             except Exception as exc:  # never let it escape: Faust would ack and skip the events
@@ -148,6 +159,7 @@ def build_app(settings: Settings, projection: str, store: ProjectionStore,
                 log.warning("alert relay not drained: %s: %s", type(exc).__name__, exc)
 
     app.careledger_runner = runner  # type: ignore[attr-defined]
+    app.careledger_positions = positions  # type: ignore[attr-defined]
     app.careledger_batch_lock = batch_lock  # type: ignore[attr-defined]
     return app
 

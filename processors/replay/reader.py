@@ -85,6 +85,30 @@ def log_bounds(settings: Settings, consumer: Any = None,
             consumer.close()
 
 
+def first_record_from(settings: Settings, partition: int, offset: int, *, topic: str | None = None,
+                      timeout_s: float = 30.0) -> int | None:
+    """The offset of the first record at or after ``offset`` on ``partition`` of ``topic`` (default:
+    the events topic), asked of the broker by a client of its own; None when none came within
+    ``timeout_s``.  Larger than ``offset`` when the offsets in between hold no record (deleted by
+    retention, a transaction's control records): ``processors.positions`` tells holes from skips."""
+    from kafka import TopicPartition
+
+    tp = TopicPartition(topic or settings.topics.events, partition)
+    consumer = make_consumer(settings, max_records=100)
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    if record.offset >= offset:
+                        return int(record.offset)
+        return None
+    finally:
+        consumer.close()
+
+
 def read_log(settings: Settings, starts: dict[int, int], stops: dict[int, int], *,
              max_records: int = 20_000, check_crcs: bool | None = None,
              stall_timeout_s: float = 120.0, topic: str | None = None) -> Iterator[list[LogRecord]]:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
 
 import pytest
 
 from processors.replay.engine import BuildStats, decode_records, split_partitions, until_date, until_time
-from processors.replay.follow import RegistryFollower
 from processors.replay.ops import parse_until_offset, parse_until_time
 from processors.replay.reader import LogRecord
 from projections.export import COLUMNS, ExportFilter, escape_cell, export_row
@@ -117,20 +115,3 @@ def test_export_filter() -> None:
         ExportFilter.build(types=["nope"])
     with pytest.raises(ValueError, match="after"):
         ExportFilter.build(date_from="2024-04-01", date_to="2024-03-01")
-
-
-@dataclass
-class Raw:
-    partition: int
-    offset: int
-
-
-def test_follower_guard_drops_stale_buffered_records_after_a_swap() -> None:
-    follower = RegistryFollower.__new__(RegistryFollower)
-    follower.expected = {0: 10, 1: 5}
-    # partition 0: the stream still holds 12, 13 from before the seek (the new store needs 10 first)
-    got = follower.guard([Raw(0, 12), Raw(0, 13), Raw(1, 4), Raw(2, 7)])
-    assert [(r.partition, r.offset) for r in got] == [(2, 7)]
-    got = follower.guard([Raw(0, 10), Raw(0, 11), Raw(0, 12), Raw(1, 5)])
-    assert [(r.partition, r.offset) for r in got] == [(0, 10), (0, 11), (0, 12), (1, 5)]
-    assert follower.expected == {}

@@ -1,0 +1,77 @@
+"""Offsets that hold no record (processors/positions.py) against a real broker and a real worker.
+
+Two kinds of holes a live worker meets: the start of a partition deleted before the store applied
+it (retention, ``kafka-delete-records``), and the control records a transactional producer leaves
+between its events.  The worker must apply every record that is there, in order, log the holes,
+and not stall or stop; its read models then equal a clean run over what the topic holds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
+
+from producers.publisher import PRODUCER_DEFAULTS, encode
+from producers.simulate.generator import SimConfig, generate
+from schemas.validation import partition_key
+from tests.support.pipeline import open_test_store, publish, tail, worker
+from tests.support.reliability import clean_run, diff_snapshots, topic_records
+from tests.support.servers import TestStack
+
+TRANSACTIONS = 8
+
+
+def _send_in_transactions(settings, events: list[dict]) -> None:  # noqa: ANN001
+    producer = KafkaProducer(**settings.kafka_client_options(), **{
+        **PRODUCER_DEFAULTS, "transactional_id": f"{settings.processor_group}-tx", "client_id": "tx-test"})
+    try:
+        producer.init_transactions()
+        size = -(-len(events) // TRANSACTIONS)
+        for start in range(0, len(events), size):
+            producer.begin_transaction()
+            for event in events[start:start + size]:
+                producer.send(settings.topics.events, key=partition_key(event).encode(), value=encode(event))
+            producer.commit_transaction()  # leaves a control record on every partition it wrote to
+    finally:
+        producer.close()
+
+
+def test_worker_applies_everything_around_deleted_and_control_offsets(stack: TestStack) -> None:
+    settings = stack.fresh_settings()
+    events = list(itertools.islice(generate(SimConfig(seed=31, persons=200)), 2400))
+    first, middle, last = events[:800], events[800:1600], events[1600:]
+    publish(settings, first)
+    admin = KafkaAdminClient(**settings.kafka_client_options())
+    try:  # the first 50 records of partition 0 are gone before any worker read them
+        admin.delete_records({TopicPartition(settings.topics.events, 0): 50})
+    finally:
+        admin.close()
+    _send_in_transactions(settings, middle)
+    publish(settings, last)
+
+    on_topic = topic_records(settings, settings.topics.events)
+    last_offsets: dict[int, int] = {}
+    for record in on_topic:
+        last_offsets[record.partition] = max(record.offset, last_offsets.get(record.partition, -1))
+    assert len(on_topic) == len(events) - 50
+    url = settings.sql_url
+    store = open_test_store(settings, url)
+    w = worker(settings, "sql", url, "holes").start()
+    try:
+        deadline = time.monotonic() + 300
+        while store.offsets() != last_offsets:
+            assert w.alive(), f"worker died; log:\n{tail(w.log_path)}"
+            assert time.monotonic() < deadline, f"stalled at {store.offsets()}, want {last_offsets}"
+            time.sleep(0.5)
+    finally:
+        w.stop()
+    log = tail(w.log_path, 2000)
+    assert "partition 0: offsets 0..49 hold no record" in log
+    assert log.count("hold no record") >= TRANSACTIONS  # one control record per transaction, at least
+    assert "PositionLost" not in log and "[supervise]" not in log
+
+    reference = clean_run(settings, f"sqlite:///{settings.home / 'clean.sqlite3'}")
+    differences = diff_snapshots(store.snapshot_rows(), reference.snapshot_rows())
+    assert differences == {table: 0 for table in differences}, differences
