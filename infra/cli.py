@@ -11,6 +11,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.set_defaults(func=_up)
     down = sub.add_parser("down", help="stop everything this CARELEDGER_HOME started")
     down.set_defaults(func=_down)
+    backup = sub.add_parser("backup", help="write what the projections cannot rebuild (events, key store, "
+                            "API tables) to a new directory")
+    backup.add_argument("dest", help="a new (or empty) directory")
+    backup.add_argument("--include-secrets", action="store_true",
+                        help="also copy the HMAC, master and webhook keys (default: keep them in a secret manager)")
+    backup.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    backup.set_defaults(func=_backup)
+    restore = sub.add_parser("restore", help="restore a backup into a fresh CARELEDGER_HOME and an empty topic")
+    restore.add_argument("src", help="a directory written by careledger backup")
+    restore.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    restore.set_defaults(func=_restore)
     from infra import demo
 
     demo.register(sub)
@@ -36,4 +47,32 @@ def _down(_: argparse.Namespace) -> int:
     from infra.stack import down
 
     down(get_settings())
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from careledger.settings import get_settings
+    from infra.backup import BackupError, backup
+
+    try:
+        backup(get_settings(), Path(args.dest), include_secrets=args.include_secrets, progress=args.progress)
+    except BackupError as exc:
+        print(f"careledger backup: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from careledger.settings import get_settings
+    from infra.backup import BackupError, restore
+
+    try:
+        restore(get_settings(), Path(args.src), progress=args.progress)
+    except BackupError as exc:
+        print(f"careledger restore: {exc}", file=sys.stderr)
+        return 1
     return 0

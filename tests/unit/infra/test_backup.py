@@ -1,0 +1,59 @@
+"""The backup's own formats: the events dump line and the manifest's checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from infra.backup import BackupError, Manifest, parse_record_line, record_line, sha256_file
+
+
+@given(offset=st.integers(0, 2**62), timestamp=st.integers(0, 2**45),
+       key=st.none() | st.binary(max_size=40), value=st.none() | st.binary(max_size=200))
+def test_a_dumped_record_comes_back_byte_for_byte(offset: int, timestamp: int, key: bytes | None,
+                                                  value: bytes | None) -> None:
+    line = record_line(offset, timestamp, key, value)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert parse_record_line(line) == (offset, timestamp, key, value)
+
+
+def test_utf8_json_values_are_kept_as_readable_text() -> None:
+    line = record_line(7, 1, b"p-1", '{"town":"锦屏街道"}'.encode())
+    assert '"value":"{\\"town\\":\\"锦屏街道\\"}"' in line.decode("utf-8")
+    assert b"_b64" not in line
+
+
+def _manifest(directory: Path) -> Manifest:
+    (directory / "a.bin").write_bytes(b"abc")
+    return Manifest("2026-01-01T00:00:00+00:00", "careledger.events", {0: {"records": 1, "first_offset": 0,
+                                                                           "last_offset": 0}},
+                    {"a.bin": sha256_file(directory / "a.bin")}, {"hmac-key": "not included"})
+
+
+def test_the_manifest_round_trips_and_verifies(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
+    again = Manifest.read(tmp_path)
+    assert again == manifest
+    again.verify(tmp_path)
+
+
+def test_a_changed_or_missing_file_is_named(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path)
+    (tmp_path / "a.bin").write_bytes(b"abd")
+    with pytest.raises(BackupError, match="a.bin: checksum mismatch"):
+        manifest.verify(tmp_path)
+    (tmp_path / "a.bin").unlink()
+    with pytest.raises(BackupError, match="a.bin: missing"):
+        manifest.verify(tmp_path)
+
+
+def test_a_directory_without_a_manifest_or_of_another_format_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BackupError, match="not a careledger backup manifest"):
+        Manifest.read(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"format": 99}', encoding="utf-8")
+    with pytest.raises(BackupError, match="format 99"):
+        Manifest.read(tmp_path)
