@@ -15,6 +15,10 @@ from and what nothing else can give back:
   sealed field, so keep them apart);
 * ``manifest.json`` - what is in it, the record counts per partition, and a SHA-256 per file.
 
+A backup can be taken while the stack runs: the events up to the moment it starts first, then the
+key store, which then holds the key of every sealed field in the dump (a key is stored before any
+event sealed with it is published).
+
 ``restore`` checks every checksum first, refuses a home or topic that already holds data,
 re-creates the key store and the API tables, checks that the master key opens the restored keys,
 and publishes the records again - same partition, key, value and timestamp, in offset order -
@@ -161,6 +165,8 @@ def copy_tables(source: Engine, target: Engine, metadata: MetaData, tables: tupl
     metadata.create_all(target, tables=[metadata.tables[name] for name in tables])
     copied: dict[str, int] = {}
     with source.connect() as read, target.begin() as write:
+        if source.dialect.name == "postgresql":  # one snapshot for every table, as SQLite gives
+            read = read.execution_options(isolation_level="REPEATABLE READ")
         with read.begin():
             for name in tables:
                 table = metadata.tables[name]
@@ -232,6 +238,13 @@ def backup(settings: Settings, dest: Path, *, include_secrets: bool = False, pro
     _private_dir(dest)
     files: list[str] = []
 
+    # events first: a data key is stored before any event sealed with it is published, so a key
+    # store copied after the dump holds the key of every sealed field in it
+    partitions = _backup_events(settings, dest, progress)
+    files += [f"{EVENTS_DIR}/p{p}.jsonl.gz" for p in sorted(partitions)]
+    total = sum(v["records"] for v in partitions.values())
+    print(f"events: {total} records from {len(partitions)} partitions of {settings.topics.events}", file=out)
+
     metadata, tables = _keystore_metadata()
     rows = copy_tables(_keystore_engine(settings), _sqlite_file(dest / KEYS_FILE), metadata, tables)
     files.append(KEYS_FILE)
@@ -247,10 +260,6 @@ def backup(settings: Settings, dest: Path, *, include_secrets: bool = False, pro
     for name, state in secrets.items():
         print(f"secret {name}: {state}", file=out)
 
-    partitions = _backup_events(settings, dest, progress)
-    files += [f"{EVENTS_DIR}/p{p}.jsonl.gz" for p in sorted(partitions)]
-    total = sum(v["records"] for v in partitions.values())
-    print(f"events: {total} records from {len(partitions)} partitions of {settings.topics.events}", file=out)
 
     manifest = Manifest(datetime.now(UTC).isoformat(timespec="seconds"), settings.topics.events, partitions,
                         {name: sha256_file(dest / name) for name in files}, secrets)

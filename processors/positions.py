@@ -59,7 +59,7 @@ class PositionLost(RuntimeError):
     def __init__(self, partition: int, needed: int, got: int) -> None:
         self.partition, self.needed, self.got = partition, needed, got
         super().__init__(f"partition {partition}: the store needs offset {needed} next, the stream gave {got} "
-                         f"and the broker still holds {needed}; restarting re-reads it from the store's position")
+                         f"and the broker shows no hole at {needed}; a restart re-reads from the store's position")
 
 
 @dataclass
@@ -88,9 +88,11 @@ class PositionGuard:
     def forget(self, partitions: Iterable[int]) -> None:
         """Partitions revoked: their next owner seeks from the store."""
         with self._lock:
-            for p in partitions:
+            gone = set(partitions)
+            for p in gone:
                 self.next.pop(p, None)
                 self._seeks.pop(p, None)
+            self._present = {place: answer for place, answer in self._present.items() if place[0] not in gone}
 
     def admit(self, records: Sequence[R]) -> list[R]:
         """The records to apply, in order; raises :class:`PositionLost` (see the module doc)."""
