@@ -57,3 +57,17 @@ def test_a_directory_without_a_manifest_or_of_another_format_is_refused(tmp_path
     (tmp_path / "manifest.json").write_text('{"format": 99}', encoding="utf-8")
     with pytest.raises(BackupError, match="format 99"):
         Manifest.read(tmp_path)
+
+
+def test_the_commands_refuse_with_one_line_and_exit_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from careledger.cli import main
+
+    monkeypatch.setenv("CARELEDGER_HOME", str(tmp_path / "home"))
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    assert main(["backup", str(tmp_path / "full"), "--include-secrets", "--no-progress"]) == 1
+    assert main(["restore", str(tmp_path / "nothing-here")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"careledger backup: {tmp_path / 'full'} is not empty: a backup goes into a new directory"
+    assert err[1].startswith(f"careledger restore: {tmp_path / 'nothing-here' / 'manifest.json'}: not a careledger")
