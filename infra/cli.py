@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     backup.set_defaults(func=_backup)
     restore = sub.add_parser("restore", help="restore a backup into a fresh CARELEDGER_HOME and an empty topic")
     restore.add_argument("src", help="a directory written by careledger backup")
+    restore.add_argument("--check", action="store_true",
+                         help="only read the backup end to end (checksums, every record, SQLite integrity)")
     restore.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     restore.set_defaults(func=_restore)
     from infra import demo
@@ -68,10 +70,13 @@ def _restore(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from careledger.settings import get_settings
-    from infra.backup import BackupError, restore
+    from infra.backup import BackupError, check, restore
 
     try:
-        restore(get_settings(), Path(args.src), progress=args.progress)
+        if args.check:
+            check(Path(args.src))
+        else:
+            restore(get_settings(), Path(args.src), progress=args.progress)
     except BackupError as exc:
         print(f"careledger restore: {exc}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.backup import BackupError, Manifest, backup, restore
+from infra.backup import BackupError, Manifest, backup, check, restore
 from producers.keystore import KeyStore
 from producers.simulate.generator import SimConfig, generate
 from projections.api.auth import TokenStore
@@ -50,6 +50,10 @@ def test_backup_restore_into_a_fresh_stack_gives_the_same_read_models(stack: Tes
         if path.is_file():
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     Manifest.read(dest).verify(dest)
+    checked = io.StringIO()
+    check(dest, out=checked)
+    assert f"{len(events)} records of {source.topics.events}" in checked.getvalue()
+    assert "1 erasure tombstones, 1 API tokens" in checked.getvalue()
 
     target = stack.fresh_settings()  # a new home (no secrets, no key store) and an empty topic
     out = io.StringIO()
@@ -78,6 +82,8 @@ def test_restore_refuses_a_damaged_backup_before_writing_anything(stack: TestSta
     dump.write_bytes(dump.read_bytes()[:-10])  # truncated on its way to the tape
 
     target = stack.fresh_settings()
+    with pytest.raises(BackupError, match="checksum mismatch"):
+        check(dest, out=io.StringIO())
     with pytest.raises(BackupError, match="checksum mismatch"):
         restore(target, dest, progress=False, out=io.StringIO())
     assert not (target.secrets_dir / "master-key").exists()

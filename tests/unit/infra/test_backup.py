@@ -71,3 +71,39 @@ def test_the_commands_refuse_with_one_line_and_exit_1(tmp_path: Path, monkeypatc
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"careledger backup: {tmp_path / 'full'} is not empty: a backup goes into a new directory"
     assert err[1].startswith(f"careledger restore: {tmp_path / 'nothing-here' / 'manifest.json'}: not a careledger")
+
+
+def _backup_dir(directory: Path, offsets: list[int], claimed: int) -> Path:
+    """A backup written by hand: one partition with records at ``offsets``, empty tables."""
+    import gzip
+
+    from sqlalchemy import create_engine
+
+    from infra import backup as b
+
+    (directory / "events").mkdir(parents=True)
+    with gzip.open(directory / "events" / "p0.jsonl.gz", "wb") as fh:
+        for offset in offsets:
+            fh.write(record_line(offset, 1_700_000_000_000, b"p-1", b'{"event_id":"e"}'))
+    for name, (metadata, _) in ((b.KEYS_FILE, b._keystore_metadata()), (b.API_FILE, b._api_metadata())):
+        metadata.create_all(create_engine(f"sqlite:///{directory / name}"))
+    files = ["events/p0.jsonl.gz", b.KEYS_FILE, b.API_FILE]
+    manifest = Manifest("2026-11-29T00:00:00+00:00", "careledger.events",
+                        {0: {"records": claimed, "first_offset": offsets[0], "last_offset": offsets[-1]}},
+                        {name: sha256_file(directory / name) for name in files}, {"hmac-key": "not included"})
+    (directory / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
+    return directory
+
+
+def test_check_reads_every_record_and_counts_them_against_the_manifest(tmp_path: Path) -> None:
+    import io
+
+    from infra.backup import check
+
+    out = io.StringIO()
+    check(_backup_dir(tmp_path / "good", [0, 1, 2, 5], claimed=4), out=out)
+    assert "4 records of careledger.events in 1 partitions, 0 data keys" in out.getvalue()
+    with pytest.raises(BackupError, match="3 records, the manifest says 4"):
+        check(_backup_dir(tmp_path / "short", [0, 1, 2], claimed=4), out=out)
+    with pytest.raises(BackupError, match="offset 1 after 2: records out of order"):
+        check(_backup_dir(tmp_path / "shuffled", [0, 2, 1], claimed=3), out=out)
