@@ -56,7 +56,7 @@ def _backup(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from careledger.settings import get_settings
-    from infra.backup import BackupError, backup
+    from infra.backups import BackupError, backup
 
     try:
         backup(get_settings(), Path(args.dest), include_secrets=args.include_secrets, progress=args.progress)
@@ -70,7 +70,7 @@ def _restore(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from careledger.settings import get_settings
-    from infra.backup import BackupError, check, restore
+    from infra.backups import BackupError, check, restore
 
     try:
         if args.check:

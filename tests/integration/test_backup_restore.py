@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.backup import BackupError, Manifest, backup, check, restore
+from infra.backups import BackupError, Manifest, backup, check, restore
 from producers.keystore import KeyStore
 from producers.simulate.generator import SimConfig, generate
 from projections.api.auth import TokenStore

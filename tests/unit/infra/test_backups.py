@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra.backup import BackupError, Manifest, parse_record_line, record_line, sha256_file
+from infra.backups.layout import BackupError, Manifest, parse_record_line, record_line, sha256_file
 
 
 @given(offset=st.integers(0, 2**62), timestamp=st.integers(0, 2**45),
@@ -79,15 +79,15 @@ def _backup_dir(directory: Path, offsets: list[int], claimed: int) -> Path:
 
     from sqlalchemy import create_engine
 
-    from infra import backup as b
+    from infra.backups import layout, tables
 
     (directory / "events").mkdir(parents=True)
     with gzip.open(directory / "events" / "p0.jsonl.gz", "wb") as fh:
         for offset in offsets:
             fh.write(record_line(offset, 1_700_000_000_000, b"p-1", b'{"event_id":"e"}'))
-    for name, (metadata, _) in ((b.KEYS_FILE, b._keystore_metadata()), (b.API_FILE, b._api_metadata())):
+    for name, (metadata, _) in ((layout.KEYS_FILE, tables.keystore_tables()), (layout.API_FILE, tables.api_tables())):
         metadata.create_all(create_engine(f"sqlite:///{directory / name}"))
-    files = ["events/p0.jsonl.gz", b.KEYS_FILE, b.API_FILE]
+    files = ["events/p0.jsonl.gz", layout.KEYS_FILE, layout.API_FILE]
     manifest = Manifest("2026-11-29T00:00:00+00:00", "careledger.events",
                         {0: {"records": claimed, "first_offset": offsets[0], "last_offset": offsets[-1]}},
                         {name: sha256_file(directory / name) for name in files}, {"hmac-key": "not included"})
@@ -98,7 +98,7 @@ def _backup_dir(directory: Path, offsets: list[int], claimed: int) -> Path:
 def test_check_reads_every_record_and_counts_them_against_the_manifest(tmp_path: Path) -> None:
     import io
 
-    from infra.backup import check
+    from infra.backups import check
 
     out = io.StringIO()
     check(_backup_dir(tmp_path / "good", [0, 1, 2, 5], claimed=4), out=out)
