@@ -130,6 +130,8 @@ def _restore_secrets(settings: Settings, src: Path, manifest: Manifest) -> None:
             with private_file(target) as fh:
                 fh.write(value)
     for name in REQUIRED_SECRETS:  # never let a new key be generated: pseudonyms and seals would change
+        if manifest.secrets.get(name) == "absent":
+            continue  # the backed-up stack never made one: nothing depends on it yet
         try:
             settings.secret(name, create=False)
         except FileNotFoundError:
