@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import itertools
 import time
+import urllib.request
 
 from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 
+from infra.process import free_port
 from producers.publisher import PRODUCER_DEFAULTS, encode
 from producers.simulate.generator import SimConfig, generate
 from schemas.validation import partition_key
@@ -39,7 +41,8 @@ def _send_in_transactions(settings, events: list[dict]) -> None:  # noqa: ANN001
 
 
 def test_worker_applies_everything_around_deleted_and_control_offsets(stack: TestStack) -> None:
-    settings = stack.fresh_settings()
+    metrics_port = free_port()
+    settings = stack.fresh_settings(metrics_port=metrics_port)
     events = list(itertools.islice(generate(SimConfig(seed=31, persons=200)), 2400))
     first, middle, last = events[:800], events[800:1600], events[1600:]
     publish(settings, first)
@@ -65,8 +68,13 @@ def test_worker_applies_everything_around_deleted_and_control_offsets(stack: Tes
             assert w.alive(), f"worker died; log:\n{tail(w.log_path)}"
             assert time.monotonic() < deadline, f"stalled at {store.offsets()}, want {last_offsets}"
             time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:  # noqa: S310
+            metrics = response.read().decode()
     finally:
         w.stop()
+    holes = next(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                 if line.startswith('careledger_processor_offset_holes_total{projection="sql"}'))
+    assert holes >= 1 + TRANSACTIONS
     log = tail(w.log_path, 2000)
     assert "partition 0: offsets 0..49 hold no record" in log
     assert log.count("hold no record") >= TRANSACTIONS  # one control record per transaction, at least
