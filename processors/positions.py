@@ -21,7 +21,8 @@ record, read by a separate client):
   counted (the read model cannot contain what the log no longer has);
 * the broker has the record: while a seek is pending, records beyond ``next`` that arrive in
   rising order are prefetched leftovers and are dropped (they come again after the seek); any
-  other one means the stream lost records, and :class:`PositionLost` is raised.  The worker then
+  other one (or more leftovers than the buffers can hold) means the stream lost records, and
+  :class:`PositionLost` is raised.  The worker then
   stops and its supervisor restarts it: a fresh consumer seeks from the store, the one recovery
   that needs no trust in the stream's buffers.
 
@@ -56,20 +57,26 @@ R = TypeVar("R", bound=Positioned)
 class PositionLost(RuntimeError):
     """The stream skipped records the store still needs; only a restart re-reads them safely."""
 
-    def __init__(self, partition: int, needed: int, got: int) -> None:
+    def __init__(self, partition: int, needed: int, got: int, why: str = "") -> None:
         self.partition, self.needed, self.got = partition, needed, got
+        why = why or f"the broker shows no hole at {needed}"
         super().__init__(f"partition {partition}: the store needs offset {needed} next, the stream gave {got} "
-                         f"and the broker shows no hole at {needed}; a restart re-reads from the store's position")
+                         f"and {why}; a restart re-reads from the store's position")
 
 
 @dataclass
 class _Seek:
     """A seek back to ``next`` is pending: leftovers beyond it arrive first, in rising order."""
     highest: int
+    dropped: int = 0
 
 
 class PositionGuard:
     """Filters each batch so that the store only ever receives, per partition, the next offset."""
+
+    #: more leftovers than Faust and aiokafka can hold before a seek: the needed offset is not coming
+    #: (deleted after the broker was asked, say), so stop and let a restart start from the store
+    MAX_LEFTOVERS = 200_000
 
     def __init__(self, probe: Probe) -> None:
         self.probe = probe
@@ -119,6 +126,9 @@ class PositionGuard:
         seek = self._seeks.get(p)
         if seek is not None and offset > seek.highest:
             seek.highest = offset  # fetched before the seek; it comes again after it
+            seek.dropped += 1
+            if seek.dropped > self.MAX_LEFTOVERS:
+                raise PositionLost(p, want, offset, f"{seek.dropped} records came since the seek, none of them {want}")
             return False
         raise PositionLost(p, want, offset)
 

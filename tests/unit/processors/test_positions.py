@@ -145,3 +145,14 @@ def test_a_partition_nobody_sought_takes_the_streams_word_and_revoked_ones_are_f
     guard.forget([0, 3])
     assert guard.next == {}
     assert offsets(guard.admit(recs(0, 99))) == [(0, 99)]
+
+
+def test_leftovers_without_end_stop_the_worker_instead_of_stalling_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the broker said offset 10 exists, then retention deleted it: the re-read starts further on
+    # and every record looks like a leftover; a restart judges it again from the store's position
+    guard = PositionGuard(Broker())
+    monkeypatch.setattr(PositionGuard, "MAX_LEFTOVERS", 5)
+    guard.sought(0, 10)
+    assert guard.admit(recs(0, *range(20, 25))) == []
+    with pytest.raises(PositionLost, match="6 records came since the seek, none of them 10"):
+        guard.admit(recs(0, 25))
