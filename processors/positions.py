@@ -22,9 +22,8 @@ record, read by a separate client):
 * the broker has the record: while a seek is pending, records beyond ``next`` that arrive in
   rising order are prefetched leftovers and are dropped (they come again after the seek); any
   other one (or more leftovers than the buffers can hold) means the stream lost records, and
-  :class:`PositionLost` is raised.  The worker then
-  stops and its supervisor restarts it: a fresh consumer seeks from the store, the one recovery
-  that needs no trust in the stream's buffers.
+  :class:`PositionLost` is raised.  The worker then stops and its supervisor restarts it: a fresh
+  consumer seeks from the store, the one recovery that needs no trust in the stream's buffers.
 
 Pure logic: the probe is injected (``processors.worker`` gives one on kafka-python).
 """
