@@ -13,7 +13,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     down.set_defaults(func=_down)
     backup = sub.add_parser("backup", help="write what the projections cannot rebuild (events, key store, "
                             "API tables) to a new directory")
-    backup.add_argument("dest", help="a new (or empty) directory")
+    backup.add_argument("dest", help="a new (or empty) directory; with --stamp, the directory to create it in")
+    backup.add_argument("--stamp", action="store_true",
+                        help="write into DEST/careledger-<UTC time> (for a timer: one directory per run)")
+    backup.add_argument("--keep", type=int, default=None, metavar="N",
+                        help="with --stamp: afterwards remove all but the newest N finished backups in DEST")
     backup.add_argument("--include-secrets", action="store_true",
                         help="also copy the HMAC, master and webhook keys (default: keep them in a secret manager)")
     backup.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
@@ -56,10 +60,19 @@ def _backup(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from careledger.settings import get_settings
-    from infra.backups import BackupError, backup
+    from infra.backups import BackupError, backup, prune_backups, stamped_dir
 
+    if args.keep is not None and (not args.stamp or args.keep < 1):
+        print("careledger backup: --keep N (N >= 1) only prunes --stamp backups", file=sys.stderr)
+        return 2
+    dest = Path(args.dest)
     try:
-        backup(get_settings(), Path(args.dest), include_secrets=args.include_secrets, progress=args.progress)
+        if args.stamp:
+            dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+        backup(get_settings(), stamped_dir(dest) if args.stamp else dest, include_secrets=args.include_secrets,
+               progress=args.progress)
+        for removed in prune_backups(dest, args.keep) if args.keep is not None else []:
+            print(f"removed {removed} (--keep {args.keep})")
     except BackupError as exc:
         print(f"careledger backup: {exc}", file=sys.stderr)
         return 1

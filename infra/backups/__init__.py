@@ -31,6 +31,6 @@ from __future__ import annotations
 
 from infra.backups.layout import BackupError, Manifest
 from infra.backups.restore import check, restore
-from infra.backups.take import backup
+from infra.backups.take import backup, prune_backups, stamped_dir
 
-__all__ = ["BackupError", "Manifest", "backup", "check", "restore"]
+__all__ = ["BackupError", "Manifest", "backup", "check", "prune_backups", "restore", "stamped_dir"]

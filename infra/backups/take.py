@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
+import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,3 +123,26 @@ def _backup_events(settings: Settings, dest: Path, progress: bool | None) -> dic
             if fileobj is not None:
                 fileobj.close()
     return partitions
+
+
+# ---- scheduled backups: one stamped directory per run, the newest ``keep`` kept -----------------
+STAMP_FORMAT = "careledger-%Y%m%dT%H%M%SZ"
+STAMPED = re.compile(r"^careledger-\d{8}T\d{6}Z$")
+
+
+def stamped_dir(parent: Path, now: datetime | None = None) -> Path:
+    """``parent/careledger-<UTC time>``: names that sort by age (a timer's nightly backups)."""
+    return parent / (now or datetime.now(UTC)).strftime(STAMP_FORMAT)
+
+
+def prune_backups(parent: Path, keep: int) -> list[Path]:
+    """Remove all but the newest ``keep`` complete stamped backups under ``parent``; returns what
+    was removed.  Only directories careledger stamped and finished (a manifest) are ever touched,
+    so an unfinished run or anything else in ``parent`` stays."""
+    if keep < 1:
+        raise BackupError("--keep must be at least 1")
+    done = sorted(p for p in parent.iterdir() if p.is_dir() and STAMPED.match(p.name) and (p / MANIFEST).is_file())
+    removed = done[:-keep]
+    for path in removed:
+        shutil.rmtree(path)
+    return removed

@@ -107,3 +107,35 @@ def test_check_reads_every_record_and_counts_them_against_the_manifest(tmp_path:
         check(_backup_dir(tmp_path / "short", [0, 1, 2], claimed=4), out=out)
     with pytest.raises(BackupError, match="offset 1 after 2: records out of order"):
         check(_backup_dir(tmp_path / "shuffled", [0, 2, 1], claimed=3), out=out)
+
+
+def test_stamped_backups_sort_by_age_and_only_finished_ones_are_pruned(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from infra.backups import prune_backups, stamped_dir
+
+    assert stamped_dir(tmp_path, datetime(2026, 11, 29, 2, 0, 5, tzinfo=UTC)).name == "careledger-20261129T020005Z"
+    finished = []
+    for day in range(1, 6):
+        path = stamped_dir(tmp_path, datetime(2026, 11, day, 2, 0, 0, tzinfo=UTC))
+        path.mkdir()
+        (path / "manifest.json").write_text("{}")
+        finished.append(path)
+    unfinished = stamped_dir(tmp_path, datetime(2026, 10, 1, tzinfo=UTC))
+    unfinished.mkdir()  # a run that died before its manifest: left for a human to look at
+    (tmp_path / "careledger-notes").mkdir()  # not ours
+    assert prune_backups(tmp_path, keep=2) == finished[:3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [finished[3].name, finished[4].name, unfinished.name, "careledger-notes"])
+    with pytest.raises(BackupError, match="at least 1"):
+        prune_backups(tmp_path, keep=0)
+
+
+def test_keep_without_stamp_is_refused_before_anything_is_written(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from careledger.cli import main
+
+    assert main(["backup", str(tmp_path / "b"), "--keep", "3"]) == 2
+    assert main(["backup", str(tmp_path / "b"), "--stamp", "--keep", "0"]) == 2
+    assert not (tmp_path / "b").exists()
+    assert "--keep N (N >= 1) only prunes --stamp backups" in capsys.readouterr().err

@@ -21,6 +21,7 @@ from careledger.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[3] / "infra" / "deploy"
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
+TIMERS = sorted((DEPLOY / "systemd").glob("*.timer"))
 INSTALL_BIN = "/opt/careledger/.venv/bin/careledger"
 ENV_LINE = re.compile(r"^[A-Z][A-Z0-9_]*=[^\"'`$]*$")
 
@@ -59,12 +60,27 @@ def test_there_are_units_for_every_long_running_process() -> None:
 @pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
 def test_unit_execstart_is_a_careledger_command(unit: Path) -> None:
     config = _unit(unit)
-    assert {"Unit", "Service", "Install"} <= set(config.sections())
+    timer = unit.with_suffix(".timer")  # a timer's service is started by the timer, not installed
+    assert {"Unit", "Service"} | (set() if timer.exists() else {"Install"}) <= set(config.sections())
     service = config["Service"]
     assert service["EnvironmentFile"].startswith("/etc/careledger/")
     argv = shlex.split(service["ExecStart"])
     assert argv[0] == INSTALL_BIN, f"{unit.name}: runs {argv[0]}, not the installed careledger"
     _check_careledger_args(argv[1:], unit.name)
+
+
+@pytest.mark.parametrize("timer", TIMERS, ids=lambda p: p.name)
+def test_every_timer_starts_a_service_that_is_here(timer: Path) -> None:
+    config = _unit(timer)
+    assert config["Timer"]["OnCalendar"] and config["Install"]["WantedBy"] == "timers.target"
+    assert timer.with_suffix(".service").exists()
+
+
+def test_the_backup_service_keeps_its_files_private_and_prunes() -> None:
+    service = _unit(DEPLOY / "systemd" / "careledger-backup.service")["Service"]
+    assert service["Type"] == "oneshot" and service["UMask"] == "0077"
+    argv = shlex.split(service["ExecStart"])
+    assert "--stamp" in argv and "--keep" in argv and "--include-secrets" not in argv
 
 
 def test_processor_units_stop_gracefully_and_expose_metrics() -> None:
@@ -83,7 +99,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     env_file = tmp_path / "careledger.env"
     env_file.write_text((DEPLOY / "careledger.env.example").read_text())
     copies = []
-    for unit in UNITS:
+    for unit in [*UNITS, *TIMERS]:
         text = unit.read_text().replace(INSTALL_BIN, careledger)
         text = text.replace("/etc/careledger/careledger.env", str(env_file))
         target = tmp_path / unit.name.replace("@.service", "@01.service")
