@@ -9,6 +9,7 @@ import io
 import itertools
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,22 @@ def test_a_backup_taken_while_events_flow_restores_every_sealed_field(stack: Tes
     reference = clean_run(source, f"sqlite:///{source.home / 'upto.sqlite3'}", upto=upto)
     differences = diff_snapshots(restored.snapshot_rows(), reference.snapshot_rows())
     assert differences == {table: 0 for table in differences}, differences
+
+
+def test_the_nightly_command_stamps_and_keeps_the_newest(stack: TestStack, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from careledger.cli import main
+
+    source = stack.fresh_settings()
+    publish(source, list(itertools.islice(generate(SimConfig(seed=46, persons=30)), 200)))
+    for key, value in source.to_env().items():
+        monkeypatch.setenv(key, value)
+    parent = tmp_path / "nightly"
+    made = []
+    for _ in range(3):
+        assert main(["backup", str(parent), "--stamp", "--keep", "2", "--no-progress"]) == 0
+        made.append(max(parent.iterdir()))
+        time.sleep(1.1)  # stamps have one-second resolution
+    assert sorted(parent.iterdir()) == made[1:]
+    assert stat.S_IMODE(parent.stat().st_mode) == 0o700
+    assert main(["restore", "--check", str(made[-1])]) == 0
