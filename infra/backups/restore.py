@@ -158,6 +158,8 @@ def _check_master_key(settings: Settings) -> None:
 
 
 def _restore_events(settings: Settings, src: Path, manifest: Manifest, progress: bool | None) -> int:
+    from kafka.errors import KafkaError
+
     from producers.publisher import PublishError
 
     available = _partition_counts(settings)
@@ -180,6 +182,9 @@ def _restore_events(settings: Settings, src: Path, manifest: Manifest, progress:
                 published += 1
                 bar.update(1)
         producer.flush()
+    except KafkaError as exc:
+        raise BackupError(f"Kafka refused the restore after {published} records ({type(exc).__name__}: {exc}); "
+                          "restore into a fresh home and topic again") from None
     finally:
         bar.close()
         producer.close()
