@@ -34,6 +34,11 @@ def _env(name: str, default: str) -> str:
     return value if value not in (None, "") else default
 
 
+def secret_env_var(name: str) -> str:
+    """The environment variable that supplies secret ``name`` instead of ``secrets/<name>``."""
+    return f"CARELEDGER_{name.upper().replace('-', '_')}"
+
+
 def parse_workers(text: str, name: str = "CARELEDGER_INGEST_WORKERS") -> int | None:
     """``auto`` -> None, else a count >= 0 (a clear error naming ``name`` for anything else)."""
     if text.strip().lower() == "auto":
@@ -198,7 +203,7 @@ class Settings:
         A local stack generates missing secrets on first use.  A file readable by group or
         others is refused: secrets never come from the repository or a world-readable file.
         """
-        env_value = os.environ.get(f"CARELEDGER_{name.upper().replace('-', '_')}")
+        env_value = os.environ.get(secret_env_var(name))
         if env_value:
             return env_value.encode()
         path = self.secrets_dir / name

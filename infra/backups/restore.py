@@ -9,7 +9,7 @@ from typing import IO, Any
 from sqlalchemy import create_engine, select
 from tqdm import tqdm
 
-from careledger.settings import Settings
+from careledger.settings import Settings, secret_env_var
 from infra.backups.layout import (
     API_FILE,
     EVENTS_DIR,
@@ -98,7 +98,6 @@ def restore(settings: Settings, src: Path, *, progress: bool | None = None, out:
 
 def _refuse_existing_state(settings: Settings) -> None:
     from infra.kafka_broker import ensure_topics
-    from processors.replay.reader import log_bounds
 
     keys_metadata, _ = keystore_tables()
     engine = keystore_engine(settings)
@@ -106,8 +105,7 @@ def _refuse_existing_state(settings: Settings) -> None:
         raise BackupError("the key store already holds keys: restore goes into a fresh CARELEDGER_HOME "
                           "(and a fresh key store database)")
     ensure_topics(settings)
-    starts, ends = log_bounds(settings)
-    if any(ends[p] > starts.get(p, 0) for p in ends):
+    if any(_partition_counts(settings).values()):
         raise BackupError(f"{settings.topics.events} already holds records: restore needs an empty topic "
                           "(a new broker, or another CARELEDGER_TOPIC_NAMESPACE)")
 
@@ -124,7 +122,7 @@ def _restore_secrets(settings: Settings, src: Path, manifest: Manifest) -> None:
             current = None
         if current is not None and current != value:
             raise BackupError(f"secret {name} is already set here and differs from the backup's; "
-                              f"remove it ({target} or CARELEDGER_{name.upper().replace('-', '_')}) to use the backup's")
+                              f"remove it ({target} or {secret_env_var(name)}) to use the backup's")
         if current is None:
             private_dir(settings.secrets_dir)
             with private_file(target) as fh:
@@ -136,7 +134,7 @@ def _restore_secrets(settings: Settings, src: Path, manifest: Manifest) -> None:
             settings.secret(name, create=False)
         except FileNotFoundError:
             raise BackupError(f"restore needs the backed-up stack's {name}: put it in {settings.secrets_dir / name} "
-                              f"(mode 0600) or CARELEDGER_{name.upper().replace('-', '_')}, or use a backup "
+                              f"(mode 0600) or {secret_env_var(name)}, or use a backup "
                               "made with --include-secrets") from None
 
 

@@ -7,13 +7,14 @@ import os
 import re
 import shutil
 import sys
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
 from tqdm import tqdm
 
-from careledger.settings import Settings
+from careledger.settings import Settings, secret_env_var
 from infra.backups.layout import (
     API_FILE,
     EVENTS_DIR,
@@ -68,7 +69,6 @@ def backup(settings: Settings, dest: Path, *, include_secrets: bool = False, pro
     for name, state in secrets.items():
         print(f"secret {name}: {state}", file=out)
 
-
     manifest = Manifest(datetime.now(UTC).isoformat(timespec="seconds"), settings.topics.events, partitions,
                         {name: sha256_file(dest / name) for name in files}, secrets)
     with private_file(dest / MANIFEST) as fh:
@@ -81,7 +81,7 @@ def _backup_secrets(settings: Settings, dest: Path, include: bool) -> dict[str, 
     states: dict[str, str] = {}
     for name in SECRET_NAMES:
         path = settings.secrets_dir / name
-        if os.environ.get(f"CARELEDGER_{name.upper().replace('-', '_')}"):
+        if os.environ.get(secret_env_var(name)):
             states[name] = "environment"  # kept in the operator's secret manager, not in files
         elif not path.exists():
             states[name] = "absent"
@@ -101,11 +101,13 @@ def _backup_events(settings: Settings, dest: Path, progress: bool | None) -> dic
     starts, ends = log_bounds(settings)
     private_dir(dest / EVENTS_DIR)
     partitions = {p: {"records": 0, "first_offset": -1, "last_offset": -1} for p in ends}
-    handles = {p: gzip.GzipFile(fileobj=private_file(dest / EVENTS_DIR / f"p{p}.jsonl.gz"), mode="wb",
-                                compresslevel=1) for p in ends}
-    bar = tqdm(total=sum(ends[p] - starts.get(p, 0) for p in ends), unit="rec", desc="backup events",
-               disable=None if progress is None else not progress, leave=False, file=sys.stderr)
-    try:
+    with ExitStack() as stack:  # each dump closed before its file, whatever happens
+        handles = {p: stack.enter_context(gzip.GzipFile(
+            fileobj=stack.enter_context(private_file(dest / EVENTS_DIR / f"p{p}.jsonl.gz")), mode="wb",
+            compresslevel=1)) for p in ends}
+        bar = stack.enter_context(tqdm(total=sum(ends[p] - starts.get(p, 0) for p in ends), unit="rec",
+                                       desc="backup events", disable=None if progress is None else not progress,
+                                       leave=False, file=sys.stderr))
         for batch in read_log(settings, starts, ends):
             for r in batch:
                 handles[r.partition].write(record_line(r.offset, r.timestamp_ms, r.key, r.value))
@@ -115,13 +117,6 @@ def _backup_events(settings: Settings, dest: Path, progress: bool | None) -> dic
                 if info["first_offset"] < 0:
                     info["first_offset"] = r.offset
             bar.update(len(batch))
-    finally:
-        bar.close()
-        for handle in handles.values():
-            fileobj = handle.fileobj
-            handle.close()
-            if fileobj is not None:
-                fileobj.close()
     return partitions
 
 
