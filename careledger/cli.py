@@ -35,11 +35,12 @@ LONG_RUNNING = frozenset({"process", "serve", "up"})
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in LONG_RUNNING:
-        from careledger.settings import InsecureSecretFile, get_settings
+        from careledger.secret_files import SecretFileError
+        from careledger.settings import get_settings
 
         try:
             get_settings().check_secrets()
-        except InsecureSecretFile as exc:
+        except SecretFileError as exc:  # group/world-readable or empty
             print(f"careledger {args.command}: refusing to start: {exc}", file=sys.stderr)
             return 78  # EX_CONFIG
     return int(args.func(args) or 0)

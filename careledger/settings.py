@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import os
 import secrets
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from careledger.secret_files import (  # noqa: F401 - InsecureSecretFile is re-exported
+    TEMPORARY_PREFIX,
+    InsecureSecretFile,
+    check_private,
+    create_secret_file,
+    read_secret_file,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "rules.toml"
 DEFAULT_TARGETS_PATH = Path(__file__).resolve().parent / "targets.csv"
-
-
-class InsecureSecretFile(RuntimeError):
-    """A secret file is readable by group/other: refuse to start rather than leak it."""
 
 
 #: secrets every long-running process (worker, API) checks and loads at start
@@ -200,42 +203,35 @@ class Settings:
     def secret(self, name: str, *, create: bool = True) -> bytes:
         """Return a secret from ``CARELEDGER_<NAME>`` or from ``home/secrets/<name>`` (mode 0600).
 
-        A local stack generates missing secrets on first use.  A file readable by group or
-        others is refused: secrets never come from the repository or a world-readable file.
+        A local stack generates missing secrets on first use, atomically (processes starting
+        together all get the same one: careledger/secret_files.py).  A file readable by group or
+        others, or an empty one, is refused: secrets never come from the repository, a
+        world-readable file or a truncated one.
         """
         env_value = os.environ.get(secret_env_var(name))
         if env_value:
             return env_value.encode()
         path = self.secrets_dir / name
         if path.exists():
-            mode = stat.S_IMODE(path.stat().st_mode)
-            if mode & 0o077:
-                raise InsecureSecretFile(
-                    f"secret file {path} has mode {oct(mode)}; it must be 0600 (chmod 600 {path})"
-                )
-            return path.read_bytes().strip()
+            return read_secret_file(path)
         if not create:
-            raise FileNotFoundError(f"secret {name!r} not configured (set CARELEDGER_{name.upper()})")
-        self.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        value = secrets.token_hex(32).encode()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(value)
-        return value
+            raise FileNotFoundError(f"secret {name!r} not configured (set {secret_env_var(name)})")
+        return create_secret_file(path, secrets.token_hex(32).encode())
 
     def check_secrets(self, required: tuple[str, ...] = STARTUP_SECRETS) -> None:
         """Startup check of a long-running process: every file under ``secrets_dir`` (and the
         admin token) must be 0600 (raises :class:`InsecureSecretFile` naming the file), and the
         ``required`` secrets load."""
-        if self.secrets_dir.is_dir() or self.admin_token_path.exists():
-            files = sorted(self.secrets_dir.iterdir()) if self.secrets_dir.is_dir() else []
-            files += [self.admin_token_path] if self.admin_token_path.exists() else []
-            for path in files:
-                mode = stat.S_IMODE(path.stat().st_mode)
-                if path.is_file() and mode & 0o077:
-                    raise InsecureSecretFile(
-                        f"secret file {path} has mode {oct(mode)}; it must be 0600 (chmod 600 {path})"
-                    )
+        files = sorted(self.secrets_dir.iterdir()) if self.secrets_dir.is_dir() else []
+        files += [self.admin_token_path] if self.admin_token_path.exists() else []
+        for path in files:
+            if path.name.startswith(TEMPORARY_PREFIX):
+                continue  # another process creating a secret right now
+            try:
+                if path.is_file():
+                    check_private(path)
+            except FileNotFoundError:
+                continue
         for name in required:
             self.secret(name)
 

@@ -34,6 +34,7 @@ from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, del
 from sqlalchemy.engine import Engine
 
 from careledger.settings import Settings
+from careledger.sql_schema import create_tables
 from schemas.privacy import SEALED_KEY, has_plain_sensitive, sensitive_fields
 
 MASTER_KEY_SECRET = "master-key"
@@ -152,7 +153,7 @@ class KeyStore:
         self._lock = threading.Lock()
         self.engine = self._make_engine(url)
         self.dialect = self.engine.dialect.name
-        metadata.create_all(self.engine)
+        create_tables(self.engine, metadata)  # the worker and an import may start together
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyStore:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 import threading
 from collections.abc import Sequence
@@ -45,7 +44,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
+from careledger.secret_files import create_secret_file
 from careledger.settings import Settings
+from careledger.sql_schema import create_tables
 
 ROLES = ("viewer", "caseworker", "admin")
 TOKEN_PREFIX = "cl_"
@@ -158,7 +159,7 @@ class TokenStore:
     def migrate(self) -> None:
         with self._lock:
             if not self._migrated:
-                metadata.create_all(self.engine, checkfirst=True)
+                create_tables(self.engine, metadata)
                 self._migrated = True
 
     def close(self) -> None:
@@ -267,14 +268,6 @@ class TokenStore:
         return {"total": int(total), "items": [dict(r._mapping) for r in rows]}
 
 
-def _write_secret_file(path: os.PathLike[str] | str, text: str) -> None:
-    os.makedirs(os.path.dirname(os.fspath(path)) or ".", mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text + "\n")
-    os.chmod(path, 0o600)
-
-
 def ensure_admin_token(settings: Settings, tokens: TokenStore | None = None) -> bool:
     """On a stack's first start write a new admin token to ``settings.admin_token_path`` (mode
     0600) and store its hash; return True if it was created.
@@ -294,8 +287,7 @@ def ensure_admin_token(settings: Settings, tokens: TokenStore | None = None) -> 
                 tokens.register_hash(token, ADMIN_TOKEN_NAME, "admin")
                 return False
             path.unlink()
-        token = new_token()
-        _write_secret_file(path, token)
+        token = create_secret_file(path, (new_token() + "\n").encode()).decode()  # another process may win
         tokens.register_hash(token, ADMIN_TOKEN_NAME, "admin")
         return True
     finally:

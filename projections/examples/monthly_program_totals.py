@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from careledger.sql_schema import create_tables
 from processors.domain.calendar import event_date
 from processors.domain.model import Consumed
 from projections.registry import ProjectionSpec, register_projection
@@ -133,7 +134,7 @@ class MonthlyProgramTotalsStore:
         self._insert = insert
 
     def migrate(self) -> None:
-        metadata.create_all(self.engine)
+        create_tables(self.engine, metadata)
 
     def reset(self) -> None:
         metadata.drop_all(self.engine)

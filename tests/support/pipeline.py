@@ -116,6 +116,12 @@ def wait_caught_up(settings: Settings, stores: dict[str, ProjectionStore], *, ex
         probe.close()
 
 
+def around(text: str, marker: str, before: int = 4000, after: int = 1000) -> str:
+    """The part of a log around the first ``marker`` (what made a worker restart), else its end."""
+    at = text.find(marker)
+    return text[-before:] if at < 0 else text[max(0, at - before):at + len(marker) + after]
+
+
 def tail(path: Path, lines: int = 40) -> str:
     if not path.exists():
         return "(no log)"

@@ -1,0 +1,73 @@
+"""Generated secrets appear whole or not at all, and processes starting together share one."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+
+from careledger.secret_files import (
+    EmptySecretFile,
+    InsecureSecretFile,
+    create_secret_file,
+    read_secret_file,
+)
+from careledger.settings import Settings
+
+
+def _secret_after_barrier(home: str, barrier: multiprocessing.synchronize.Barrier,
+                          results: multiprocessing.queues.Queue) -> None:
+    os.environ.pop("CARELEDGER_HMAC_KEY", None)
+    settings = Settings.from_env()
+    settings = dataclasses.replace(settings, home=Path(home))
+    barrier.wait()
+    try:
+        results.put(("ok", settings.secret("hmac-key").decode()))
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def test_processes_starting_together_all_get_one_whole_secret(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    racers = 8
+    for round_ in range(5):  # the race window is small: several rounds on fresh homes
+        home = tmp_path / f"home-{round_}"
+        barrier, results = context.Barrier(racers), context.Queue()
+        procs = [context.Process(target=_secret_after_barrier, args=(str(home), barrier, results))
+                 for _ in range(racers)]
+        for proc in procs:
+            proc.start()
+        outcomes = [results.get(timeout=60) for _ in procs]
+        for proc in procs:
+            proc.join(timeout=60)
+        assert all(kind == "ok" for kind, _ in outcomes), outcomes
+        values = {value for _, value in outcomes}
+        assert len(values) == 1 and len(values.pop()) == 64, outcomes
+        assert sorted(p.name for p in (home / "secrets").iterdir()) == ["hmac-key"]  # no temporary left
+
+
+def test_the_first_writer_wins(tmp_path: Path) -> None:
+    path = tmp_path / "secrets" / "master-key"
+    assert create_secret_file(path, b"first") == b"first"
+    assert create_secret_file(path, b"second") == b"first"
+    assert path.read_bytes() == b"first"
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_an_empty_secret_file_is_refused_not_used(tmp_path: Path) -> None:
+    path = tmp_path / "hmac-key"
+    path.write_bytes(b"\n")
+    path.chmod(0o600)
+    with pytest.raises(EmptySecretFile, match=r"hmac-key is empty"):
+        read_secret_file(path)
+
+
+def test_a_readable_secret_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "hmac-key"
+    path.write_bytes(b"s3cret")
+    path.chmod(0o640)
+    with pytest.raises(InsecureSecretFile, match=r"chmod 600"):
+        read_secret_file(path)
