@@ -15,6 +15,7 @@ import urllib.request
 from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 
 from infra.process import free_port
+from processors.lag import LagProbe
 from producers.publisher import PRODUCER_DEFAULTS, encode
 from producers.simulate.generator import SimConfig, generate
 from schemas.validation import partition_key
@@ -40,6 +41,22 @@ def _send_in_transactions(settings, events: list[dict]) -> None:  # noqa: ANN001
         producer.close()
 
 
+def _last_record_offsets(settings) -> dict[int, int]:  # noqa: ANN001
+    """Partition -> offset of its last record (control records are not records)."""
+    last: dict[int, int] = {}
+    for record in topic_records(settings, settings.topics.events):
+        last[record.partition] = max(record.offset, last.get(record.partition, -1))
+    return last
+
+
+def _wait_until_applied(store, w, wanted: dict[int, int]) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + 300
+    while store.offsets() != wanted:
+        assert w.alive(), f"worker died; log:\n{tail(w.log_path)}"
+        assert time.monotonic() < deadline, f"stalled at {store.offsets()}, want {wanted}"
+        time.sleep(0.5)
+
+
 def test_worker_applies_everything_around_deleted_and_control_offsets(stack: TestStack) -> None:
     metrics_port = free_port()
     settings = stack.fresh_settings(metrics_port=metrics_port)
@@ -54,20 +71,13 @@ def test_worker_applies_everything_around_deleted_and_control_offsets(stack: Tes
     _send_in_transactions(settings, middle)
     publish(settings, last)
 
-    on_topic = topic_records(settings, settings.topics.events)
-    last_offsets: dict[int, int] = {}
-    for record in on_topic:
-        last_offsets[record.partition] = max(record.offset, last_offsets.get(record.partition, -1))
-    assert len(on_topic) == len(events) - 50
+    assert len(topic_records(settings, settings.topics.events)) == len(events) - 50
+    last_offsets = _last_record_offsets(settings)
     url = settings.sql_url
     store = open_test_store(settings, url)
     w = worker(settings, "sql", url, "holes").start()
     try:
-        deadline = time.monotonic() + 300
-        while store.offsets() != last_offsets:
-            assert w.alive(), f"worker died; log:\n{tail(w.log_path)}"
-            assert time.monotonic() < deadline, f"stalled at {store.offsets()}, want {last_offsets}"
-            time.sleep(0.5)
+        _wait_until_applied(store, w, last_offsets)
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:  # noqa: S310
             metrics = response.read().decode()
     finally:
@@ -83,3 +93,28 @@ def test_worker_applies_everything_around_deleted_and_control_offsets(stack: Tes
     reference = clean_run(settings, f"sqlite:///{settings.home / 'clean.sqlite3'}")
     differences = diff_snapshots(store.snapshot_rows(), reference.snapshot_rows())
     assert differences == {table: 0 for table in differences}, differences
+
+
+def test_lag_is_zero_when_partitions_end_on_control_records(stack: TestStack) -> None:
+    settings = stack.fresh_settings()
+    events = list(itertools.islice(generate(SimConfig(seed=32, persons=60)), 300))
+    _send_in_transactions(settings, events)  # every partition written to ends on a commit marker
+    last_offsets = _last_record_offsets(settings)
+    url = settings.sql_url
+    store = open_test_store(settings, url)
+    probe = LagProbe(settings, {"sql": store})
+    try:
+        before = probe.measure()
+        assert before.total >= len(events)  # records not applied are lag, markers or not
+        assert all(before.end_offsets[p] > last + 1 for p, last in last_offsets.items())  # markers at the end
+        w = worker(settings, "sql", url, "markers").start()
+        try:
+            _wait_until_applied(store, w, last_offsets)
+        finally:
+            w.stop()
+        caught_up = probe.measure()
+        assert caught_up.total == 0, caught_up.per_partition
+        publish(settings, list(itertools.islice(generate(SimConfig(seed=33, persons=5)), 5)))
+        assert probe.measure().total >= 5  # real records after the markers are lag again (counted in offsets)
+    finally:
+        probe.close()

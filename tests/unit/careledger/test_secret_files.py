@@ -57,17 +57,14 @@ def test_the_first_writer_wins(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
 
 
-def test_an_empty_secret_file_is_refused_not_used(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("content", "mode", "error", "message"), [
+    (b"\n", 0o600, EmptySecretFile, r"hmac-key is empty"),  # a key of no bytes: the wrong key
+    (b"s3cret", 0o640, InsecureSecretFile, r"chmod 600"),  # readable by the group
+])
+def test_unusable_secret_files_are_refused(tmp_path: Path, content: bytes, mode: int,
+                                           error: type[Exception], message: str) -> None:
     path = tmp_path / "hmac-key"
-    path.write_bytes(b"\n")
-    path.chmod(0o600)
-    with pytest.raises(EmptySecretFile, match=r"hmac-key is empty"):
-        read_secret_file(path)
-
-
-def test_a_readable_secret_file_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "hmac-key"
-    path.write_bytes(b"s3cret")
-    path.chmod(0o640)
-    with pytest.raises(InsecureSecretFile, match=r"chmod 600"):
+    path.write_bytes(content)
+    path.chmod(mode)
+    with pytest.raises(error, match=message):
         read_secret_file(path)
