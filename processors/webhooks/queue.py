@@ -24,6 +24,7 @@ from sqlalchemy import and_, func, literal, or_, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
 
+from careledger.sql_schema import create_tables
 from projections.api.subscriptions import metadata, utc_text, webhook_deliveries
 from schemas.jsontext import dumps_compact
 
@@ -47,8 +48,7 @@ class DeliveryQueue:
         return self.engine.connect().execution_options(sqlite_begin="immediate")
 
     def migrate(self) -> None:
-        with self._write() as conn, conn.begin():
-            metadata.create_all(conn, checkfirst=True)
+        create_tables(self.engine, metadata)  # the API and the workers may start together
 
     def enqueue(self, rows: Sequence[dict[str, Any]], now: datetime | None = None) -> int:
         """Persist deliveries (``delivery_id, subscription_id, alert_id, outbox_seq, body``);
