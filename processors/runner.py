@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from processors.domain.model import Consumed
 from projections.store import ProjectionStore
@@ -35,6 +35,10 @@ log = logging.getLogger("careledger.processor")
 
 DeadLetter = Callable[[bytes | None, bytes, list[str], int, int], None]
 """``(key, raw value, reasons, partition, offset)`` → publish to the dead-letter topic."""
+
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 30.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,25 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def call_retrying(action: Callable[[], T], what: str, *, max_backoff_s: float = MAX_BACKOFF_S,
+                  sleep: Callable[[float], None] = time.sleep, give_up: Callable[[], bool] = lambda: False,
+                  on_retry: Callable[[], None] = lambda: None) -> T:
+    """``action()``, waiting out transient failures (:func:`is_transient`) with capped exponential
+    backoff for as long as it takes, each logged as "<what> unavailable (...); retrying in Ns".
+    Other errors, and any error once ``give_up()`` says so (a stopping worker), are raised."""
+    delay = FIRST_BACKOFF_S
+    while True:
+        try:
+            return action()
+        except Exception as exc:
+            if not is_transient(exc) or give_up():
+                raise
+            on_retry()
+            log.warning("%s unavailable (%s); retrying in %.1fs", what, exc, delay)
+            sleep(delay)
+            delay = min(delay * 2, max_backoff_s)
+
+
 def _check_key(key: bytes | None, event: dict[str, Any]) -> None:
     """A message keyed by anything but its ``partition_key`` may sit on another partition than the
     person's other events, so their order is lost: dead-letter it rather than apply it out of order.
@@ -88,7 +111,7 @@ class BatchRunner:
     """Decode → apply (retry transient, bisect poison) for one projection store."""
 
     def __init__(self, store: ProjectionStore, dead_letter: DeadLetter, *,
-                 max_backoff_s: float = 30.0, sleep: Callable[[float], None] = time.sleep,
+                 max_backoff_s: float = MAX_BACKOFF_S, sleep: Callable[[float], None] = time.sleep,
                  keystore: Any = None) -> None:
         self.store = store
         self.keystore = keystore  # None: the key store of Settings.from_env(), opened on first use
@@ -156,17 +179,12 @@ class BatchRunner:
             return self._apply(records[:middle], by_position) + self._apply(records[middle:], by_position)
 
     def _apply_with_retry(self, records: list[Consumed]) -> int:
-        delay = 0.5
-        while True:
-            try:
-                return self.store.apply_batch(records)
-            except Exception as exc:
-                if not is_transient(exc) or self.stopping:
-                    raise
-                self.stats.retries += 1
-                log.warning("store %s unavailable (%s); retrying in %.1fs", self.store.name, exc, delay)
-                self.sleep(delay)
-                delay = min(delay * 2, self.max_backoff_s)
+        return call_retrying(lambda: self.store.apply_batch(records), f"store {self.store.name}",
+                             max_backoff_s=self.max_backoff_s, sleep=self.sleep,
+                             give_up=lambda: self.stopping, on_retry=self._count_retry)
+
+    def _count_retry(self) -> None:
+        self.stats.retries += 1
 
     def _dead_letter(self, raw: RawRecord, reasons: list[str]) -> None:
         self.stats.poison += 1

@@ -36,7 +36,7 @@ from processors.metrics import CountingAlertPublisher, OpsServer, WorkerMetrics
 from processors.positions import PositionGuard
 from processors.replay.follow import RegistryFollower
 from processors.replay.reader import first_record_from
-from processors.runner import BatchRunner, RawRecord
+from processors.runner import BatchRunner, RawRecord, call_retrying
 from producers.publisher import EventPublisher
 from projections.registry import Registry, RegistryError
 from projections.store import ProjectionStore
@@ -172,7 +172,8 @@ def run_worker(settings: Settings, projection: str) -> int:
     configure_logging(settings, f"processor-{projection}")
     rules = load_rules(settings.rules_path)
     follower = RegistryFollower(settings, projection, rules, store_url_for(settings, projection))
-    store = follower.open()
+    # a store that is down at start is waited for here, as during a batch (not a crash loop)
+    store = call_retrying(follower.open, f"store {projection}")
     publisher = EventPublisher(settings)
     ops = WorkerMetrics(projection)
     app = build_app(settings, projection, store, publisher, ops, follower)

@@ -104,3 +104,35 @@ def _scenario(settings, server: ClickHouseServer, pause_s: float) -> None:  # no
 
 def test_clickhouse_down_sql_stays_current_clickhouse_catches_up(stack: TestStack, tmp_path: Path) -> None:
     _run(stack, tmp_path, pause_s=float(os.environ.get("CARELEDGER_CH_PAUSE_S", "25")))
+
+
+def test_worker_started_while_clickhouse_is_down_waits_for_it(stack: TestStack, tmp_path: Path) -> None:
+    settings = stack.fresh_settings()
+    server = ClickHouseServer(dataclasses.replace(settings, home=tmp_path / "clickhouse-home"))
+    server.start()
+    url = server.url("late")
+    server.stop()  # the database is created but the server is down when the worker starts
+    events = sample_events(persons=200, seed=29)
+    publish(settings, events)
+    ch_worker = worker(settings, "clickhouse", url, "late").start()
+    try:
+        deadline = time.monotonic() + 120
+        while "store clickhouse unavailable" not in tail(ch_worker.log_path, 200):
+            assert ch_worker.alive(), tail(ch_worker.log_path)
+            assert time.monotonic() < deadline, tail(ch_worker.log_path)
+            time.sleep(0.5)
+        time.sleep(5)  # a few retries while it stays down
+        server.start()
+        ch_store = open_test_store(settings, url)
+        wait_caught_up(settings, {"clickhouse": ch_store}, expected_end=len(events), timeout=300,
+                       workers=[ch_worker])
+        applied = ch_store.snapshot_rows()
+        reference = clean_run(settings, server.url("reference")).snapshot_rows()
+    finally:
+        ch_worker.stop()
+        server.stop()
+    log = tail(ch_worker.log_path, 2000)
+    assert log.count("[supervise]") == 0, around(log, "[supervise]")  # waited out, not restarted
+    assert "Traceback (most recent call last)" not in log.replace('"exc": "Traceback', "")
+    assert log.count("store clickhouse unavailable") >= 2
+    assert diff_snapshots(applied, reference) == {table: 0 for table in applied}
