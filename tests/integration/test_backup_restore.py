@@ -19,7 +19,7 @@ from producers.keystore import KeyStore
 from producers.simulate.generator import SimConfig, generate
 from projections.api.auth import TokenStore
 from tests.support.pipeline import open_test_store, publish, wait_caught_up, worker
-from tests.support.reliability import clean_run, dead_letters, diff_snapshots
+from tests.support.reliability import clean_run, dead_letters, diff_snapshots, topic_records
 from tests.support.servers import TestStack
 
 
@@ -69,6 +69,9 @@ def test_backup_restore_into_a_fresh_stack_gives_the_same_read_models(stack: Tes
     assert differences == {table: 0 for table in differences}, differences
     assert all(row[2] != forgotten for row in restored.snapshot_rows()["events"])  # erased before, erased now
     assert TokenStore.from_settings(target).verify(token) is not None
+    # alert subscribers of the restored stack get every alert once more: same alert_id (docs/operations.md §4)
+    alert_ids = {r.key for r in topic_records(source, source.topics.alerts)}
+    assert alert_ids and {r.key for r in topic_records(target, target.topics.alerts)} == alert_ids
 
     with pytest.raises(BackupError, match="already holds keys"):
         restore(target, dest, progress=False, out=io.StringIO())
