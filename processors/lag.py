@@ -49,7 +49,8 @@ class LagProbe:
 
         if self._consumer is None:
             self._consumer = KafkaConsumer(**self.settings.kafka_client_options(), enable_auto_commit=False,
-                                           request_timeout_ms=10000, fetch_max_wait_ms=50)
+                                           request_timeout_ms=10000, fetch_max_wait_ms=50,
+                                           auto_offset_reset="earliest")  # a record deleted meanwhile: read on
         topic = self.settings.topics.events
         partitions = self._consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -69,7 +70,8 @@ class LagProbe:
                 continue
             per_partition = {}
             for partition, end in ends.items():
-                next_offset = positions[partition] + 1 if partition in positions else starts.get(partition, 0)
+                next_offset = positions[partition] + 1 if partition in positions else 0
+                next_offset = max(next_offset, starts.get(partition, 0))  # deleted offsets: never applied
                 lag = max(0, end - next_offset)
                 if 0 < lag <= MARKER_CHECK_MAX_LAG and self._holds_no_record(partition, next_offset, end):
                     lag = 0
