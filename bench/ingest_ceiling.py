@@ -21,8 +21,6 @@ import dataclasses
 import itertools
 import json
 import multiprocessing
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import machine  # noqa: E402
 from bench.ingest import raw_publish, temp_broker  # noqa: E402
 from careledger.settings import Settings, Topics  # noqa: E402
 from infra.kafka_broker import ensure_topics  # noqa: E402
@@ -121,7 +120,7 @@ def main() -> int:
                 label = f"{processes} processes, {'check + send' if check else 'send only'}"
                 seconds = parallel_publish(on_topic(f"p{processes}{'c' if check else 's'}"), lines, keys, processes, check)
                 rows.append((label, n / seconds))
-        print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}")
+        print(f"machine: {machine()}")
         print(f"events: {n:,}")
         for label, rate in rows:
             print(f"{label:<40} {rate:>10,.0f} events/s  ratio to raw: {rate / raw_rate:.0%}")
