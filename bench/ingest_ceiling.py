@@ -22,15 +22,14 @@ import itertools
 import json
 import multiprocessing
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine  # noqa: E402
-from bench.ingest import raw_publish, temp_broker  # noqa: E402
+from bench.common import machine, temp_stack  # noqa: E402
+from bench.ingest import raw_publish  # noqa: E402
 from careledger.settings import Settings, Topics  # noqa: E402
 from infra.kafka_broker import ensure_topics  # noqa: E402
 from producers.publisher import PRODUCER_DEFAULTS  # noqa: E402
@@ -97,9 +96,9 @@ def main() -> int:
     parser.add_argument("--processes", type=int, nargs="+", default=[2, 3])
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="careledger-bench-ceiling-"))
-    settings, broker = temp_broker(home)
-    try:
+    # the shared private broker; its home (with every topic's data) is removed at the end
+    with temp_stack(postgres=False) as stack:
+        settings = stack.settings
         persons = args.persons or max(1, args.events // 9)
         print(f"generating {args.events:,} simulated events ...", file=sys.stderr)
         events = list(itertools.islice(generate(SimConfig(persons=persons, seed=1)), args.events))
@@ -126,8 +125,6 @@ def main() -> int:
             print(f"{label:<40} {rate:>10,.0f} events/s  ratio to raw: {rate / raw_rate:.0%}")
         print(f"reproduce: .venv/bin/python bench/ingest_ceiling.py --events {args.events} --persons {persons} "
               f"--processes {' '.join(map(str, args.processes))}")
-    finally:
-        broker.stop()
     return 0
 
 

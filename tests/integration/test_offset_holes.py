@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import time
 import urllib.request
+from types import SimpleNamespace
 
 from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 
@@ -75,6 +76,14 @@ def test_worker_applies_everything_around_deleted_and_control_offsets(stack: Tes
     last_offsets = _last_record_offsets(settings)
     url = settings.sql_url
     store = open_test_store(settings, url)
+    behind = SimpleNamespace(offsets=lambda: {0: 9})  # a store that applied offsets 0..9 before the deletion
+    probe = LagProbe(settings, {"sql": store, "behind": behind})  # type: ignore[dict-item]
+    try:  # the 50 deleted offsets will never be applied: they are not lag
+        before = probe.measure()
+        assert before.per_partition["sql"][0] == before.end_offsets[0] - 50
+        assert before.per_partition["behind"][0] == before.end_offsets[0] - 50
+    finally:
+        probe.close()
     w = worker(settings, "sql", url, "holes").start()
     try:
         _wait_until_applied(store, w, last_offsets)
