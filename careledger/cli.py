@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("infra.cli", "producers.cli", "processors.cli", "projections.cli")
+COMMAND_MODULES = ("infra.cli", "producers.cli", "processors.cli", "projections.cli", "projections.process_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from processors.lag import LagReport
-from processors.runner import RunnerStats
+from processors.runtime.records import BatchStats
 from projections.api import metrics as m
 
 log = logging.getLogger("careledger.processor")
@@ -72,7 +72,7 @@ class WorkerMetrics:
 
     def __init__(self, projection: str) -> None:
         self.projection = projection
-        self._seen = RunnerStats()
+        self._seen = BatchStats()
         self._lock = threading.Lock()
         self.assigned = False  # the group has assigned this worker (possibly zero partitions)
         self.stopping = False
@@ -82,8 +82,8 @@ class WorkerMetrics:
             metric.labels(projection)  # export zeros from the start
         READY.labels(projection).set(0)
 
-    def batch_done(self, stats: RunnerStats, records: int, seconds: float) -> None:
-        """After ``BatchRunner.run``: add what changed in its cumulative ``stats``."""
+    def batch_done(self, stats: BatchStats, records: int, seconds: float) -> None:
+        """After a runtime batch: add what changed in its cumulative ``stats``."""
         p = self.projection
         with self._lock:
             seen = self._seen

@@ -26,15 +26,17 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from careledger.settings import Settings, get_settings
 from producers.keystore import KeyStore, KeyStoreError, SealedDataError, open_box
 from schemas.privacy import SEALED_KEY, erase_event, sensitive_fields
 
 Event = dict[str, Any]
 OnError = Callable[[int, SealedDataError], None]
 
-__all__ = ["Unsealer", "unseal_batch", "unsealer_for"]
+__all__ = ["Unsealer", "default_keystore", "keystore_for", "unseal_batch", "unsealer_for"]
 
 
 class Unsealer:
@@ -131,24 +133,24 @@ def unseal_batch(events: Sequence[Event | None], keystore: KeyStore | Unsealer,
     return unsealer.unseal(events, on_error)
 
 
-_DEFAULT: dict[str, KeyStore] = {}
+_OPEN: dict[str, KeyStore] = {}
 
 
-def default_keystore(create: bool = True) -> KeyStore | None:
-    """The key store of this process's settings (``Settings.from_env()``), opened once.
+def keystore_for(settings: Settings, create: bool = True) -> KeyStore | None:
+    """The key store of ``settings``, opened once per process.
 
     ``create=False``: None when it is a SQLite file that does not exist yet (no key was ever made
     and nobody forgotten, so there is nothing to unseal or erase)."""
-    from pathlib import Path
-
-    from careledger.settings import get_settings
-
-    settings = get_settings()
     url = settings.keystore_db_url
     with _UNSEALERS_LOCK:
-        store = _DEFAULT.get(url)
+        store = _OPEN.get(url)
         if store is None:
             if not create and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
                 return None
-            store = _DEFAULT[url] = KeyStore.from_settings(settings)
+            store = _OPEN[url] = KeyStore.from_settings(settings)
         return store
+
+
+def default_keystore(create: bool = True) -> KeyStore | None:
+    """The key store of this process's settings (``get_settings()``)."""
+    return keystore_for(get_settings(), create)

@@ -1,69 +1,121 @@
-"""The faust-streaming worker: ``careledger process --projection sql|clickhouse``.
+"""The faust-streaming worker: ``careledger process --projection NAME``.
 
 One worker process serves one projection store and one consumer group (``<group>-<projection>``),
 so a slow or absent ClickHouse never holds back the SQL read models.  Several processes with the
-same projection share the partitions (Kafka rebalances them); the store's per-partition offsets
-make that safe.
+same projection share the partitions (Kafka rebalances them); the store's positions make that safe.
+
+What runs where:
+
+* the faust agent (event loop) takes batches (``take_events`` with a ``within``) and hands each
+  to the projection runtime (``processors.runtime``) in a worker thread - *pipelined*: while one
+  batch is decoded, folded and committed, the agent already collects the next one, so faust's
+  per-event machinery and the projection's work overlap (SQLite and PostgreSQL release the GIL);
+* the runtime owns the batch: decode → positions → de-duplication → load → fold → write +
+  positions in one transaction → alert relay (``processors/runtime/apply.py`` lists the steps).
 
 Positions: the store is the source of truth.  On every assignment the worker seeks each partition
-to the offset after the one the store last applied, so Faust's own commits (which happen after
-the ack, i.e. after our transaction) are only a hint and a wiped store rebuilds from the start.
-A position guard (processors/positions.py) lets through, per partition, only the offset the store
-needs next: a record the stream hands out of turn is dropped or stops the worker, never applied.
-
-Checkpoint order per batch (as in quixstreams): apply to the store and commit its transaction
-(read model + offsets together) → publish pending alerts from the outbox, mark them sent →
-Faust acks, and commits the Kafka group offset on its interval.
+to the offset after the one the store last applied.  Faust's own recovery then seeks every
+partition to the consumer group's committed offsets, which are only a hint (they may be ahead
+of an emptied or restored store, or behind it); the position guard (``processors/positions.py``)
+sees the stream elsewhere than the store and the worker seeks again, so a store that is empty or
+behind catches up from its own positions, whatever the group committed, and says so in the log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import faust
+from faust.types import TP
 from mode.utils.times import want_seconds
 
 from careledger.settings import Settings
 from processors.alert_relay import AlertRelay
 from processors.kafka_auth import faust_broker_options
 from processors.lag import LagProbe
+from processors.logging_setup import configure_logging
 from processors.metrics import CountingAlertPublisher, OpsServer, WorkerMetrics
 from processors.positions import PositionGuard
-from processors.replay.follow import RegistryFollower
+from processors.privacy import keystore_for
 from processors.replay.reader import first_record_from
-from processors.runner import BatchRunner, RawRecord, call_retrying
+from processors.runtime.apply import ProjectionRuntime
+from processors.runtime.contracts import Binding, StoreSource
+from processors.runtime.decoding import RecordDecoder
+from processors.runtime.records import RawRecord
+from processors.runtime.retry import call_retrying
 from producers.publisher import EventPublisher
-from projections.registry import Registry, RegistryError
-from projections.store import ProjectionStore
 
 log = logging.getLogger("careledger.processor")
 
 LAG_LOG_INTERVAL_S = 10.0
 
 
-def store_url_for(settings: Settings, projection: str) -> str:
-    if Registry(settings).active_name(projection) is not None:  # replay swapped it (docs/replay.md)
-        return Registry(settings).active_url(projection)
-    if projection == "sql":
-        return settings.sql_url
-    if projection == "clickhouse":
-        if not settings.clickhouse_url:
-            raise SystemExit("CARELEDGER_CLICKHOUSE_URL is not set: no ClickHouse projection to run")
-        return settings.clickhouse_url
-    try:  # a projection added later (projections/registry.py)
-        return Registry(settings).active_url(projection)
-    except RegistryError as exc:
-        raise SystemExit(str(exc)) from None
+class Pipeline:
+    """The worker's state shared by the agent, the rebalance callbacks and the timers."""
+
+    def __init__(self, settings: Settings, projection: str, binding: Binding, publisher: EventPublisher,
+                 metrics: WorkerMetrics) -> None:
+        self.settings = settings
+        self.projection = projection
+        self.binding = binding
+        self.publisher = publisher
+        self.metrics = metrics
+        decoder = RecordDecoder(self.dead_letter, partial(keystore_for, settings))
+        self.relay = self._relay(binding)
+        self.runtime = ProjectionRuntime(binding.projection, binding.writer, decoder,
+                                         after_commit=[self._after_commit])
+        self.guard = PositionGuard(partial(first_record_from, settings))
+        self.lag = LagProbe(settings, {projection: binding.writer})
+        self.lock = threading.Lock()  # held while a batch is applied: shutdown and swaps wait for it
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"apply-{projection}")
+        self.inflight: asyncio.Future[None] | None = None
+
+    def _relay(self, binding: Binding) -> AlertRelay | None:
+        if binding.outbox is None:
+            return None
+        return AlertRelay(binding.outbox, CountingAlertPublisher(self.publisher))
+
+    def dead_letter(self, raw: RawRecord, reasons: list[str]) -> None:
+        self.publisher.publish_dlq(raw.value.decode("utf-8", "replace"), reasons,
+                                   {"source": self.settings.topics.events, "partition": raw.partition,
+                                    "offset": raw.offset, "projection": self.projection})
+        self.metrics.dead_lettered()
+
+    def _after_commit(self, applied: int) -> None:
+        self.publisher.flush()  # this batch's dead letters are on Kafka before its positions move on
+        if self.relay is not None:
+            self.relay.drain()
+
+    def apply(self, raws: list[RawRecord]) -> None:
+        """One batch, in the worker thread: admit (position guard), then the runtime."""
+        with self.lock:
+            started = time.perf_counter()
+            admitted = self.guard.admit(raws)  # may ask the broker; raises PositionLost
+            self.metrics.offset_holes(self.guard.holes)
+            self.runtime.apply(admitted)
+            self.metrics.batch_done(self.runtime.stats, len(raws), time.perf_counter() - started)
+
+    def switch(self, binding: Binding) -> Binding:
+        """A replay swapped another store in: drain the old outbox, use the new store from now on."""
+        with self.lock:
+            old = self.binding
+            if self.relay is not None:
+                self.relay.drain()
+            self.binding = binding
+            self.runtime.projection, self.runtime.writer = binding.projection, binding.writer
+            self.relay = self._relay(binding)
+            self.lag.stores[self.projection] = binding.writer
+            return old
 
 
-def build_app(settings: Settings, projection: str, store: ProjectionStore,
-              publisher: EventPublisher, metrics: WorkerMetrics | None = None,
-              follower: RegistryFollower | None = None) -> faust.App:
+def build_app(settings: Settings, projection: str, pipeline: Pipeline, source: StoreSource | None = None) -> faust.App:
     group = f"{settings.processor_group}-{projection}"
     datadir = settings.home / "faust" / group
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -81,103 +133,109 @@ def build_app(settings: Settings, projection: str, store: ProjectionStore,
         producer_acks=-1,
         broker_session_timeout=settings.session_timeout_s,
     )
-    events_topic = app.topic(settings.topics.events, value_serializer="raw", key_serializer="raw")
-    ops = metrics if metrics is not None else WorkerMetrics(projection)
-    batch_lock = threading.Lock()  # held while a batch is applied: shutdown waits for it
+    topic_name = settings.topics.events
+    events_topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw")
+    ops = pipeline.metrics
 
-    def dead_letter(key: bytes | None, value: bytes, reasons: list[str], partition: int, offset: int) -> None:
-        publisher.publish_dlq(value.decode("utf-8", "replace"), reasons,
-                              {"source": settings.topics.events, "partition": partition, "offset": offset,
-                               "projection": projection})
-        ops.dead_lettered()
-
-    runner = BatchRunner(store, dead_letter)
-    positions = PositionGuard(partial(first_record_from, settings))
-    relay = AlertRelay(store, CountingAlertPublisher(publisher)) if projection == "sql" else None
-    lag = LagProbe(settings, {projection: store})
-
-    @app.on_partitions_assigned.connect
-    async def seek_to_store_positions(sender: Any, assigned: set[Any], **_: Any) -> None:
-        stored = await asyncio.to_thread(runner.store.offsets)  # the store may have been swapped
-        for tp in assigned:
-            if tp.topic != settings.topics.events:
+    async def seek_to_store(partitions: list[int], why: str) -> None:
+        stored = await asyncio.to_thread(pipeline.binding.writer.offsets)
+        behind: list[str] = []
+        for tp in app.consumer.assignment():
+            if tp.topic != topic_name or tp.partition not in partitions:
                 continue
             offset = stored[tp.partition] + 1 if tp.partition in stored else 0
             await app.consumer.seek(tp, offset)
-            positions.sought(tp.partition, offset)
-        log.info("assigned %d partitions of %s; positions from store %s", len(assigned),
-                 settings.topics.events, runner.store.name)
-        ops.partitions_assigned(sum(1 for tp in assigned if tp.topic == settings.topics.events))
+            pipeline.guard.sought(tp.partition, offset)
+            behind.append(f"{tp.partition}@{offset}")
+        if behind:
+            empty = "; the store is empty: building it from offset 0" if not stored else ""
+            log.info("%s: reading %s from the store's own positions (partition@offset: %s)%s", why,
+                     pipeline.binding.writer.name, ", ".join(sorted(behind)), empty)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+        partitions = [tp.partition for tp in assigned if tp.topic == topic_name]
+        await seek_to_store(partitions, f"assigned {len(partitions)} partitions")
+        ops.partitions_assigned(len(partitions))
 
     @app.on_partitions_revoked.connect
-    async def forget_revoked_positions(sender: Any, revoked: set[Any], **_: Any) -> None:
-        positions.forget(tp.partition for tp in revoked if tp.topic == settings.topics.events)
+    async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        await wait_inflight()
+        pipeline.guard.forget(tp.partition for tp in revoked if tp.topic == topic_name)
 
-    def process_batch(raws: list[RawRecord]) -> None:
-        with batch_lock:
-            started = time.perf_counter()
-            raws = positions.admit(raws)  # may ask the broker; raises PositionLost
-            ops.offset_holes(positions.holes)
-            runner.run(raws)
-            ops.batch_done(runner.stats, len(raws), time.perf_counter() - started)
-            publisher.flush()  # dead letters of this batch are on Kafka before we ack it
-            if relay is not None:
-                relay.drain()
+    async def wait_inflight() -> None:
+        if pipeline.inflight is not None:
+            try:
+                await pipeline.inflight
+            finally:
+                pipeline.inflight = None
+
+    def crash_on_failure(future: asyncio.Future[None]) -> None:
+        exc = None if future.cancelled() else future.exception()
+        if exc is not None:  # never let it pass: faust would ack and skip the batch
+            log.error("batch not applied (%s: %s); stopping so it is read again after the restart",
+                      type(exc).__name__, exc)
+            pipeline.runtime.stopping = True
+            ops.crashed = True
+            asyncio.ensure_future(app.crash(exc))
 
     @app.agent(events_topic, name=f"{group}-apply")
     async def apply_events(stream: faust.Stream) -> None:
+        loop = asyncio.get_running_loop()
         async for batch in stream.take_events(settings.batch_size, within=want_seconds(settings.batch_within_s)):
-            raws = [RawRecord(e.message.partition, e.message.offset, e.message.key, e.message.value)
-                    for e in batch]
-            if follower is not None:  # replay: swap to the registry's active store at this boundary
-                await follower.at_batch_boundary(app, runner, relay, lag, positions)
+            raws = [RawRecord(e.message.partition, e.message.offset, e.message.key, e.message.value) for e in batch]
             try:
-                await asyncio.to_thread(process_batch, raws)
-            except Exception as exc:  # never let it escape: Faust would ack and skip the events
-                log.exception("batch from %s not applied; stopping so it is re-read after restart",
-                              [(r.partition, r.offset) for r in raws[:1]])
-                runner.stopping = True
-                ops.crashed = True
-                await app.crash(exc)
+                await wait_inflight()  # the previous batch is committed before this one starts
+            except Exception:  # noqa: BLE001 - crash_on_failure has stopped the app
                 return
+            for partition, offset in pipeline.guard.take_reseeks().items():
+                await app.consumer.seek(TP(topic_name, partition), offset)
+            if source is not None and await asyncio.to_thread(source.swapped):  # replay swapped a store in
+                await switch_store()
+            pipeline.inflight = loop.run_in_executor(pipeline.executor, pipeline.apply, raws)
+            pipeline.inflight.add_done_callback(crash_on_failure)
+
+    async def switch_store() -> None:
+        assert source is not None
+        new = await asyncio.to_thread(source.open)
+        old = await asyncio.to_thread(pipeline.switch, new)
+        partitions = [tp.partition for tp in app.consumer.assignment() if tp.topic == topic_name]
+        await seek_to_store(partitions, "registry swap")
+        await asyncio.to_thread(old.close)
 
     @app.timer(interval=LAG_LOG_INTERVAL_S)
     async def report_lag() -> None:
         try:
-            report = await asyncio.to_thread(lag.measure)
+            report = await asyncio.to_thread(pipeline.lag.measure)
         except Exception as exc:  # noqa: BLE001 - a timer error would crash the app: the store or
             # Kafka is down, which the batch path already waits out (tests/integration/test_faults_clickhouse.py)
             log.warning("lag of %s not measured: %s: %s", projection, type(exc).__name__, exc)
             return
         ops.lag(report)
-        log.info("lag %s=%d (batches=%d applied=%d poison=%d retries=%d)", projection, report.total,
-                 runner.stats.batches, runner.stats.applied, runner.stats.poison, runner.stats.retries)
-        if relay is not None:
+        stats = pipeline.runtime.stats
+        log.info("lag %s=%d (batches=%d applied=%d duplicates=%d poison=%d retries=%d reseeks=%d)", projection,
+                 report.total, stats.batches, stats.applied, stats.duplicates, stats.poison, stats.retries,
+                 pipeline.guard.reseeks)
+        if pipeline.relay is not None:
             try:
-                await asyncio.to_thread(relay.drain)
+                await asyncio.to_thread(pipeline.relay.drain)
             except Exception as exc:  # noqa: BLE001 - the rows stay pending for the next drain
                 log.warning("alert relay not drained: %s: %s", type(exc).__name__, exc)
 
-    app.careledger_runner = runner  # type: ignore[attr-defined]
-    app.careledger_positions = positions  # type: ignore[attr-defined]
-    app.careledger_batch_lock = batch_lock  # type: ignore[attr-defined]
     return app
 
 
-def run_worker(settings: Settings, projection: str) -> int:
-    """Run until SIGTERM/SIGINT; the current batch finishes (its transaction is atomic anyway)."""
-    from processors.domain.rules_config import load_rules
-    from processors.logging_setup import configure_logging
-
+def run_worker(settings: Settings, projection: str, source: StoreSource,
+               metrics_port: Callable[[], int] | None = None) -> int:
+    """Run until SIGTERM/SIGINT; the batch in hand finishes (its transaction is atomic anyway)."""
     configure_logging(settings, f"processor-{projection}")
-    rules = load_rules(settings.rules_path)
-    follower = RegistryFollower(settings, projection, rules, store_url_for(settings, projection))
     # a store that is down at start is waited for here, as during a batch (not a crash loop)
-    store = call_retrying(follower.open, f"store {projection}")
+    binding = call_retrying(source.open, f"store {projection}")
     publisher = EventPublisher(settings)
     ops = WorkerMetrics(projection)
-    app = build_app(settings, projection, store, publisher, ops, follower)
-    server = OpsServer(ops, store.ping, settings.metrics_port, settings.metrics_addr).start() \
+    pipeline = Pipeline(settings, projection, binding, publisher, ops)
+    app = build_app(settings, projection, pipeline, source)
+    server = OpsServer(ops, lambda: pipeline.binding.ping(), settings.metrics_port, settings.metrics_addr).start() \
         if settings.metrics_port else None
 
     def on_signal() -> None:
@@ -186,12 +244,12 @@ def run_worker(settings: Settings, projection: str) -> int:
         if ops.stopping:
             return
         ops.stopping = True
-        app.careledger_runner.stopping = True  # type: ignore[attr-defined]
+        pipeline.runtime.stopping = True
         log.info("stopping %s worker: finishing the current batch", projection)
 
     # mode's Worker turns SIGTERM/SIGINT into a graceful stop (consumer leaves the group, agents
     # are cancelled).  A batch already in its thread runs to its commit: we wait for it below
-    # before closing the store, so the last transaction is always whole (offsets + facts).
+    # before closing the store, so the last transaction is always whole (positions + read model).
     worker = _Worker(app, on_signal, loglevel="WARNING", quiet=True, override_logging=False)
     code = 0
     try:
@@ -199,13 +257,13 @@ def run_worker(settings: Settings, projection: str) -> int:
     except SystemExit as exit_:
         code = int(exit_.code or 0)
     finally:
-        with app.careledger_batch_lock:  # type: ignore[attr-defined]
+        pipeline.executor.shutdown(wait=True)
+        with pipeline.lock:
             pass
         if server is not None:
             server.stop()
         publisher.close()
-        store.close()
-        app.careledger_runner.store.close()  # type: ignore[attr-defined]  # after a replay swap
+        pipeline.binding.close()
         log.info("%s worker stopped (exit %d)", projection, code)
     return code
 

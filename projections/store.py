@@ -1,100 +1,94 @@
-"""The one interface every read-model store implements (SQL: SQLite/PostgreSQL; ClickHouse).
+"""What every read-model store declares (SQL: SQLite/PostgreSQL; ClickHouse; added projections).
 
-The worker writes through ``apply_batch``; the read API and replay read through the query methods.
-Answers are plain dicts shaped as CONTRACT.md §2 says, so the API layer only serialises them.
+The worker and the replay write through :meth:`ProjectionStore.binding` (the projection runtime's
+policy + writer, ``processors.runtime``); the read API, the lag probe, replay verification and
+erasure use the methods declared here.  A capability a caller uses is declared in one of these
+Protocols - nobody looks for methods with ``getattr``.  Answers are plain dicts shaped as
+CONTRACT.md §2 says, so the API layer only serialises them.
 """
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Any, Protocol
+from datetime import date, datetime
+from typing import Any, Protocol, runtime_checkable
 
-from processors.domain.model import Consumed
+from processors.runtime.contracts import Binding, Positions
 
-
-def fresh_records(records: list[Consumed], positions: dict[int, int], seen: set[str],
-                  moved: dict[int, int] | None = None) -> list[Consumed]:
-    """The effectively-once filter every store's write path starts with: records past the stored
-    position of their partition, and of those, the first of each ``event_id`` not in ``seen``.
-    Every record past its position advances ``positions`` (and ``moved``), poison included, so
-    the stored offsets cover what was skipped too.  ``positions`` and ``seen`` are updated."""
-    out: list[Consumed] = []
-    for rec in records:
-        if rec.offset <= positions.get(rec.partition, -1):
-            continue
-        positions[rec.partition] = rec.offset
-        if moved is not None:
-            moved[rec.partition] = rec.offset
-        event = rec.event
-        if event is None or event["event_id"] in seen:
-            continue
-        seen.add(event["event_id"])
-        out.append(rec)
-    return out
+COUNT_KINDS = ("payment", "service", "visit", "job", "need", "person", "posting")
 
 
-class CountsAnswer(dict[str, int]):
-    """``{"events": int, "persons": int, "amount_fen": int, "positions": int}``"""
-
-
+@runtime_checkable
 class ProjectionStore(Protocol):
-    name: str  # projection name used in the offsets table and in /api/status
+    name: str  # projection name its positions are kept under (and shown in /api/status)
 
     def migrate(self) -> None:
         """Create or upgrade the schema (idempotent)."""
 
-    def apply_batch(self, records: list[Consumed]) -> int:
-        """Apply one batch effectively-once; return how many events were newly applied."""
+    def binding(self) -> Binding:
+        """The projection policy and writer the runtime applies batches with."""
 
-    def offsets(self) -> dict[int, int]:
+    def offsets(self) -> Positions:
         """Last applied offset per partition of ``careledger.events`` (absent: none applied)."""
 
-    def counts(
-        self,
-        kind: str,
-        key: str | None = None,
-        date_from: date | None = None,
-        date_to: date | None = None,
-        town: str | None = None,
-    ) -> dict[str, int]: ...
+    def drop_positions(self, projections: list[str]) -> None:
+        """Remove the positions kept under other names (a parallel replay's worker aliases)."""
+
+    def counts(self, kind: str, key: str | None = None, date_from: date | None = None,
+               date_to: date | None = None, town: str | None = None) -> dict[str, int]: ...
+
+    def snapshot_rows(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every read-model row, sorted (tests compare whole stores with it)."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        """A small summary two builds over the same positions must agree on (replay verification)."""
+
+    def reset(self) -> None:
+        """Drop the read model and create it empty again."""
+
+    def drop_read_models(self) -> None:
+        """Drop the read model's tables (a store replay did not create: its database stays)."""
+
+    def ping(self) -> bool: ...
 
     def close(self) -> None: ...
 
 
-class PersonLevelStore(ProjectionStore, Protocol):
-    """Stores that also keep person state, alerts and warnings (the SQL stores)."""
+@runtime_checkable
+class ErasableStore(Protocol):
+    def forget(self, person_id: str, tombstone_id: str) -> dict[str, int]:
+        """Purge a forgotten person (docs/privacy.md); rows changed per kind."""
 
-    def alerts(
-        self,
-        rule: str | None = None,
-        person_id: str | None = None,
-        status: str | None = None,
-        towns: list[str] | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> dict[str, Any]:
-        """``{"total": int, "items": [alert dicts]}``; ``towns`` restricts for caseworkers."""
 
-    def warnings(
-        self,
-        as_of: date,
-        rule: str | None = None,
-        person_id: str | None = None,
-        towns: list[str] | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> dict[str, Any]: ...
+@runtime_checkable
+class PersonLevelStore(ProjectionStore, ErasableStore, Protocol):
+    """The SQL read model: person state, alerts, warnings and their outbox too."""
 
-    def grouped_counts(
-        self,
-        kind: str,
-        group_by: list[str],
-        key: str | None = None,
-        date_from: date | None = None,
-        date_to: date | None = None,
-        town: str | None = None,
-    ) -> list[dict[str, Any]]:
+    def grouped_counts(self, kind: str, group_by: list[str], key: str | None = None,
+                       date_from: date | None = None, date_to: date | None = None,
+                       town: str | None = None) -> list[dict[str, Any]]:
         """Counts grouped by any of ``key``, ``town``, ``month``, ``date`` in one query."""
+
+    def alerts(self, rule: str | None = None, person_id: str | None = None, status: str | None = None,
+               towns: list[str] | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """``{"total": int, "items": [alert dicts]}``; ``towns`` (a caseworker's) follows the
+        persons' current towns."""
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None: ...
+
+    def acknowledge_alert(self, alert_id: str, who: str, at: str | datetime | None = None,
+                          resolve: bool = False) -> dict[str, Any] | None: ...
+
+    def warnings(self, as_of: date, rule: str | None = None, person_id: str | None = None,
+                 towns: list[str] | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]: ...
+
+    def person_town(self, person_id: str) -> str | None:
+        """The person's current town (None: unknown person)."""
 
     def person_timeline(self, person_id: str) -> dict[str, Any]:
         """``{"person": {...} | None, "events": [...], "alerts": [...]}``"""
+
+    def event_count(self) -> int: ...
+
+    def outbox_pending(self, limit: int = 1000) -> list[dict[str, Any]]: ...
+
+    def mark_sent(self, seqs: Any) -> int: ...

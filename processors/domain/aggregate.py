@@ -12,8 +12,11 @@ on the order the events arrived in.  Stamps are strings that compare correctly a
   kept even if the person is reactivated later, so whichever of payment and status arrives first,
   ``payment_after_end`` judges the same end date.
 
-Serialised as compact JSON with short positional rows; ``from_json(to_json(a)) == a`` and
-``to_json(from_json(s)) == s``.
+The aggregate a batch folds is a *partial view*: the fixed-size core (profile, status, dates) plus
+only the payment groups, needs, pending reversals and alerts the batch's events can touch
+(``processors.domain.batch.plan``); each part is stored as its own rows
+(``projections/sql/rows.py``).  ``hazard_visits`` only lives for one batch: the alerts they raise
+are stored, and a re-sent visit never reaches the fold (the runtime de-duplicates event ids).
 """
 
 from __future__ import annotations
@@ -22,9 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from processors.domain.model import Alert
-from schemas.jsontext import dumps_compact, loads
 
-FORMAT_VERSION = 1
 PROFILE_FIELDS: tuple[str, ...] = (
     "town", "village", "category", "grade", "birth_date", "hardship", "certificate_expires",
 )
@@ -124,58 +125,3 @@ class PersonAggregate:
     @property
     def end_stamp(self) -> str | None:
         return None if self.end_date is None else f"{self.end_date}|{self.end_event_id}"
-
-    def to_json(self) -> str:
-        data = {
-            "v": FORMAT_VERSION,
-            "id": self.person_id,
-            "profile": [getattr(self, name) for name in PROFILE_FIELDS],
-            "stamps": self.profile_stamps,
-            "reg": self.registered_on,
-            "status": [self.status, self.status_effective, self.status_stamp],
-            "end": [self.end_date, self.end_event_id, self.end_occurred_at],
-            "home": self.last_home_visit,
-            "pay": {eid: p.row() for eid, p in self.payments.items()},
-            "rev": self.pending_reversals,
-            "haz": {eid: v.row() for eid, v in self.hazard_visits.items()},
-            "needs": {nid: n.row() for nid, n in self.needs.items()},
-            "alerts": {aid: _alert_row(a) for aid, a in self.alerts.items()},
-        }
-        return dumps_compact(data)
-
-    @classmethod
-    def from_json(cls, text: str) -> PersonAggregate:
-        data = loads(text)
-        if data.get("v") != FORMAT_VERSION:
-            raise ValueError(f"unsupported PersonAggregate format {data.get('v')!r}")
-        person_id = data["id"]
-        town, village, category, grade, birth_date, hardship, certificate_expires = data["profile"]
-        status, status_effective, status_stamp = data["status"]
-        end_date, end_event_id, end_occurred_at = data["end"]
-        return cls(
-            person_id=person_id,
-            town=town,
-            village=village,
-            category=category,
-            grade=grade,
-            birth_date=birth_date,
-            hardship=hardship,
-            certificate_expires=certificate_expires,
-            profile_stamps=data["stamps"],
-            registered_on=data["reg"],
-            status=status,
-            status_effective=status_effective,
-            status_stamp=status_stamp,
-            end_date=end_date,
-            end_event_id=end_event_id,
-            end_occurred_at=end_occurred_at,
-            last_home_visit=data["home"],
-            payments={eid: Payment(*row) for eid, row in data["pay"].items()},
-            pending_reversals=data["rev"],
-            hazard_visits={eid: HazardVisit(tuple(row[0]), row[1], row[2]) for eid, row in data["haz"].items()},
-            needs={nid: Need(*row) for nid, row in data["needs"].items()},
-            alerts={
-                aid: Alert(aid, r[0], r[1], person_id, r[2], tuple(r[3]), r[4], r[5], r[6], r[7], r[8])
-                for aid, r in data["alerts"].items()
-            },
-        )

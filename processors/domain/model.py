@@ -101,12 +101,16 @@ class AlertAction:
 
 @dataclass(slots=True)
 class EventEffects:
-    """What applying one event changed; the store writes exactly this."""
+    """What applying one event changed, for the batch fold (``processors.domain.batch``) to turn
+    into rows: the count facts, and which parts of the person's state need writing back."""
 
     fact_deltas: list[tuple[FactKey, FactDelta]] = field(default_factory=list)
-    person_changed: str | None = None
+    person_changed: str | None = None  # the person's core (profile, status, dates) changed
     alerts_changed: list[Alert] = field(default_factory=list)
     alert_actions: list[AlertAction] = field(default_factory=list)
+    payments_changed: list[str] = field(default_factory=list)  # payment ids added or (un)reversed
+    pending_changed: list[str] = field(default_factory=list)  # payment ids whose pending reversal moved
+    needs_changed: list[str] = field(default_factory=list)  # need ids registered or fulfilled
 
 
 class Consumed(NamedTuple):

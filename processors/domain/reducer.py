@@ -1,9 +1,14 @@
 """The projector: folds one validated event into a person's aggregate and says what changed.
 
 Pure and in-place: ``apply`` mutates the aggregate it is given (no per-event copies; callers own
-the aggregate) and returns it with the :class:`EventEffects` the store must write.  Work per
-event is bounded by the person's relevant state (one payment group, or every payment when the
-end date moves), never by the history of other persons.
+the aggregate) and returns it with the :class:`EventEffects` saying what changed.  The aggregate
+may be a *partial view* (``processors.domain.batch`` loads, per batch, only the payment groups,
+needs, pending reversals and alerts its events can touch), so work per event is bounded by the
+person's relevant state - one payment group, or the payments an earlier end date reaches -
+never by the length of the person's history.
+
+A handler returns whether the person's *core* (profile, status, dates) changed; changes to
+payments, pending reversals and needs are listed in the effects.
 """
 
 from __future__ import annotations
@@ -164,15 +169,17 @@ class Projector:
         if hazards and event_id not in agg.hazard_visits:
             agg.hazard_visits[event_id] = HazardVisit(tuple(hazards), event["occurred_at"], event["town"])
             self._emit(agg, hazard_subjects(agg, event_id, self.rules), effects)
-            changed = True
         return changed
 
     def _payment(self, agg: PersonAggregate, event: Event, day: str, effects: EventEffects) -> bool:
         event_id = event["event_id"]
-        if event_id in agg.payments:  # re-sent: the store should have dropped it already
+        if event_id in agg.payments:  # re-sent: the runtime should have dropped it already
             return False
         payload = event["payload"]
         reversed_by = agg.pending_reversals.pop(event_id, None)
+        if reversed_by is not None:
+            effects.pending_changed.append(event_id)
+        effects.payments_changed.append(event_id)
         agg.add_payment(event_id, Payment(
             payload["program"], payload["period"], payload["amount_fen"], day, event["town"],
             event["occurred_at"], reversed_by,
@@ -180,7 +187,7 @@ class Projector:
         if reversed_by is None:  # reversed before it arrived: contributes nothing
             self._count(event, day, effects)
         self._emit(agg, payment_subjects(agg, event_id, self.rules), effects)
-        return True
+        return False
 
     def _reversal(self, agg: PersonAggregate, event: Event, day: str, effects: EventEffects) -> bool:
         target, reversal_id = event["payload"]["reverses"], event["event_id"]
@@ -190,17 +197,20 @@ class Projector:
             if pending is not None and pending <= reversal_id:
                 return False
             agg.pending_reversals[target] = reversal_id
-            return True
+            effects.pending_changed.append(target)
+            return False
         if payment.reversed_by is not None:  # already reversed: only the recorded id may change
             if payment.reversed_by <= reversal_id:
                 return False
             payment.reversed_by = reversal_id
-            return True
+            effects.payments_changed.append(target)
+            return False
         payment.reversed_by = reversal_id
+        effects.payments_changed.append(target)
         key = FactKey("payment", payment.program, payment.town, payment.date, agg.person_id)
         effects.fact_deltas.append((key, negated(FactDelta(events=1, amount_fen=payment.amount_fen))))
         self._emit(agg, payment_subjects(agg, target, self.rules), effects)
-        return True
+        return False
 
     def _need(self, agg: PersonAggregate, event: Event, day: str, effects: EventEffects) -> bool:
         self._count(event, day, effects)
@@ -211,7 +221,8 @@ class Projector:
         if need.registered_on is not None and (need.registered_on, need.registered_by) <= (day, event_id):
             return False
         need.need, need.registered_on, need.registered_by = payload["need"], day, event_id
-        return True
+        effects.needs_changed.append(payload["need_id"])
+        return False
 
     def _fulfilment(self, agg: PersonAggregate, event: Event, day: str, effects: EventEffects) -> bool:
         self._count(event, day, effects)
@@ -224,4 +235,5 @@ class Projector:
         if need.fulfilled_on is not None and (need.fulfilled_on, need.fulfilled_by) <= (day, event_id):
             return False
         need.fulfilled_on, need.fulfilled_by = day, event_id
-        return True
+        effects.needs_changed.append(need_id)
+        return False

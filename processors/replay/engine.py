@@ -1,39 +1,41 @@
-"""The fast path: log → decode (+ upcast) → ``store.apply_batch`` in large batches.
+"""The fast path: the log → the projection runtime, in large batches, without faust.
 
-No faust, no consumer group, no per-event agent: ``reader.read_log`` fetches large batches,
-``decode_consumed`` validates and upcasts (old versions come out current), and every
-``batch_size`` records go to the store's bulk, effectively-once ``apply_batch``.  Reading and
-decoding run in a feeder thread while the store writes (the SQL drivers release the GIL).
+``reader.read_log`` fetches large batches with a manually assigned kafka-python consumer; a feeder
+thread decodes them (``RecordDecoder``: typed decode, key check, unseal) while the runtime applies
+the previous batch (its SQL drivers release the GIL).  The apply is the live worker's: the same
+``ProjectionRuntime`` with the same positions, de-duplication, retries and dead letters.
 
 Positions: every record advances its partition's stored offset, including poison records and
 records a point-in-time filter leaves out (``Consumed(event=None)``), so a store built here
 continues live from exactly where the build stopped.
 
-Parallel builds (``workers > 1``): each worker process owns a subset of the partitions and writes
-the same target store under its own projection alias (``<projection>~w<k>``) - separate offsets
-rows, separate aggregate-cache writer tokens and (PostgreSQL) separate advisory locks, which is
-safe because a person's events all live on one partition.  When every worker is done the
-projection's own offsets are written (positions-only records) and the alias rows removed.
+Parallel builds (``workers > 1``): each worker process owns a subset of the partitions (a
+person's events all live on one partition).  Where they write is the target's choice
+(:class:`BuildTarget`): separate shard stores merged at the end (SQLite, one writer per file), or
+the target itself under a per-worker alias of the projection name (PostgreSQL, ClickHouse), whose
+positions are consolidated into the projection's own at the end.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from careledger.settings import Settings
 from processors.domain.calendar import event_date
 from processors.domain.model import Consumed
+from processors.privacy import keystore_for
 from processors.replay.reader import LogRecord, log_bounds, read_log
-from processors.runner import is_transient
-from schemas.validation import PoisonRecord, decode_consumed
+from processors.runtime.apply import ProjectionRuntime
+from processors.runtime.contracts import Binding, Positions
+from processors.runtime.decoding import RecordDecoder
+from processors.runtime.records import RawRecord
 
 log = logging.getLogger("careledger.replay")
 
@@ -42,6 +44,30 @@ ALIAS_SEP = "~w"
 
 Keep = Callable[[LogRecord, dict[str, Any]], bool]
 """Point-in-time filter: False leaves the event out (its position still advances)."""
+
+
+class BuildTarget(Protocol):
+    """Where a build writes (picklable: worker processes open it themselves)."""
+
+    projection: str
+
+    def open(self, settings: Settings, alias: str | None = None) -> Binding:
+        """The target's store, migrated; positions kept under ``alias`` (default: the projection)."""
+        ...
+
+    def shards(self, count: int) -> list[BuildTarget] | None:
+        """``count`` empty stores to build in parallel and merge (None: write the target itself)."""
+        ...
+
+    def merge(self, settings: Settings, shards: list[BuildTarget]) -> None:
+        """Copy built shards into the target (which must still be empty), then remove them."""
+        ...
+
+    def drop_shards(self, shards: list[BuildTarget]) -> None: ...
+
+    def consolidate(self, settings: Settings, aliases: list[str]) -> None:
+        """Make the workers' positions (kept under ``aliases``) the projection's own."""
+        ...
 
 
 @dataclass
@@ -53,7 +79,7 @@ class BuildStats:
     batches: int = 0
     seconds: float = 0.0
     by_version: dict[str, int] = field(default_factory=dict)
-    bulk: bool = False  # written by the bulk loader (one transaction) rather than batch by batch
+    workers: int = 1
 
     def add(self, other: BuildStats) -> None:
         self.records += other.records
@@ -63,7 +89,6 @@ class BuildStats:
         self.batches += other.batches
         for k, v in other.by_version.items():
             self.by_version[k] = self.by_version.get(k, 0) + v
-        self.bulk = self.bulk or other.bulk
 
     @property
     def rate(self) -> float:
@@ -72,10 +97,16 @@ class BuildStats:
 
 # ----------------------------------------------------------------------------- filters
 def until_date(day: str) -> Keep:
-    """Only events whose business date (Asia/Shanghai) is on or before ``day`` (YYYY-MM-DD)."""
+    """Only events whose business date (Asia/Shanghai) is on or before ``day`` (YYYY-MM-DD).  An
+    event whose date cannot be computed (a year beyond 9999 once moved to Shanghai time) is left
+    out rather than stopping the build; the live worker dead-letters it."""
 
     def keep(_rec: LogRecord, event: dict[str, Any]) -> bool:
-        return event_date(event["occurred_at"]) <= day
+        try:
+            return event_date(event["occurred_at"]) <= day
+        except (ValueError, OverflowError):
+            log.warning("event %s: no business date for %r; left out", event.get("event_id"), event.get("occurred_at"))
+            return False
 
     return keep
 
@@ -89,98 +120,43 @@ def until_time(epoch_ms: int) -> Keep:
     return keep
 
 
-# ----------------------------------------------------------------------------- decode / apply
-def decode_records(records: list[LogRecord], keep: Keep | None, stats: BuildStats,
-                   settings: Settings | None = None) -> list[Consumed]:
-    """Decode + upcast (``decode_consumed``), unseal as the live runner does, then filter."""
-    events: list[dict[str, Any] | None] = []
-    append = events.append
-    for rec in records:
-        try:
-            append(decode_consumed(rec.value))
-        except PoisonRecord:
-            stats.poison += 1
-            append(None)
-    events = _unseal(events, stats, settings)
-    out: list[Consumed] = []
-    for rec, event in zip(records, events, strict=True):
-        if event is not None and keep is not None and not keep(rec, event):
-            stats.filtered += 1
-            event = None
-        out.append(Consumed(rec.partition, rec.offset, event))
+def make_keep(spec: tuple[str, Any] | None) -> Keep | None:
+    if spec is None:
+        return None
+    kind, value = spec
+    if kind == "until_date":
+        return until_date(value)
+    if kind == "until_time":
+        return until_time(int(value))
+    raise ValueError(f"unknown filter {kind!r}")
+
+
+# ----------------------------------------------------------------------------- one process
+def _not_dead_lettered(raw: RawRecord, reasons: list[str]) -> None:
+    """A replay does not dead-letter a poison record a second time (the live worker did)."""
+    log.debug("poison at %d/%d left out: %s", raw.partition, raw.offset, "; ".join(reasons))
+
+
+def runtime_for(settings: Settings, binding: Binding) -> ProjectionRuntime[Any, Any, Any]:
+    decoder = RecordDecoder(_not_dead_lettered, lambda create: keystore_for(settings, create))
+    return ProjectionRuntime(binding.projection, binding.writer, decoder)
+
+
+def decode_records(decoder: RecordDecoder, records: list[LogRecord], keep: Keep | None,
+                   stats: BuildStats) -> tuple[list[Consumed], dict[tuple[int, int], RawRecord]]:
+    """Decode (as the live worker does), then leave out what ``keep`` refuses (position only)."""
+    raws = [RawRecord(r.partition, r.offset, r.key, r.value) for r in records]
+    decoded = decoder.decode(raws)
+    if keep is not None:
+        for i, (rec, consumed) in enumerate(zip(records, decoded, strict=True)):
+            if consumed.event is not None and not keep(rec, consumed.event):
+                stats.filtered += 1
+                decoded[i] = Consumed(consumed.partition, consumed.offset, None)
     stats.records += len(records)
-    return out
+    return decoded, {(r.partition, r.offset): r for r in raws}
 
 
-_KEYSTORES: dict[str, Any] = {}
-
-
-def _keystore(settings: Settings | None, sealed: bool) -> Any:
-    """The key store of ``settings`` (the live worker uses its process's settings the same way)."""
-    from processors.privacy import default_keystore
-
-    url = getattr(settings, "keystore_db_url", None) if settings is not None else None
-    if url is None:
-        return default_keystore(create=sealed)
-    found = _KEYSTORES.get(url)
-    if found is None:
-        if not sealed and url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
-            return None  # no key was ever made and nobody forgotten: nothing to unseal or erase
-        from producers.keystore import KeyStore
-
-        found = _KEYSTORES[url] = KeyStore.from_settings(settings)
-    return found
-
-
-def _unseal(events: list[dict[str, Any] | None], stats: BuildStats,
-            settings: Settings | None) -> list[dict[str, Any] | None]:
-    """Sealed fields restored, forgotten persons erased: exactly what ``BatchRunner.decode`` does
-    (``processors.privacy``), so a replay never resurrects a forgotten person."""
-    try:
-        from processors.privacy import unseal_batch
-    except ImportError:  # a tree without the privacy layer: nothing is sealed
-        return events
-    sealed = any(e is not None and "sealed" in e for e in events)
-    keystore = _keystore(settings, sealed)
-    if keystore is None:
-        return events
-    failed: set[int] = set()
-    result = unseal_batch(events, keystore, on_error=lambda i, _exc: failed.add(i))
-    stats.poison += len(failed)
-    return list(result)
-
-
-def _with_retry(fn: Callable[[], int], max_backoff_s: float = 30.0) -> int:
-    delay = 0.5
-    while True:
-        try:
-            return fn()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            log.warning("store unavailable (%s); retrying in %.1fs", exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, max_backoff_s)
-
-
-def apply_safely(store: Any, records: list[Consumed]) -> int:
-    """``apply_batch`` with the live runner's policy: retry transient failures; bisect a
-    deterministic one down to the event, which is then skipped (its position still advances).
-    It was dead-lettered by the live worker already, so replay only logs it."""
-    try:
-        return _with_retry(lambda: store.apply_batch(records))
-    except Exception as exc:  # noqa: BLE001 - deterministic: find the event
-        if is_transient(exc):
-            raise
-        if len(records) == 1:
-            rec = records[0]
-            log.error("skipping event at %s/%s: %r", rec.partition, rec.offset, exc)
-            return _with_retry(lambda: store.apply_batch([Consumed(rec.partition, rec.offset, None)]))
-        mid = len(records) // 2
-        return apply_safely(store, records[:mid]) + apply_safely(store, records[mid:])
-
-
-def _batches(settings: Settings, starts: dict[int, int], stops: dict[int, int], batch_size: int,
+def _batches(settings: Settings, starts: Positions, stops: Positions, batch_size: int,
              check_crcs: bool | None) -> Iterator[list[LogRecord]]:
     pending: list[LogRecord] = []
     for chunk in read_log(settings, starts, stops, max_records=batch_size, check_crcs=check_crcs):
@@ -192,47 +168,12 @@ def _batches(settings: Settings, starts: dict[int, int], stops: dict[int, int], 
         yield pending
 
 
-def replay_range(store: Any, settings: Settings, starts: dict[int, int], stops: dict[int, int], *,
+def replay_range(binding: Binding, settings: Settings, starts: Positions, stops: Positions, *,
                  batch_size: int = DEFAULT_BATCH, keep: Keep | None = None,
-                 progress: Callable[[int], None] | None = None,
-                 check_crcs: bool | None = None, bulk: bool = True) -> BuildStats:
-    """Apply ``[starts[p], stops[p])`` of every partition to ``store`` (single process).
-
-    When the store holds nothing of these partitions yet and offers a bulk loader (SQL stores:
-    ``projections/sql/bulk.py``), the whole range is written in one transaction without per-batch
-    reads; if that fails (a poison event the projector rejects, a lost connection) it is rolled
-    back and the range is applied batch by batch, with the live runner's retry and bisect policy."""
-    parts = sorted(p for p in stops if stops[p] > starts.get(p, 0))
-    make_loader = getattr(store, "bulk_loader", None) if bulk else None
-    loader = make_loader(parts) if make_loader is not None and parts else None
-    if loader is None:
-        return _replay(lambda batch: apply_safely(store, batch), lambda: None, settings, starts, stops,
-                       batch_size, keep, progress, check_crcs)
-    reported = 0
-
-    def counted(n: int) -> None:
-        nonlocal reported
-        reported += n
-        if progress is not None:
-            progress(n)
-
-    try:
-        stats = _replay(loader.add, loader.finish, settings, starts, stops, batch_size, keep, counted, check_crcs)
-    except Exception as exc:  # noqa: BLE001 - rolled back: nothing was written
-        loader.abort()
-        log.warning("bulk build failed (%r); applying the range batch by batch instead", exc)
-        if progress is not None and reported:
-            progress(-reported)
-        return replay_range(store, settings, starts, stops, batch_size=batch_size, keep=keep, progress=progress,
-                            check_crcs=check_crcs, bulk=False)
-    stats.bulk = True
-    return stats
-
-
-def _replay(apply: Callable[[list[Consumed]], int], finish: Callable[[], None], settings: Settings,
-            starts: dict[int, int], stops: dict[int, int], batch_size: int, keep: Keep | None,
-            progress: Callable[[int], None] | None, check_crcs: bool | None) -> BuildStats:
-    """Read and decode in a feeder thread while ``apply`` writes each batch; ``finish`` at the end."""
+                 progress: Callable[[int], None] | None = None, check_crcs: bool | None = None) -> BuildStats:
+    """Apply ``[starts[p], stops[p])`` of every partition through the runtime (one process):
+    reading and decoding in a feeder thread, applying in this one."""
+    runtime = runtime_for(settings, binding)
     stats = BuildStats()
     started = time.perf_counter()
     q: queue.Queue[Any] = queue.Queue(maxsize=2)
@@ -241,10 +182,10 @@ def _replay(apply: Callable[[list[Consumed]], int], finish: Callable[[], None], 
     def feed() -> None:
         try:
             for raw in _batches(settings, starts, stops, batch_size, check_crcs):
-                decoded = decode_records(raw, keep, stats, settings)
+                item = decode_records(runtime.decoder, raw, keep, stats)
                 while not stop_flag.is_set():
                     try:
-                        q.put(decoded, timeout=0.5)
+                        q.put(item, timeout=0.5)
                         break
                     except queue.Full:
                         continue
@@ -263,14 +204,15 @@ def _replay(apply: Callable[[list[Consumed]], int], finish: Callable[[], None], 
                 break
             if isinstance(item, BaseException):
                 raise item
-            stats.applied += apply(item)
+            records, raw_of = item
+            stats.applied += runtime.apply_decoded(records, raw_of)
             stats.batches += 1
             if progress is not None:
-                progress(len(item))
-        finish()
+                progress(len(records))
     finally:
         stop_flag.set()
         feeder.join(timeout=10)
+    stats.poison = runtime.decoder.poison
     stats.seconds = time.perf_counter() - started
     return stats
 
@@ -283,137 +225,70 @@ def split_partitions(partitions: list[int], workers: int) -> list[list[int]]:
     return [g for g in groups if g]
 
 
-@dataclass(frozen=True)
-class StoreRef:
-    """How a worker process opens the target store (everything picklable)."""
-
-    projection: str
-    url: str
-    rules_path: str | None = None
-
-    def open(self, settings: Settings, projection_name: str | None = None) -> Any:
-        from processors.domain.rules_config import load_rules
-        from projections.registry import projection_spec
-
-        rules = load_rules(self.rules_path) if self.rules_path else load_rules(settings.rules_path)
-        return projection_spec(self.projection).open(self.url, rules, settings.topics.events,
-                                                     projection=projection_name or self.projection)
-
-
-def _worker_main(settings: Settings, ref: StoreRef, alias: str, starts: dict[int, int],
-                 stops: dict[int, int], batch_size: int, keep_spec: tuple[str, Any] | None,
-                 check_crcs: bool | None, progress_q: Any, result_q: Any, bulk: bool = True) -> None:
+def _worker_main(settings: Settings, target: BuildTarget, alias: str | None, starts: Positions, stops: Positions,
+                 batch_size: int, keep_spec: tuple[str, Any] | None, check_crcs: bool | None, progress_q: Any,
+                 result_q: Any) -> None:
     try:
-        store = ref.open(settings, alias)
+        binding = target.open(settings, alias)
         try:
-            store.migrate()  # a shard is a new file; elsewhere a no-op
-            keep = make_keep(keep_spec)
-            stats = replay_range(store, settings, starts, stops, batch_size=batch_size, keep=keep,
-                                 progress=progress_q.put, check_crcs=check_crcs, bulk=bulk)
+            stats = replay_range(binding, settings, starts, stops, batch_size=batch_size, keep=make_keep(keep_spec),
+                                 progress=progress_q.put, check_crcs=check_crcs)
         finally:
-            store.close()
+            binding.close()
         result_q.put(("ok", alias, stats))
     except BaseException as exc:  # noqa: BLE001 - reported to the coordinator
         result_q.put(("error", alias, f"{type(exc).__name__}: {exc}"))
 
 
-def make_keep(spec: tuple[str, Any] | None) -> Keep | None:
-    if spec is None:
-        return None
-    kind, value = spec
-    if kind == "until_date":
-        return until_date(value)
-    if kind == "until_time":
-        return until_time(int(value))
-    raise ValueError(f"unknown filter {kind!r}")
-
-
-def parallel_build(settings: Settings, ref: StoreRef, starts: dict[int, int], stops: dict[int, int], *,
+def parallel_build(settings: Settings, target: BuildTarget, starts: Positions, stops: Positions, *,
                    workers: int, batch_size: int = DEFAULT_BATCH, keep_spec: tuple[str, Any] | None = None,
-                   progress: Callable[[int], None] | None = None,
-                   check_crcs: bool | None = None) -> BuildStats:
-    """``workers`` processes, each owning some partitions, write ``ref``'s store in parallel.
-
-    Where they write: PostgreSQL and ClickHouse take concurrent writers, so every worker writes
-    the target under its own alias.  SQLite has one writer: when the target is still empty, each
-    worker bulk-builds a shard file of its own and the shards are merged into the target at the
-    end (``projections/sql/shards.py``); otherwise the workers take turns batch by batch."""
+                   progress: Callable[[int], None] | None = None, check_crcs: bool | None = None) -> BuildStats:
+    """``workers`` processes, each owning some partitions, build ``target`` in parallel."""
     groups = split_partitions([p for p in stops if stops[p] > starts.get(p, 0)], workers)
-    store = ref.open(settings)
-    try:
-        store.migrate()
-        if len(groups) <= 1:
-            return replay_range(store, settings, starts, stops, batch_size=batch_size,
+    if len(groups) <= 1:
+        binding = target.open(settings)
+        try:
+            return replay_range(binding, settings, starts, stops, batch_size=batch_size,
                                 keep=make_keep(keep_spec), progress=progress, check_crcs=check_crcs)
-        sharded = _can_shard(store, ref, groups)
-    finally:
-        store.close()
-    if sharded:
-        return _sharded_build(settings, ref, groups, starts, stops, batch_size=batch_size, keep_spec=keep_spec,
-                              progress=progress, check_crcs=check_crcs)
-    # a bulk build is one long transaction: with SQLite's one writer, parallel workers would wait
-    # for each other's whole build, so there they go batch by batch
-    bulk = not ref.url.startswith("sqlite")
-    jobs = [(ref, f"{ref.projection}{ALIAS_SEP}{k}", group) for k, group in enumerate(groups)]
-    total = _run_workers(settings, jobs, starts, stops, batch_size=batch_size, keep_spec=keep_spec,
-                         progress=progress, check_crcs=check_crcs, bulk=bulk)
-    consolidate_offsets(settings, ref, [alias for _ref, alias, _group in jobs])
+        finally:
+            binding.close()
+    shards = target.shards(len(groups))
+    if shards is not None:
+        try:
+            jobs: list[tuple[BuildTarget, str | None, list[int]]] = [
+                (shard, None, group) for shard, group in zip(shards, groups, strict=True)]
+            total = _run_workers(settings, jobs, starts, stops, batch_size, keep_spec, progress, check_crcs)
+            merging = time.perf_counter()
+            target.merge(settings, shards)
+            log.info("merged %d shards into %s in %.1fs", len(shards), target.projection,
+                     time.perf_counter() - merging)
+            total.seconds += time.perf_counter() - merging
+            return total
+        finally:
+            target.drop_shards(shards)
+    jobs = [(target, f"{target.projection}{ALIAS_SEP}{k}", group) for k, group in enumerate(groups)]
+    total = _run_workers(settings, jobs, starts, stops, batch_size, keep_spec, progress, check_crcs)
+    target.consolidate(settings, [alias for _t, alias, _g in jobs if alias is not None])
     return total
 
 
-def _can_shard(store: Any, ref: StoreRef, groups: list[list[int]]) -> bool:
-    from projections.sql.bulk import can_bulk_load
-    from projections.sql.shards import MAX_SHARDS, sqlite_file
-
-    return (getattr(store, "dialect", None) == "sqlite" and sqlite_file(ref.url) is not None
-            and len(groups) <= MAX_SHARDS and can_bulk_load(store, [p for g in groups for p in g]))
-
-
-def _sharded_build(settings: Settings, ref: StoreRef, groups: list[list[int]], starts: dict[int, int],
-                   stops: dict[int, int], *, batch_size: int, keep_spec: tuple[str, Any] | None,
-                   progress: Callable[[int], None] | None, check_crcs: bool | None) -> BuildStats:
-    from projections.sql.shards import merge_shards, remove_shard, shard_url
-
-    shards = [shard_url(ref.url, k) for k in range(len(groups))]
-    for url in shards:
-        remove_shard(url)  # left over by a crashed build: start clean
-    try:
-        jobs = [(StoreRef(ref.projection, url, ref.rules_path), ref.projection, group)
-                for url, group in zip(shards, groups, strict=True)]
-        total = _run_workers(settings, jobs, starts, stops, batch_size=batch_size, keep_spec=keep_spec,
-                             progress=progress, check_crcs=check_crcs, bulk=True)
-        started = time.perf_counter()
-        store = ref.open(settings)
-        try:
-            merge_shards(store, shards)
-        finally:
-            store.close()
-        log.info("merged %d shards into %s in %.1fs", len(shards), ref.projection, time.perf_counter() - started)
-        total.seconds += time.perf_counter() - started
-        total.bulk = True
-        return total
-    finally:
-        for url in shards:
-            remove_shard(url)
-
-
-def _run_workers(settings: Settings, jobs: list[tuple[StoreRef, str, list[int]]], starts: dict[int, int],
-                 stops: dict[int, int], *, batch_size: int, keep_spec: tuple[str, Any] | None,
-                 progress: Callable[[int], None] | None, check_crcs: bool | None, bulk: bool) -> BuildStats:
-    """One spawned process per job (store, projection name, partitions); their stats summed."""
+def _run_workers(settings: Settings, jobs: list[tuple[BuildTarget, str | None, list[int]]], starts: Positions,
+                 stops: Positions, batch_size: int, keep_spec: tuple[str, Any] | None,
+                 progress: Callable[[int], None] | None, check_crcs: bool | None) -> BuildStats:
+    """One spawned process per job (target, alias, partitions); their stats summed."""
     ctx = mp.get_context("spawn")
     progress_q, result_q = ctx.Queue(), ctx.Queue()
     procs = []
     started = time.perf_counter()
-    for k, (ref, alias, group) in enumerate(jobs):
+    for k, (target, alias, group) in enumerate(jobs):
         proc = ctx.Process(
-            target=_worker_main, name=f"replay-{ref.projection}-{k}",
-            args=(settings, ref, alias, {p: starts.get(p, 0) for p in group}, {p: stops[p] for p in group},
-                  batch_size, keep_spec, check_crcs, progress_q, result_q, bulk),
+            target=_worker_main, name=f"replay-{target.projection}-{k}",
+            args=(settings, target, alias, {p: starts.get(p, 0) for p in group}, {p: stops[p] for p in group},
+                  batch_size, keep_spec, check_crcs, progress_q, result_q),
         )
         proc.start()
         procs.append(proc)
-    total = BuildStats()
+    total = BuildStats(workers=len(jobs))
     errors: list[str] = []
     done = 0
     try:
@@ -456,50 +331,21 @@ def _run_workers(settings: Settings, jobs: list[tuple[StoreRef, str, list[int]]]
     return total
 
 
-def consolidate_offsets(settings: Settings, ref: StoreRef, aliases: list[str]) -> None:
-    """Write the workers' final positions as the projection's own offsets, drop the aliases."""
-    store = ref.open(settings)
-    try:
-        positions: dict[int, int] = {}
-        for alias in aliases:
-            worker_store = ref.open(settings, alias)
-            try:
-                positions.update(worker_store.offsets())
-            finally:
-                worker_store.close()
-        own = store.offsets()
-        moves = [Consumed(p, o, None) for p, o in sorted(positions.items()) if o > own.get(p, -1)]
-        if moves:
-            store.apply_batch(moves)
-        engine = getattr(store, "engine", None)
-        if engine is not None:
-            from sqlalchemy import delete
-
-            from projections.sql import tables as t
-
-            po = t.projection_offsets
-            with engine.begin() as conn:
-                conn.execute(delete(po).where(po.c.projection.in_(aliases)))
-    finally:
-        store.close()
-
-
 # ----------------------------------------------------------------------------- positions
-def next_positions(store: Any) -> dict[int, int]:
-    """The next offset to apply per partition (0 where nothing was applied)."""
-    return {p: o + 1 for p, o in store.offsets().items()}
+def next_positions(binding: Binding) -> Positions:
+    """The next offset to apply per partition (absent: 0)."""
+    return {p: o + 1 for p, o in binding.writer.offsets().items()}
 
 
-def remaining(store: Any, ends: dict[int, int], starts: dict[int, int] | None = None) -> int:
-    nxt = next_positions(store)
+def remaining(binding: Binding, ends: Positions, starts: Positions | None = None) -> int:
+    nxt = next_positions(binding)
     return sum(max(0, end - nxt.get(p, (starts or {}).get(p, 0))) for p, end in ends.items())
 
 
 __all__ = [
-    "BuildStats",
     "DEFAULT_BATCH",
-    "StoreRef",
-    "apply_safely",
+    "BuildStats",
+    "BuildTarget",
     "decode_records",
     "log_bounds",
     "make_keep",
@@ -507,6 +353,7 @@ __all__ = [
     "parallel_build",
     "remaining",
     "replay_range",
+    "runtime_for",
     "until_date",
     "until_time",
 ]

@@ -149,9 +149,9 @@ def fingerprint(secret: str) -> str:
 def sql_engine(url: str) -> Engine:
     """An engine on the read-model database with the store's SQLite settings (WAL, busy timeout,
     ``sqlite_begin="immediate"`` for writers)."""
-    from projections.sql.store import SqlStore
+    from projections.sql.engines import make_engine
 
-    return SqlStore._make_engine(url, False)
+    return make_engine(url)
 
 
 def _json_list(value: Any) -> list[str] | None:

@@ -2,8 +2,11 @@
 
 Effectively-once without transactions:
 
-1. read the stored offsets (``consumer_offsets``, ReplacingMergeTree(offset)) and skip records at
-   or below them;
+The projection runtime (``processors.runtime``) drives it with the event-history policy
+(``processors.domain.history``); per batch:
+
+1. read the stored offsets (``consumer_offsets``, ReplacingMergeTree(offset)); the runtime skips
+   records at or below them;
 2. insert the batch's new events in ONE columnar insert into ``events``
    (ReplacingMergeTree(ingest_version) ORDER BY (type, event_id));
 3. insert the new offsets.
@@ -28,6 +31,8 @@ import json
 import re
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -35,7 +40,10 @@ from urllib.parse import parse_qs, unquote, urlparse
 from clickhouse_driver import Client
 
 from processors.domain.calendar import event_date
+from processors.domain.history import EventHistory
 from processors.domain.model import Consumed
+from processors.runtime.apply import commit_batch
+from processors.runtime.contracts import Binding
 from projections.sql.eventrow import (
     check_group_by,
     check_kind,
@@ -43,7 +51,7 @@ from projections.sql.eventrow import (
     dumps,
     parse_occurred_at,
 )
-from projections.store import fresh_records
+from projections.store import COUNT_KINDS
 from schemas.privacy import erase_event, strip_sensitive
 
 DEFAULT_TOPIC = "careledger.events"
@@ -99,6 +107,33 @@ def parse_clickhouse_url(url: str) -> dict[str, Any]:
     if "connect_timeout" in query:
         kwargs["connect_timeout"] = float(query["connect_timeout"][0])
     return {"database": database, "kwargs": kwargs}
+
+
+HISTORY = EventHistory()
+
+
+class ClickHouseBatch:
+    """One batch on ClickHouse (``processors.runtime.contracts.UnitOfWork``): positions are read
+    from ``consumer_offsets``; re-sent ``event_id``s are not looked up (the replacing engine and
+    every query collapse copies), and there is no state to load."""
+
+    def __init__(self, store: ClickHouseStore) -> None:
+        self.store = store
+
+    def offsets(self, partitions: Iterable[int]) -> dict[int, int]:
+        wanted = set(partitions)
+        return {p: o for p, o in self.store.offsets().items() if p in wanted}
+
+    def known(self, event_ids: Sequence[str]) -> set[str]:
+        return set()
+
+    def load(self, plan: None) -> None:
+        return None
+
+    def write(self, changes: list[Consumed], positions: dict[int, int]) -> None:
+        if changes:
+            self.store.insert_events(changes)
+        self.store.insert_offsets(positions)
 
 
 class ClickHouseStore:
@@ -161,8 +196,7 @@ class ClickHouseStore:
 
     def reset(self) -> None:
         """Drop this store's tables and create them empty again."""
-        self._execute("DROP TABLE IF EXISTS events")
-        self._execute("DROP TABLE IF EXISTS consumer_offsets")
+        self.drop_read_models()
         self.migrate()
 
     def close(self) -> None:
@@ -180,36 +214,48 @@ class ClickHouseStore:
         )
         return {int(p): int(o) for p, o in rows}
 
+    def binding(self) -> Binding:
+        return Binding(HISTORY, self, self.close, self.ping)
+
+    def drop_positions(self, projections: list[str]) -> None:
+        """Alias positions stay: the replacing engine keeps one row per key and nothing reads them."""
+
+    def drop_read_models(self) -> None:
+        self._execute("DROP TABLE IF EXISTS events")
+        self._execute("DROP TABLE IF EXISTS consumer_offsets")
+
+    def ping(self) -> bool:
+        return bool(self._execute("SELECT 1")[0][0] == 1)
+
+    @contextmanager
+    def transaction(self) -> Iterator[ClickHouseBatch]:
+        """ClickHouse has no transactions: a batch writes its events, then its positions (see the
+        module docstring for why a crash in between is harmless)."""
+        yield ClickHouseBatch(self)
+
     def apply_batch(self, records: list[Consumed]) -> int:
+        """The runtime's unit of work for decoded records (tests, tools); workers use the runtime."""
         if not records:
             return 0
-        current = self.offsets()
-        moved: dict[int, int] = {}
-        seen: set[str] = set()
+        applied, _duplicates = commit_batch(HISTORY, self, records)
+        return applied
+
+    def insert_events(self, records: list[Consumed]) -> None:
         columns: dict[str, list[Any]] = {name: [] for name, _ in EVENT_COLUMNS}
-        for rec in fresh_records(records, current, seen, moved):
+        for rec in records:
+            assert rec.event is not None
             self._append_row(columns, rec.event, rec)
-        if not moved:
-            return 0
-        if seen:
-            names = ", ".join(f"`{name}`" for name, _ in EVENT_COLUMNS)
-            self._execute(
-                f"INSERT INTO events ({names}) VALUES",
-                [columns[name] for name, _ in EVENT_COLUMNS],
-                columnar=True,
-            )
-        parts = sorted(moved)
+        names = ", ".join(f"`{name}`" for name, _ in EVENT_COLUMNS)
+        self._execute(f"INSERT INTO events ({names}) VALUES", [columns[name] for name, _ in EVENT_COLUMNS],
+                      columnar=True)
+
+    def insert_offsets(self, positions: dict[int, int]) -> None:
+        parts = sorted(positions)
         self._execute(
             "INSERT INTO consumer_offsets (`projection`, `topic`, `partition`, `offset`) VALUES",
-            [
-                [self.projection] * len(parts),
-                [self.topic] * len(parts),
-                parts,
-                [moved[p] for p in parts],
-            ],
+            [[self.projection] * len(parts), [self.topic] * len(parts), parts, [positions[p] for p in parts]],
             columnar=True,
         )
-        return len(seen)
 
     @staticmethod
     def _append_row(columns: dict[str, list[Any]], evt: dict[str, Any], rec: Consumed) -> None:
@@ -366,6 +412,9 @@ class ClickHouseStore:
         return out
 
     # ------------------------------------------------------------------ test / replay support
+    def fingerprint(self) -> dict[str, Any]:
+        return {**{kind: self.counts(kind) for kind in COUNT_KINDS}, "event_count": self.event_count()}
+
     def event_count(self) -> int:
         return int(self._execute("SELECT uniqExact(event_id) FROM events")[0][0])
 

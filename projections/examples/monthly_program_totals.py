@@ -1,16 +1,18 @@
 """Worked example of a projection added later: payments per month × program × town.
 
-A projection is two parts (docs/replay.md, "Writing a new projection"):
+A projection is two parts (docs/replay.md, "Writing a new projection"); the runtime
+(``processors.runtime``) does everything else - decoding, positions, de-duplication, the
+transaction, retries, dead letters:
 
-1. a **pure reducer** - :func:`reduce_payment` folds one canonical event (already validated,
-   upcast and unsealed) into the little state it needs and says what changed; no I/O;
-2. a **store** implementing ``projections.store.ProjectionStore`` - ``migrate``, ``offsets``,
-   ``apply_batch`` (effectively-once: offsets in the same transaction as the read model),
-   ``close`` - plus whatever queries the projection answers (:meth:`MonthlyProgramTotalsStore.totals`).
+1. a **fold** (:class:`MonthlyTotals`): ``plan`` names the rows a batch needs (the payments its
+   reversals name, the reversals that may have come before its payments), ``fold`` turns events
+   and that state into changes - pure, no I/O (:func:`reduce_payment` is the reducer);
+2. a **writer** (:class:`MonthlyProgramTotalsStore`, with the projection's queries): one transaction per batch that reads positions, the
+   ids it already holds, the planned state, and writes the changes with the positions.
 
 Registered by name at the bottom (:func:`projections.registry.register_projection`), so:
 
-    careledger replay backfill --projection monthly_program_totals   # offset 0 → end of log, bulk
+    careledger replay backfill --projection monthly_program_totals   # offset 0 → end of log
     careledger process --projection monthly_program_totals           # then live, from its offsets
 
 A reversed payment is not counted (CONTRACT.md §2), whichever of payment and reversal arrives
@@ -19,7 +21,9 @@ first; the month is the month of the payment's business date (Asia/Shanghai).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -31,7 +35,6 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
-    create_engine,
     func,
     select,
 )
@@ -40,9 +43,15 @@ from sqlalchemy.engine import Connection
 from careledger.sql_schema import create_tables
 from processors.domain.calendar import event_date
 from processors.domain.model import Consumed
+from processors.runtime.apply import commit_batch
+from processors.runtime.contracts import Binding, Positions
 from projections.registry import ProjectionSpec, register_projection
+from projections.sql.engines import make_engine, write_transaction
+from projections.sql.positions import SqlPositions
+from projections.sql.statements import InQuery, Statements
 
 NAME = "monthly_program_totals"
+PAYMENT, REVERSAL = "payment.disbursed", "payment.reversed"
 metadata = MetaData()
 totals_t = Table(
     "mpt_totals", metadata,
@@ -71,7 +80,7 @@ offsets_t = Table(
 )
 
 
-# ----------------------------------------------------------------------------- the pure reducer
+# ----------------------------------------------------------------------------- the pure fold
 @dataclass
 class Payment:
     person_id: str
@@ -97,7 +106,7 @@ def reduce_payment(state: State, event: dict[str, Any]) -> list[Delta]:
     """Fold one event into ``state``; return the total deltas.  Pure (no I/O)."""
     kind = event["type"]
     payload = event["payload"]
-    if kind == "payment.disbursed":
+    if kind == PAYMENT:
         pay = Payment(event["person_id"], event_date(event["occurred_at"])[:7], payload["program"],
                       event["town"], int(payload["amount_fen"]))
         state.payments[event["event_id"]] = pay
@@ -105,7 +114,7 @@ def reduce_payment(state: State, event: dict[str, Any]) -> list[Delta]:
             pay.reversed = True
             return []
         return [((pay.month, pay.program, pay.town), 1, pay.amount_fen)]
-    if kind == "payment.reversed":
+    if kind == REVERSAL:
         target = payload["reverses"]
         state.reversed_ids[target] = event["person_id"]
         pay = state.payments.get(target)
@@ -116,23 +125,72 @@ def reduce_payment(state: State, event: dict[str, Any]) -> list[Delta]:
     return []
 
 
-# ----------------------------------------------------------------------------- the store
+@dataclass
+class Changes:
+    totals: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
+    payments: dict[str, Payment] = field(default_factory=dict)  # new or reversed since loaded
+    reversals: list[tuple[str, str, str]] = field(default_factory=list)  # (event_id, reverses, person)
+    applied: int = 0
+
+
+class MonthlyTotals:
+    """The fold (``processors.runtime.contracts.Projection``)."""
+
+    name = NAME
+
+    def plan(self, events: list[dict[str, Any]]) -> list[str]:
+        """Payment ids whose stored state or earlier reversal the batch may need."""
+        ids = {e["event_id"] for e in events if e["type"] == PAYMENT}
+        ids |= {e["payload"]["reverses"] for e in events if e["type"] == REVERSAL}
+        return sorted(ids)
+
+    def fold(self, state: State, records: list[Consumed]) -> Changes:
+        out = Changes()
+        for rec in records:
+            event = rec.event
+            assert event is not None
+            if event["type"] not in (PAYMENT, REVERSAL):
+                continue
+            out.applied += 1
+            for key, n, amount in reduce_payment(state, event):
+                acc = out.totals.setdefault(key, [0, 0])
+                acc[0] += n
+                acc[1] += amount
+            if event["type"] == PAYMENT:
+                out.payments[event["event_id"]] = state.payments[event["event_id"]]
+            else:
+                target = event["payload"]["reverses"]
+                out.reversals.append((event["event_id"], target, event["person_id"]))
+                if target in state.payments:
+                    out.payments[target] = state.payments[target]
+        return out
+
+    def applied(self, changes: Changes) -> int:
+        return changes.applied
+
+
+FOLD = MonthlyTotals()
+
+
+# ----------------------------------------------------------------------------- the writer
 class MonthlyProgramTotalsStore:
+    """Writer and queries of the example's tables (one SQLite file or PostgreSQL database)."""
+
     def __init__(self, url: str, rules: Any = None, topic: str = "careledger.events",
                  projection: str = NAME) -> None:
-        if url.startswith(("postgresql://", "postgres://")):
-            url = "postgresql+psycopg://" + url.split("://", 1)[1]
         self.url = url
         self.name = self.projection = projection
         self.topic = topic
-        self.engine = create_engine(url)
-        self.dialect = self.engine.dialect.name
-        if self.dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        self._insert = insert
+        self.engine = make_engine(url)
+        self.statements = Statements(self.engine.dialect)
+        self.statements.upsert("payments", payments_t, tuple(c.name for c in payments_t.c), ("event_id",))
+        self.statements.insert_ignore("reversals", reversals_t, ("event_id", "reverses", "person_id"),
+                                      ("event_id",))
+        self.statements.add_to("totals", totals_t, ("month", "program", "town"), ("events", "amount_fen"))
+        self.positions = SqlPositions(offsets_t, projection, topic, self.statements)
+        self.in_query = InQuery(self.engine.dialect)
 
+    # ---- lifecycle ----------------------------------------------------------------------------
     def migrate(self) -> None:
         create_tables(self.engine, metadata)
 
@@ -146,110 +204,48 @@ class MonthlyProgramTotalsStore:
     def close(self) -> None:
         self.engine.dispose()
 
-    def offsets(self) -> dict[int, int]:
+    # ---- the runtime's side -------------------------------------------------------------------
+    def binding(self) -> Binding:
+        return Binding(FOLD, self, self.close, self.ping)
+
+    def ping(self) -> bool:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(offsets_t.c.partition, offsets_t.c.offset).where(
-                offsets_t.c.projection == self.projection, offsets_t.c.topic == self.topic)).all()
-        return {int(p): int(o) for p, o in rows}
+            return bool(conn.exec_driver_sql("SELECT 1").scalar() == 1)
+
+    def drop_positions(self, projections: list[str]) -> None:
+        with write_transaction(self.engine) as conn:
+            conn.execute(offsets_t.delete().where(offsets_t.c.projection.in_(projections)))
+
+    @contextmanager
+    def transaction(self) -> Iterator[TotalsBatch]:
+        with write_transaction(self.engine) as conn:
+            yield TotalsBatch(self, conn)
+
+    def offsets(self) -> Positions:
+        return self.positions.read_all(self.engine)
 
     def apply_batch(self, records: list[Consumed]) -> int:
-        if not records:
-            return 0
-        with self.engine.begin() as conn:
-            return self._apply(conn, records)
+        """The runtime's unit of work for decoded records (tests, tools)."""
+        return commit_batch(FOLD, self, records)[0] if records else 0
 
-    def _apply(self, conn: Connection, records: list[Consumed]) -> int:
-        current = {int(p): int(o) for p, o in conn.execute(
-            select(offsets_t.c.partition, offsets_t.c.offset).where(
-                offsets_t.c.projection == self.projection, offsets_t.c.topic == self.topic))}
-        moved: dict[int, int] = {}
-        todo: list[dict[str, Any]] = []
-        for rec in records:
-            if rec.offset <= current.get(rec.partition, -1):
-                continue
-            current[rec.partition] = moved[rec.partition] = rec.offset
-            if rec.event is not None and rec.event["type"] in ("payment.disbursed", "payment.reversed"):
-                todo.append(rec.event)
-        if not moved:
-            return 0
-        # load the state these events touch (one query per table), skip events already applied
-        ids = {e["event_id"] for e in todo} | {e["payload"]["reverses"] for e in todo
-                                               if e["type"] == "payment.reversed"}
-        state = State({}, {})
-        seen_reversals: set[str] = set()
-        id_list = sorted(ids)
-        for i in range(0, len(id_list), 500):
-            chunk = id_list[i:i + 500]
-            for row in conn.execute(select(payments_t).where(payments_t.c.event_id.in_(chunk))):
-                state.payments[row.event_id] = Payment(row.person_id, row.month, row.program, row.town,
-                                                       int(row.amount_fen), bool(row.reversed))
-            for row in conn.execute(select(reversals_t).where(
-                    reversals_t.c.event_id.in_(chunk) | reversals_t.c.reverses.in_(chunk))):
-                state.reversed_ids[row.reverses] = row.person_id
-                seen_reversals.add(row.event_id)
-        known = set(state.payments) | seen_reversals
-        deltas: dict[tuple[str, str, str], list[int]] = {}
-        new_reversals: list[dict[str, Any]] = []
-        applied = 0
-        for event in todo:
-            if event["event_id"] in known:
-                continue  # re-sent event (same event_id): counted once
-            known.add(event["event_id"])
-            applied += 1
-            for key, n, amount in reduce_payment(state, event):
-                acc = deltas.setdefault(key, [0, 0])
-                acc[0] += n
-                acc[1] += amount
-            if event["type"] == "payment.reversed":
-                new_reversals.append({"event_id": event["event_id"], "reverses": event["payload"]["reverses"],
-                                      "person_id": event["person_id"]})
-        self._write(conn, state, new_reversals, deltas, moved)
-        return applied
-
-    def _write(self, conn: Connection, state: State, reversals: list[dict[str, Any]],
-               deltas: dict[tuple[str, str, str], list[int]], moved: dict[int, int]) -> None:
-        ins = self._insert
-        if state.payments:
-            stmt = ins(payments_t)
-            conn.execute(stmt.on_conflict_do_update(index_elements=[payments_t.c.event_id],
-                                                    set_={"reversed": stmt.excluded.reversed}),
-                         [{"event_id": eid, **vars(p)} for eid, p in state.payments.items()])
-        if reversals:
-            conn.execute(ins(reversals_t).on_conflict_do_nothing(), reversals)
-        rows = [{"month": k[0], "program": k[1], "town": k[2], "events": v[0], "amount_fen": v[1]}
-                for k, v in deltas.items() if v != [0, 0]]
-        if rows:
-            stmt = ins(totals_t)
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=[totals_t.c.month, totals_t.c.program, totals_t.c.town],
-                set_={"events": totals_t.c.events + stmt.excluded.events,
-                      "amount_fen": totals_t.c.amount_fen + stmt.excluded.amount_fen}), rows)
-            conn.execute(totals_t.delete().where(totals_t.c.events == 0, totals_t.c.amount_fen == 0))
-        stmt = ins(offsets_t)
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=[offsets_t.c.projection, offsets_t.c.topic, offsets_t.c.partition],
-            set_={"offset": stmt.excluded.offset}),
-            [{"projection": self.projection, "topic": self.topic, "partition": p, "offset": o}
-             for p, o in moved.items()])
-
-    # ---- queries ---------------------------------------------------------------------------
+    # ---- queries ------------------------------------------------------------------------------
     def totals(self, month_from: str | None = None, month_to: str | None = None,
                program: str | None = None, town: str | None = None) -> list[dict[str, Any]]:
-        conds = []
+        c = totals_t.c
+        conds: list[Any] = []
         if month_from:
-            conds.append(totals_t.c.month >= month_from)
+            conds.append(c.month >= month_from)
         if month_to:
-            conds.append(totals_t.c.month <= month_to)
+            conds.append(c.month <= month_to)
         if program:
-            conds.append(totals_t.c.program == program)
+            conds.append(c.program == program)
         if town:
-            conds.append(totals_t.c.town == town)
-        stmt = select(totals_t.c.month, totals_t.c.program, func.sum(totals_t.c.events),
-                      func.sum(totals_t.c.amount_fen)).where(*conds).group_by(
-            totals_t.c.month, totals_t.c.program).order_by(totals_t.c.month, totals_t.c.program)
+            conds.append(c.town == town)
+        stmt = (select(c.month, c.program, func.sum(c.events), func.sum(c.amount_fen)).where(*conds)
+                .group_by(c.month, c.program).order_by(c.month, c.program))
         with self.engine.connect() as conn:
             return [{"month": m, "program": p, "events": int(e), "amount_fen": int(a)}
-                    for m, p, e, a in conn.execute(stmt)]
+                    for m, p, e, a in conn.execute(stmt) if e or a]
 
     def counts(self, kind: str, key: str | None = None, date_from: Any = None, date_to: Any = None,
                town: str | None = None) -> dict[str, int]:
@@ -261,12 +257,48 @@ class MonthlyProgramTotalsStore:
         return {"events": sum(r["events"] for r in rows), "persons": 0,
                 "amount_fen": sum(r["amount_fen"] for r in rows), "positions": 0}
 
-    def verify_fingerprint(self) -> dict[str, Any]:
+    def fingerprint(self) -> dict[str, Any]:
         return {"totals": self.snapshot_rows()["mpt_totals"]}
 
     def snapshot_rows(self) -> dict[str, list[tuple[Any, ...]]]:
         with self.engine.connect() as conn:
-            return {"mpt_totals": sorted(tuple(r) for r in conn.execute(select(totals_t)))}
+            return {"mpt_totals": sorted(tuple(r) for r in conn.execute(
+                select(totals_t).where((totals_t.c.events != 0) | (totals_t.c.amount_fen != 0))))}
+
+
+class TotalsBatch:
+    """One batch's transaction on the example's tables (``UnitOfWork``)."""
+
+    def __init__(self, writer: MonthlyProgramTotalsStore, conn: Connection) -> None:
+        self.writer = writer
+        self.conn = conn
+
+    def offsets(self, partitions: Iterable[int]) -> Positions:
+        return self.writer.positions.read(self.conn, partitions)
+
+    def known(self, event_ids: Sequence[str]) -> set[str]:
+        q, ids = self.writer.in_query, list(event_ids)
+        return ({r[0] for r in q.rows(self.conn, "SELECT event_id FROM mpt_payments", ["event_id"], ids)}
+                | {r[0] for r in q.rows(self.conn, "SELECT event_id FROM mpt_reversals", ["event_id"], ids)})
+
+    def load(self, plan: list[str]) -> State:
+        q, state = self.writer.in_query, State({}, {})
+        for eid, pid, month, program, town, amount, rev in q.rows(
+                self.conn, "SELECT event_id, person_id, month, program, town, amount_fen, reversed FROM mpt_payments",
+                ["event_id"], plan):
+            state.payments[eid] = Payment(pid, month, program, town, int(amount), bool(rev))
+        for reverses, person in q.rows(self.conn, "SELECT reverses, person_id FROM mpt_reversals", ["reverses"],
+                                       plan):
+            state.reversed_ids[reverses] = person
+        return state
+
+    def write(self, changes: Changes, positions: Positions) -> None:
+        run, conn = self.writer.statements.run, self.conn
+        run(conn, "payments", [(eid, p.person_id, p.month, p.program, p.town, p.amount_fen, p.reversed)
+                               for eid, p in changes.payments.items()])
+        run(conn, "reversals", changes.reversals)
+        run(conn, "totals", [(*key, n, amount) for key, (n, amount) in changes.totals.items() if n or amount])
+        self.writer.positions.write(conn, positions)
 
 
 def _open(url: str, rules: Any, topic: str, projection: str = NAME) -> MonthlyProgramTotalsStore:

@@ -1,11 +1,11 @@
-"""Parallel bulk builds on SQLite: one shard file per worker, merged into the target at the end.
+"""Parallel builds on SQLite: one shard file per worker, merged into the target at the end.
 
 SQLite has one writer, so replay workers writing the same file take turns on its lock and only
-their reading and decoding overlap.  Instead each worker bulk-builds its partitions into a shard
-of its own (``<target>.shard<k>``, same schema), and :func:`merge_shards` copies the shards into
-the empty target in one transaction, inside SQLite (``INSERT … SELECT`` over ``ATTACH``ed files).
-All of a person's events are on one partition, so shards hold disjoint rows except the facts
-without a person (job postings, keyed by employer), which are summed on conflict.
+their reading and decoding overlap.  Instead each worker builds its partitions into a shard of its
+own (``<target>.shard<k>``, same schema), and :func:`merge_shards` copies the shards into the
+empty target in one transaction, inside SQLite (``INSERT … SELECT`` over ``ATTACH``ed files).
+All of a person's events are on one partition (and a job posting's on its employer's), so the
+shards hold disjoint rows.
 """
 
 from __future__ import annotations
@@ -50,21 +50,17 @@ def _columns(table: object, skip: tuple[str, ...] = ()) -> str:
 
 
 def _copy_statements(shard: str) -> list[str]:
-    """``INSERT … SELECT`` from the attached ``shard`` into main, table by table.  Identifiers
-    only, all from our own schema: no value is spliced into the SQL."""
-    key = ", ".join(f'"{c}"' for c in ("kind", "key", "town", "date", "person_id"))
-    sums = ", ".join(f'"{c}" = count_facts."{c}" + excluded."{c}"' for c in ("events", "amount_fen", "positions"))
+    """``INSERT … SELECT`` from the attached ``shard`` into main, table by table (a person's rows
+    are all in one shard, so nothing conflicts).  Identifiers only, all from our own schema: no
+    value is spliced into the SQL."""
     out = []
-    for table in (t.events, t.persons, t.alerts):
+    for table in (t.ledger, t.alert_outbox):  # new sequence numbers in main, in the shard's order
+        cols = _columns(table, skip=("seq",))
+        out.append(f"INSERT INTO main.{table.name} ({cols}) SELECT {cols} FROM {shard}.{table.name} "  # noqa: S608
+                   "ORDER BY seq")
+    for table in (t.persons, t.needs, t.pending_reversals, t.alerts, t.warnings):
         cols = _columns(table)
         out.append(f"INSERT INTO main.{table.name} ({cols}) SELECT {cols} FROM {shard}.{table.name}")  # noqa: S608
-    cols = _columns(t.count_facts)
-    # "WHERE true": SQLite's parser needs it before ON CONFLICT in INSERT … SELECT
-    out.append(f"INSERT INTO main.count_facts ({cols}) SELECT {cols} FROM {shard}.count_facts "  # noqa: S608
-               f"WHERE true ON CONFLICT ({key}) DO UPDATE SET {sums}")
-    cols = _columns(t.alert_outbox, skip=("seq",))
-    out.append(f"INSERT INTO main.alert_outbox ({cols}) SELECT {cols} "  # noqa: S608
-               f"FROM {shard}.alert_outbox ORDER BY seq")
     cols = _columns(t.projection_offsets)
     out.append(f"INSERT INTO main.projection_offsets ({cols}) SELECT {cols} "  # noqa: S608
                f"FROM {shard}.projection_offsets WHERE partition >= 0")

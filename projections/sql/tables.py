@@ -1,12 +1,25 @@
-"""SQLAlchemy Core tables of the SQL read models (SQLite / PostgreSQL).
+"""SQLAlchemy Core tables of the SQL read model (SQLite / PostgreSQL).
 
-This module is the single ``MetaData`` of the SQL store.  The schema itself is created and
-upgraded by the Alembic revisions in ``projections/sql/migrations`` (``SqlStore.migrate()``);
-a new revision must accompany every change here.
+This module is the single ``MetaData`` of the read model.  The schema is created and upgraded
+by the Alembic revisions in ``projections/sql/migrations`` (``SqlStore.migrate()``); a new
+revision must accompany every change here.
 
-Dates are ISO strings (``YYYY-MM-DD``; the event's calendar date in Asia/Shanghai) so that
-range filters compare the same way on both dialects; ``occurred_at`` keeps the producer's
-RFC 3339 text.
+Why these tables (docs/architecture.md, "The SQL read model"):
+
+* ``ledger`` - one row per event: the count fact it contributes (``kind``/``key``/``town``/
+  ``date``/``person_id``, ``counted``), the de-duplication key (``event_id``), what the payment
+  rules need later (``period``, ``amount_fen``, ``reversed_by``) and the payload for a person's
+  timeline.  Its index on (person, key, period) is how a payment group is loaded;
+* ``persons`` - the fixed-size core of each person (profile with its stamps, status, end date,
+  registration, last home visit): its size never grows with history;
+* ``needs``, ``pending_reversals``, ``alerts`` - one row per need, per reversal that arrived
+  before its payment, per alert;
+* ``warnings`` - the standing need warnings with the first day each is due;
+* ``alert_outbox`` - alert changes to publish (written in the batch's transaction);
+* ``projection_offsets`` - positions, written in the same transaction as all of the above.
+
+Dates are ISO strings (``YYYY-MM-DD``; the event's calendar date in Asia/Shanghai) so that range
+filters compare the same way on both dialects; ``occurred_at`` keeps the producer's RFC 3339 text.
 """
 
 from __future__ import annotations
@@ -19,6 +32,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -29,41 +43,35 @@ SEQ_TYPE = BigInteger().with_variant(Integer(), "sqlite")
 
 VERSION_TABLE = "projections_alembic_version"
 
-metadata = MetaData()
-
-events = Table(
-    "events",
-    metadata,
-    Column("event_id", String(64), primary_key=True),
-    Column("type", String(64), nullable=False),
-    Column("person_id", String(128), nullable=True),
-    Column("town", String(128), nullable=False),
-    Column("village", String(128), nullable=True),
-    Column("date", String(10), nullable=False),
-    Column("occurred_at", String(40), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("body", Text, nullable=False),
-    Column("partition", Integer, nullable=False),
-    Column("offset", BigInteger, nullable=False),
-    Index("ix_events_person_id", "person_id"),
+#: the profile fields of a person, each with a ``stamp_<field>`` column (latest stamp wins)
+PROFILE_COLUMNS: tuple[str, ...] = (
+    "town", "village", "category", "grade", "birth_date", "hardship", "certificate_expires",
 )
 
-count_facts = Table(
-    "count_facts",
+metadata = MetaData()
+
+ledger = Table(
+    "ledger",
     metadata,
-    Column("kind", String(16), nullable=False),
+    Column("seq", SEQ_TYPE, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("kind", String(16), nullable=True),  # None: the type is not counted
     Column("key", String(64), nullable=False),
     Column("town", String(128), nullable=False),
     Column("date", String(10), nullable=False),
-    Column("person_id", String(128), nullable=False),
-    Column("events", BigInteger, nullable=False),
+    Column("person_id", String(128), nullable=False),  # "" for job.posted
+    Column("period", String(7), nullable=True),
     Column("amount_fen", BigInteger, nullable=False),
     Column("positions", BigInteger, nullable=False),
-    PrimaryKeyConstraint("kind", "key", "town", "date", "person_id", name="pk_count_facts"),
-    Index("ix_count_facts_kind_date", "kind", "date"),
-    Index("ix_count_facts_kind_key_date", "kind", "key", "date"),
-    Index("ix_count_facts_kind_town_date", "kind", "town", "date"),
-    sqlite_with_rowid=False,  # small rows clustered on the key: one b-tree less per upsert
+    Column("counted", SmallInteger, nullable=False),  # 1: in /api/counts (0 once reversed)
+    Column("reversed_by", String(64), nullable=True),
+    Column("occurred_at", String(40), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Index("ux_ledger_event_id", "event_id", unique=True),
+    Index("ix_ledger_person_key_period", "person_id", "key", "period"),
 )
 
 persons = Table(
@@ -72,15 +80,46 @@ persons = Table(
     Column("person_id", String(128), primary_key=True),
     Column("town", String(128), nullable=True),
     Column("village", String(128), nullable=True),
-    Column("status", String(16), nullable=True),
     Column("category", String(32), nullable=True),
     Column("grade", Integer, nullable=True),
+    Column("birth_date", String(10), nullable=True),
     Column("hardship", Boolean, nullable=True),
-    Column("registered_on", String(10), nullable=True),
     Column("certificate_expires", String(10), nullable=True),
+    *[Column(f"stamp_{name}", String(128), nullable=True) for name in PROFILE_COLUMNS],
+    Column("registered_on", String(10), nullable=True),
+    Column("status", String(16), nullable=True),
+    Column("status_effective", String(10), nullable=True),
+    Column("status_stamp", String(160), nullable=True),
+    Column("end_date", String(10), nullable=True),
+    Column("end_event_id", String(64), nullable=True),
+    Column("end_occurred_at", String(40), nullable=True),
     Column("last_home_visit", String(10), nullable=True),
-    Column("state", Text, nullable=False),
     Index("ix_persons_status_town", "status", "town"),
+    sqlite_with_rowid=False,
+)
+
+needs = Table(
+    "needs",
+    metadata,
+    Column("person_id", String(128), nullable=False),
+    Column("need_id", String(64), nullable=False),
+    Column("need", String(32), nullable=True),
+    Column("registered_on", String(10), nullable=True),
+    Column("registered_by", String(64), nullable=True),
+    Column("fulfilled_on", String(10), nullable=True),
+    Column("fulfilled_by", String(64), nullable=True),
+    PrimaryKeyConstraint("person_id", "need_id", name="pk_needs"),
+    sqlite_with_rowid=False,
+)
+
+pending_reversals = Table(
+    "pending_reversals",
+    metadata,
+    Column("payment_id", String(64), primary_key=True),
+    Column("reversal_id", String(64), nullable=False),
+    Column("person_id", String(128), nullable=False),
+    Index("ix_pending_reversals_person", "person_id"),
+    sqlite_with_rowid=False,
 )
 
 alerts = Table(
@@ -106,8 +145,21 @@ alerts = Table(
     Index("ix_alerts_rule", "rule"),
     Index("ix_alerts_person_id", "person_id"),
     Index("ix_alerts_status_detected", "status", "detected_utc"),
-    Index("ix_alerts_town", "town"),
     Index("ix_alerts_detected", "detected_utc"),
+)
+
+warnings = Table(
+    "warnings",
+    metadata,
+    Column("person_id", String(128), nullable=False),
+    Column("rule", String(32), nullable=False),
+    Column("subject", String(64), nullable=False),  # the need_id for need_unmet, else ""
+    Column("since", String(10), nullable=False),  # the first day the warning is due
+    Column("need", String(32), nullable=True),
+    Column("detail", String(255), nullable=True),
+    PrimaryKeyConstraint("person_id", "rule", "subject", name="pk_warnings"),
+    Index("ix_warnings_since", "since"),
+    sqlite_with_rowid=False,
 )
 
 alert_outbox = Table(
@@ -132,4 +184,17 @@ projection_offsets = Table(
     sqlite_with_rowid=False,
 )
 
-READ_MODEL_TABLES = ("events", "count_facts", "persons", "alerts")
+#: positions an older schema had applied when it was upgraded (revision 0002): the rebuild that
+#: follows marks alert changes up to them as already published, so subscribers get no repeats
+replayed_until = Table(
+    "replayed_until",
+    metadata,
+    Column("projection", String(64), nullable=False),
+    Column("topic", String(255), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    PrimaryKeyConstraint("projection", "topic", "partition", name="pk_replayed_until"),
+    sqlite_with_rowid=False,
+)
+
+READ_MODEL_TABLES = ("ledger", "persons", "needs", "pending_reversals", "alerts", "warnings")

@@ -65,31 +65,67 @@ def test_after_a_seek_prefetched_leftovers_are_dropped_until_the_needed_offset_c
     assert guard.holes == 0
 
 
-def test_a_skip_in_normal_flow_stops_the_worker_rather_than_losing_records() -> None:
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_skip_in_normal_flow_is_read_again_from_the_store_position(caplog: pytest.LogCaptureFixture) -> None:
     guard = PositionGuard(Broker())
     guard.sought(0, 10)
     assert offsets(guard.admit(recs(0, 10, 11))) == [(0, 10), (0, 11)]
-    with pytest.raises(PositionLost, match="partition 0: the store needs offset 12 next, the stream gave 15"):
-        guard.admit(recs(0, 15))
-    assert guard.next[0] == 12
+    with caplog.at_level(logging.WARNING, logger="careledger.processor"):
+        assert guard.admit(recs(0, 15, 16)) == []  # never applied past the gap
+    assert guard.take_reseeks() == {0: 12}
+    assert guard.take_reseeks() == {}  # taken once
+    assert "the stream gave offset 15 but the store needs 12" in caplog.text
+    assert guard.admit(recs(0, 17)) == []  # still in flight before the seek takes effect: dropped
+    assert offsets(guard.admit(recs(0, 12, 13))) == [(0, 12), (0, 13)]
+    assert guard.next[0] == 14 and guard.reseeks == 1
 
 
-def test_a_redelivery_after_a_seek_that_skipped_the_needed_offset_stops_the_worker() -> None:
-    # after our seek back, Faust drops re-read records below the highest one it handed out: the
-    # stream goes 40, 41 (leftovers), then 41 again - offset 10 will never come
+def test_the_group_offset_overriding_the_store_seek_is_sought_again() -> None:
+    # faust's recovery seeks every partition to the consumer group's committed offsets AFTER the
+    # worker sought to the store's: a store emptied by hand sees the stream start at 5000, not 0
+    clock = Clock()
+    guard = PositionGuard(Broker(), clock=clock)
+    guard.sought(0, 0)
+    assert guard.admit(recs(0, 5000, 5001)) == []  # could still be leftovers from before the seek
+    assert guard.take_reseeks() == {}
+    clock.now += PositionGuard.RESEEK_AFTER_S + 1
+    assert guard.admit(recs(0, 5002)) == []
+    assert guard.take_reseeks() == {0: 0}
+    assert offsets(guard.admit(recs(0, 0, 1))) == [(0, 0), (0, 1)]
+
+
+def test_a_redelivery_after_a_seek_that_skipped_the_needed_offset_is_sought_again() -> None:
+    # the stream goes 40, 41 (leftovers), then back to 41 - someone else's seek, offset 10 will not
+    # come by itself
     guard = PositionGuard(Broker())
     guard.sought(0, 10)
     assert guard.admit(recs(0, 40, 41)) == []
-    with pytest.raises(PositionLost):
-        guard.admit(recs(0, 41, 42))
+    assert guard.admit(recs(0, 41, 42)) == []
+    assert guard.take_reseeks() == {0: 10}
 
 
-def test_a_skip_anywhere_in_a_batch_stops_it_before_any_of_it_is_applied() -> None:
+def test_a_skip_anywhere_in_a_batch_keeps_the_rest_of_the_batch_in_order() -> None:
     guard = PositionGuard(Broker())
     guard.sought(0, 0)
-    with pytest.raises(PositionLost):
-        guard.admit(recs(1, 0) + recs(0, 0, 5))
-    # the batch is not applied at all; the restart reads it again from the store's positions
+    assert offsets(guard.admit(recs(1, 0) + recs(0, 0, 5) + recs(1, 1))) == [(1, 0), (0, 0), (1, 1)]
+    assert guard.take_reseeks() == {0: 1}
+
+
+def test_seeking_again_without_progress_ends_in_a_restart() -> None:
+    guard = PositionGuard(Broker())
+    guard.sought(0, 10)
+    for _ in range(PositionGuard.MAX_RESEEKS):
+        guard.admit(recs(0, 30))
+        guard.admit(recs(0, 20))  # back, but never to 10
+    with pytest.raises(PositionLost, match="seeks back to it did not bring it"):
+        guard.admit(recs(0, 19))
 
 
 def test_a_hole_on_the_broker_is_let_through_logged_and_counted(caplog: pytest.LogCaptureFixture) -> None:
@@ -134,8 +170,8 @@ def test_a_hole_is_accepted_while_a_seek_is_pending_only_where_the_broker_says_s
 def test_an_unanswered_probe_never_counts_as_a_hole() -> None:
     guard = PositionGuard(lambda partition, offset: None)
     guard.sought(0, 10)
-    with pytest.raises(PositionLost):
-        guard.admit(recs(0, 11, 11))
+    assert guard.admit(recs(0, 11, 11)) == []
+    assert guard.take_reseeks() == {0: 10} and guard.holes == 0
 
 
 def test_a_partition_nobody_sought_takes_the_streams_word_and_revoked_ones_are_forgotten() -> None:
@@ -147,12 +183,14 @@ def test_a_partition_nobody_sought_takes_the_streams_word_and_revoked_ones_are_f
     assert offsets(guard.admit(recs(0, 99))) == [(0, 99)]
 
 
-def test_leftovers_without_end_stop_the_worker_instead_of_stalling_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    # the broker said offset 10 exists, then retention deleted it: the re-read starts further on
-    # and every record looks like a leftover; a restart judges it again from the store's position
-    guard = PositionGuard(Broker())
-    monkeypatch.setattr(PositionGuard, "MAX_LEFTOVERS", 5)
+def test_leftovers_without_end_are_sought_again_instead_of_stalling() -> None:
+    # the broker said offset 10 exists, then retention deleted it: the re-read starts further on and
+    # every record looks like a leftover; after a while the partition is sought again (the probe
+    # then finds the hole)
+    clock = Clock()
+    guard = PositionGuard(Broker(), clock=clock)
     guard.sought(0, 10)
     assert guard.admit(recs(0, *range(20, 25))) == []
-    with pytest.raises(PositionLost, match="6 records came since the seek, none of them 10"):
-        guard.admit(recs(0, 25))
+    clock.now += PositionGuard.RESEEK_AFTER_S + 1
+    assert guard.admit(recs(0, 25)) == []
+    assert guard.take_reseeks() == {0: 10}

@@ -1,7 +1,3 @@
-import json
-
-import pytest
-
 from processors.domain.aggregate import PersonAggregate
 
 from .factories import need, payment, placed, registered, reversal, run, status, visit
@@ -21,36 +17,6 @@ def full_aggregate() -> PersonAggregate:
     ]
     aggs, _, _ = run(events)
     return aggs["p1"]
-
-
-def test_round_trip_is_exact():
-    agg = full_aggregate()
-    text = agg.to_json()
-    again = PersonAggregate.from_json(text)
-    assert again == agg
-    assert again.to_json() == text
-    assert again.alerts == agg.alerts and agg.alerts
-    assert isinstance(next(iter(again.alerts.values())).event_ids, tuple)
-    assert isinstance(again.hazard_visits["v1"].hazards, tuple)
-
-
-def test_round_trip_of_an_empty_aggregate():
-    agg = PersonAggregate("p9")
-    assert PersonAggregate.from_json(agg.to_json()) == agg
-
-
-def test_json_is_compact_and_keeps_chinese_text():
-    agg = PersonAggregate("p9", town="城关镇")
-    text = agg.to_json()
-    assert " " not in text.replace("城关镇", "") and "城关镇" in text
-    assert json.loads(text)["id"] == "p9"
-
-
-def test_unknown_format_version_is_refused():
-    data = json.loads(PersonAggregate("p9").to_json())
-    data["v"] = 99
-    with pytest.raises(ValueError, match="unsupported PersonAggregate format 99"):
-        PersonAggregate.from_json(json.dumps(data))
 
 
 def test_state_held_for_rules():

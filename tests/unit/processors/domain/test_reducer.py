@@ -200,6 +200,13 @@ def test_alerts_changed_only_when_content_changes():
     assert effects[5].alerts_changed == []
 
 
-def test_person_changed_reported_for_every_state_change():
-    _, _, effects = run([registered(), need("n1"), service(), service(need_id="n1"), visit("assessment")])
-    assert [e.person_changed for e in effects] == ["p1", "p1", None, "p1", None]
+def test_every_state_change_is_reported_where_it_is_stored():
+    """The batch fold writes back exactly what the effects name: the core for person_changed, a
+    need for needs_changed, a payment for payments_changed, a pending reversal for pending_changed."""
+    pay = payment(eid="pay1")
+    _, _, effects = run([registered(), need("n1"), service(), service(need_id="n1"), visit("assessment"),
+                         reversal("pay1", eid="rev1"), pay, visit("home_visit")])
+    assert [e.person_changed for e in effects] == ["p1", None, None, None, None, None, None, "p1"]
+    assert [e.needs_changed for e in effects] == [[], ["n1"], [], ["n1"], [], [], [], []]
+    assert [e.pending_changed for e in effects] == [[], [], [], [], [], ["pay1"], ["pay1"], []]
+    assert [e.payments_changed for e in effects] == [[], [], [], [], [], [], ["pay1"], []]

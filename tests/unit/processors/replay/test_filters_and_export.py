@@ -9,8 +9,9 @@ import json
 import pytest
 
 from processors.replay.engine import BuildStats, decode_records, split_partitions, until_date, until_time
-from processors.replay.ops import parse_until_offset, parse_until_time
 from processors.replay.reader import LogRecord
+from processors.runtime.decoding import RecordDecoder
+from projections.replay.ops import parse_until_offset, parse_until_time
 from projections.export import COLUMNS, ExportFilter, escape_cell, export_row
 
 
@@ -18,6 +19,9 @@ def _event(eid: str, at: str, type_: str = "visit.completed", version: int = 1, 
     body = payload or {"visit_kind": "home_visit", "visitor": "w1", "hazards": []}
     return {"event_id": eid, "type": type_, "version": version, "occurred_at": at, "person_id": "p1",
             "town": "T1", "village": None, "source": "test", "payload": body}
+
+
+DECODER = RecordDecoder(lambda raw, reasons: None, lambda create: None)
 
 
 def _rec(offset: int, event: dict, ts: int = 0) -> LogRecord:
@@ -40,13 +44,20 @@ def test_filtered_and_poison_records_still_advance_positions() -> None:
         LogRecord(0, 2, 0, None, b"{not json"),
     ]
     stats = BuildStats()
-    out = decode_records(records, until_date("2024-03-31"), stats)
+    out, _ = decode_records(DECODER, records, until_date("2024-03-31"), stats)
     assert [(c.offset, c.event is not None) for c in out] == [(0, True), (1, False), (2, False)]
-    assert (stats.records, stats.filtered, stats.poison) == (3, 1, 1)
+    assert (stats.records, stats.filtered) == (3, 1)
+
+
+def test_an_event_without_a_business_date_is_left_out_of_a_snapshot_not_fatal() -> None:
+    # year 9999 at -10:00 is already in year 10000 in Shanghai (issue 15.2)
+    keep = until_date("2024-03-31")
+    assert not keep(_rec(0, {}), _event("far", "9999-12-31T23:00:00-10:00"))
 
 
 def test_replay_upcasts_old_versions() -> None:
-    out = decode_records([_rec(0, _event("v1", "2024-03-01T10:00:00+08:00", version=1))], None, BuildStats())
+    out, _ = decode_records(DECODER, [_rec(0, _event("v1", "2024-03-01T10:00:00+08:00", version=1))], None,
+                            BuildStats())
     event = out[0].event
     assert event is not None
     assert event["version"] == 2

@@ -7,20 +7,23 @@ import re
 import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from careledger.settings import Settings
+from processors.domain.rules_config import load_rules
 from processors.replay.engine import (
     DEFAULT_BATCH,
     BuildStats,
-    StoreRef,
     log_bounds,
     next_positions,
     parallel_build,
     replay_range,
 )
-from processors.replay.shadow import drop_store, hand_over_sql, shadow_url, summary, verify_against
-from projections.registry import Registry, RegistryError, projection_spec
+from projections.binding import StoreRef
+from projections.registry import Registry, RegistryError, projection_names, projection_spec, redact_url
+from projections.replay.shadow import drop_store, hand_over_sql, shadow_url, summary, verify_against
+from projections.store import ProjectionStore
 
 log = logging.getLogger("careledger.replay")
 
@@ -42,20 +45,21 @@ def _quiet(_: str) -> None:
     pass
 
 
-def _catch_up(settings: Settings, store: Any, starts: dict[int, int], bar: Any, batch_size: int,
+def _catch_up(settings: Settings, store: ProjectionStore, starts: dict[int, int], bar: Any, batch_size: int,
               check_crcs: bool | None, rounds: int = 20) -> BuildStats:
     """Follow the live end of the log until a round brings less than one batch."""
     total = BuildStats()
+    binding = store.binding()
     for _ in range(rounds):
         _, ends = log_bounds(settings)
-        nxt = next_positions(store)
+        nxt = next_positions(binding)
         begin = {p: max(nxt.get(p, 0), starts.get(p, 0)) for p in ends}
         todo = {p: e for p, e in ends.items() if e > begin[p]}
         if not todo:
             break
         bar.total += sum(todo[p] - begin[p] for p in todo)
         bar.refresh()
-        got = replay_range(store, settings, begin, todo, batch_size=batch_size, progress=bar.update,
+        got = replay_range(binding, settings, begin, todo, batch_size=batch_size, progress=bar.update,
                            check_crcs=check_crcs)
         total.add(got)
         if got.records < batch_size:
@@ -78,9 +82,8 @@ def rebuild(settings: Settings, projection: str, *, into: str | None = None, nam
     name = name or f"{projection}-{_stamp()}"
     url = into or shadow_url(settings, active_url, name)
     ref = StoreRef(projection, url, _rules_path(settings, None))
-    store = ref.open(settings)
+    store = ref.open_store(settings)
     try:
-        store.migrate()
         if into and store.offsets() and not force:
             raise RegistryError(f"{into} already holds a projection (use --force to continue into it)")
         registry.register(name, url, projection, "building", owned=into is None, rules_path=ref.rules_path)
@@ -156,11 +159,10 @@ def backfill(settings: Settings, projection: str, *, workers: int = 1, batch_siz
     registry = Registry(settings)
     url = registry.active_url(projection)
     ref = StoreRef(projection, url, _rules_path(settings, None))
-    store = ref.open(settings)
+    store = ref.open_store(settings)
     try:
-        store.migrate()
         log_starts, ends = log_bounds(settings)
-        nxt = next_positions(store)
+        nxt = next_positions(store.binding())
         starts = {p: max(nxt.get(p, 0), log_starts.get(p, 0)) for p in ends}
         bar = _bar(sum(max(0, ends[p] - starts[p]) for p in ends), f"backfill {projection}", progress)
         try:
@@ -213,9 +215,8 @@ def snapshot(settings: Settings, name: str, *, projection: str = "sql", until: s
              progress: bool = True, check_crcs: bool | None = None, say: Say = print) -> dict[str, Any]:
     """Build a named point-in-time store: business date ``until`` (events dated on or before it),
     or a log position (``until_offset``) or append time (``until_time``); ``rules``: another
-    rules TOML (copied next to the snapshot so later edits of the file do not change it)."""
-    from processors.domain.rules_config import load_rules
-
+    rules TOML (copied next to the snapshot so later edits of the file do not change it).  A build
+    that fails leaves its registry entry ``failed`` (with the reason), never ``building``."""
     if sum(x is not None for x in (until, until_offset, until_time)) != 1:
         raise ValueError("give exactly one of --until, --until-offset, --until-time")
     if until is not None:
@@ -228,7 +229,7 @@ def snapshot(settings: Settings, name: str, *, projection: str = "sql", until: s
         if "already exists" in str(exc):
             raise
     rules_src = _rules_path(settings, rules)
-    load_rules(rules_src)  # a broken TOML fails now, not half-way
+    load_rules(Path(rules_src))  # a broken TOML fails now, not half-way
     rules_copy = settings.home / "replay" / f"{name}.rules.toml"
     rules_copy.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(rules_src, rules_copy)
@@ -251,6 +252,9 @@ def snapshot(settings: Settings, name: str, *, projection: str = "sql", until: s
     try:
         stats = parallel_build(settings, ref, starts, stops, workers=workers, batch_size=batch_size,
                                keep_spec=keep_spec, progress=bar.update, check_crcs=check_crcs)
+    except BaseException as exc:
+        registry.update(name, status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        raise
     finally:
         bar.close()
     registry.update(name, status="ready", records=stats.records, applied=stats.applied, filtered=stats.filtered)
@@ -281,8 +285,6 @@ def drop(settings: Settings, name: str, say: Say = print) -> str:
 
 def listing(settings: Settings) -> list[dict[str, Any]]:
     registry = Registry(settings)
-    from projections.registry import projection_names, redact_url
-
     rows = []
     for projection in projection_names():
         if registry.active_name(projection) is None:

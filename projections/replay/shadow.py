@@ -13,7 +13,6 @@ token tables live in the settings' SQL database), stays.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 import time
@@ -22,13 +21,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from clickhouse_driver import Client
+from sqlalchemy import and_, or_, select, update
+
 from careledger.settings import Settings
-from processors.replay.engine import BuildStats, StoreRef, replay_range
+from processors.replay.engine import BuildStats, replay_range
 from projections import store_kind
+from projections.binding import StoreRef
+from projections.clickhouse.store import parse_clickhouse_url
+from projections.sql import tables as t
+from projections.sql.rows import ALERT_STATE_COLUMNS, alert_from_row, alert_message
+from projections.store import PersonLevelStore, ProjectionStore
+from schemas.jsontext import dumps_compact
 
 log = logging.getLogger("careledger.replay")
 
-COUNT_KINDS = ("payment", "service", "visit", "job", "need", "person", "posting")
 
 
 def db_identifier(name: str) -> str:
@@ -87,49 +94,26 @@ def drop_store(settings: Settings, entry: dict[str, Any]) -> str:
         if kind == "postgresql":
             _pg_admin(url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         else:
-            from clickhouse_driver import Client
-
-            from projections.clickhouse.store import parse_clickhouse_url
-
             client = Client(database="default", **parse_clickhouse_url(url)["kwargs"])
             try:
                 client.execute(f"DROP DATABASE IF EXISTS `{database}`")
             finally:
                 client.disconnect()
         return f"dropped database {database}"
-    store = StoreRef(entry["projection"], url).open(settings)
+    store = StoreRef(entry["projection"], url).open_store(settings)
     try:
-        if hasattr(store, "drop_read_models"):
-            store.drop_read_models()
-        elif store_kind(url) == "clickhouse":
-            store._execute("DROP TABLE IF EXISTS events")  # noqa: SLF001 - its own tables
-            store._execute("DROP TABLE IF EXISTS consumer_offsets")
-        else:
-            from projections.sql import tables as t
-
-            with store.engine.begin() as conn:
-                t.metadata.drop_all(conn)
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {t.VERSION_TABLE}")
+        store.drop_read_models()
     finally:
         store.close()
     return "dropped the read-model tables (the database itself was not created by replay)"
 
 
 # ----------------------------------------------------------------------------- verification
-def _offsets(store: Any) -> dict[int, int]:
+def _offsets(store: ProjectionStore) -> dict[int, int]:
     return dict(store.offsets())
 
 
-def _fingerprint(store: Any) -> dict[str, Any]:
-    if hasattr(store, "verify_fingerprint"):
-        return store.verify_fingerprint()
-    out: dict[str, Any] = {kind: store.counts(kind) for kind in COUNT_KINDS}
-    if hasattr(store, "event_count"):
-        out["event_count"] = store.event_count()
-    return out
-
-
-def verify_against(shadow: Any, active: Any, settings: Settings, *, attempts: int = 10,
+def verify_against(shadow: ProjectionStore, active: ProjectionStore, settings: Settings, *, attempts: int = 10,
                    batch_size: int = 10_000, progress: Any = None) -> dict[str, Any]:
     """Compare the shadow with the active store at the same log positions.
 
@@ -146,13 +130,13 @@ def verify_against(shadow: Any, active: Any, settings: Settings, *, attempts: in
         behind = {p: o + 1 for p, o in before.items() if o > mine.get(p, -1)}
         if behind:
             starts = {p: mine.get(p, -1) + 1 for p in behind}
-            replay_range(shadow, settings, starts, behind, batch_size=batch_size, progress=progress)
+            replay_range(shadow.binding(), settings, starts, behind, batch_size=batch_size, progress=progress)
             mine = _offsets(shadow)
         if any(o > before.get(p, -1) for p, o in mine.items()):
             last_reason = "the active store is behind the shadow"
             time.sleep(0.5)
             continue
-        theirs_fp, mine_fp = _fingerprint(active), _fingerprint(shadow)
+        theirs_fp, mine_fp = active.fingerprint(), shadow.fingerprint()
         if _offsets(active) != before:
             last_reason = "the active store moved during the comparison"
             continue
@@ -169,49 +153,48 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def hand_over_sql(shadow: Any, old: Any | None) -> dict[str, int]:
+def hand_over_sql(shadow: PersonLevelStore, old: PersonLevelStore | None) -> dict[str, int]:
     """Before a SQL shadow becomes active:
 
     1. its alert outbox holds one row per alert change in history, which the old store's relay
        already published: mark them sent, except for persons with events *beyond the old store's
        positions* - their current alerts are queued again (at least once; subscribers de-duplicate
        on ``alert_id``), so no alert change is lost when the shadow ran ahead of the old store;
-    2. human acknowledgements / resolutions are not in the log: copy them from the old store.
+    2. people's acknowledgements and resolutions are ``alert.handled`` events, replayed like any
+       other; the old store's are copied too, for actions recorded before those events existed.
     """
-    from sqlalchemy import and_, or_, select, update
-
-    from projections.sql import tables as t
-
-    ob, a, ev = t.alert_outbox, t.alerts, t.events
+    ob, a, L = t.alert_outbox, t.alerts, t.ledger
     now = _now()
     stats = {"outbox_marked_sent": 0, "alerts_requeued": 0, "acknowledgements_copied": 0}
     old_positions = _offsets(old) if old is not None else {}
-    with shadow.engine.begin() as conn:
+    with shadow.engine.begin() as conn:  # type: ignore[attr-defined]
         stats["outbox_marked_sent"] = conn.execute(
             update(ob).where(ob.c.sent_at.is_(None)).values(sent_at=now)).rowcount or 0
         if old is not None:
-            ahead = [and_(ev.c.partition == p, ev.c.offset > o) for p, o in old_positions.items()]
+            ahead = [and_(L.c.partition == p, L.c.offset > o) for p, o in old_positions.items()]
             mine = _offsets(shadow)
-            ahead += [ev.c.partition == p for p in mine if p not in old_positions]
+            ahead += [L.c.partition == p for p in mine if p not in old_positions]
             persons: set[str] = set()
             if ahead:
-                persons.update(pid for pid in conn.scalars(select(ev.c.person_id).where(or_(*ahead)).distinct())
+                persons.update(pid for pid in conn.scalars(select(L.c.person_id).where(or_(*ahead)).distinct())
                                if pid)
             rows = []
             ids = sorted(persons)
             for i in range(0, len(ids), 500):
-                for row in conn.execute(select(a).where(a.c.person_id.in_(ids[i:i + 500]))):
-                    rows.append({"alert_id": row.alert_id, "body": _alert_body(row), "created_at": now})
+                for row in conn.execute(select(*[a.c[c] for c in ALERT_STATE_COLUMNS])
+                                        .where(a.c.person_id.in_(ids[i:i + 500]))):
+                    rows.append({"alert_id": row[0], "body": dumps_compact(alert_message(alert_from_row(row))),
+                                 "created_at": now})
             if rows:
                 conn.execute(ob.insert(), rows)
             stats["alerts_requeued"] = len(rows)
-    if old is not None and getattr(old, "engine", None) is not None:
-        with old.engine.connect() as conn:
+    if old is not None:
+        with old.engine.connect() as conn:  # type: ignore[attr-defined]
             acks = conn.execute(select(a.c.alert_id, a.c.acknowledged_by, a.c.acknowledged_at,
                                        a.c.resolved_by, a.c.resolved_at)
                                 .where(or_(a.c.acknowledged_by.is_not(None), a.c.resolved_by.is_not(None)))).all()
         if acks:
-            with shadow.engine.begin() as conn:
+            with shadow.engine.begin() as conn:  # type: ignore[attr-defined]
                 for aid, ack_by, ack_at, res_by, res_at in acks:
                     values: dict[str, Any] = {"acknowledged_by": ack_by, "acknowledged_at": ack_at}
                     if res_by is not None:
@@ -221,19 +204,6 @@ def hand_over_sql(shadow: Any, old: Any | None) -> dict[str, int]:
     return stats
 
 
-def _alert_body(row: Any) -> str:
-    m = row._mapping
-    body: dict[str, Any] = {
-        "alert_id": m["alert_id"], "rule": m["rule"], "severity": m["severity"], "person_id": m["person_id"],
-        "status": m["status"], "event_ids": json.loads(m["event_ids"]), "detected_at": m["detected_at"],
-    }
-    for name in ("town", "hazard", "program", "period"):
-        if m[name] is not None:
-            body[name] = m[name]
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-
-
 def summary(stats: BuildStats) -> str:
-    how = "bulk build, one transaction" if stats.bulk else "batch by batch"
-    return (f"{stats.records} records in {stats.seconds:.1f}s ({stats.rate:,.0f}/s, {how}): {stats.applied} applied, "
-            f"{stats.poison} poison, {stats.filtered} left out")
+    return (f"{stats.records} records in {stats.seconds:.1f}s ({stats.rate:,.0f}/s, {stats.workers} worker(s)): "
+            f"{stats.applied} applied, {stats.poison} poison, {stats.filtered} left out")

@@ -89,7 +89,7 @@ def _opts(args: argparse.Namespace) -> dict:
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    from processors.replay.ops import rebuild
+    from projections.replay.ops import rebuild
 
     holder: dict = {}
 
@@ -104,13 +104,13 @@ def _rebuild(args: argparse.Namespace) -> int:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    from processors.replay.ops import backfill
+    from projections.replay.ops import backfill
 
     return _run(backfill, _settings(), args.projection, **_opts(args))
 
 
 def _snapshot(args: argparse.Namespace) -> int:
-    from processors.replay.ops import snapshot
+    from projections.replay.ops import snapshot
 
     return _run(snapshot, _settings(), args.name, projection=args.projection, until=args.until,
                 until_offset=args.until_offset, until_time=args.until_time, rules=args.rules, into=args.into,
@@ -118,19 +118,19 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _swap(args: argparse.Namespace) -> int:
-    from processors.replay.ops import swap
+    from projections.replay.ops import swap
 
     return _run(swap, _settings(), args.projection, args.name)
 
 
 def _drop(args: argparse.Namespace) -> int:
-    from processors.replay.ops import drop
+    from projections.replay.ops import drop
 
     return _run(drop, _settings(), args.name)
 
 
 def _list(args: argparse.Namespace) -> int:
-    from processors.replay.ops import listing
+    from projections.replay.ops import listing
 
     rows = listing(_settings())
     print(f"{'name':<34} {'projection':<24} {'role':<9} {'status':<9} url")

@@ -1,11 +1,16 @@
-"""The worked example projection: reducer and store (SQLite)."""
+"""The worked example projection: its reducer, and the store contract on its SQLite store."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from processors.domain.counts import reference_counts
 from processors.domain.model import Consumed
 from projections.examples.monthly_program_totals import MonthlyProgramTotalsStore, State, reduce_payment
+from tests.support.store_contract import StoreContract, apply
+from tests.unit.projections.gen import Gen, to_records
 
 
 def pay(eid: str, amount: int = 50000, at: str = "2024-03-05T10:00:00+08:00", person: str = "p1") -> dict:
@@ -30,15 +35,36 @@ def test_reducer_handles_reversals_in_either_order() -> None:
     assert reduce_payment(state, pay("c")) != []  # a reversal by another person does not count
 
 
-def test_store_is_effectively_once(tmp_path: Path) -> None:
+def test_totals_through_the_runtime(tmp_path: Path) -> None:
     store = MonthlyProgramTotalsStore(f"sqlite:///{tmp_path / 'm.sqlite3'}")
     store.migrate()
     batch = [Consumed(0, 0, pay("a")), Consumed(0, 1, pay("b", 1000)), Consumed(0, 2, None),
              Consumed(0, 3, pay("a"))]  # a re-sent event
-    assert store.apply_batch(batch) == 2
-    assert store.apply_batch(batch) == 0  # redelivered: skipped by its offsets
-    assert store.apply_batch([Consumed(1, 0, rev("r", "b"))]) == 1
+    assert apply(store, batch) == 2
+    assert apply(store, batch) == 0  # redelivered: skipped by its positions
+    assert apply(store, [Consumed(1, 0, rev("r", "b"))]) == 1
     assert store.totals() == [{"month": "2024-03", "program": "living_subsidy", "events": 1, "amount_fen": 50000}]
     assert store.offsets() == {0: 3, 1: 0}
     assert store.counts("payment", "living_subsidy")["amount_fen"] == 50000
-    store.close()
+
+
+def test_totals_equal_the_payments_of_a_generated_stream(tmp_path: Path) -> None:
+    events = Gen(seed=5, persons=40).stream(500)
+    store = MonthlyProgramTotalsStore(f"sqlite:///{tmp_path / 'm.sqlite3'}")
+    store.migrate()
+    apply(store, to_records(events))
+    want = reference_counts(events, "payment")
+    got = store.counts("payment")
+    assert (got["events"], got["amount_fen"]) == (want["events"], want["amount_fen"]) and want["events"] > 50
+
+
+class TestMonthlyProgramTotalsStore(StoreContract):
+    @pytest.fixture(autouse=True)
+    def _directory(self, tmp_path: Path) -> None:
+        self.directory, self.opened = tmp_path, 0
+
+    def make_store(self) -> MonthlyProgramTotalsStore:
+        self.opened += 1
+        store = MonthlyProgramTotalsStore(f"sqlite:///{self.directory / f'm{self.opened}.sqlite3'}")
+        store.migrate()
+        return store

@@ -1,0 +1,74 @@
+"""Erasure of one forgotten person from the SQL read model (docs/privacy.md).
+
+Their ledger rows become the rows of the random tombstone id with the sensitive payload fields
+erased (``schemas.privacy.erase_event``, the rule replay applies, so a rebuild gives the same
+rows); counts by category show ``erased``.  Their core, needs, warnings, alerts and the alerts'
+outbox rows are deleted; pending reversals move to the tombstone.  Then the freed pages are
+scrubbed from the files (SQLite: VACUUM and a WAL truncate; PostgreSQL: VACUUM).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Engine
+
+from projections.sql import tables as t
+from projections.sql.engines import write_transaction
+from projections.sql.writer import chunks
+from schemas.jsontext import dumps_compact, loads
+from schemas.privacy import ERASED, erase_event
+
+
+def forget(engine: Engine, person_id: str, tombstone_id: str, lock_key: int) -> dict[str, int]:
+    """Purge ``person_id``; idempotent; returns how many rows of each kind changed."""
+    L, p, n, w, a, ob, pr = (t.ledger, t.persons, t.needs, t.warnings, t.alerts, t.alert_outbox,
+                             t.pending_reversals)
+    done: dict[str, int] = {}
+    with write_transaction(engine, lock_key) as conn:
+        rows = conn.execute(select(L.c.seq, L.c.type, L.c.kind, L.c.key, L.c.payload)
+                            .where(L.c.person_id == person_id)).all()
+        for seq, typ, kind, key, payload in rows:
+            erased = erase_event({"type": typ, "payload": loads(payload)}, tombstone_id)["payload"]
+            conn.execute(update(L).where(L.c.seq == seq).values(
+                person_id=tombstone_id, key=ERASED if kind == "person" else key, payload=dumps_compact(erased)))
+        done["ledger"] = len(rows)
+        alert_ids = list(conn.scalars(select(a.c.alert_id).where(a.c.person_id == person_id)))
+        done["alert_outbox"] = 0
+        for part in chunks(alert_ids):
+            done["alert_outbox"] += conn.execute(delete(ob).where(ob.c.alert_id.in_(part))).rowcount or 0
+        done["alerts"] = conn.execute(delete(a).where(a.c.person_id == person_id)).rowcount or 0
+        done["warnings"] = conn.execute(delete(w).where(w.c.person_id == person_id)).rowcount or 0
+        done["needs"] = conn.execute(delete(n).where(n.c.person_id == person_id)).rowcount or 0
+        done["persons"] = conn.execute(delete(p).where(p.c.person_id == person_id)).rowcount or 0
+        done["pending_reversals"] = conn.execute(
+            update(pr).where(pr.c.person_id == person_id).values(person_id=tombstone_id)).rowcount or 0
+    scrub(engine)
+    return done
+
+
+def scrub(engine: Engine) -> None:
+    """Rewrite the database so deleted or overwritten rows leave the files."""
+    raw: Any = engine.raw_connection()  # VACUUM runs outside any transaction
+    try:
+        if engine.dialect.name == "sqlite":
+            cur = raw.cursor()
+            cur.execute("VACUUM")
+            for _ in range(50):  # a reader's snapshot may hold the WAL for a moment
+                busy = cur.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                if not busy:
+                    break
+                time.sleep(0.2)
+            cur.close()
+        else:
+            driver: Any = raw.driver_connection
+            driver.autocommit = True
+            try:
+                for name in ("ledger", "persons", "needs", "warnings", "alerts", "alert_outbox", "pending_reversals"):
+                    driver.execute(f"VACUUM {name}")
+            finally:
+                driver.autocommit = False
+    finally:
+        raw.close()

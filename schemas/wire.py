@@ -1,0 +1,314 @@
+"""The read path's decoder: a Kafka message value → the canonical, upcast event dict, fast.
+
+Why a second decoder next to the pydantic models: the log holds what a producer already validated,
+so every reader (live worker, replay, backfill) paid a full pydantic validation per record for a
+safety net (~10 µs).  These msgspec structs say the same as ``schemas.models`` — types, enums,
+lengths, bounds, real dates, the person rule — and decode in ~2 µs.  A record they refuse is handed
+to ``schemas.validation.decode_consumed``, the full validator, which either accepts it (this
+decoder is only ever stricter) or raises ``PoisonRecord`` with the reasons naming the field: so
+a malformed record is still dead-lettered with the same clear reason as before.
+
+The invariant a property test holds (tests/unit/schemas/test_wire.py): whatever this decoder
+accepts, ``decode_consumed`` accepts too and returns an equal dict.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from schemas import enums
+from schemas.models import parse_timestamp
+from schemas.upcasters import upcast
+from schemas.validation import PoisonRecord, decode_consumed
+
+Event = dict[str, Any]
+
+# Python's ``$`` also matches before a final newline: ``\Z`` does not.
+_TS = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})\Z"
+_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z"
+_PERIOD = r"^[0-9]{4}-(0[1-9]|1[0-2])\Z"
+_B64 = r"^[A-Za-z0-9+/]+={0,2}\Z"
+_ID_SHAPE = re.compile(r"[0-9]{17}[0-9Xx]")
+
+
+def _text(n: int) -> Any:
+    """A non-blank string of at most ``n`` characters; "non-blank" is checked after decoding
+    (:data:`TEXT_FIELDS`), a regex per field in the decoder costs more than the whole parse."""
+    return Annotated[str, Meta(min_length=1, max_length=n)]
+
+
+EventId = Annotated[str, Meta(min_length=1, max_length=64)]
+Timestamp = Annotated[str, Meta(min_length=20, max_length=40)]  # shape and reality: _real_timestamp
+DateText = Annotated[str, Meta(pattern=_DATE)]
+Period = Annotated[str, Meta(pattern=_PERIOD)]
+PersonId = _text(128)
+Text100, Text200, Text64 = _text(100), _text(200), _text(64)
+Grade = Annotated[int, Meta(ge=1, le=4)]
+Category = Literal[enums.CATEGORIES]  # type: ignore[valid-type]
+Status = Literal[enums.STATUSES]  # type: ignore[valid-type]
+VisitKind = Literal[enums.VISIT_KINDS]  # type: ignore[valid-type]
+Hazard = Literal[enums.HAZARDS]  # type: ignore[valid-type]
+Program = Literal[enums.PROGRAMS]  # type: ignore[valid-type]
+Need = Literal[enums.NEEDS]  # type: ignore[valid-type]
+Service = Literal[enums.SERVICES]  # type: ignore[valid-type]
+Placement = Literal[enums.PLACEMENT_KINDS]  # type: ignore[valid-type]
+Action = Literal[enums.ALERT_ACTIONS]  # type: ignore[valid-type]
+
+_STRICT: dict[str, Any] = {"forbid_unknown_fields": True}
+
+
+class SealedBox(Struct, **_STRICT):
+    v: Annotated[int, Meta(ge=1, le=1)]
+    alg: Literal["AES-256-GCM"]
+    kid: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+\Z")]
+    nonce: Annotated[str, Meta(min_length=16, max_length=16, pattern=_B64)]
+    ct: Annotated[str, Meta(min_length=4, max_length=64 * 1024, pattern=_B64)]
+
+
+class Envelope(Struct, **_STRICT):
+    """Every envelope field; ``payload`` is kept raw and decoded by its type's struct."""
+
+    event_id: EventId
+    type: str
+    occurred_at: Timestamp
+    town: Text100
+    payload: msgspec.Raw
+    version: int = 1
+    person_id: PersonId | None = None
+    village: Text100 | None = None
+    source: Text200 | None = None
+    sealed: SealedBox | UnsetType = UNSET
+
+
+# ---- payloads (plain and sealed forms, as schemas/models.py) ------------------------------------
+class PersonRegisteredV1(Struct, **_STRICT):
+    category: Category
+    grade: Grade
+    birth_date: DateText
+    hardship: bool
+    certificate_expires: DateText
+
+
+class PersonRegisteredSealedV1(Struct, **_STRICT):
+    certificate_expires: DateText
+
+
+class PersonProfileChangedV1(Struct, **_STRICT):
+    category: Category | UnsetType = UNSET
+    grade: Grade | UnsetType = UNSET
+    hardship: bool | UnsetType = UNSET
+    certificate_expires: DateText | UnsetType = UNSET
+
+
+class PersonProfileChangedSealedV1(Struct, **_STRICT):
+    certificate_expires: DateText | UnsetType = UNSET
+
+
+class PersonStatusChangedV1(Struct, **_STRICT):
+    status: Status
+    effective_date: DateText
+
+
+class VisitCompletedV1(Struct, **_STRICT):
+    visit_kind: VisitKind
+    visitor: Text200
+    hazards: Annotated[list[Hazard], Meta(max_length=len(enums.HAZARDS) * 4)]
+
+
+class VisitCompletedV2(Struct, **_STRICT):
+    visit_kind: VisitKind
+    visitor: Text200
+    hazards: Annotated[list[Hazard], Meta(max_length=len(enums.HAZARDS) * 4)]
+    duration_minutes: Annotated[int, Meta(ge=0, le=1440)] | None = None
+
+
+class VisitCompletedSealedV1(Struct, **_STRICT):
+    visit_kind: VisitKind
+    visitor: Text200
+
+
+class VisitCompletedSealedV2(Struct, **_STRICT):
+    visit_kind: VisitKind
+    visitor: Text200
+    duration_minutes: Annotated[int, Meta(ge=0, le=1440)] | None = None
+
+
+class PaymentDisbursedV1(Struct, **_STRICT):
+    program: Program
+    amount_fen: Annotated[int, Meta(gt=0, le=10**12)]
+    period: Period
+
+
+class PaymentReversedV1(Struct, **_STRICT):
+    reverses: EventId
+    reason: Text200
+
+
+class NeedRegisteredV1(Struct, **_STRICT):
+    need_id: Text64
+    need: Need
+
+
+class ServiceDeliveredV1(Struct, **_STRICT):
+    service: Service
+    need_id: Text64 | None = None
+
+
+class JobPlacedV1(Struct, **_STRICT):
+    employer: Text200
+    placement_kind: Placement
+    need_id: Text64 | None = None
+
+
+class JobPostedV1(Struct, **_STRICT):
+    employer: Text200
+    positions: Annotated[int, Meta(ge=1, le=1_000_000)]
+
+
+class AlertHandledV1(Struct, **_STRICT):
+    alert_id: EventId
+    action: Action
+    by: Text200
+    note: Annotated[str, Meta(max_length=2000)] | None = None
+
+
+#: (type, version, sealed) -> payload struct; one table for both forms.
+PAYLOADS: dict[tuple[str, int, bool], type[Struct]] = {
+    ("person.registered", 1, False): PersonRegisteredV1,
+    ("person.registered", 1, True): PersonRegisteredSealedV1,
+    ("person.profile_changed", 1, False): PersonProfileChangedV1,
+    ("person.profile_changed", 1, True): PersonProfileChangedSealedV1,
+    ("person.status_changed", 1, False): PersonStatusChangedV1,
+    ("visit.completed", 1, False): VisitCompletedV1,
+    ("visit.completed", 2, False): VisitCompletedV2,
+    ("visit.completed", 1, True): VisitCompletedSealedV1,
+    ("visit.completed", 2, True): VisitCompletedSealedV2,
+    ("payment.disbursed", 1, False): PaymentDisbursedV1,
+    ("payment.reversed", 1, False): PaymentReversedV1,
+    ("need.registered", 1, False): NeedRegisteredV1,
+    ("service.delivered", 1, False): ServiceDeliveredV1,
+    ("job.placed", 1, False): JobPlacedV1,
+    ("job.posted", 1, False): JobPostedV1,
+    ("alert.handled", 1, False): AlertHandledV1,
+}
+#: payload fields that must hold a non-whitespace character (the models' ``pattern=r"\S"``)
+TEXT_FIELDS: dict[type[Struct], tuple[str, ...]] = {
+    VisitCompletedV1: ("visitor",), VisitCompletedV2: ("visitor",), VisitCompletedSealedV1: ("visitor",),
+    VisitCompletedSealedV2: ("visitor",), PaymentReversedV1: ("reason",), NeedRegisteredV1: ("need_id",),
+    ServiceDeliveredV1: ("need_id",), JobPlacedV1: ("employer", "need_id"), JobPostedV1: ("employer",),
+    AlertHandledV1: ("by",),
+}
+#: payload fields that are dates (checked to be real dates after decoding)
+DATE_FIELDS: dict[type[Struct], tuple[str, ...]] = {
+    PersonRegisteredV1: ("birth_date", "certificate_expires"),
+    PersonRegisteredSealedV1: ("certificate_expires",),
+    PersonProfileChangedV1: ("certificate_expires",),
+    PersonProfileChangedSealedV1: ("certificate_expires",),
+    PersonStatusChangedV1: ("effective_date",),
+}
+
+_ENVELOPE = msgspec.json.Decoder(Envelope)
+_PAYLOAD_DECODERS = {key: msgspec.json.Decoder(struct) for key, struct in PAYLOADS.items()}
+_to_builtins = msgspec.to_builtins
+
+
+class NotFast(ValueError):
+    """This decoder cannot vouch for the record; the full validator decides."""
+
+
+@lru_cache(maxsize=1 << 16)
+def _real_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+_TS_SHAPE = re.compile(_TS)
+
+
+def _real_timestamp(text: str) -> bool:
+    if len(text) == 25 and text[10] == "T" and text[19] in "+-" and text[22] == ":" and text[:19].isascii():
+        # the form producers write (2024-03-05T10:12:00+08:00): fromisoformat alone is exact here
+        try:
+            return datetime.fromisoformat(text).tzinfo is not None
+        except ValueError:
+            return False
+    if _TS_SHAPE.match(text) is None:
+        return False
+    try:
+        moment: datetime = parse_timestamp(text)
+    except ValueError:
+        return False
+    return moment.tzinfo is not None
+
+
+def _blank(value: str | None) -> bool:
+    return value is not None and not value.strip()
+
+
+def fast_decode(raw: bytes) -> Event:
+    """The canonical event, or :class:`NotFast` (then ask :func:`decode_consumed`)."""
+    try:
+        env = _ENVELOPE.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise NotFast(str(exc)) from None
+    sealed = env.sealed is not UNSET
+    decoder = _PAYLOAD_DECODERS.get((env.type, env.version, sealed))
+    if decoder is None:
+        raise NotFast("type/version")
+    try:
+        payload = decoder.decode(env.payload)
+    except msgspec.DecodeError as exc:
+        raise NotFast(str(exc)) from None
+    if type(payload) is PersonProfileChangedV1 and payload == _EMPTY_CHANGE:
+        raise NotFast("empty change")
+    kind = type(payload)
+    for name in DATE_FIELDS.get(kind, ()):
+        value = getattr(payload, name)
+        if value is not UNSET and not _real_date(value):
+            raise NotFast(name)
+    for name in TEXT_FIELDS.get(kind, ()):
+        if _blank(getattr(payload, name)):
+            raise NotFast(name)
+    if not _real_timestamp(env.occurred_at):
+        raise NotFast("occurred_at")
+    if _blank(env.town) or _blank(env.village) or _blank(env.source):
+        raise NotFast("envelope text")
+    person_id = env.person_id
+    if env.type in enums.PERSONLESS_TYPES:
+        if person_id is not None:
+            raise NotFast("person_id")
+    elif person_id is None or _blank(person_id) or (len(person_id) >= 18 and _ID_SHAPE.fullmatch(person_id.strip())):
+        raise NotFast("person_id")
+    event: Event = {
+        "event_id": env.event_id, "type": env.type, "version": env.version, "occurred_at": env.occurred_at,
+        "person_id": person_id, "town": env.town, "village": env.village, "source": env.source,
+        "payload": _to_builtins(payload),
+    }
+    if sealed:
+        event["sealed"] = _to_builtins(env.sealed)
+    return upcast(event)
+
+
+_EMPTY_CHANGE = PersonProfileChangedV1()
+
+
+def decode_event(raw: bytes) -> Event:
+    """A message value of the events topic → the canonical, upcast event (sealed fields still
+    sealed: ``processors.privacy`` opens them).  Raises ``PoisonRecord`` with the field-naming
+    reasons of the full validator for anything that is not a valid event."""
+    try:
+        return fast_decode(raw)
+    except NotFast:
+        return decode_consumed(raw)
+
+
+__all__ = ["NotFast", "PoisonRecord", "decode_event", "fast_decode"]
