@@ -11,7 +11,8 @@ help:
 	@echo "make demo   - start the stack, stream the calibrated 2024H1 simulation, print the dashboard URL"
 	@echo "make test   - install what the tests need, start Kafka/ClickHouse/PostgreSQL, run all tests"
 	@echo "make up / make down - the local stack in the background (Kafka, processors, API)"
-	@echo "make lint   - ruff;  make schemas - regenerate schemas/json;  make bench - benchmarks"
+	@echo "make lint   - ruff, the layer rules (lint-imports), mypy strict on the domain and runtime"
+	@echo "make schemas - regenerate schemas/json;  make bench - benchmarks"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found (set PYTHON=...)"; exit 1; }
@@ -48,6 +49,8 @@ test-integration: jars servers
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 schemas: venv
 	$(BIN)/python -m schemas.export

@@ -26,16 +26,21 @@ STARTED = time.perf_counter()
 
 
 def main() -> None:
-    import faust
-    from mode.utils.times import want_seconds
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--events", type=int, required=True)
     parser.add_argument("--result", type=Path, required=True)
     parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--within", type=float, default=0.5)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     args = parser.parse_args()
+    if args.loop == "uvloop":
+        import mode.loop
+
+        mode.loop.use("uvloop")
+    import faust
+    from mode.utils.times import want_seconds
 
     app = faust.App(f"bench-ceiling-{uuid.uuid4().hex[:8]}", broker=f"kafka://{args.bootstrap}", store="memory://",
                     web_enabled=False, topic_disable_leader=True, consumer_auto_offset_reset="earliest",
@@ -48,7 +53,7 @@ def main() -> None:
     @app.agent(topic)
     async def decode_only(stream: faust.Stream) -> None:
         nonlocal seen, first_batch
-        async for batch in stream.take_events(args.batch, within=want_seconds(0.5)):
+        async for batch in stream.take_events(args.batch, within=want_seconds(args.within)):
             first_batch = first_batch or time.perf_counter()
             for event in batch:
                 json.loads(event.message.value)

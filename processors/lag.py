@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from careledger.settings import Settings
-from projections.store import ProjectionStore
+from processors.runtime.contracts import PositionSource
 
 
 @dataclass
@@ -38,7 +38,7 @@ MARKER_CHECK_TIMEOUT_S = 5.0
 
 
 class LagProbe:
-    def __init__(self, settings: Settings, stores: dict[str, ProjectionStore]) -> None:
+    def __init__(self, settings: Settings, stores: dict[str, PositionSource]) -> None:
         self.settings = settings
         self.stores = stores
         self._consumer = None

@@ -1,7 +1,7 @@
 """Operations endpoint of a processor worker: Prometheus ``/metrics``, ``/healthz``, ``/readyz``.
 
 Enabled by ``CARELEDGER_METRICS_PORT`` (0 = off, the default); binds ``CARELEDGER_METRICS_ADDR``.
-Metrics live in the process registry of ``projections.api.metrics`` (one registry per process).
+Metrics live in the process registry of ``careledger.metrics`` (one registry per process).
 Every series carries ``projection``; run several workers on one host with one port each.
 
 | metric | type | labels | meaning |
@@ -36,7 +36,7 @@ from typing import Any
 
 from processors.lag import LagReport
 from processors.runtime.records import BatchStats
-from projections.api import metrics as m
+from careledger import metrics as m
 
 log = logging.getLogger("careledger.processor")
 

@@ -92,17 +92,20 @@ def iter_events(settings: Settings, flt: ExportFilter, progress: bool = False,
 
     from processors.domain.calendar import event_date
     from processors.domain.model import Consumed
+    from processors.privacy import keystore_for
     from processors.replay.engine import BuildStats, decode_records
     from processors.replay.reader import log_bounds, read_log
+    from processors.runtime.decoding import RecordDecoder
 
     starts, ends = log_bounds(settings)
     counters = BuildStats()
+    decoder = RecordDecoder(lambda raw, reasons: None, lambda create: keystore_for(settings, create))
     bar = tqdm(total=sum(ends[p] - starts[p] for p in ends), unit="ev", unit_scale=True, desc="export",
                disable=not progress)
     try:
         for chunk in read_log(settings, starts, ends):
             batch = []
-            for rec in decode_records(chunk, None, counters, settings):
+            for rec in decode_records(decoder, chunk, None, counters)[0]:
                 event = rec.event
                 if event is not None:
                     event.pop("sealed", None)
@@ -115,7 +118,7 @@ def iter_events(settings: Settings, flt: ExportFilter, progress: bool = False,
         bar.close()
         if stats is not None:
             stats["read"] = counters.records
-            stats["poison"] = counters.poison
+            stats["poison"] = decoder.poison
 
 
 def export(settings: Settings, fmt: str, out: str, flt: ExportFilter | None = None,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
+from typing import Final
 
 from processors.domain.aggregate import PersonAggregate
 from processors.domain.calendar import instant_key, latest, period_start
@@ -34,8 +35,8 @@ DUPLICATE = "duplicate_payment"
 AFTER_END = "payment_after_end"
 HAZARD = "visit_hazard"
 OUT_OF_RANGE = "amount_out_of_range"
-OPEN = "open"
-RESOLVED = "resolved"
+OPEN: Final = "open"
+RESOLVED: Final = "resolved"
 FALLBACK_HAZARD_SEVERITY = "high"  # CONTRACT §2: "high otherwise" (rules.toml lists every hazard)
 ALERT_ID_HEX = 20
 

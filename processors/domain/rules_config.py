@@ -52,11 +52,29 @@ class RulesConfig:
 # --- loading ------------------------------------------------------------------------------------
 
 
-def default_rules() -> RulesConfig:
-    """The rules shipped in ``careledger/rules.toml`` (CONTRACT.md defaults)."""
-    from careledger.settings import DEFAULT_RULES_PATH
+#: CONTRACT.md §2's defaults, in yuan and days; ``careledger/rules.toml`` ships the same values for
+#: people to edit (a unit test keeps the two equal).
+CONTRACT_RANGES_YUAN: dict[str, tuple[int, int]] = {
+    "living_subsidy": (100, 1000), "nursing_subsidy": (100, 1000), "medical_insurance_subsidy": (50, 2000),
+    "pension_insurance_subsidy": (50, 2000), "self_employed_pension_subsidy": (100, 5000),
+    "accident_insurance": (10, 200), "rehab_subsidy": (50, 20000), "education_aid": (100, 20000),
+}
+CONTRACT_NEED_DEADLINES: dict[str, int] = {
+    "employment": 60, "assistive_device": 30, "rehabilitation": 30, "education": 60,
+    "accessibility_modification": 90, "care": 30,
+}
+CRITICAL_HAZARDS = frozenset({"mental_health_crisis", "abuse_or_neglect", "medical_emergency"})
 
-    return load_rules(DEFAULT_RULES_PATH)
+
+def default_rules() -> RulesConfig:
+    """The contract's rules (CONTRACT.md §2), as ``careledger/rules.toml`` ships them."""
+    return RulesConfig(
+        amount_ranges_fen={p: (lo * FEN_PER_YUAN, hi * FEN_PER_YUAN) for p, (lo, hi) in CONTRACT_RANGES_YUAN.items()},
+        need_deadline_days=dict(CONTRACT_NEED_DEADLINES),
+        hazard_severity={h: "critical" if h in CRITICAL_HAZARDS else "high" for h in HAZARDS},
+        rule_severity={"duplicate_payment": "high", "payment_after_end": "high", "amount_out_of_range": "medium"},
+        enabled_rules=frozenset(ALERT_RULES) | frozenset(WARNING_RULES),
+    )
 
 
 def load_rules(path: str | Path) -> RulesConfig:
@@ -126,7 +144,7 @@ class _Parser:
         if key not in table:
             raise self.fail(where, f"missing {key}")
         value = table[key]
-        if value not in SEVERITIES:
+        if not isinstance(value, str) or value not in SEVERITIES:
             raise self.fail(where, f"{key} must be one of {', '.join(SEVERITIES)}, got {value!r}")
         return value
 

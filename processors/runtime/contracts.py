@@ -26,22 +26,24 @@ Positions = dict[int, int]
 PlanT = TypeVar("PlanT")
 StateT = TypeVar("StateT")
 ChangesT = TypeVar("ChangesT")
+PlanT_co = TypeVar("PlanT_co", covariant=True)
 PlanT_contra = TypeVar("PlanT_contra", contravariant=True)
+StateT_contra = TypeVar("StateT_contra", contravariant=True)
 StateT_co = TypeVar("StateT_co", covariant=True)
 ChangesT_contra = TypeVar("ChangesT_contra", contravariant=True)
 
 
 @runtime_checkable
-class Projection(Protocol[PlanT, StateT, ChangesT]):
+class Projection(Protocol[PlanT_co, StateT_contra, ChangesT]):
     """The pure part of a projection (a fold), independent of where it is stored."""
 
     name: str
 
-    def plan(self, events: list[Event]) -> PlanT:
+    def plan(self, events: list[Event]) -> PlanT_co:
         """The state ``events`` can touch (keys only; cheap)."""
         ...
 
-    def fold(self, state: StateT, records: list[Consumed]) -> ChangesT:
+    def fold(self, state: StateT_contra, records: list[Consumed]) -> ChangesT:
         """What to write for ``records`` (fresh, de-duplicated, events not None) given ``state``."""
         ...
 

@@ -1,77 +1,11 @@
-"""Prometheus metrics: one registry per process, reusable by any careledger process.
-
-Usage from another process (a worker, the relay)::
-
-    from projections.api import metrics
-    applied = metrics.counter("careledger_events_applied_total", "Events applied", ["projection"])
-    applied.labels("sql").inc(n)
-    metrics.serve(9100)            # or expose metrics.exposition() on an existing HTTP server
-
-``counter``/``gauge``/``histogram`` return the existing metric when called again with the same
-name, so modules can declare their metrics at import time without clashing.
-"""
+"""The read API's own metrics (the process registry is ``careledger.metrics``)."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
-from typing import Any
+from careledger.metrics import counter, exposition, gauge, histogram
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    ProcessCollector,
-    generate_latest,
-    start_http_server,
-)
+__all__ = ["HTTP_REQUESTS", "HTTP_SECONDS", "PROJECTION_LAG", "exposition"]
 
-REGISTRY = CollectorRegistry(auto_describe=True)
-ProcessCollector(registry=REGISTRY)
-
-_lock = threading.Lock()
-_metrics: dict[str, Any] = {}
-
-
-def _get(kind: type, name: str, documentation: str, labels: Sequence[str], **kwargs: Any) -> Any:
-    with _lock:
-        existing = _metrics.get(name)
-        if existing is not None:
-            if not isinstance(existing, kind):
-                raise ValueError(f"metric {name!r} already registered as {type(existing).__name__}")
-            return existing
-        metric = kind(name, documentation, list(labels), registry=REGISTRY, **kwargs)
-        _metrics[name] = metric
-        return metric
-
-
-def counter(name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
-    return _get(Counter, name, documentation, labels)
-
-
-def gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
-    return _get(Gauge, name, documentation, labels)
-
-
-def histogram(name: str, documentation: str, labels: Sequence[str] = (),
-              buckets: Sequence[float] | None = None) -> Histogram:
-    kwargs = {"buckets": tuple(buckets)} if buckets is not None else {}
-    return _get(Histogram, name, documentation, labels, **kwargs)
-
-
-def exposition() -> tuple[bytes, str]:
-    """The text exposition of every metric of this process and its content type."""
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-
-
-def serve(port: int, addr: str = "127.0.0.1") -> None:
-    """Expose this registry on ``http://addr:port/metrics`` from a background thread."""
-    start_http_server(port, addr=addr, registry=REGISTRY)
-
-
-# --- the API's own metrics -------------------------------------------------------------------
 HTTP_REQUESTS = counter("careledger_api_requests_total", "HTTP requests answered by the read API",
                         ["method", "route", "status"])
 HTTP_SECONDS = histogram("careledger_api_request_seconds", "Time to answer a read API request",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
 from projections.sql import tables as t
@@ -34,6 +34,8 @@ def forget(engine: Engine, person_id: str, tombstone_id: str, lock_key: int) -> 
             erased = erase_event({"type": typ, "payload": loads(payload)}, tombstone_id)["payload"]
             conn.execute(update(L).where(L.c.seq == seq).values(
                 person_id=tombstone_id, key=ERASED if kind == "person" else key, payload=dumps_compact(erased)))
+        if rows:  # the read API's counts index re-reads them (projections/sql/counts_index.py)
+            conn.execute(insert(t.ledger_changes), [{"row_seq": seq} for seq, *_ in rows])
         done["ledger"] = len(rows)
         alert_ids = list(conn.scalars(select(a.c.alert_id).where(a.c.person_id == person_id)))
         done["alert_outbox"] = 0

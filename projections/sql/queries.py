@@ -18,6 +18,7 @@ from processors.domain.rules_config import RulesConfig
 from processors.domain.vocabulary import NURSING_PROGRAM
 from processors.domain.warnings import NEED_UNMET, NURSING_MISSING, nursing_period
 from projections.sql import tables as t
+from projections.sql.counts_index import CountsIndex
 from projections.sql.eventrow import check_group_by, check_kind, date_text
 from projections.sql.rows import PERSON_COLUMNS, person_from_row
 from schemas.jsontext import loads
@@ -39,16 +40,24 @@ def alert_item(row: Any) -> dict[str, Any]:
     return item
 
 
+def _day(value: date | str | None) -> date | None:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
 def _page(limit: int, offset: int) -> tuple[int, int]:
     return max(0, min(int(limit), MAX_LIMIT)), max(0, int(offset))
 
 
 class SqlQueries:
-    """Read queries over one SQL read model (thread-safe: a connection per call)."""
+    """Read queries over one SQL read model (thread-safe: a connection per call).  Counts come from
+    the in-memory :class:`~projections.sql.counts_index.CountsIndex` (built on the first count);
+    ``sql_counts``/``sql_grouped_counts`` ask the database (the reference the index is tested
+    against)."""
 
     def __init__(self, engine: Engine, rules: RulesConfig) -> None:
         self.engine = engine
         self.rules = rules
+        self.index = CountsIndex(engine)
 
     # ---- counts ---------------------------------------------------------------------------------
     @staticmethod
@@ -78,13 +87,22 @@ class SqlQueries:
 
     def counts(self, kind: str, key: str | None = None, date_from: date | None = None,
                date_to: date | None = None, town: str | None = None) -> dict[str, int]:
+        return self.index.counts(kind, key, _day(date_from), _day(date_to), town)
+
+    def grouped_counts(self, kind: str, group_by: list[str], key: str | None = None, date_from: date | None = None,
+                       date_to: date | None = None, town: str | None = None) -> list[dict[str, Any]]:
+        return self.index.grouped_counts(kind, group_by, key, _day(date_from), _day(date_to), town)
+
+    def sql_counts(self, kind: str, key: str | None = None, date_from: date | None = None,
+                   date_to: date | None = None, town: str | None = None) -> dict[str, int]:
         conds = self._fact_filters(kind, key, date_from, date_to, town)
         with self.engine.connect() as conn:
             row = conn.execute(select(*self._measures()).where(*conds)).one()
         return {"events": int(row[0]), "persons": int(row[1]), "amount_fen": int(row[2]), "positions": int(row[3])}
 
-    def grouped_counts(self, kind: str, group_by: list[str], key: str | None = None, date_from: date | None = None,
-                       date_to: date | None = None, town: str | None = None) -> list[dict[str, Any]]:
+    def sql_grouped_counts(self, kind: str, group_by: list[str], key: str | None = None,
+                           date_from: date | None = None, date_to: date | None = None,
+                           town: str | None = None) -> list[dict[str, Any]]:
         cols = check_group_by(group_by)
         L = t.ledger
         exprs = {"key": L.c.key, "town": L.c.town, "date": L.c.date, "month": func.substr(L.c.date, 1, 7)}

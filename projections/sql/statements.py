@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
@@ -56,6 +56,12 @@ class Statements:
         stmt = update(table).where(*[table.c[w] == bindparam(f"w_{w}") for w in where]).values(
             {c: bindparam(f"s_{c}") for c in set_columns})
         self._add(name, stmt, [f"s_{c}" for c in set_columns] + [f"w_{w}" for w in where])
+
+    def record_change(self, name: str, changes: Table, ledger: Table) -> None:
+        """``INSERT INTO changes (row_seq) SELECT seq FROM ledger WHERE event_id = ?`` per event id."""
+        stmt = insert(changes).from_select(
+            ["row_seq"], select(ledger.c.seq).where(ledger.c.event_id == bindparam("w_event_id")))
+        self._add(name, stmt, ["w_event_id"])
 
     def delete(self, name: str, table: Table, where: Sequence[str]) -> None:
         stmt = delete(table).where(*[table.c[w] == bindparam(f"w_{w}") for w in where])

@@ -74,6 +74,15 @@ ledger = Table(
     Index("ix_ledger_person_key_period", "person_id", "key", "period"),
 )
 
+#: ledger rows changed after they were written (a reversal stops a payment counting, erasure moves
+#: rows to a tombstone), in order: how the read API's in-memory counts index stays exact
+ledger_changes = Table(
+    "ledger_changes",
+    metadata,
+    Column("change_seq", SEQ_TYPE, primary_key=True, autoincrement=True),
+    Column("row_seq", BigInteger, nullable=False),
+)
+
 persons = Table(
     "persons",
     metadata,

@@ -79,6 +79,7 @@ def _statements(engine: Engine) -> Statements:
     s = Statements(engine.dialect)
     s.insert("ledger", t.ledger, LEDGER_COLUMNS)
     s.update("ledger_reversed", t.ledger, ("reversed_by", "counted"), ("event_id",))
+    s.record_change("ledger_changed", t.ledger_changes, t.ledger)
     s.upsert("persons", t.persons, PERSON_COLUMNS, ("person_id",))
     s.upsert("needs", t.needs, NEED_COLUMNS, ("person_id", "need_id"))
     s.upsert("pending", t.pending_reversals, PENDING_COLUMNS, ("payment_id",))
@@ -189,6 +190,7 @@ class SqlUnitOfWork:
         run, conn, w = self.writer._statements.run, self.conn, self.writer
         run(conn, "ledger", [ledger_row(e) for e in changes.ledger])
         run(conn, "ledger_reversed", [(rev, 0, pid) for pid, rev in changes.reversals.items()])
+        run(conn, "ledger_changed", [(pid,) for pid in changes.reversals])
         run(conn, "persons", [person_row(agg) for agg in changes.persons.values()])
         run(conn, "needs", [need_row(p, nid, need) for (p, nid), need in changes.needs.items()])
         run(conn, "pending", [(pid, v[0], v[1]) for pid, v in changes.pending.items() if v is not None])

@@ -64,4 +64,4 @@ def test_sigkill_at_random_points_then_restart_equals_a_clean_run(stack: TestSta
            rows=sum(len(v) for v in clean_rows.values()))
     for table in clean_rows:
         assert crashed_rows[table] == clean_rows[table], f"{table} differs after {KILLS} SIGKILLs at {kills_done}"
-    assert len(clean_rows["events"]) == len({e["event_id"] for e in events})
+    assert len(clean_rows["ledger"]) == len({e["event_id"] for e in events})

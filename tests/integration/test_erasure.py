@@ -193,7 +193,7 @@ def test_forget_end_to_end(stack: TestStack, kafka_settings: Settings, clickhous
     assert replay.counts("payment") == payments_before["sql"]
     with replay.engine.connect() as conn:
         dump = json.dumps([[list(map(str, r)) for r in conn.exec_driver_sql(f"SELECT * FROM {table}").all()]  # noqa: S608
-                           for table in ("events", "persons", "alerts", "count_facts", "alert_outbox")])
+                           for table in ("ledger", "persons", "needs", "warnings", "alerts", "alert_outbox")])
     assert victim_birth not in dump and victim_pid not in dump and "abuse_or_neglect" not in dump
     assert other_birth in dump  # positive control: the others' profiles are there
 

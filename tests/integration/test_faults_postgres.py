@@ -82,7 +82,7 @@ def test_postgres_connections_terminated_mid_transaction_equal_clean_run(stack: 
     log = tail(victim.log_path, 5000)
     reference = clean_run(settings, stack.fresh_pg_url())
     got, want = store.snapshot_rows(), reference.snapshot_rows()
-    assert len(want["events"]) == len({e["event_id"] for e in events}), "the reference itself is incomplete"
+    assert len(want["ledger"]) == len({e["event_id"] for e in events}), "the reference itself is incomplete"
     differences = diff_snapshots(got, want)
     record("fault", "PostgreSQL connections terminated mid-transaction",
            claim="{rounds} rounds of pg_terminate_backend() on the worker's database ({backends_terminated} "

@@ -15,10 +15,11 @@ import urllib.request
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from infra.process import free_port
-from processors.runner import BatchRunner, RawRecord
+from processors.runtime.records import RawRecord
 from producers.keystore import KeyStore
 from producers.simulate.generator import SimConfig, generate
 from tests.support.pipeline import open_test_store, publish, tail, wait_caught_up, worker
+from tests.support.runtime import runtime_for
 from tests.support.servers import TestStack
 
 
@@ -157,8 +158,7 @@ def test_sigterm_mid_stream_finishes_the_batch_and_exits_0(stack: TestStack) -> 
     records = _records_up_to(settings, positions)
     assert len(records) == applied_up_to
     # decoded, unsealed and applied exactly as the worker does it, in one batch
-    runner = BatchRunner(reference, lambda *_: None, keystore=KeyStore.from_settings(settings))
-    runner.run(records)
+    runtime_for(reference, KeyStore.from_settings(settings)).apply(records)
     assert reference.offsets() == positions
     assert store.snapshot_rows() == reference.snapshot_rows()
     logged = [json.loads(line)["msg"] for line in w.log_path.read_text().splitlines() if line.startswith("{")]

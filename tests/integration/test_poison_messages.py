@@ -74,7 +74,7 @@ def test_poison_goes_to_the_dead_letter_topic_and_processing_continues(stack: Te
                if (d["origin"].get("partition"), d["origin"].get("offset")) in positions}
     reference = clean_run(settings, f"sqlite:///{settings.home / 'clean.sqlite3'}")
     differences = diff_snapshots(store.snapshot_rows(), reference.snapshot_rows())
-    applied = len(store.snapshot_rows()["events"])
+    applied = len(store.snapshot_rows()["ledger"])
     record("poison", "Poison messages written straight to careledger.events",
            claim="{poison_sent} poison messages (" + ", ".join(poison) + ") among {valid_events} valid events: {dead_lettered} "
                  "dead-lettered with a reason, {valid_applied} valid events applied, lag back to 0 in "

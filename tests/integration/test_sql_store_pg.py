@@ -74,7 +74,7 @@ def test_pg_redelivery_resend_and_poison(pg_url, stream):
     acked = pg.acknowledge_alert(alert_id, "w1", "2024-09-01T08:00:00+08:00", resolve=True)
     assert acked["status"] == "resolved" and acked["resolved_by"] == "w1"
     pg.reset()
-    assert pg.offsets() == {} and pg.snapshot_rows()["events"] == []
+    assert pg.offsets() == {} and pg.snapshot_rows()["ledger"] == []
     pg.close()
 
 

@@ -180,16 +180,16 @@ def dead_letters(settings: Any) -> list[dict[str, Any]]:
 
 def clean_run(settings: Any, url: str, batch: int = 2000, upto: dict[int, int] | None = None) -> Any:
     """The reference: every record now on the events topic applied once, in partition order, by
-    the same code a worker runs (``BatchRunner``: decode, unseal, apply) into a fresh store at
+    the same code a worker runs (the projection runtime: decode, unseal, apply) into a fresh store at
     ``url``, with no fault injected.  ``upto``: only offsets <= upto[partition] (a store's
     ``offsets()``: "what a store holding these positions must contain").  Returns the store."""
-    from processors.runner import BatchRunner, RawRecord
+    from processors.runtime.records import RawRecord
     from producers.keystore import KeyStore
     from tests.support.pipeline import open_test_store
+    from tests.support.runtime import runtime_for
 
     store = open_test_store(settings, url)
-    keystore = KeyStore.from_settings(settings)
-    runner = BatchRunner(store, lambda *_: None, keystore=keystore)
+    runner = runtime_for(store, KeyStore.from_settings(settings))
     by_partition: dict[int, list[Any]] = {}
     for r in topic_records(settings, settings.topics.events):
         if upto is not None and r.offset > upto.get(r.partition, -1):
@@ -197,7 +197,7 @@ def clean_run(settings: Any, url: str, batch: int = 2000, upto: dict[int, int] |
         by_partition.setdefault(r.partition, []).append(RawRecord(r.partition, r.offset, r.key, r.value))
     raws = [r for p in sorted(by_partition) for r in sorted(by_partition[p], key=lambda x: x.offset)]
     for start in range(0, len(raws), batch):
-        runner.run(raws[start:start + batch])
+        runner.apply(raws[start:start + batch])
     return store
 
 
@@ -215,8 +215,9 @@ def diff_snapshots(got: dict[str, list[Any]], want: dict[str, list[Any]]) -> dic
 
 
 def event_differences(got: dict[str, list[Any]], want: dict[str, list[Any]], limit: int = 10) -> str:
-    """Which events one snapshot has and the other lacks (first column of ``events`` rows)."""
-    a, b = {r[0] for r in got.get("events", [])}, {r[0] for r in want.get("events", [])}
+    """Which events one snapshot has and the other lacks (first column of ``ledger``/``events`` rows)."""
+    table = "ledger" if "ledger" in got or "ledger" in want else "events"
+    a, b = {r[0] for r in got.get(table, [])}, {r[0] for r in want.get(table, [])}
     return f"events missing: {sorted(b - a)[:limit]}; extra: {sorted(a - b)[:limit]}"
 
 

@@ -66,6 +66,12 @@ def upgrade() -> None:
     op.create_index("ix_ledger_person_key_period", "ledger", ["person_id", "key", "period"])
 
     op.create_table(
+        "ledger_changes",
+        sa.Column("change_seq", SEQ, primary_key=True, autoincrement=True),
+        sa.Column("row_seq", sa.BigInteger, nullable=False),
+    )
+
+    op.create_table(
         "persons",
         sa.Column("person_id", sa.String(128), primary_key=True),
         sa.Column("town", sa.String(128), nullable=True),

@@ -176,3 +176,8 @@ def test_invalid_toml_and_unreadable_file(tmp_path: Path):
 
 def test_table_where_value_expected():
     assert "alerts must be a table" in error_of('alerts = 3\n')
+
+
+def test_the_shipped_rules_file_is_the_contracts_defaults() -> None:
+    """careledger/rules.toml (what people edit) and default_rules() (the contract, in code) agree."""
+    assert load_rules(DEFAULT_RULES_PATH) == default_rules()

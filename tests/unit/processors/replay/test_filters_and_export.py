@@ -11,8 +11,8 @@ import pytest
 from processors.replay.engine import BuildStats, decode_records, split_partitions, until_date, until_time
 from processors.replay.reader import LogRecord
 from processors.runtime.decoding import RecordDecoder
-from projections.replay.ops import parse_until_offset, parse_until_time
 from projections.export import COLUMNS, ExportFilter, escape_cell, export_row
+from projections.replay.ops import parse_until_offset, parse_until_time
 
 
 def _event(eid: str, at: str, type_: str = "visit.completed", version: int = 1, **payload: object) -> dict:

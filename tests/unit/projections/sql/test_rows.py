@@ -11,7 +11,16 @@ from processors.domain.model import Consumed
 from processors.domain.rules_config import default_rules
 from projections.sql.rows import person_from_row, person_row
 from projections.sql.store import SqlStore
-from tests.unit.processors.domain.factories import need, payment, placed, registered, reversal, run, status, visit
+from tests.unit.processors.domain.factories import (
+    need,
+    payment,
+    placed,
+    registered,
+    reversal,
+    run,
+    status,
+    visit,
+)
 
 
 def _events() -> list[dict]:
