@@ -34,9 +34,9 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from careledger import metrics as m
 from processors.lag import LagReport
 from processors.runtime.records import BatchStats
-from careledger import metrics as m
 
 log = logging.getLogger("careledger.processor")
 
