@@ -37,6 +37,13 @@ def _env(name: str, default: str) -> str:
     return value if value not in (None, "") else default
 
 
+def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = _env(name, default).strip().lower()
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def secret_env_var(name: str) -> str:
     """The environment variable that supplies secret ``name`` instead of ``secrets/<name>``."""
     return f"CARELEDGER_{name.upper().replace('-', '_')}"
@@ -123,6 +130,9 @@ class Settings:
     # source of truth and keeps everything.  Applied to existing topics by ``ensure_topics``.
     alerts_retention_days: float = 30.0
     dlq_retention_days: float = 90.0
+    # the event loop of the projection workers (CARELEDGER_EVENT_LOOP: "uvloop" or "asyncio";
+    # bench/pipeline.py measures both, docs/performance.md)
+    event_loop: str = "uvloop"
 
     # --- derived locations (all runtime state lives under ``home``) ---------------------------
     @property
@@ -197,6 +207,7 @@ class Settings:
             ingest_workers=parse_workers(_env("CARELEDGER_INGEST_WORKERS", "auto")),
             alerts_retention_days=float(_env("CARELEDGER_ALERTS_RETENTION_DAYS", "30")),
             dlq_retention_days=float(_env("CARELEDGER_DLQ_RETENTION_DAYS", "90")),
+            event_loop=_choice("CARELEDGER_EVENT_LOOP", "uvloop", ("uvloop", "asyncio")),
         )
 
     # --- secrets ----------------------------------------------------------------------------
@@ -261,6 +272,7 @@ class Settings:
             "CARELEDGER_INGEST_WORKERS": "auto" if self.ingest_workers is None else str(self.ingest_workers),
             "CARELEDGER_ALERTS_RETENTION_DAYS": str(self.alerts_retention_days),
             "CARELEDGER_DLQ_RETENTION_DAYS": str(self.dlq_retention_days),
+            "CARELEDGER_EVENT_LOOP": self.event_loop,
         }
         if self.clickhouse_url:
             env["CARELEDGER_CLICKHOUSE_URL"] = self.clickhouse_url

@@ -33,6 +33,7 @@ from functools import partial
 from typing import Any
 
 import faust
+import mode.loop
 from faust.types import TP
 from mode.utils.times import want_seconds
 
@@ -203,6 +204,23 @@ def build_app(settings: Settings, projection: str, pipeline: Pipeline, source: S
         await seek_to_store(partitions, "registry swap")
         await asyncio.to_thread(old.close)
 
+    progress_seen: dict[int, int | None] = {}  # partition -> the guard's next offset at the last lag check
+
+    async def unstick(report: Any) -> None:
+        """A partition behind the log that made no progress since the last check is sought to the
+        store's position again: the one case the position guard cannot see is a stream that hands
+        out nothing at all (faust's recovery sought it to the group's committed offset, at the end
+        of the log, while the store - emptied, restored - is behind)."""
+        lags = report.per_partition.get(projection, {})
+        assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == topic_name]
+        stuck = [p for p in assigned
+                 if lags.get(p, 0) > 0 and p in progress_seen and progress_seen[p] == pipeline.guard.next.get(p)
+                 and (pipeline.inflight is None or pipeline.inflight.done())]
+        for p in assigned:
+            progress_seen[p] = pipeline.guard.next.get(p)
+        if stuck:
+            await seek_to_store(stuck, f"{len(stuck)} partitions behind the log without progress")
+
     @app.timer(interval=LAG_LOG_INTERVAL_S)
     async def report_lag() -> None:
         try:
@@ -212,6 +230,7 @@ def build_app(settings: Settings, projection: str, pipeline: Pipeline, source: S
             log.warning("lag of %s not measured: %s: %s", projection, type(exc).__name__, exc)
             return
         ops.lag(report)
+        await unstick(report)
         stats = pipeline.runtime.stats
         log.info("lag %s=%d (batches=%d applied=%d duplicates=%d poison=%d retries=%d reseeks=%d)", projection,
                  report.total, stats.batches, stats.applied, stats.duplicates, stats.poison, stats.retries,
@@ -229,6 +248,8 @@ def run_worker(settings: Settings, projection: str, source: StoreSource,
                metrics_port: Callable[[], int] | None = None) -> int:
     """Run until SIGTERM/SIGINT; the batch in hand finishes (its transaction is atomic anyway)."""
     configure_logging(settings, f"processor-{projection}")
+    if settings.event_loop == "uvloop":  # before faust/mode create any loop (docs/performance.md)
+        mode.loop.use("uvloop")
     # a store that is down at start is waited for here, as during a batch (not a crash loop)
     binding = call_retrying(source.open, f"store {projection}")
     publisher = EventPublisher(settings)
