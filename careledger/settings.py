@@ -11,8 +11,10 @@ Business thresholds (alert ranges, warning deadlines) live in a separate, user-e
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from careledger.secret_files import (  # noqa: F401 - InsecureSecretFile is re-exported
@@ -26,6 +28,41 @@ from careledger.secret_files import (  # noqa: F401 - InsecureSecretFile is re-e
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "rules.toml"
 DEFAULT_TARGETS_PATH = Path(__file__).resolve().parent / "targets.csv"
+
+
+#: The district's towns (镇/街道): master data every event's ``town`` must be one of
+#: (CARELEDGER_TOWNS).  By default the 12 of 奉化区 (CONTRACT.md §1).
+DEFAULT_TOWNS: tuple[str, ...] = (
+    "锦屏街道", "岳林街道", "江口街道", "西坞街道", "萧王庙街道", "方桥街道", "尚田街道",
+    "溪口镇", "莼湖镇", "裘村镇", "大堰镇", "松岙镇",
+)
+#: ``occurred_at`` is refused before this day (CARELEDGER_OCCURRED_AT_EARLIEST): the founding of
+#: the People's Republic, before any record a district federation keeps (history back to the
+#: 2008 registrations and the certificates before them passes), yet it refuses the year-0001 /
+#: year-0024 typos that break date arithmetic downstream.
+DEFAULT_OCCURRED_AT_EARLIEST = date(1949, 10, 1)
+#: ... and more than this many days ahead of now (CARELEDGER_OCCURRED_AT_AHEAD_DAYS): clock skew,
+#: the 26 hours between time zones, a payroll entered on Friday for Monday - never a year-9999 typo.
+DEFAULT_OCCURRED_AT_AHEAD_DAYS = 3.0
+
+
+def parse_towns(text: str, name: str = "CARELEDGER_TOWNS") -> tuple[str, ...]:
+    """Towns separated by commas (also ， and 、), blanks around them ignored; at least one,
+    no repeats."""
+    towns = tuple(t.strip() for t in re.split(r"[,，、]", text) if t.strip())
+    if not towns:
+        raise ValueError(f"{name} must list at least one town (comma-separated)")
+    repeated = sorted({t for t in towns if towns.count(t) > 1})
+    if repeated:
+        raise ValueError(f"{name} lists a town twice: {', '.join(repeated)}")
+    return towns
+
+
+def _parse_date(text: str, name: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a date YYYY-MM-DD, got {text!r}") from None
 
 
 #: secrets every long-running process (worker, API) checks and loads at start
@@ -123,6 +160,12 @@ class Settings:
     # source of truth and keeps everything.  Applied to existing topics by ``ensure_topics``.
     alerts_retention_days: float = 30.0
     dlq_retention_days: float = 90.0
+    # --- input master data and plausibility (issue 15) ----------------------------------------
+    # the district's towns (CARELEDGER_TOWNS); the window of occurred_at accepted at ingest
+    # (CARELEDGER_OCCURRED_AT_EARLIEST, CARELEDGER_OCCURRED_AT_AHEAD_DAYS); see DEFAULT_TOWNS
+    towns: tuple[str, ...] = DEFAULT_TOWNS
+    occurred_at_earliest: date = DEFAULT_OCCURRED_AT_EARLIEST
+    occurred_at_ahead_days: float = DEFAULT_OCCURRED_AT_AHEAD_DAYS
 
     # --- derived locations (all runtime state lives under ``home``) ---------------------------
     @property
@@ -197,6 +240,12 @@ class Settings:
             ingest_workers=parse_workers(_env("CARELEDGER_INGEST_WORKERS", "auto")),
             alerts_retention_days=float(_env("CARELEDGER_ALERTS_RETENTION_DAYS", "30")),
             dlq_retention_days=float(_env("CARELEDGER_DLQ_RETENTION_DAYS", "90")),
+            towns=parse_towns(_env("CARELEDGER_TOWNS", ",".join(DEFAULT_TOWNS))),
+            occurred_at_earliest=_parse_date(_env("CARELEDGER_OCCURRED_AT_EARLIEST",
+                                                  DEFAULT_OCCURRED_AT_EARLIEST.isoformat()),
+                                             "CARELEDGER_OCCURRED_AT_EARLIEST"),
+            occurred_at_ahead_days=float(_env("CARELEDGER_OCCURRED_AT_AHEAD_DAYS",
+                                              str(DEFAULT_OCCURRED_AT_AHEAD_DAYS))),
         )
 
     # --- secrets ----------------------------------------------------------------------------
@@ -261,6 +310,9 @@ class Settings:
             "CARELEDGER_INGEST_WORKERS": "auto" if self.ingest_workers is None else str(self.ingest_workers),
             "CARELEDGER_ALERTS_RETENTION_DAYS": str(self.alerts_retention_days),
             "CARELEDGER_DLQ_RETENTION_DAYS": str(self.dlq_retention_days),
+            "CARELEDGER_TOWNS": ",".join(self.towns),
+            "CARELEDGER_OCCURRED_AT_EARLIEST": self.occurred_at_earliest.isoformat(),
+            "CARELEDGER_OCCURRED_AT_AHEAD_DAYS": str(self.occurred_at_ahead_days),
         }
         if self.clickhouse_url:
             env["CARELEDGER_CLICKHOUSE_URL"] = self.clickhouse_url

@@ -30,7 +30,7 @@ from producers.csv_layouts import (
     Column,
 )
 from producers.ingest import close_run, state_error_message, state_write_error
-from producers.pipeline import IngestRun, ReportWriter
+from producers.pipeline import IngestRun, ReportWriter, input_rules
 from producers.pseudonym import Pseudonymiser
 from producers.publisher import EventPublisher, PublishError
 from schemas import enums
@@ -306,7 +306,7 @@ def _run_import_csv(settings: Settings, path: str, *, event_type: str | None, en
                 print(f"import-csv: cannot connect to Kafka at {settings.kafka_bootstrap}: {exc}", file=err)
                 return 1
         report = ReportWriter(settings, "import-csv")
-        run = IngestRun(Pseudonymiser.from_settings(settings), publisher, report, source)
+        run = IngestRun(Pseudonymiser.from_settings(settings), publisher, report, source, input_rules(settings))
         import_rows(_with_csv_errors(rows, run), binding, run)
         bar.close()
         try:
