@@ -24,12 +24,34 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _known_towns(settings: Settings, towns: str | None) -> list[str] | None:
+    """``--towns`` as the configured town names; raises ValueError naming the unknown ones and
+    listing the district's towns (CARELEDGER_TOWNS), so a typo never makes a caseworker see nothing."""
+    from projections.api.auth import parse_towns
+    from schemas.input_rules import InputRules
+
+    if towns is None:
+        return None
+    rules = InputRules(towns=settings.towns)
+    given = parse_towns(towns)
+    unknown = [t for t in given if rules.known_town(t) is None]
+    if unknown:
+        raise ValueError(f"--towns: unknown town {', '.join(unknown)}: {rules.unknown_town(unknown[0])}")
+    return [rules.known_town(t) or t for t in given]
+
+
 def _token_create(args: argparse.Namespace) -> int:
     from projections.api.auth import TokenError, TokenStore
 
-    tokens = TokenStore.from_settings(Settings.from_env())
+    settings = Settings.from_env()
     try:
-        token = tokens.create(args.name, args.role, args.towns)
+        towns = _known_towns(settings, args.towns)
+    except ValueError as exc:
+        print(f"careledger token create: {exc}", file=sys.stderr)
+        return 2
+    tokens = TokenStore.from_settings(settings)
+    try:
+        token = tokens.create(args.name, args.role, towns)
     except TokenError as exc:
         print(f"careledger token create: {exc}", file=sys.stderr)
         return 2
