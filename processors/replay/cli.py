@@ -6,6 +6,17 @@ import argparse
 import sys
 
 
+def _store_name(text: str) -> str:
+    """A store or snapshot name, checked before anything touches the filesystem (the name
+    becomes file names under the home: ``../../x`` must never get that far)."""
+    from projections.registry import NAME_RE
+
+    if not NAME_RE.match(text):
+        raise argparse.ArgumentTypeError(f"invalid name {text!r}: letters, digits, _ . - (at most 63, "
+                                         "starting with a letter or digit)")
+    return text
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     replay = sub.add_parser("replay", help="rebuild projections from the log, snapshots, backfills")
     rsub = replay.add_subparsers(dest="replay_command", required=True)
@@ -20,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = rsub.add_parser("rebuild", help="rebuild a projection into a shadow store, verify, swap")
     p.add_argument("--projection", required=True)
     p.add_argument("--into", metavar="URL", help="target store URL (default: a new file/database)")
-    p.add_argument("--name", help="registry name of the new store (default: PROJECTION-TIMESTAMP)")
+    p.add_argument("--name", type=_store_name, help="registry name of the new store (default: PROJECTION-TIMESTAMP)")
     p.add_argument("--no-swap", action="store_true", help="build and verify only")
     p.add_argument("--force", action="store_true", help="swap even if verification finds a difference")
     common(p)
@@ -32,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_backfill)
 
     p = rsub.add_parser("snapshot", help="a named point-in-time store (?snapshot=NAME in the API)")
-    p.add_argument("name")
+    p.add_argument("name", type=_store_name)
     p.add_argument("--projection", default="sql")
     when = p.add_mutually_exclusive_group(required=True)
     when.add_argument("--until", metavar="YYYY-MM-DD", help="business date: events dated on or before it")
