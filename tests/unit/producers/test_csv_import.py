@@ -118,10 +118,11 @@ def test_gb18030(settings: Settings, tmp_path: Path, patched_publisher: FakeProd
     assert code == 0, out
     code, out, _ = run(settings, tmp_path, text.replace("c1", "c2"), encoding="utf-8")
     path = tmp_path / "in.csv"
-    path.write_bytes(text.encode("gb18030"))
+    path.write_bytes(text.replace("c1", "c3").encode("gb18030"))
     out_io = io.StringIO()
     code = run_import_csv(settings, str(path), out=out_io, err=io.StringIO(), progress=False)
-    assert code == 2  # read as UTF-8: cells are not valid text, the header does not match
+    assert code == 0, out_io.getvalue()  # detected (issue 16.2: this was "cannot tell the event type")
+    assert "encoding: gb18030 (detected; --encoding to override)" in out_io.getvalue()
 
 
 def test_header_errors(settings: Settings, tmp_path: Path) -> None:
