@@ -1,9 +1,11 @@
-"""Read-API subcommands: ``careledger serve`` and ``careledger token create|list|revoke``."""
+"""Read-side subcommands: ``careledger serve``, ``careledger token create|list|revoke`` and
+``careledger export``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from careledger.settings import Settings
 
@@ -92,6 +94,58 @@ def _token_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sensitive_allowed(settings: Settings, args: argparse.Namespace) -> tuple[bool, str]:
+    """Whether this export may include sensitive fields, and the line that says so.  They are
+    left out unless asked for with an admin token (``--token-file``); the request is audited
+    whatever the answer, like a person-level read of the API."""
+    from projections.api.auth import TokenStore
+
+    if not args.include_sensitive:
+        return False, "sensitive fields left out (--include-sensitive with an admin --token-file to include them)"
+    if args.token_file is None:
+        raise ValueError("--include-sensitive needs --token-file PATH holding an admin token "
+                         "(e.g. $CARELEDGER_HOME/admin-token)")
+    try:
+        token = args.token_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"--token-file: cannot read it ({exc.strerror})") from None
+    tokens = TokenStore.from_settings(settings)
+    try:
+        principal = tokens.verify(token) if token else None
+        allowed = principal is not None and principal.is_admin
+        tokens.audit(principal=principal, method="CLI", path="careledger export",
+                     query=f"format={args.format}&include_sensitive=1", person_id=None, status=200 if allowed else 403)
+    finally:
+        tokens.close()
+    if not allowed:
+        raise ValueError("--include-sensitive: the token is not an active admin token")
+    return True, f"sensitive fields included (admin token {principal.name!r}; audited)"
+
+
+def _export(args: argparse.Namespace) -> int:
+    from projections.export import ExportFilter, export
+
+    settings = Settings.from_env()
+    try:
+        include, said = _sensitive_allowed(settings, args)
+        flt = ExportFilter.build(types=args.types, date_from=args.date_from, date_to=args.date_to, towns=args.towns)
+        result = export(settings, args.format, args.out, flt, progress=not args.no_progress,
+                        include_sensitive=include)
+    except ValueError as exc:
+        print(f"careledger export: {exc}", file=sys.stderr)
+        return 2
+    print(f"exported {result['rows']} events to {result['out']} ({result['read']} read, "
+          f"{result['poison']} poison skipped, {result['skipped']} not exportable skipped)")
+    for event_type, rows in sorted(result.get("by_type", {}).items()):
+        print(f"  {event_type}: {rows}")
+    if args.format != "clickhouse":
+        print(said)
+    for skipped in result["skipped_records"][:20]:
+        print(f"  skipped partition {skipped['partition']} offset {skipped['offset']} "
+              f"(event {skipped['event_id']}): {skipped['reason']}", file=sys.stderr)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser("serve", help="run the HTTP read API (uvicorn, foreground)")
     serve.add_argument("--port", type=int, default=None, help="default: CARELEDGER_API_PORT (8000)")
@@ -112,3 +166,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     revoke = tsub.add_parser("revoke", help="revoke the active token(s) with this name")
     revoke.add_argument("name")
     revoke.set_defaults(func=_token_revoke)
+
+    ex = subparsers.add_parser(
+        "export", help="export the event history (pseudonymous) to typed Parquet, CSV or ClickHouse",
+        description="Export every event on the log, as the projections see it (upcast, erased persons erased), "
+                    "filtered by type, date and town. Parquet: a directory with one typed file per event type "
+                    "(docs/export.md has DuckDB and pandas examples). Sensitive fields are left out unless "
+                    "asked for with an admin token. Records that cannot be exported are skipped and listed.")
+    ex.add_argument("--format", required=True, choices=["parquet", "csv", "clickhouse"],
+                    help="parquet (a directory of typed files), csv (one file, payload as JSON, formula-safe) "
+                         "or clickhouse (the event-history table of a ClickHouse database)")
+    ex.add_argument("--out", required=True, metavar="PATH|URL",
+                    help="parquet: a new directory; csv: a file; clickhouse: clickhouse://host:port/db")
+    ex.add_argument("--type", action="append", dest="types", metavar="TYPE",
+                    help="only this event type (repeatable; default: all)")
+    ex.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD",
+                    help="only events dated on or after this day (the date of occurred_at in Asia/Shanghai)")
+    ex.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="only events dated on or before this day")
+    ex.add_argument("--town", action="append", dest="towns", metavar="TOWN",
+                    help="only events of this town (repeatable; default: all)")
+    sensitive = ex.add_mutually_exclusive_group()
+    sensitive.add_argument("--exclude-sensitive", action="store_true",
+                           help="leave out sensitive fields (category, grade, birth date, hardship, hazards ...: "
+                                "schemas/privacy.py); the default")
+    sensitive.add_argument("--include-sensitive", action="store_true",
+                           help="include them; needs an admin token in --token-file, and is audited")
+    ex.add_argument("--token-file", type=Path, metavar="PATH",
+                    help="a file holding an admin API token (e.g. $CARELEDGER_HOME/admin-token)")
+    ex.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ex.set_defaults(func=_export)

@@ -1,4 +1,5 @@
-"""``careledger replay rebuild|backfill|snapshot|swap|drop|list`` and ``careledger export``."""
+"""``careledger replay rebuild|backfill|snapshot|swap|drop|list`` (``careledger export`` is in
+``projections/cli.py``, beside the export it runs)."""
 
 from __future__ import annotations
 
@@ -65,16 +66,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = rsub.add_parser("list", help="active stores, retired stores and snapshots")
     p.set_defaults(func=_list)
-
-    ex = sub.add_parser("export", help="export the event history (pseudonymous) to parquet, csv or clickhouse")
-    ex.add_argument("--format", required=True, choices=["parquet", "csv", "clickhouse"])
-    ex.add_argument("--out", required=True, metavar="PATH|URL", help="file, or clickhouse://host:port/db")
-    ex.add_argument("--type", action="append", dest="types", metavar="T", help="event type (repeatable)")
-    ex.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD")
-    ex.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD")
-    ex.add_argument("--town", action="append", dest="towns", metavar="X")
-    ex.add_argument("--no-progress", action="store_true")
-    ex.set_defaults(func=_export)
 
 
 def _settings():  # noqa: ANN202 - lazy import keeps `careledger --help` fast
@@ -148,18 +139,4 @@ def _list(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row['name']:<34} {row['projection']:<24} {row['role']:<9} {row.get('status', '-') or '-':<9} "
               f"{row['url']}")
-    return 0
-
-
-def _export(args: argparse.Namespace) -> int:
-    from projections.export import ExportFilter, export
-
-    try:
-        flt = ExportFilter.build(types=args.types, date_from=args.date_from, date_to=args.date_to, towns=args.towns)
-        result = export(_settings(), args.format, args.out, flt, progress=not args.no_progress)
-    except ValueError as exc:
-        print(f"careledger export: {exc}", file=sys.stderr)
-        return 2
-    print(f"exported {result['rows']} events to {result['out']} ({result['read']} read, "
-          f"{result['poison']} poison skipped)")
     return 0
