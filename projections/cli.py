@@ -155,16 +155,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     token = subparsers.add_parser("token", help="manage read-API bearer tokens")
     tsub = token.add_subparsers(dest="token_command", required=True)
     create = tsub.add_parser("create", help="create a token and print it (once)")
-    create.add_argument("--name", required=True)
-    create.add_argument("--role", required=True, choices=["viewer", "caseworker", "admin"])
+    create.add_argument("--name", required=True, help="who or what uses the token (shown in the audit log)")
+    create.add_argument("--role", required=True, choices=["viewer", "caseworker", "admin"],
+                        help="viewer: aggregates only; caseworker: person-level data of --towns; admin: all")
     create.add_argument("--towns", default=None,
-                        help="caseworker only: comma-separated towns, e.g. 锦屏街道,岳林街道")
+                        help="caseworker only: comma-separated towns of the district (CARELEDGER_TOWNS), "
+                             "e.g. 锦屏街道,岳林街道")
     create.set_defaults(func=_token_create)
     listing = tsub.add_parser("list", help="list tokens (never their values)")
     listing.add_argument("--all", action="store_true", help="include revoked tokens")
     listing.set_defaults(func=_token_list)
     revoke = tsub.add_parser("revoke", help="revoke the active token(s) with this name")
-    revoke.add_argument("name")
+    revoke.add_argument("name", help="the token name given to token create")
     revoke.set_defaults(func=_token_revoke)
 
     ex = subparsers.add_parser(
