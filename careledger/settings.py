@@ -24,6 +24,7 @@ from careledger.secret_files import (  # noqa: F401 - InsecureSecretFile is re-e
     create_secret_file,
     read_secret_file,
 )
+from schemas import enums
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "rules.toml"
@@ -31,11 +32,8 @@ DEFAULT_TARGETS_PATH = Path(__file__).resolve().parent / "targets.csv"
 
 
 #: The district's towns (镇/街道): master data every event's ``town`` must be one of
-#: (CARELEDGER_TOWNS).  By default the 12 of 奉化区 (CONTRACT.md §1).
-DEFAULT_TOWNS: tuple[str, ...] = (
-    "锦屏街道", "岳林街道", "江口街道", "西坞街道", "萧王庙街道", "方桥街道", "尚田街道",
-    "溪口镇", "莼湖镇", "裘村镇", "大堰镇", "松岙镇",
-)
+#: (CARELEDGER_TOWNS).  By default the 12 of 奉化区 that the contract names (schemas/enums.py).
+DEFAULT_TOWNS: tuple[str, ...] = enums.DEFAULT_TOWNS
 #: ``occurred_at`` is refused before this day (CARELEDGER_OCCURRED_AT_EARLIEST): the founding of
 #: the People's Republic, before any record a district federation keeps (history back to the
 #: 2008 registrations and the certificates before them passes), yet it refuses the year-0001 /
