@@ -91,14 +91,6 @@ def test_parquet_has_typed_columns_per_event_type(stack: TestStack) -> None:
     types = column_types(payments)
     registered = column_types(f"{out}/person.registered.parquet")
     visits = column_types(f"{out}/visit.completed.parquet")
-    record("bad input", "Typed Parquet export read back with DuckDB",
-           claim="{rows} events in {files} files; DuckDB reads date as {date}, occurred_at as {occurred_at}, "
-                 "amount_fen as {amount_fen}, certificate_expires as {certificate_expires}; sensitive columns "
-                 "present by default: {sensitive_present}",
-           rows=result["rows"], files=len(result["by_type"]), date=types["date"], occurred_at=types["occurred_at"],
-           amount_fen=types["amount_fen"], certificate_expires=registered["certificate_expires"],
-           sensitive_present=sorted({"birth_date", "category", "grade", "hardship"} & set(registered)
-                                    | {"hazards"} & set(visits)))
     assert types["date"] == "DATE" and types["occurred_at"] == "TIMESTAMP WITH TIME ZONE"
     assert types["amount_fen"] == "BIGINT" and types["program"] == "VARCHAR" and types["period"] == "VARCHAR"
     assert "payload" not in types
