@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "over 16 MB)")
     ingest.set_defaults(func=_ingest)
 
-    from producers.csv_import import LAYOUT_NAMES
+    from producers.csv_layouts import LAYOUT_NAMES  # light: --help must not load Kafka or SQL clients
 
     csv_cmd = subparsers.add_parser(
         "import-csv", help="import a federation spreadsheet (CSV in any Excel encoding, or .xlsx) as events",
