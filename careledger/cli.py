@@ -2,7 +2,9 @@
 
 Each package owns its subcommands in its own ``cli.py`` module exposing
 ``register(subparsers) -> None``; this file only assembles them, so adding a command never means
-editing someone else's module.  A subcommand sets ``func(args) -> int`` (the exit code).
+editing someone else's module.  A subcommand sets ``func(args) -> int`` (the exit code).  Every
+subcommand and option carries help text (a unit test walks the tree); a subcommand's own
+``--help`` page opens with its one-line help when it has no longer description.
 """
 
 from __future__ import annotations
@@ -10,13 +12,43 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib import metadata
 
 COMMAND_MODULES = ("infra.cli", "producers.cli", "processors.cli", "projections.cli", "projections.process_cli")
 
+DESCRIPTION = ("careledger: the event-sourced data platform of a district Disabled Persons' Federation "
+               "(区残联). Events in (ingest, import-csv, simulate), read models kept by the processors "
+               "(process), the HTTP API and dashboard (serve), history (replay, export), operations "
+               "(up, down, topics, backup, restore, forget, token).")
+EPILOG = ("Run 'careledger COMMAND --help' for a command's options. Documentation: README.md, "
+          "docs/events.md (the event catalogue), docs/api/ (the HTTP API), docs/csv-import.md, "
+          "docs/export.md, docs/operations.md. State lives under $CARELEDGER_HOME (default .careledger).")
+
+
+def version() -> str:
+    """The installed careledger's version (``pip install -e .`` records it from pyproject.toml)."""
+    try:
+        return metadata.version("careledger")
+    except metadata.PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand without a description its one-line help as one, recursively."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, subparser in action.choices.items():
+                if not subparser.description and helps.get(name):
+                    subparser.description = helps[name][:1].upper() + helps[name][1:] + "."
+                _describe(subparser)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="careledger", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="careledger", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"careledger {version()}",
+                        help="print careledger's version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         try:
             module = importlib.import_module(module_name)
@@ -25,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    _describe(parser)
     return parser
 
 

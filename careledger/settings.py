@@ -11,8 +11,10 @@ Business thresholds (alert ranges, warning deadlines) live in a separate, user-e
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from careledger.secret_files import (  # noqa: F401 - InsecureSecretFile is re-exported
@@ -22,10 +24,43 @@ from careledger.secret_files import (  # noqa: F401 - InsecureSecretFile is re-e
     create_secret_file,
     read_secret_file,
 )
+from schemas import enums
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "rules.toml"
 DEFAULT_TARGETS_PATH = Path(__file__).resolve().parent / "targets.csv"
+
+
+#: The district's towns (镇/街道): master data every event's ``town`` must be one of
+#: (CARELEDGER_TOWNS).  By default the 12 of 奉化区 that the contract names (schemas/enums.py).
+DEFAULT_TOWNS: tuple[str, ...] = enums.DEFAULT_TOWNS
+#: ``occurred_at`` is refused before this day (CARELEDGER_OCCURRED_AT_EARLIEST): the founding of
+#: the People's Republic, before any record a district federation keeps (history back to the
+#: 2008 registrations and the certificates before them passes), yet it refuses the year-0001 /
+#: year-0024 typos that break date arithmetic downstream.
+DEFAULT_OCCURRED_AT_EARLIEST = date(1949, 10, 1)
+#: ... and more than this many days ahead of now (CARELEDGER_OCCURRED_AT_AHEAD_DAYS): clock skew,
+#: the 26 hours between time zones, a payroll entered on Friday for Monday - never a year-9999 typo.
+DEFAULT_OCCURRED_AT_AHEAD_DAYS = 3.0
+
+
+def parse_towns(text: str, name: str = "CARELEDGER_TOWNS") -> tuple[str, ...]:
+    """Towns separated by commas (also ， and 、), blanks around them ignored; at least one,
+    no repeats."""
+    towns = tuple(t.strip() for t in re.split(r"[,，、]", text) if t.strip())
+    if not towns:
+        raise ValueError(f"{name} must list at least one town (comma-separated)")
+    repeated = sorted({t for t in towns if towns.count(t) > 1})
+    if repeated:
+        raise ValueError(f"{name} lists a town twice: {', '.join(repeated)}")
+    return towns
+
+
+def _parse_date(text: str, name: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a date YYYY-MM-DD, got {text!r}") from None
 
 
 #: secrets every long-running process (worker, API) checks and loads at start
@@ -133,6 +168,12 @@ class Settings:
     # the event loop of the projection workers (CARELEDGER_EVENT_LOOP: "uvloop" or "asyncio";
     # bench/pipeline.py measures both, docs/performance.md)
     event_loop: str = "uvloop"
+    # --- input master data and plausibility (issue 15) ----------------------------------------
+    # the district's towns (CARELEDGER_TOWNS); the window of occurred_at accepted at ingest
+    # (CARELEDGER_OCCURRED_AT_EARLIEST, CARELEDGER_OCCURRED_AT_AHEAD_DAYS); see DEFAULT_TOWNS
+    towns: tuple[str, ...] = DEFAULT_TOWNS
+    occurred_at_earliest: date = DEFAULT_OCCURRED_AT_EARLIEST
+    occurred_at_ahead_days: float = DEFAULT_OCCURRED_AT_AHEAD_DAYS
 
     # --- derived locations (all runtime state lives under ``home``) ---------------------------
     @property
@@ -208,6 +249,12 @@ class Settings:
             alerts_retention_days=float(_env("CARELEDGER_ALERTS_RETENTION_DAYS", "30")),
             dlq_retention_days=float(_env("CARELEDGER_DLQ_RETENTION_DAYS", "90")),
             event_loop=_choice("CARELEDGER_EVENT_LOOP", "uvloop", ("uvloop", "asyncio")),
+            towns=parse_towns(_env("CARELEDGER_TOWNS", ",".join(DEFAULT_TOWNS))),
+            occurred_at_earliest=_parse_date(_env("CARELEDGER_OCCURRED_AT_EARLIEST",
+                                                  DEFAULT_OCCURRED_AT_EARLIEST.isoformat()),
+                                             "CARELEDGER_OCCURRED_AT_EARLIEST"),
+            occurred_at_ahead_days=float(_env("CARELEDGER_OCCURRED_AT_AHEAD_DAYS",
+                                              str(DEFAULT_OCCURRED_AT_AHEAD_DAYS))),
         )
 
     # --- secrets ----------------------------------------------------------------------------
@@ -273,6 +320,9 @@ class Settings:
             "CARELEDGER_ALERTS_RETENTION_DAYS": str(self.alerts_retention_days),
             "CARELEDGER_DLQ_RETENTION_DAYS": str(self.dlq_retention_days),
             "CARELEDGER_EVENT_LOOP": self.event_loop,
+            "CARELEDGER_TOWNS": ",".join(self.towns),
+            "CARELEDGER_OCCURRED_AT_EARLIEST": self.occurred_at_earliest.isoformat(),
+            "CARELEDGER_OCCURRED_AT_AHEAD_DAYS": str(self.occurred_at_ahead_days),
         }
         if self.clickhouse_url:
             env["CARELEDGER_CLICKHOUSE_URL"] = self.clickhouse_url

@@ -20,13 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="with --stamp: afterwards remove all but the newest N finished backups in DEST")
     backup.add_argument("--include-secrets", action="store_true",
                         help="also copy the HMAC, master and webhook keys (default: keep them in a secret manager)")
-    backup.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    backup.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show a progress bar (default: only on a terminal)")
     backup.set_defaults(func=_backup)
     restore = sub.add_parser("restore", help="restore a backup into a fresh CARELEDGER_HOME and an empty topic")
     restore.add_argument("src", help="a directory written by careledger backup")
     restore.add_argument("--check", action="store_true",
                          help="only read the backup end to end (checksums, every record, SQLite integrity)")
-    restore.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    restore.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                         help="show a progress bar (default: only on a terminal)")
     restore.set_defaults(func=_restore)
     from infra import demo
 

@@ -29,7 +29,7 @@ def _import_csv(args: argparse.Namespace) -> int:
     from producers.csv_import import run_import_csv
 
     return run_import_csv(Settings.from_env(), args.path, event_type=args.type, encoding=args.encoding,
-                          delimiter=args.delimiter, dry_run=args.dry_run,
+                          delimiter=args.delimiter, sheet=args.sheet, dry_run=args.dry_run,
                           progress=False if args.no_progress else None)
 
 
@@ -47,18 +47,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "over 16 MB)")
     ingest.set_defaults(func=_ingest)
 
-    from producers.csv_import import LAYOUT_NAMES
+    from producers.csv_layouts import LAYOUT_NAMES  # light: --help must not load Kafka or SQL clients
 
     csv_cmd = subparsers.add_parser(
-        "import-csv", help="import a federation spreadsheet export (CSV) as events",
-        description="Convert a CSV export (one event type per file, Chinese or English headers; see "
-                    "docs/csv-import.md) to events, validate and publish them. Exit codes as ingest.")
-    csv_cmd.add_argument("path", help="a .csv file, or - for standard input")
+        "import-csv", help="import a federation spreadsheet (CSV in any Excel encoding, or .xlsx) as events",
+        description="Convert a spreadsheet (CSV as Excel saves it - UTF-8 with or without BOM, GB18030, "
+                    "UTF-16 - or an .xlsx workbook; one event type per file or a 事件类型 column; Chinese or "
+                    "English headers; see docs/csv-import.md) to events, validate and publish them. The "
+                    "summary says which encoding or sheet was read. Exit codes as ingest.")
+    csv_cmd.add_argument("path", help="a .csv or .xlsx file, or - for standard input")
     csv_cmd.add_argument("--type", choices=LAYOUT_NAMES, default=None,
                          help="the event type of every row (default: detected from the header)")
-    csv_cmd.add_argument("--encoding", default="utf-8-sig",
-                         help="file encoding (default utf-8, BOM tolerated; e.g. gb18030)")
-    csv_cmd.add_argument("--delimiter", default=",", help="field separator (default ,)")
+    csv_cmd.add_argument("--encoding", default=None,
+                         help="CSV encoding, when the detected one is wrong (default: detected - a BOM, else "
+                              "UTF-8, else GB18030; e.g. gb18030, utf-8, utf-16)")
+    csv_cmd.add_argument("--delimiter", default=None,
+                         help="CSV field separator: , ; or tab (default: the most frequent in the header line)")
+    csv_cmd.add_argument("--sheet", default=None, metavar="NAME",
+                         help="the worksheet of an .xlsx workbook (default: the active sheet)")
     csv_cmd.add_argument("--dry-run", action="store_true", help="validate only, publish nothing")
     csv_cmd.add_argument("--no-progress", action="store_true", help="no progress bar")
     csv_cmd.set_defaults(func=_import_csv)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -30,10 +30,12 @@ from producers.csv_layouts import (
     Column,
 )
 from producers.ingest import close_run, state_error_message, state_write_error
-from producers.pipeline import IngestRun, ReportWriter
+from producers.pipeline import IngestRun, ReportWriter, input_rules
 from producers.pseudonym import Pseudonymiser
 from producers.publisher import EventPublisher, PublishError
+from producers.spreadsheet import CSV_ERROR, Rows, Table, TableError, Where, open_table
 from schemas import enums
+from schemas.text import printable
 from schemas.validation import Accepted, validate_event
 
 __all__ = ["LAYOUT_NAMES", "HeaderError", "Binding", "bind_header", "detect_type", "row_to_event",
@@ -52,6 +54,7 @@ class Binding:
 
     headers: list[str]
     event_type: str | None  # None: per row, from the type column
+    letters: bool = False  # name columns by letter too (a workbook: column C "金额(元)")
     columns: dict[int, Column] = field(default_factory=dict)  # position -> column
     ignored: list[str] = field(default_factory=list)
     _per_type: dict[str, dict[int, Column]] = field(default_factory=dict, repr=False)
@@ -74,6 +77,25 @@ class Binding:
             if column.field == path:
                 return self.headers[position]
         return None
+
+    def label(self, position: int) -> str:
+        """How reasons name a column: ``column "金额(元)"``, in a workbook ``column C "金额(元)"``."""
+        letter = f"{_column_letter(position)} " if self.letters else ""
+        return f'column {letter}"{self.headers[position]}"'
+
+    def label_of(self, path: str) -> str | None:
+        for position, column in self.columns.items():
+            if column.field == path:
+                return self.label(position)
+        return None
+
+
+def _column_letter(position: int) -> str:
+    letters, number = "", position + 1
+    while number:
+        number, rest = divmod(number - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
 
 
 def _candidates(event_type: str | None) -> tuple[Column, ...]:
@@ -104,8 +126,8 @@ def detect_type(headers: list[str]) -> str | None:
     raise HeaderError("the header fits several layouts (" + ", ".join(fitting) + "); pass --type")
 
 
-def bind_header(headers: list[str], event_type: str | None) -> Binding:
-    binding = Binding([h.strip().lstrip("\ufeff") for h in headers], event_type)
+def bind_header(headers: list[str], event_type: str | None, *, letters: bool = False) -> Binding:
+    binding = Binding([_text(h).strip().lstrip("\ufeff") for h in headers], event_type, letters=letters)
     candidates = _candidates(event_type)
     for position, header in enumerate(binding.headers):
         column = next((c for c in candidates if c.matches(header)), None)
@@ -114,7 +136,7 @@ def bind_header(headers: list[str], event_type: str | None) -> Binding:
                 binding.ignored.append(header)
             continue
         if any(c.field == column.field for c in binding.columns.values()) and column.field != "type":
-            raise HeaderError(f'column "{header}": a second column for {column.field}')
+            raise HeaderError(f'{binding.label(position)}: a second column for {column.field}')
         binding.columns[position] = column
     layout_required = [c for c in (ENVELOPE_COLUMNS + (LAYOUTS[event_type] if event_type else ()))
                        if c.required]
@@ -137,21 +159,21 @@ def row_to_event(binding: Binding, row: list[str]) -> tuple[dict[str, Any] | Non
         cell = row[position] if position < len(row) else ""
         event_type = TYPE_COLUMN.convert(cell) if cell.strip() else None
         if event_type not in LAYOUTS:
-            return None, [f'column "{binding.headers[position]}" (type): must be one of: '
+            return None, [f'{binding.label(position)} (type): must be one of: '
                           + ", ".join(LAYOUT_NAMES)]
     event: dict[str, Any] = {"type": event_type, "payload": {}}
     for position, column in binding.columns_for(event_type).items():
         cell = row[position] if position < len(row) else ""
         if any("\udc80" <= ch <= "\udcff" for ch in cell):  # undecodable bytes (surrogateescape)
-            reasons.append(f'column "{binding.headers[position]}" ({column.field}): not valid text in the '
-                           "file's encoding (try --encoding gb18030)")
+            reasons.append(f'{binding.label(position)} ({column.field}): not valid text in the '
+                           "file's encoding (the summary says which was used; override it with --encoding)")
             continue
         if not cell.strip():
             continue
         try:
             value = column.convert(cell)
         except CellError as exc:
-            reasons.append(f'column "{binding.headers[position]}" ({column.field}): {exc}')
+            reasons.append(f'{binding.label(position)} ({column.field}): {exc}')
             continue
         if column.field.startswith("payload."):
             event["payload"][column.field.removeprefix("payload.")] = value
@@ -162,8 +184,8 @@ def row_to_event(binding: Binding, row: list[str]) -> tuple[dict[str, Any] | Non
         if "id_number" not in event:
             event["id_number"] = certificate_id
         elif event["id_number"].upper() != certificate_id.upper():
-            reasons.append(f'column "{binding.header_of("certificate_no")}" (id_number): does not belong to '
-                           f'the ID number in column "{binding.header_of("id_number")}"')
+            reasons.append(f'{binding.label_of("certificate_no")} (id_number): does not belong to '
+                           f'the ID number in {binding.label_of("id_number")}')
     for path, default in OPTIONAL_PAYLOAD.items():
         name = path.removeprefix("payload.")
         if any(c.field == path for c in LAYOUTS[event_type]) and name not in event["payload"] \
@@ -180,12 +202,12 @@ def _name_columns(binding: Binding, reasons: list[str]) -> list[str]:
     for reason in reasons:
         path, sep, rest = reason.partition(":")
         base = path.split("[")[0].strip()
-        header = binding.header_of(base)
-        if header is None and base == "person_id":
-            header = binding.header_of("id_number") or binding.header_of("certificate_no")
-        if header is None and base == "id_number":
-            header = binding.header_of("certificate_no")
-        out.append(f'column "{header}" ({path}){sep}{rest}' if header and sep else reason)
+        label = binding.label_of(base)
+        if label is None and base == "person_id":
+            label = binding.label_of("id_number") or binding.label_of("certificate_no")
+        if label is None and base == "id_number":
+            label = binding.label_of("certificate_no")
+        out.append(f"{label} ({path}){sep}{rest}" if label and sep else reason)
     return out
 
 
@@ -208,7 +230,7 @@ def _text(cell: str) -> str:
     return cell.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def import_rows(rows: Iterable[tuple[int, list[str]]], binding: Binding, run: IngestRun) -> None:
+def import_rows(rows: Iterable[tuple[Where, list[str]]], binding: Binding, run: IngestRun) -> None:
     for line, row in rows:
         if not any(cell.strip() for cell in row):
             continue
@@ -223,20 +245,6 @@ def import_rows(rows: Iterable[tuple[int, list[str]]], binding: Binding, run: In
             run.reject(line, reasons, record)
             continue
         run.handle(line, event, record, explain=lambda r: _name_columns(binding, r))
-
-
-def read_rows(text: IO[str], delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number where the row ends, cells); a malformed row yields a reject marker."""
-    reader = csv.reader(text, delimiter=delimiter)
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield reader.line_num, [f"\x00csv-error:{exc}"]
-            continue
-        yield reader.line_num, row
 
 
 class _CountingReader(io.RawIOBase):
@@ -256,12 +264,15 @@ class _CountingReader(io.RawIOBase):
 
 
 def run_import_csv(settings: Settings, path: str, *, event_type: str | None = None,
-                   encoding: str = "utf-8-sig", delimiter: str = ",", dry_run: bool = False,
-                   progress: bool | None = None, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
-    """The command body; exit 1 with one clear line when the state directory is full or read-only."""
+                   encoding: str | None = None, delimiter: str | None = None, sheet: str | None = None,
+                   dry_run: bool = False, progress: bool | None = None, out: IO[str] = sys.stdout,
+                   err: IO[str] = sys.stderr) -> int:
+    """The command body; exit 1 with one clear line when the state directory is full or read-only.
+    ``encoding`` / ``delimiter`` None: detected (``producers/spreadsheet.py``); ``sheet``: of a
+    workbook (default the active one)."""
     try:
         return _run_import_csv(settings, path, event_type=event_type, encoding=encoding, delimiter=delimiter,
-                               dry_run=dry_run, progress=progress, out=out, err=err)
+                               sheet=sheet, dry_run=dry_run, progress=progress, out=out, err=err)
     except Exception as exc:
         reason = state_write_error(exc)
         if reason is None:
@@ -270,34 +281,39 @@ def run_import_csv(settings: Settings, path: str, *, event_type: str | None = No
         return 1
 
 
-def _run_import_csv(settings: Settings, path: str, *, event_type: str | None, encoding: str, delimiter: str,
-                    dry_run: bool, progress: bool | None, out: IO[str], err: IO[str]) -> int:
+def _run_import_csv(settings: Settings, path: str, *, event_type: str | None, encoding: str | None,
+                    delimiter: str | None, sheet: str | None, dry_run: bool, progress: bool | None,
+                    out: IO[str], err: IO[str]) -> int:
     if delimiter in ("\\t", "tab"):
         delimiter = "\t"
     try:
         raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
-        print(f"import-csv: cannot open {path}: {exc.strerror}", file=err)
+        print(f"import-csv: cannot open {printable(path)}: {exc.strerror}", file=err)
         return 1
     source = "-" if path == "-" else str(Path(path))
     disable = True if path == "-" or progress is False else (False if progress else None)
     bar = tqdm(total=None if path == "-" else Path(path).stat().st_size, unit="B", unit_scale=True,
                desc="import-csv", file=err, disable=disable, leave=False)
     csv.field_size_limit(MAX_FIELD_CHARS)
-    text = io.TextIOWrapper(io.BufferedReader(_CountingReader(raw, bar)), encoding=encoding,
-                            errors="surrogateescape", newline="")
     publisher = report = None
+    table: Table | None = None
     try:
-        rows = read_rows(text, delimiter)
+        try:
+            table = open_table(_CountingReader(raw, bar), encoding=encoding, delimiter=delimiter, sheet=sheet)
+        except TableError as exc:
+            print(f"import-csv: {exc}; nothing imported", file=err)
+            return 2
+        rows = table.rows
         header_line = next(rows, None)
         try:
             if header_line is None:
                 raise HeaderError("the file is empty")
             headers = header_line[1]
             chosen = event_type or detect_type(headers)
-            binding = bind_header(headers, chosen)
+            binding = bind_header(headers, chosen, letters=table.letters)
         except HeaderError as exc:
-            print(f"import-csv: header: {exc}; nothing imported", file=err)
+            print(f"import-csv: header: {exc}; nothing imported ({table.description})", file=err)
             return 2
         if not dry_run:
             try:
@@ -306,7 +322,7 @@ def _run_import_csv(settings: Settings, path: str, *, event_type: str | None, en
                 print(f"import-csv: cannot connect to Kafka at {settings.kafka_bootstrap}: {exc}", file=err)
                 return 1
         report = ReportWriter(settings, "import-csv")
-        run = IngestRun(Pseudonymiser.from_settings(settings), publisher, report, source)
+        run = IngestRun(Pseudonymiser.from_settings(settings), publisher, report, source, input_rules(settings))
         import_rows(_with_csv_errors(rows, run), binding, run)
         bar.close()
         try:
@@ -315,6 +331,7 @@ def _run_import_csv(settings: Settings, path: str, *, event_type: str | None, en
         except PublishError as exc:
             print(f"import-csv: {exc}. Re-running the same file is safe (rows carry event ids).", file=err)
             return 1
+        print(table.description, file=out)
         print(f"layout: {chosen or 'per row (事件类型 column)'}", file=out)
         if binding.ignored:
             print("ignored columns: " + ", ".join(binding.ignored), file=out)
@@ -325,13 +342,14 @@ def _run_import_csv(settings: Settings, path: str, *, event_type: str | None, en
         return 0 if run.stats.rejected == 0 else 2
     finally:
         bar.close()
+        if table is not None:
+            table.close()
         close_run(report, publisher, raw)
 
 
-def _with_csv_errors(rows: Iterator[tuple[int, list[str]]], run: IngestRun) -> Iterator[tuple[int, list[str]]]:
+def _with_csv_errors(rows: Rows, run: IngestRun) -> Rows:
     for line, row in rows:
-        if len(row) == 1 and row[0].startswith("\x00csv-error:"):
-            run.reject(line, ["row: not valid CSV (" + row[0].removeprefix("\x00csv-error:") + ")"],
-                       "<row not kept>")
+        if len(row) == 1 and row[0].startswith(CSV_ERROR):
+            run.reject(line, ["row: not valid CSV (" + row[0].removeprefix(CSV_ERROR) + ")"], "<row not kept>")
             continue
         yield line, row

@@ -80,7 +80,12 @@ def _real_date(year: str, month: str, day: str) -> str:
 
 
 def period(cell: str) -> str:
+    """A month; also the first day of a month (a spreadsheet cell formatted as 2024年3月 holds
+    the date 2024-03-01)."""
     value = _norm(cell)
+    first_day = re.fullmatch(r"([0-9]{4})[-/.]([0-9]{1,2})[-/.]0?1(?:00:00(?::00)?)?", value)
+    if first_day:
+        value = f"{first_day.group(1)}-{first_day.group(2)}"
     match = re.fullmatch(r"([0-9]{4})(?:[-/.年]([0-9]{1,2})月?|([0-9]{2}))", value)
     if not match or not 1 <= int(match.group(2) or match.group(3)) <= 12:
         raise CellError("must be a month like 2024-03 (or 2024/3, 2024年3月, 202403)")

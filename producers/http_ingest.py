@@ -31,9 +31,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from producers.pipeline import prepare
-from producers.pseudonym import Pseudonymiser
+from producers.pipeline import NO_RULES, input_rules, prepare
+from producers.pseudonym import Pseudonymiser, redact
 from producers.publisher import EventPublisher, PublishError
+from schemas.input_rules import InputRules
 from schemas.validation import InvalidJson, Rejected, parse_json_line
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -86,16 +87,28 @@ def _events_of(body: bytes) -> list[Any]:
     return items
 
 
-def process(items: list[Any], publisher: EventPublisher, pseudonymiser: Pseudonymiser) -> dict[str, Any]:
+_RULES: dict[int, InputRules] = {}
+
+
+def get_input_rules(publisher: Annotated[EventPublisher, Depends(get_publisher)]) -> InputRules:
+    """The input rules (towns, time window) of the publisher's settings."""
+    key = id(publisher.settings)
+    if key not in _RULES:
+        _RULES[key] = input_rules(publisher.settings)
+    return _RULES[key]
+
+
+def process(items: list[Any], publisher: EventPublisher, pseudonymiser: Pseudonymiser,
+            rules: InputRules = NO_RULES) -> dict[str, Any]:
     """Validate, dead-letter and publish one request's events (blocking: run in a thread)."""
     seen: set[str] = set()
     accepted: list[tuple[dict[str, Any], bytes | None]] = []
     rejected: list[dict[str, Any]] = []
     duplicates = 0
     for index, item in enumerate(items):
-        result, value = prepare(item, pseudonymiser)
+        result, value = prepare(item, pseudonymiser, rules)
         if isinstance(result, Rejected):
-            rejected.append({"index": index, "reasons": result.reasons})
+            rejected.append({"index": index, "reasons": [redact(r) for r in result.reasons]})
             publisher.publish_dlq(item, result.reasons, {"source": "http", "line": index})
             continue
         if result.event["event_id"] in seen:
@@ -112,10 +125,11 @@ async def post_events(
     request: Request,
     publisher: Annotated[EventPublisher, Depends(get_publisher)],
     pseudonymiser: Annotated[Pseudonymiser, Depends(get_pseudonymiser)],
+    rules: Annotated[InputRules, Depends(get_input_rules)],
 ) -> JSONResponse:
     items = _events_of(await _read_body(request))
     try:
-        answer = await run_in_threadpool(process, items, publisher, pseudonymiser)
+        answer = await run_in_threadpool(process, items, publisher, pseudonymiser, rules)
     except PublishError as exc:
         raise HTTPException(status_code=503, detail=f"{exc}; retry the request") from None
     return JSONResponse(answer, status_code=422 if answer["rejected"] else 200)

@@ -20,9 +20,10 @@ from typing import IO
 from tqdm import tqdm
 
 from careledger.settings import Settings
-from producers.pipeline import Checked, IngestRun, ReportWriter, prepare
+from producers.pipeline import NO_RULES, Checked, IngestRun, ReportWriter, input_rules, prepare
 from producers.pseudonym import Pseudonymiser
 from producers.publisher import EventPublisher, PublishError
+from schemas.input_rules import InputRules
 from schemas.privacy import has_plain_sensitive
 from schemas.validation import InvalidJson, Rejected, parse_json_line, partition_key
 
@@ -66,7 +67,7 @@ def _body(number: int, line: bytes) -> bytes:
 
 
 def check_line(number: int, line: bytes | None, consumed: int, pseudonymiser: Pseudonymiser,
-               limit: int = MAX_LINE_BYTES) -> LineOutcome:
+               limit: int = MAX_LINE_BYTES, rules: InputRules = NO_RULES) -> LineOutcome:
     """Decode, validate and pseudonymise one line (no key store, no Kafka: it may run in a worker
     process).  What needs the key store - refusing erased persons, sealing - happens in
     ``IngestRun.take``, in input order."""
@@ -83,7 +84,7 @@ def check_line(number: int, line: bytes | None, consumed: int, pseudonymiser: Ps
         obj = parse_json_line(text)
     except InvalidJson as exc:
         return [str(exc)]
-    result, value = prepare(obj, pseudonymiser, seal=False)
+    result, value = prepare(obj, pseudonymiser, rules, seal=False)
     if isinstance(result, Rejected):
         return result.reasons
     event = result.event
@@ -122,9 +123,10 @@ def ingest_stream(stream: IO[bytes], run: IngestRun, progress: tqdm | None = Non
     if workers > 0:
         from producers.ingest_workers import check_in_workers
 
-        checked = check_in_workers(chunks, run.pseudonymiser, workers, limit)
+        checked = check_in_workers(chunks, run.pseudonymiser, workers, limit, run.rules)
     else:
-        checked = ((chunk, [check_line(n, line, size, run.pseudonymiser, limit) for n, line, size in chunk])
+        checked = ((chunk, [check_line(n, line, size, run.pseudonymiser, limit, run.rules)
+                            for n, line, size in chunk])
                    for chunk in chunks)
     for chunk, outcomes in checked:
         for (number, line, consumed), outcome in zip(chunk, outcomes, strict=True):
@@ -212,7 +214,7 @@ def _run_ingest(settings: Settings, path: str, *, dry_run: bool, progress: bool 
                 print(f"ingest: cannot connect to Kafka at {settings.kafka_bootstrap}: {exc}", file=err)
                 return 1
         report = ReportWriter(settings, "ingest")
-        run = IngestRun(Pseudonymiser.from_settings(settings), publisher, report, source)
+        run = IngestRun(Pseudonymiser.from_settings(settings), publisher, report, source, input_rules(settings))
         # None lets tqdm decide (shown on a terminal only); stdin has no size to measure against.
         disable = True if path == "-" or progress is False else (False if progress else None)
         bar = tqdm(total=total, unit="B", unit_scale=True, desc="ingest", file=err, disable=disable,

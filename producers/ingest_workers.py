@@ -20,32 +20,36 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 
 from producers.ingest import LineOutcome, Numbered, check_line
+from producers.pipeline import NO_RULES
 from producers.pseudonym import Pseudonymiser
+from schemas.input_rules import InputRules
 
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
 
 _pseudonymiser: Pseudonymiser | None = None
 _limit: int = 0
+_rules: InputRules = NO_RULES
 
 
-def _start(secret: bytes, limit: int) -> None:
-    global _pseudonymiser, _limit  # noqa: PLW0603 - one per worker process, set once at its start
+def _start(secret: bytes, limit: int, rules: InputRules) -> None:
+    global _pseudonymiser, _limit, _rules  # noqa: PLW0603 - one per worker process, set once at its start
     _pseudonymiser = Pseudonymiser(secret)  # no sealer: the key store stays with the ingest process
     _limit = limit
+    _rules = rules
 
 
 def _check_chunk(lines: list[Numbered]) -> list[LineOutcome]:
     assert _pseudonymiser is not None, "worker not started"
-    return [check_line(number, line, consumed, _pseudonymiser, _limit) for number, line, consumed in lines]
+    return [check_line(number, line, consumed, _pseudonymiser, _limit, _rules) for number, line, consumed in lines]
 
 
 def check_in_workers(chunks: Iterable[list[Numbered]], pseudonymiser: Pseudonymiser, workers: int,
-                     limit: int) -> Iterator[tuple[list[Numbered], list[LineOutcome]]]:
+                     limit: int, rules: InputRules = NO_RULES) -> Iterator[tuple[list[Numbered], list[LineOutcome]]]:
     """Yield each chunk with its outcomes, in input order, checked by ``workers`` processes."""
     window = max(2, workers * CHUNKS_IN_FLIGHT_PER_WORKER)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start,
-                             initargs=(pseudonymiser.secret, limit)) as pool:
+                             initargs=(pseudonymiser.secret, limit, rules)) as pool:
         pending: deque[tuple[list[Numbered], Future[list[LineOutcome]]]] = deque()
         try:
             for chunk in chunks:

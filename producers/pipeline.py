@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -20,7 +21,9 @@ from careledger.settings import Settings
 from producers.keystore import PersonForgotten
 from producers.pseudonym import Pseudonymiser, contains_id_number, redact
 from producers.publisher import EventPublisher, encode
+from schemas.input_rules import InputRules
 from schemas.privacy import has_plain_sensitive
+from schemas.text import Loc, dotted, has_astral, string_paths, surrogate_problems
 from schemas.validation import Accepted, Rejected, partition_key, validate_event
 
 Verdict = Literal["accepted", "duplicate", "rejected"]
@@ -32,9 +35,19 @@ MAX_REJECTS_KEPT = 1000
 FORGOTTEN = "person_id: this person was erased (careledger forget); their events are no longer accepted"
 
 
-def prepare(obj: object, pseudonymiser: Pseudonymiser, *,
+NO_RULES = InputRules()  # no master data: only for callers without settings (benchmarks)
+
+
+def input_rules(settings: Settings) -> InputRules:
+    """The input rules of this configuration: its towns and its ``occurred_at`` window."""
+    return InputRules(towns=settings.towns, earliest=settings.occurred_at_earliest,
+                      ahead_days=settings.occurred_at_ahead_days)
+
+
+def prepare(obj: object, pseudonymiser: Pseudonymiser, rules: InputRules = NO_RULES, *,
             seal: bool = True) -> tuple[Accepted | Rejected, bytes | None]:
-    """Validate and pseudonymise one decoded record, refuse stray ID numbers and events of erased
+    """Validate and pseudonymise one decoded record, apply the input rules (towns, time window,
+    clean text: ``schemas/input_rules.py``), refuse stray ID numbers and events of erased
     persons; returns the verdict and the (plain) wire bytes.  Sensitive fields are sealed by the
     publisher (docs/privacy.md), which creates new persons' data keys in batches.
     ``seal=False`` (a dry run) skips the key store."""
@@ -42,17 +55,40 @@ def prepare(obj: object, pseudonymiser: Pseudonymiser, *,
     if isinstance(result, Rejected):
         return result, None
     event = pseudonymiser.apply(result.event)
-    value = encode(event)
-    if contains_id_number(value.decode("utf-8")):
-        leaks = [p for p in _string_paths(event) if p[0] != "person_id" and contains_id_number(p[1])]
+    try:
+        value = encode(event)
+    except (UnicodeEncodeError, TypeError):  # a lone surrogate the schema let through: never sent
+        return Rejected([f"{dotted(loc)}: {problem}" for loc, problem in surrogate_problems(event)]
+                        or ["event: cannot be written as UTF-8 JSON"]), None
+    text = value.decode("utf-8")
+    astral = has_astral(text)
+    reasons, changed = rules.apply(event, text, astral=astral)
+    if reasons:
+        return Rejected(reasons), None
+    if changed:
+        value = encode(event)
+        text = value.decode("utf-8")
+    if contains_id_number(text, astral=astral):
+        leaks = [loc for loc, found in string_paths(event) if _may_leak(loc, found)]
         if leaks:
             return Rejected([
-                f"{path}: contains what looks like a national ID number; send ID numbers only as id_number"
-                for path, _ in leaks
+                f"{dotted(loc)}: contains what looks like a national ID number; send ID numbers only as id_number"
+                for loc in leaks
             ]), None
     if seal and is_forgotten(pseudonymiser, event.get("person_id")):
         return Rejected([FORGOTTEN]), None
     return Accepted(event), value
+
+
+_PSEUDONYM = re.compile(r"p[0-9a-f]{32}")
+
+
+def _may_leak(loc: Loc, text: str) -> bool:
+    """A string that holds an ID number; a person_id in careledger's own pseudonym form is a hex
+    digest (its digits are not an ID number whatever they look like)."""
+    if loc == ("person_id",) and _PSEUDONYM.fullmatch(text):
+        return False
+    return contains_id_number(text)
 
 
 def is_forgotten(pseudonymiser: Pseudonymiser, person_id: str | None) -> bool:
@@ -64,14 +100,6 @@ def is_forgotten(pseudonymiser: Pseudonymiser, person_id: str | None) -> bool:
     except PersonForgotten:
         return True
     return False
-
-
-def _string_paths(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
-    if isinstance(obj, dict):
-        return [pair for k, v in obj.items() for pair in _string_paths(v, f"{prefix}{'.' if prefix else ''}{k}")]
-    if isinstance(obj, list):
-        return [pair for i, v in enumerate(obj) for pair in _string_paths(v, f"{prefix}[{i}]")]
-    return [(prefix, obj)] if isinstance(obj, str) else []
 
 
 @dataclass
@@ -132,11 +160,13 @@ def prune_reports(reports_dir: Path, retention_days: float) -> int:
 class IngestRun:
     """One ingest run: counts, in-run de-duplication, publishing, dead letters and the report.
 
-    ``publisher`` may be None for a dry run (validate only).  ``report`` may be None (HTTP)."""
+    ``publisher`` may be None for a dry run (validate only).  ``report`` may be None (HTTP).
+    ``rules``: the configuration's input rules (:func:`input_rules`)."""
 
     def __init__(self, pseudonymiser: Pseudonymiser, publisher: EventPublisher | None,
-                 report: ReportWriter | None, source: str) -> None:
+                 report: ReportWriter | None, source: str, rules: InputRules) -> None:
         self.pseudonymiser = pseudonymiser
+        self.rules = rules
         self.publisher = publisher
         self.report = report
         self.source = source
@@ -145,7 +175,7 @@ class IngestRun:
 
     def reject(self, line: int | str, reasons: list[str], record: Any) -> Verdict:
         reasons = [redact(r) for r in reasons]
-        origin = {"source": self.source, "line": line}
+        origin = redact({"source": self.source, "line": line})
         self.stats.rejected += 1
         if len(self.stats.rejects) < MAX_REJECTS_KEPT:  # the report has them all
             self.stats.rejects.append(Reject(line, reasons))
@@ -159,7 +189,7 @@ class IngestRun:
                explain: Callable[[list[str]], list[str]] | None = None) -> Verdict:
         """``obj`` is the decoded record; ``record`` what to keep (redacted) if it is rejected;
         ``explain`` rewrites field-path reasons for the front-end (e.g. naming CSV columns)."""
-        result, value = prepare(obj, self.pseudonymiser, seal=self.publisher is not None)
+        result, value = prepare(obj, self.pseudonymiser, self.rules, seal=self.publisher is not None)
         if isinstance(result, Rejected):
             reasons = explain(result.reasons) if explain else result.reasons
             return self.reject(line, reasons, record)

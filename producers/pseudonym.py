@@ -22,6 +22,7 @@ from schemas.idnumber import (
     mask_ids,
     normalise_id_number,
 )
+from schemas.text import printable
 
 __all__ = [
     "InvalidIdNumber", "Pseudonymiser", "contains_id_number", "is_valid_id_number", "mask_ids", "redact",
@@ -83,7 +84,8 @@ def redact(obj: Any) -> Any:
     """A copy of ``obj`` safe for DLQ records, reports and logs.
 
     ``id_number`` values become a mask; any ID-like or certificate-number-like run of characters
-    in any string (keys included) is masked.  Bytes are decoded with replacement first.
+    in any string (keys included) is masked, however it is written (grouped, full-width).  Bytes
+    are decoded with replacement first; lone surrogates are written as escapes.
     """
     if isinstance(obj, dict):
         return {
@@ -103,7 +105,9 @@ def redact(obj: Any) -> Any:
 
 
 def redact_text(text: str) -> str:
-    """Mask ID-like runs and the value of any ``"id_number": ...`` in free text."""
+    """Mask ID-like runs and the value of any ``"id_number": ...`` in free text; lone surrogates
+    become their escapes, so the result always encodes (a report, a dead letter, a terminal)."""
+    text = printable(text)
     if '"id_number"' in text:
         text = _ID_FIELD_IN_TEXT.sub(lambda m: m.group(1) + f'"{MASK}"', text)
     return mask_ids(text)

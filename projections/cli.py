@@ -1,9 +1,11 @@
-"""Read-API subcommands: ``careledger serve`` and ``careledger token create|list|revoke``."""
+"""Read-side subcommands: ``careledger serve``, ``careledger token create|list|revoke`` and
+``careledger export``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from careledger.settings import Settings
 
@@ -24,12 +26,34 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _known_towns(settings: Settings, towns: str | None) -> list[str] | None:
+    """``--towns`` as the configured town names; raises ValueError naming the unknown ones and
+    listing the district's towns (CARELEDGER_TOWNS), so a typo never makes a caseworker see nothing."""
+    from projections.api.auth import parse_towns
+    from schemas.input_rules import InputRules
+
+    if towns is None:
+        return None
+    rules = InputRules(towns=settings.towns)
+    given = parse_towns(towns)
+    unknown = [t for t in given if rules.known_town(t) is None]
+    if unknown:
+        raise ValueError(f"--towns: unknown town {', '.join(unknown)}: {rules.unknown_town(unknown[0])}")
+    return [rules.known_town(t) or t for t in given]
+
+
 def _token_create(args: argparse.Namespace) -> int:
     from projections.api.auth import TokenError, TokenStore
 
-    tokens = TokenStore.from_settings(Settings.from_env())
+    settings = Settings.from_env()
     try:
-        token = tokens.create(args.name, args.role, args.towns)
+        towns = _known_towns(settings, args.towns)
+    except ValueError as exc:
+        print(f"careledger token create: {exc}", file=sys.stderr)
+        return 2
+    tokens = TokenStore.from_settings(settings)
+    try:
+        token = tokens.create(args.name, args.role, towns)
     except TokenError as exc:
         print(f"careledger token create: {exc}", file=sys.stderr)
         return 2
@@ -70,6 +94,58 @@ def _token_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sensitive_allowed(settings: Settings, args: argparse.Namespace) -> tuple[bool, str]:
+    """Whether this export may include sensitive fields, and the line that says so.  They are
+    left out unless asked for with an admin token (``--token-file``); the request is audited
+    whatever the answer, like a person-level read of the API."""
+    from projections.api.auth import TokenStore
+
+    if not args.include_sensitive:
+        return False, "sensitive fields left out (--include-sensitive with an admin --token-file to include them)"
+    if args.token_file is None:
+        raise ValueError("--include-sensitive needs --token-file PATH holding an admin token "
+                         "(e.g. $CARELEDGER_HOME/admin-token)")
+    try:
+        token = args.token_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"--token-file: cannot read it ({exc.strerror})") from None
+    tokens = TokenStore.from_settings(settings)
+    try:
+        principal = tokens.verify(token) if token else None
+        allowed = principal is not None and principal.is_admin
+        tokens.audit(principal=principal, method="CLI", path="careledger export",
+                     query=f"format={args.format}&include_sensitive=1", person_id=None, status=200 if allowed else 403)
+    finally:
+        tokens.close()
+    if not allowed:
+        raise ValueError("--include-sensitive: the token is not an active admin token")
+    return True, f"sensitive fields included (admin token {principal.name!r}; audited)"
+
+
+def _export(args: argparse.Namespace) -> int:
+    from projections.export import ExportFilter, export
+
+    settings = Settings.from_env()
+    try:
+        include, said = _sensitive_allowed(settings, args)
+        flt = ExportFilter.build(types=args.types, date_from=args.date_from, date_to=args.date_to, towns=args.towns)
+        result = export(settings, args.format, args.out, flt, progress=not args.no_progress,
+                        include_sensitive=include)
+    except ValueError as exc:
+        print(f"careledger export: {exc}", file=sys.stderr)
+        return 2
+    print(f"exported {result['rows']} events to {result['out']} ({result['read']} read, "
+          f"{result['poison']} poison skipped, {result['skipped']} not exportable skipped)")
+    for event_type, rows in sorted(result.get("by_type", {}).items()):
+        print(f"  {event_type}: {rows}")
+    if args.format != "clickhouse":
+        print(said)
+    for skipped in result["skipped_records"][:20]:
+        print(f"  skipped partition {skipped['partition']} offset {skipped['offset']} "
+              f"(event {skipped['event_id']}): {skipped['reason']}", file=sys.stderr)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser("serve", help="run the HTTP read API (uvicorn, foreground)")
     serve.add_argument("--port", type=int, default=None, help="default: CARELEDGER_API_PORT (8000)")
@@ -79,14 +155,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     token = subparsers.add_parser("token", help="manage read-API bearer tokens")
     tsub = token.add_subparsers(dest="token_command", required=True)
     create = tsub.add_parser("create", help="create a token and print it (once)")
-    create.add_argument("--name", required=True)
-    create.add_argument("--role", required=True, choices=["viewer", "caseworker", "admin"])
+    create.add_argument("--name", required=True, help="who or what uses the token (shown in the audit log)")
+    create.add_argument("--role", required=True, choices=["viewer", "caseworker", "admin"],
+                        help="viewer: aggregates only; caseworker: person-level data of --towns; admin: all")
     create.add_argument("--towns", default=None,
-                        help="caseworker only: comma-separated towns, e.g. 锦屏街道,岳林街道")
+                        help="caseworker only: comma-separated towns of the district (CARELEDGER_TOWNS), "
+                             "e.g. 锦屏街道,岳林街道")
     create.set_defaults(func=_token_create)
     listing = tsub.add_parser("list", help="list tokens (never their values)")
     listing.add_argument("--all", action="store_true", help="include revoked tokens")
     listing.set_defaults(func=_token_list)
     revoke = tsub.add_parser("revoke", help="revoke the active token(s) with this name")
-    revoke.add_argument("name")
+    revoke.add_argument("name", help="the token name given to token create")
     revoke.set_defaults(func=_token_revoke)
+
+    ex = subparsers.add_parser(
+        "export", help="export the event history (pseudonymous) to typed Parquet, CSV or ClickHouse",
+        description="Export every event on the log, as the projections see it (upcast, erased persons erased), "
+                    "filtered by type, date and town. Parquet: a directory with one typed file per event type "
+                    "(docs/export.md has DuckDB and pandas examples). Sensitive fields are left out unless "
+                    "asked for with an admin token. Records that cannot be exported are skipped and listed.")
+    ex.add_argument("--format", required=True, choices=["parquet", "csv", "clickhouse"],
+                    help="parquet (a directory of typed files), csv (one file, payload as JSON, formula-safe) "
+                         "or clickhouse (the event-history table of a ClickHouse database)")
+    ex.add_argument("--out", required=True, metavar="PATH|URL",
+                    help="parquet: a new directory; csv: a file; clickhouse: clickhouse://host:port/db")
+    ex.add_argument("--type", action="append", dest="types", metavar="TYPE",
+                    help="only this event type (repeatable; default: all)")
+    ex.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD",
+                    help="only events dated on or after this day (the date of occurred_at in Asia/Shanghai)")
+    ex.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="only events dated on or before this day")
+    ex.add_argument("--town", action="append", dest="towns", metavar="TOWN",
+                    help="only events of this town (repeatable; default: all)")
+    sensitive = ex.add_mutually_exclusive_group()
+    sensitive.add_argument("--exclude-sensitive", action="store_true",
+                           help="leave out sensitive fields (category, grade, birth date, hardship, hazards ...: "
+                                "schemas/privacy.py); the default")
+    sensitive.add_argument("--include-sensitive", action="store_true",
+                           help="include them; needs an admin token in --token-file, and is audited")
+    ex.add_argument("--token-file", type=Path, metavar="PATH",
+                    help="a file holding an admin API token (e.g. $CARELEDGER_HOME/admin-token)")
+    ex.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ex.set_defaults(func=_export)

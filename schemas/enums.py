@@ -18,6 +18,13 @@ EVENT_TYPES: tuple[str, ...] = (
     "alert.handled",
 )
 ALERT_ACTIONS: tuple[str, ...] = ("acknowledge", "resolve")
+#: The district's towns (镇/街道) CONTRACT.md §1 names: the 12 of 奉化区.  Master data, so only the
+#: default: the configuration (careledger/settings.py, CARELEDGER_TOWNS) says which towns a
+#: deployment accepts.
+DEFAULT_TOWNS: tuple[str, ...] = (
+    "锦屏街道", "岳林街道", "江口街道", "西坞街道", "萧王庙街道", "方桥街道", "尚田街道",
+    "溪口镇", "莼湖镇", "裘村镇", "大堰镇", "松岙镇",
+)
 PERSONLESS_TYPES: frozenset[str] = frozenset({"job.posted"})
 
 CATEGORIES: tuple[str, ...] = (

@@ -1,8 +1,9 @@
-"""Write the JSON Schema of every event type to ``schemas/json`` (``python -m schemas.export``).
+"""Write the JSON Schema of every event type to ``schemas/json`` and the event catalogue to
+``docs/events.md`` (``python -m schemas.export``, ``make schemas``).
 
 The files are generated from the models and committed so non-Python consumers (dashboards, the
-federation's own exporters) can validate without this code.  ``--check`` exits 1 on drift; a
-unit test runs the same comparison.
+federation's own exporters) can validate without this code, and people can read the catalogue.
+``--check`` exits 1 on drift; a unit test runs the same comparison.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Union
 from pydantic import TypeAdapter
 
 from schemas import enums
+from schemas.events_doc import EVENTS_MD, docs_drift, render_events_md
 from schemas.models import EVENT_MODELS, SUPPORTED_VERSIONS, Envelope
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
@@ -77,12 +79,14 @@ def drift(directory: Path = JSON_DIR) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m schemas.export", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the committed files drift")
-    parser.add_argument("--dir", type=Path, default=JSON_DIR)
+    parser.add_argument("--dir", type=Path, default=JSON_DIR, help="where the JSON Schema files go")
+    parser.add_argument("--docs", type=Path, default=EVENTS_MD, help="where the event catalogue page goes")
     args = parser.parse_args(argv)
     if args.check:
-        stale = drift(args.dir)
+        stale = [str(args.dir / name) for name in drift(args.dir)]
+        stale += [str(args.docs)] if docs_drift(args.docs) else []
         for name in stale:
-            print(f"out of date: {args.dir / name}", file=sys.stderr)
+            print(f"out of date: {name} (run: python -m schemas.export)", file=sys.stderr)
         return 1 if stale else 0
     args.dir.mkdir(parents=True, exist_ok=True)
     expected = render()
@@ -90,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         (args.dir / name).write_text(text)
     for extra in set(p.name for p in args.dir.glob("*.json")) - expected.keys():
         (args.dir / extra).unlink()
-    print(f"wrote {len(expected)} schemas to {args.dir}")
+    args.docs.parent.mkdir(parents=True, exist_ok=True)
+    args.docs.write_text(render_events_md(), encoding="utf-8")
+    print(f"wrote {len(expected)} schemas to {args.dir} and the catalogue to {args.docs}")
     return 0
 
 

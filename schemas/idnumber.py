@@ -1,30 +1,72 @@
-"""National ID numbers (GB 11643-1999): format/checksum checks and masking.
+"""National ID numbers (GB 11643-1999): format/checksum checks, the stray-ID scan and masking.
 
-Lives in ``schemas`` (stdlib only) so validation, producers and redaction share one definition.
-Nothing here ever puts an ID number into an error message.
+Lives in ``schemas`` (stdlib only) so validation, producers, the API's audit and redaction share
+one definition.  Nothing here ever puts an ID number into an error message.
+
+People write ID numbers the way they read them: in groups (``110101 19900307 1233``), with dashes,
+in full-width digits from a Chinese input method (``１１０１０１…``).  Every check here sees them
+as Unicode NFKC would (any character whose NFKC form is an ASCII digit counts as that digit, and
+likewise for ``X``), with up to :data:`MAX_SEPARATOR` blanks, dashes or invisible characters
+between two digits.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
+
+from schemas.text import has_astral
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
 _FORMAT = re.compile(r"[0-9]{17}[0-9X]")
-# Anything that looks like an ID (17 digits + digit/X), optionally followed by the 2 digits of a
-# disability-certificate number.  Deliberately loose: over-masking a log line is harmless.
-ID_LIKE = re.compile(r"[0-9]{17}[0-9Xx](?:[0-9]{2})?")
-# Runs of 17+ digits (and a trailing X) for the stricter "is there really an ID number in this
-# text" scan: a candidate is the first 18 characters of such a run.  (Scanning whole runs is
-# about twice as fast as a look-behind at every position, and finds the same candidates.)
-_DIGIT_RUN = re.compile(r"[0-9]{17,}[Xx]?")
 MASK = "[ID-REDACTED]"
+
+#: Every character whose NFKC form is one ASCII digit: 0-9, full-width, super/subscript, circled,
+#: mathematical and segmented digits (a unit test re-derives this from unicodedata).
+BMP_DIGIT_CHARS = "0-9\u00b2\u00b3\u00b9\u2070\u2074-\u2079\u2080-\u2089\u2460-\u2468\u24ea\uff10-\uff19"
+DIGIT_CHARS = BMP_DIGIT_CHARS + "\U0001d7ce-\U0001d7ff\U0001fbf0-\U0001fbf9"
+#: Every character whose NFKC form is ``X`` or ``x``.
+BMP_X_CHARS = "Xx\u02e3\u2093\u2169\u2179\u24cd\u24e7\uff38\uff58"
+X_CHARS = (BMP_X_CHARS + "\U0001d417\U0001d431\U0001d44b\U0001d465"
+           "\U0001d47f\U0001d499\U0001d4b3\U0001d4cd\U0001d4e7\U0001d501\U0001d51b\U0001d535\U0001d54f"
+           "\U0001d569\U0001d583\U0001d59d\U0001d5b7\U0001d5d1\U0001d5eb\U0001d605\U0001d61f\U0001d639"
+           "\U0001d653\U0001d66d\U0001d687\U0001d6a1\U0001f147")
+#: What people put between digit groups: blanks (incl. the ideographic space), hyphens and dashes,
+#: and invisible characters that come with pasted text.
+SEPARATOR_CHARS = ("\\s\\-\u00ad\u2010-\u2015\u2212\ufe58\ufe63\uff0d\u200b-\u200f\u2060-\u2064\ufeff")
+MAX_SEPARATOR = 3  # separator characters allowed between two digits of one ID number
+#: How an ID number is split when it is written in groups (digits before each separator): region /
+#: birth date / sequence (6-8-4, 6-12, 14-4), with the date split (6-4-4-4) and the region too
+#: (3-3-4-4-4), or in fours (4-4-4-4-2).  Any other split is two numbers, not one ID number.
+GROUPINGS: frozenset[frozenset[int]] = frozenset(map(frozenset, (
+    (), (6,), (14,), (6, 14), (6, 10, 14), (3, 6, 10, 14), (4, 8, 12, 16),
+)))
+
+_SEPARATOR = re.compile(f"[{SEPARATOR_CHARS}]+")
+# A stretch of at least 17 digits and separators, maybe followed by an X: the cheap first pass
+# (as fast as a plain digit-run search); the exact candidates are worked out inside it.
+# A character class with astral ranges makes every search several times slower, so text without
+# astral characters (almost all) is searched with the Basic Multilingual Plane digits only.
+_CLUSTER = re.compile(f"[{DIGIT_CHARS}][{DIGIT_CHARS}{SEPARATOR_CHARS}]{{16,}}(?:[{SEPARATOR_CHARS}]{{0,{MAX_SEPARATOR}}}"
+                      f"[{X_CHARS}])?")
+_BMP_CLUSTER = re.compile(f"[{BMP_DIGIT_CHARS}][{BMP_DIGIT_CHARS}{SEPARATOR_CHARS}]{{16,}}"
+                          f"(?:[{SEPARATOR_CHARS}]{{0,{MAX_SEPARATOR}}}[{BMP_X_CHARS}])?")
+_TOKEN = re.compile(f"([{DIGIT_CHARS}]+)|([{SEPARATOR_CHARS}]+)|([{X_CHARS}])")
+_DIGIT = re.compile(f"[{DIGIT_CHARS}]")
+_TRAILING_SEPARATOR = re.compile(f"[{SEPARATOR_CHARS}]+$")
+
+
+def _ascii(chars: str) -> str:
+    return unicodedata.normalize("NFKC", chars).upper()
 
 
 def normalise_id_number(raw: str) -> str:
-    """Strip blanks and upper-case a trailing ``x``: the form that is hashed."""
-    return raw.strip().upper()
+    """The form that is checked and hashed: NFKC (full-width digits and X), without blanks, dashes
+    or invisible characters, a trailing ``x`` upper-cased.  ``１１０１０１ 1990-0307-123３`` and
+    ``110101199003071233`` are the same person."""
+    return _SEPARATOR.sub("", unicodedata.normalize("NFKC", raw)).upper()
 
 
 def checksum_char(first17: str) -> str:
@@ -59,19 +101,65 @@ def _plausible(candidate: str) -> bool:
     return 1880 <= born.year <= date.today().year
 
 
-def contains_id_number(text: str) -> bool:
-    """True when ``text`` holds something that really looks like a national ID number."""
+def _candidates(cluster: str) -> list[str]:
+    """The 18-character candidates of a stretch of digits and separators, normalised.
+
+    A candidate starts where a run of digits starts (no digit right before it: the digits of a
+    longer number are not an ID number) and takes the next 17 digits and a digit or X.  Separators
+    (at most MAX_SEPARATOR characters each) may only split it the way ID numbers are written
+    (:data:`GROUPINGS`), so a list of dates, amounts or phone numbers is never read as one."""
+    tokens = [(m.lastindex, m.group()) for m in _TOKEN.finditer(cluster)]
+    found = []
+    for start, (kind, _) in enumerate(tokens):
+        if kind != 1:
+            continue
+        digits, splits = "", set()
+        for kind_, text in tokens[start:]:
+            if kind_ == 2:
+                if len(text) > MAX_SEPARATOR:
+                    break
+                splits.add(len(digits))
+                continue
+            if kind_ == 3:
+                if len(digits) == 17:
+                    digits += "X"
+                break
+            digits += text
+            if len(digits) >= 18:
+                break
+        if digits[17:18] == "X":
+            splits.discard(17)  # "... 002 X"
+        if len(digits) >= 18 and splits in GROUPINGS:
+            found.append(_ascii(digits[:18]))
+    return found
+
+
+def contains_id_number(text: str, *, astral: bool | None = None) -> bool:
+    """True when ``text`` holds something that really looks like a national ID number, however
+    it was written (see the module docstring).  ``astral``: whether ``text`` has characters
+    beyond U+FFFF, when the caller already knows (:func:`schemas.text.has_astral`)."""
     if len(text) < 18:
         return False
-    for run in _DIGIT_RUN.finditer(text):
-        candidate = run.group()
-        if len(candidate) >= 18 and _plausible(candidate[:18]):
+    if astral is None:
+        astral = has_astral(text)
+    for cluster in (_CLUSTER if astral else _BMP_CLUSTER).finditer(text):
+        if any(_plausible(candidate) for candidate in _candidates(cluster.group())):
             return True
     return False
 
 
 def mask_ids(text: str) -> str:
-    """Replace every ID-like (or certificate-number-like) run of characters by a mask."""
+    """Replace every run of 17 or more digits (an ID or certificate number, grouped, full-width or
+    inside a longer number; separators and a trailing X included) by a mask.  Deliberately loose
+    (no check digit): over-masking a log line is harmless."""
     if len(text) < 18:
         return text
-    return ID_LIKE.sub(MASK, text)
+    return (_CLUSTER if has_astral(text) else _BMP_CLUSTER).sub(_mask_cluster, text)
+
+
+def _mask_cluster(match: re.Match[str]) -> str:
+    text = match.group()
+    if len(_DIGIT.findall(text)) < 17:
+        return text
+    body = _TRAILING_SEPARATOR.sub("", text)
+    return MASK + text[len(body):]  # the blank after a number is not part of it

@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from schemas import enums
 from schemas.idnumber import id_number_problem, normalise_id_number
+from schemas.text import has_lone_surrogate
 
 STRICT = ConfigDict(strict=True, extra="forbid")
 
@@ -75,12 +76,20 @@ def _not_an_id_number(value: str) -> str:
     return value
 
 
+def _no_lone_surrogate(value: str) -> str:
+    """Fields without a pattern would take ``"\\ud800"``, which no UTF-8 writer can write."""
+    if not value.isascii() and has_lone_surrogate(value):
+        raise PydanticCustomError("lone_surrogate", "contains a lone UTF-16 surrogate escape, which is not a character")
+    return value
+
+
 def _text(max_length: int, what: str = "a non-blank string") -> Any:
     return Field(min_length=1, max_length=max_length, pattern=r"\S",
                  description=f"{what} of at most {max_length} characters")
 
 
-EventId = Annotated[str, Field(min_length=1, max_length=64, description="a string of 1-64 characters")]
+EventId = Annotated[str, Field(min_length=1, max_length=64, description="a string of 1-64 characters"),
+                    AfterValidator(_no_lone_surrogate)]
 Timestamp = Annotated[
     str,
     Field(pattern=_TS_PATTERN, json_schema_extra={"format": "date-time"},
@@ -263,7 +272,8 @@ class AlertHandledV1(Payload):
     alert_id: EventId
     action: Annotated[Literal[enums.ALERT_ACTIONS], Field(description=_choice(enums.ALERT_ACTIONS))]
     by: ShortText
-    note: str | None = Field(default=None, max_length=2000, description="a string of at most 2000 characters or null")
+    note: Annotated[str, AfterValidator(_no_lone_surrogate)] | None = Field(
+        default=None, max_length=2000, description="a string of at most 2000 characters or null")
 
 
 # ---- envelopes ----------------------------------------------------------------------------------

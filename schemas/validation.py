@@ -31,6 +31,7 @@ from schemas.models import (
     parse_timestamp,
     person_rule_reasons,
 )
+from schemas.text import printable, surrogate_problems
 from schemas.upcasters import upcast
 
 Event = dict[str, Any]
@@ -106,7 +107,7 @@ def _key_text(key: object) -> str:
     text = key if isinstance(key, str) else repr(key)
     if len(text) > 40:
         text = text[:40] + "..."
-    return mask_ids(json.dumps(text, ensure_ascii=False))
+    return mask_ids(printable(json.dumps(text, ensure_ascii=False)))
 
 
 def _path(loc: tuple[Any, ...]) -> str:
@@ -138,7 +139,7 @@ def _expectations(model: type[BaseModel]) -> dict[str, str]:
     return found
 
 
-_SELF_DESCRIBED = {"raw_id_number", "bad_id_number", "empty_change"}
+_SELF_DESCRIBED = {"raw_id_number", "bad_id_number", "empty_change", "lone_surrogate"}
 
 
 def _reasons(exc: ValidationError, model: type[BaseModel], skip: frozenset[str] = frozenset()) -> list[str]:
@@ -185,6 +186,25 @@ def validate_event(obj: object, *, sealed_ok: bool = False) -> Accepted | Reject
 
     ``sealed_ok``: accept the producer's sealed form (``sealed`` instead of the sensitive payload
     fields, docs/privacy.md); only for events read back from the log, never for user input."""
+    result = _validate(obj, sealed_ok)
+    if isinstance(result, Rejected):
+        return _explain_surrogates(obj, result)
+    return result
+
+
+def _explain_surrogates(obj: object, rejected: Rejected) -> Rejected:
+    """A string holding a lone surrogate (``"\\ud800"`` in JSON) fails its field's pattern with a
+    puzzling reason ("must be a non-blank string"): say what is really wrong instead."""
+    problems = surrogate_problems(obj)
+    if not problems:
+        return rejected
+    paths = {_path(loc): problem for loc, problem in problems}
+    reasons = [f"{path}: {problem}" for path, problem in paths.items()]
+    reasons += [r for r in rejected.reasons if r.split(":", 1)[0] not in paths]
+    return Rejected(reasons)
+
+
+def _validate(obj: object, sealed_ok: bool) -> Accepted | Rejected:
     if not isinstance(obj, dict):
         return Rejected([f"event: must be a JSON object, got {_json_type(obj)}"])
     event_type = obj.get("type")

@@ -1,9 +1,21 @@
-"""``careledger replay rebuild|backfill|snapshot|swap|drop|list`` and ``careledger export``."""
+"""``careledger replay rebuild|backfill|snapshot|swap|drop|list`` (``careledger export`` is in
+``projections/cli.py``, beside the export it runs)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+
+def _store_name(text: str) -> str:
+    """A store or snapshot name, checked before anything touches the filesystem (the name
+    becomes file names under the home: ``../../x`` must never get that far)."""
+    from projections.registry import NAME_RE
+
+    if not NAME_RE.match(text):
+        raise argparse.ArgumentTypeError(f"invalid name {text!r}: letters, digits, _ . - (at most 63, "
+                                         "starting with a letter or digit)")
+    return text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,52 +30,42 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="verify record CRCs (slow without the crc32c package)")
 
     p = rsub.add_parser("rebuild", help="rebuild a projection into a shadow store, verify, swap")
-    p.add_argument("--projection", required=True)
+    p.add_argument("--projection", required=True, help="the projection to rebuild (sql, clickhouse, ...)")
     p.add_argument("--into", metavar="URL", help="target store URL (default: a new file/database)")
-    p.add_argument("--name", help="registry name of the new store (default: PROJECTION-TIMESTAMP)")
+    p.add_argument("--name", type=_store_name, help="registry name of the new store (default: PROJECTION-TIMESTAMP)")
     p.add_argument("--no-swap", action="store_true", help="build and verify only")
     p.add_argument("--force", action="store_true", help="swap even if verification finds a difference")
     common(p)
     p.set_defaults(func=_rebuild)
 
     p = rsub.add_parser("backfill", help="fill a (new) projection's store from offset 0, then run it live")
-    p.add_argument("--projection", required=True)
+    p.add_argument("--projection", required=True, help="the projection to fill (a registered name)")
     common(p)
     p.set_defaults(func=_backfill)
 
     p = rsub.add_parser("snapshot", help="a named point-in-time store (?snapshot=NAME in the API)")
-    p.add_argument("name")
-    p.add_argument("--projection", default="sql")
+    p.add_argument("name", type=_store_name, help="the snapshot's name (letters, digits, _ . -)")
+    p.add_argument("--projection", default="sql", help="the projection to snapshot (default sql)")
     when = p.add_mutually_exclusive_group(required=True)
     when.add_argument("--until", metavar="YYYY-MM-DD", help="business date: events dated on or before it")
     when.add_argument("--until-offset", metavar="N|P:N,...", help="log position (inclusive)")
     when.add_argument("--until-time", metavar="RFC3339", help="log append time (inclusive)")
     p.add_argument("--rules", metavar="PATH", help="rules TOML to evaluate history with")
-    p.add_argument("--into", metavar="URL")
+    p.add_argument("--into", metavar="URL", help="target store URL (default: a new file/database)")
     common(p)
     p.set_defaults(func=_snapshot)
 
     p = rsub.add_parser("swap", help="make a registered store the active one of its projection")
-    p.add_argument("--projection", required=True)
-    p.add_argument("name")
+    p.add_argument("--projection", required=True, help="the projection whose active store changes")
+    p.add_argument("name", help="the registered store to make active (see replay list)")
     p.set_defaults(func=_swap)
 
     p = rsub.add_parser("drop", help="delete a retired store or a snapshot")
-    p.add_argument("name")
+    p.add_argument("name", help="the retired store or snapshot to delete (see replay list)")
     p.set_defaults(func=_drop)
 
     p = rsub.add_parser("list", help="active stores, retired stores and snapshots")
     p.set_defaults(func=_list)
-
-    ex = sub.add_parser("export", help="export the event history (pseudonymous) to parquet, csv or clickhouse")
-    ex.add_argument("--format", required=True, choices=["parquet", "csv", "clickhouse"])
-    ex.add_argument("--out", required=True, metavar="PATH|URL", help="file, or clickhouse://host:port/db")
-    ex.add_argument("--type", action="append", dest="types", metavar="T", help="event type (repeatable)")
-    ex.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD")
-    ex.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD")
-    ex.add_argument("--town", action="append", dest="towns", metavar="X")
-    ex.add_argument("--no-progress", action="store_true")
-    ex.set_defaults(func=_export)
 
 
 def _settings():  # noqa: ANN202 - lazy import keeps `careledger --help` fast
@@ -137,18 +139,4 @@ def _list(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row['name']:<34} {row['projection']:<24} {row['role']:<9} {row.get('status', '-') or '-':<9} "
               f"{row['url']}")
-    return 0
-
-
-def _export(args: argparse.Namespace) -> int:
-    from projections.export import ExportFilter, export
-
-    try:
-        flt = ExportFilter.build(types=args.types, date_from=args.date_from, date_to=args.date_to, towns=args.towns)
-        result = export(_settings(), args.format, args.out, flt, progress=not args.no_progress)
-    except ValueError as exc:
-        print(f"careledger export: {exc}", file=sys.stderr)
-        return 2
-    print(f"exported {result['rows']} events to {result['out']} ({result['read']} read, "
-          f"{result['poison']} poison skipped)")
     return 0

@@ -40,7 +40,7 @@ def id_number(seed: int) -> str:
 
 def ev(eid: str, type_: str, who: dict[str, str], payload: dict[str, Any], day: int = 5,
        village: str = "东村") -> dict[str, Any]:
-    return {"event_id": eid, "type": type_, "occurred_at": f"2024-03-{day:02d}T10:00:00+08:00", "town": "城关镇",
+    return {"event_id": eid, "type": type_, "occurred_at": f"2024-03-{day:02d}T10:00:00+08:00", "town": "锦屏街道",
             "village": village, **who, "payload": payload}
 
 
@@ -119,7 +119,7 @@ def test_forget_end_to_end(stack: TestStack, kafka_settings: Settings, clickhous
     certificate = csv_id + "21"
     csv_path = tmp_path / "people.csv"
     csv_path.write_text("事件编号,身份证号,残疾证号,发生时间,镇(街道),村(社区),残疾类别,残疾等级,出生日期,是否困难,证件有效期\n"
-                        f"c-1,{csv_id},{certificate},2024-03-05 10:00,城关镇,西村,肢体,二级,1958/7/9,否,2029-12-31\n",
+                        f"c-1,{csv_id},{certificate},2024-03-05 10:00,锦屏街道,西村,肢体,二级,1958/7/9,否,2029-12-31\n",
                         encoding="utf-8")
     assert run_import_csv(settings, str(csv_path), progress=False) == 0
 

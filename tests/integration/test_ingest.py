@@ -25,7 +25,7 @@ BAD_ID = "110101199003071234"  # wrong check digit
 
 def ev(event_id: str, **changes: object) -> dict:
     base = {"event_id": event_id, "type": "payment.disbursed", "occurred_at": "2024-03-05T10:12:00+08:00",
-            "town": "城关镇", "village": "东村",
+            "town": "锦屏街道", "village": "东村",
             "payload": {"program": "living_subsidy", "amount_fen": 50000, "period": "2024-03"}}
     base.update(changes)
     return base
@@ -115,8 +115,8 @@ def test_no_raw_id_number_reaches_kafka(kafka_settings: Settings, tmp_path: Path
                       out=io.StringIO(), err=io.StringIO())
     assert code == 2
     csv_text = (f"事件编号,身份证号,残疾证号,发生时间,镇街,需求编号,需求类型\n"
-                f"c1,{IDS[0]},,2024-03-05,T,n1,就业\nc2,,{IDS[1]}42,2024-03-05,T,n2,康复\n"
-                f"c3,{BAD_ID},,2024-03-05,T,n3,不存在\n")
+                f"c1,{IDS[0]},,2024-03-05,锦屏街道,n1,就业\nc2,,{IDS[1]}42,2024-03-05,锦屏街道,n2,康复\n"
+                f"c3,{BAD_ID},,2024-03-05,锦屏街道,n3,不存在\n")
     (tmp_path / "ids.csv").write_text(csv_text, encoding="utf-8-sig")
     assert run_import_csv(kafka_settings, str(tmp_path / "ids.csv"), progress=False, out=io.StringIO(),
                           err=io.StringIO()) == 2

@@ -32,21 +32,21 @@ FAST = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list
 
 VALID: list[dict[str, Any]] = [
     {"event_id": "e-reg", "type": "person.registered", "occurred_at": "2024-03-05T10:12:00+08:00",
-     "person_id": "p1", "town": "城关镇", "village": "东村",
+     "person_id": "p1", "town": "锦屏街道", "village": "东村",
      "payload": {"category": "physical", "grade": 2, "birth_date": "1980-01-02", "hardship": True,
                  "certificate_expires": "2030-01-01"}},
     {"event_id": "e-pay", "type": "payment.disbursed", "occurred_at": "2024-03-05T10:12:00+08:00",
-     "person_id": "p1", "town": "城关镇", "village": None,
+     "person_id": "p1", "town": "锦屏街道", "village": None,
      "payload": {"program": "living_subsidy", "amount_fen": 50000, "period": "2024-03"}},
     {"event_id": "e-visit", "type": "visit.completed", "occurred_at": "2024-03-05T10:12:00Z", "person_id": "p1",
-     "town": "城关镇", "payload": {"visit_kind": "home_visit", "visitor": "w", "hazards": ["unsafe_housing"]}},
+     "town": "锦屏街道", "payload": {"visit_kind": "home_visit", "visitor": "w", "hazards": ["unsafe_housing"]}},
     {"event_id": "e-post", "type": "job.posted", "occurred_at": "2024-03-05T10:12:00+08:00", "person_id": None,
-     "town": "城关镇", "payload": {"employer": "某公司", "positions": 2}},
+     "town": "锦屏街道", "payload": {"employer": "某公司", "positions": 2}},
     {"event_id": "e-status", "type": "person.status_changed", "version": 1,
-     "occurred_at": "2024-03-05T10:12:00+08:00", "person_id": "p1", "town": "城关镇",
+     "occurred_at": "2024-03-05T10:12:00+08:00", "person_id": "p1", "town": "锦屏街道",
      "payload": {"status": "deceased", "effective_date": "2024-03-01"}},
     {"event_id": "e-id", "type": "need.registered", "occurred_at": "2024-03-05T10:12:00+08:00",
-     "id_number": ID_NUMBER, "town": "城关镇", "payload": {"need_id": "n1", "need": "care"}},
+     "id_number": ID_NUMBER, "town": "锦屏街道", "payload": {"need_id": "n1", "need": "care"}},
 ]
 
 scalars = (st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30)

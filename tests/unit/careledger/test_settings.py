@@ -12,7 +12,8 @@ from infra.kafka_broker import retention_ms, topic_plan
 @pytest.fixture(autouse=True)
 def _home(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CARELEDGER_HOME", str(tmp_path))
-    for name in ("CARELEDGER_INGEST_WORKERS", "CARELEDGER_ALERTS_RETENTION_DAYS", "CARELEDGER_DLQ_RETENTION_DAYS"):
+    for name in ("CARELEDGER_INGEST_WORKERS", "CARELEDGER_ALERTS_RETENTION_DAYS", "CARELEDGER_DLQ_RETENTION_DAYS",
+                 "CARELEDGER_TOWNS", "CARELEDGER_OCCURRED_AT_EARLIEST", "CARELEDGER_OCCURRED_AT_AHEAD_DAYS"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -42,3 +43,32 @@ def test_retention_plan_keeps_events_forever() -> None:
     assert plan[settings.topics.alerts] == (3, str(30 * 86_400_000))
     assert plan[settings.topics.dlq] == (1, str(90 * 86_400_000))
     assert retention_ms(-1) == "-1" and retention_ms(0.5) == "43200000"
+
+
+def test_towns_are_master_data_in_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings.from_env()
+    assert len(settings.towns) == 12 and settings.towns[0] == "锦屏街道" and "松岙镇" in settings.towns
+    monkeypatch.setenv("CARELEDGER_TOWNS", " 城关镇，东城街道、西城镇 ")
+    assert Settings.from_env().towns == ("城关镇", "东城街道", "西城镇")
+    for name, value in Settings.from_env().to_env().items():
+        monkeypatch.setenv(name, value)
+    assert Settings.from_env().towns == ("城关镇", "东城街道", "西城镇")
+
+
+@pytest.mark.parametrize("bad", [" , ", "城关镇,城关镇"])
+def test_towns_must_be_a_list_without_repeats(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+    monkeypatch.setenv("CARELEDGER_TOWNS", bad)
+    with pytest.raises(ValueError, match="CARELEDGER_TOWNS"):
+        Settings.from_env()
+
+
+def test_occurred_at_window_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings.from_env()
+    assert (settings.occurred_at_earliest.isoformat(), settings.occurred_at_ahead_days) == ("1949-10-01", 3)
+    monkeypatch.setenv("CARELEDGER_OCCURRED_AT_EARLIEST", "2000-01-01")
+    monkeypatch.setenv("CARELEDGER_OCCURRED_AT_AHEAD_DAYS", "0.5")
+    changed = Settings.from_env()
+    assert (changed.occurred_at_earliest.isoformat(), changed.occurred_at_ahead_days) == ("2000-01-01", 0.5)
+    monkeypatch.setenv("CARELEDGER_OCCURRED_AT_EARLIEST", "2000")
+    with pytest.raises(ValueError, match="CARELEDGER_OCCURRED_AT_EARLIEST"):
+        Settings.from_env()

@@ -56,7 +56,7 @@ def test_every_type_has_a_layout_example() -> None:
 def test_layouts(event_type: str, settings: Settings, tmp_path: Path, patched_publisher: FakeProducer) -> None:
     headers, cells, payload = LAYOUT_EXAMPLES[event_type]
     person = "" if event_type == "job.posted" else ID
-    text = f"序号,姓名,{COMMON},{headers}\n1,张三,c-1,{person},2024-03-05 10:12,城关镇,东村,{cells}\n"
+    text = f"序号,姓名,{COMMON},{headers}\n1,张三,c-1,{person},2024-03-05 10:12,锦屏街道,东村,{cells}\n"
     forced = event_type if event_type == "person.profile_changed" else None
     code, out, err = run(settings, tmp_path, text, event_type=forced)
     assert code == 0, out + err
@@ -65,7 +65,7 @@ def test_layouts(event_type: str, settings: Settings, tmp_path: Path, patched_pu
     [published] = unseal_batch([published], KeyStore.from_settings(settings))  # sealed on the wire
     assert published["type"] == event_type
     assert published["occurred_at"] == "2024-03-05T10:12:00+08:00"
-    assert published["town"] == "城关镇" and published["village"] == "东村"
+    assert published["town"] == "锦屏街道" and published["village"] == "东村"
     for name, value in payload.items():
         assert published["payload"][name] == value
     if event_type != "job.posted":
@@ -75,7 +75,7 @@ def test_layouts(event_type: str, settings: Settings, tmp_path: Path, patched_pu
 
 def test_english_headers_and_bom(settings: Settings, tmp_path: Path, patched_publisher: FakeProducer) -> None:
     text = ("\ufeffevent_id,person_id,occurred_at,town,village,program,amount_yuan,period\n"
-            "e1,p1,2024-03-05T10:12:00+08:00,T,,living_subsidy,0.1,2024-03\n")
+            "e1,p1,2024-03-05T10:12:00+08:00,岳林街道,,living_subsidy,0.1,2024-03\n")
     code, out, _ = run(settings, tmp_path, text, encoding="utf-8")
     assert code == 0, out
     [(_, e)] = patched_publisher.messages("careledger.events")
@@ -84,11 +84,11 @@ def test_english_headers_and_bom(settings: Settings, tmp_path: Path, patched_pub
 
 def test_rejects_name_line_and_column(settings: Settings, tmp_path: Path, patched_publisher: FakeProducer) -> None:
     text = (f"{COMMON},补贴项目,金额（元）,所属期\n"
-            f"c1,{ID},2024-03-05,城关镇,东村,生活补贴,500,2024-03\n"
-            f"c2,1.10101E+17,2024-03-05,城关镇,东村,生活补贴,500,2024-03\n"
-            f"c3,{ID2},2024-03-05,城关镇,东村,不存在,100.123,2024-13\n"
-            f"c4,{ID2},2024-03-05,城关镇,东村,生活补贴,-3,2024-03\n"
-            f"c1,{ID},2024-03-05,城关镇,东村,生活补贴,500,2024-03\n")
+            f"c1,{ID},2024-03-05,锦屏街道,东村,生活补贴,500,2024-03\n"
+            f"c2,1.10101E+17,2024-03-05,锦屏街道,东村,生活补贴,500,2024-03\n"
+            f"c3,{ID2},2024-03-05,锦屏街道,东村,不存在,100.123,2024-13\n"
+            f"c4,{ID2},2024-03-05,锦屏街道,东村,生活补贴,-3,2024-03\n"
+            f"c1,{ID},2024-03-05,锦屏街道,东村,生活补贴,500,2024-03\n")
     code, out, _ = run(settings, tmp_path, text)
     assert code == 2
     assert "accepted: 1" in out and "duplicates: 1" in out and "rejected: 3" in out
@@ -105,23 +105,24 @@ def test_rejects_name_line_and_column(settings: Settings, tmp_path: Path, patche
 
 def test_mixed_file_with_type_column(settings: Settings, tmp_path: Path, patched_publisher: FakeProducer) -> None:
     text = (f"事件类型,{COMMON},补贴项目,金额(元),所属期,用人单位,岗位数\n"
-            f"补贴发放,c1,{ID},2024-03-05,城关镇,,生活补贴,5,2024-03,,\n"
-            f"job.posted,c2,,2024-03-05,城关镇,,,,,某某公司,2\n"
-            f"花钱,c3,{ID},2024-03-05,城关镇,,,,,,\n")
+            f"补贴发放,c1,{ID},2024-03-05,锦屏街道,,生活补贴,5,2024-03,,\n"
+            f"job.posted,c2,,2024-03-05,锦屏街道,,,,,某某公司,2\n"
+            f"花钱,c3,{ID},2024-03-05,锦屏街道,,,,,,\n")
     code, out, _ = run(settings, tmp_path, text)
     assert code == 2 and "accepted: 2" in out and 'line 4: column "事件类型" (type): must be one of' in out
 
 
 def test_gb18030(settings: Settings, tmp_path: Path, patched_publisher: FakeProducer) -> None:
-    text = f"{COMMON},需求编号,需求类型\nc1,{ID},2024-03-05,城关镇,东村,n1,康复\n"
+    text = f"{COMMON},需求编号,需求类型\nc1,{ID},2024-03-05,锦屏街道,东村,n1,康复\n"
     code, out, _ = run(settings, tmp_path, text, encoding="gb18030")
     assert code == 0, out
     code, out, _ = run(settings, tmp_path, text.replace("c1", "c2"), encoding="utf-8")
     path = tmp_path / "in.csv"
-    path.write_bytes(text.encode("gb18030"))
+    path.write_bytes(text.replace("c1", "c3").encode("gb18030"))
     out_io = io.StringIO()
     code = run_import_csv(settings, str(path), out=out_io, err=io.StringIO(), progress=False)
-    assert code == 2  # read as UTF-8: cells are not valid text, the header does not match
+    assert code == 0, out_io.getvalue()  # detected (issue 16.2: this was "cannot tell the event type")
+    assert "encoding: gb18030 (detected; --encoding to override)" in out_io.getvalue()
 
 
 def test_header_errors(settings: Settings, tmp_path: Path) -> None:
@@ -144,13 +145,13 @@ def test_certificate_number_gives_the_id(settings: Settings, tmp_path: Path,
                                          patched_publisher: FakeProducer) -> None:
     from producers.pseudonym import Pseudonymiser
 
-    text = f"事件编号,残疾证号,发生时间,镇街,需求编号,需求类型\nc1,{ID}42,2024-03-05,T,n1,就业\n"
+    text = f"事件编号,残疾证号,发生时间,镇街,需求编号,需求类型\nc1,{ID}42,2024-03-05,溪口镇,n1,就业\n"
     assert run(settings, tmp_path, text)[0] == 0
     [(_, e)] = patched_publisher.messages("careledger.events")
     assert e["person_id"] == Pseudonymiser.from_settings(settings).person_id(ID)
     both = (f"事件编号,身份证号,残疾证号,发生时间,镇街,需求编号,需求类型\n"
-            f"c2,,{ID2}11,2024-03-05,T,n1,就业\nc3,{ID},{ID}11,2024-03-05,T,n1,就业\n"
-            f"c4,{ID},{ID2}11,2024-03-05,T,n1,就业\n")
+            f"c2,,{ID2}11,2024-03-05,溪口镇,n1,就业\nc3,{ID},{ID}11,2024-03-05,溪口镇,n1,就业\n"
+            f"c4,{ID},{ID2}11,2024-03-05,溪口镇,n1,就业\n")
     code, out, _ = run(settings, tmp_path, both)
     assert code == 2 and "accepted: 2" in out
     assert 'line 4: column "残疾证号" (id_number): does not belong to the ID number in column "身份证号"' in out

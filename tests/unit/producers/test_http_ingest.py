@@ -61,3 +61,22 @@ def test_unwired_publisher_is_503() -> None:
     app = FastAPI()
     app.include_router(http_ingest.router)
     assert TestClient(app).post("/api/events", json=event("need.registered")).status_code == 503
+
+
+def test_a_lone_surrogate_is_one_rejected_event(client: TestClient, fake_producer: FakeProducer) -> None:
+    """Issue 15.1: a lone surrogate escape in one event answered 500 and lost the valid events of
+    the same request; it is one rejected event (422), the others are published."""
+    items = [event("need.registered", event_id="h-1"), event("need.registered", event_id="h-2"),
+             event("need.registered", event_id="h-3")]
+    texts = [json.dumps(item, ensure_ascii=False) for item in items]
+    texts[1] = texts[1].replace('"东村"', '"\\ud800"')
+    body = "[" + ",".join(texts) + "]"
+    response = client.post("/api/events", content=body.encode("utf-8"))
+    assert response.status_code == 422, response.text
+    answer = response.json()
+    assert answer["accepted"] == 2
+    [rejected] = answer["rejected"]
+    assert rejected["index"] == 1 and "lone UTF-16 surrogate" in rejected["reasons"][0]
+    assert [e["event_id"] for _, e in fake_producer.messages("careledger.events")] == ["h-1", "h-3"]
+    [(_, dead)] = fake_producer.messages("careledger.events.dlq")
+    assert dead["record"]["village"] == "\\ud800"

@@ -25,7 +25,7 @@ def test_publish_keys_and_compact_json(publisher: EventPublisher, fake_producer:
     publisher.flush()
     topic, key, value = fake_producer.sent[0]
     assert topic == "careledger.events" and key == person["person_id"].encode()
-    assert b", " not in value and "城关镇".encode() in value
+    assert b", " not in value and "锦屏街道".encode() in value
     assert fake_producer.sent[1][1] == "某某公司".encode()
 
 

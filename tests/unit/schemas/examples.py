@@ -9,7 +9,7 @@ BASE: dict[str, Any] = {
     "event_id": "ev-1",
     "occurred_at": "2024-03-05T10:12:00+08:00",
     "person_id": "p0123456789abcdef0123456789abcdef",
-    "town": "城关镇",
+    "town": "锦屏街道",
     "village": "东村",
     "source": "unit-test",
 }

@@ -1,18 +1,25 @@
 from __future__ import annotations
 
 import re
+import sys
+import unicodedata
+from datetime import date
 
-from hypothesis import given
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.idnumber import (
+    DIGIT_CHARS,
     MASK,
+    X_CHARS,
     _plausible,
     checksum_char,
     contains_id_number,
     id_number_problem,
     is_valid_id_number,
     mask_ids,
+    normalise_id_number,
 )
 
 VALID = ["110101199003071233", "11010519491231002X", "440306198512150022"]
@@ -54,9 +61,111 @@ def test_an_id_number_is_found_where_a_digit_run_starts() -> None:
     assert not contains_id_number(VALID[0][:17])
 
 
-@given(st.lists(st.sampled_from([*VALID, VALID[1][:17] + "x", "0", "9", "X", "x", " ", "-", "年"]),
+@given(st.lists(st.sampled_from([*VALID, VALID[1][:17] + "x", "0", "9", "X", "x", "年", "a"]),
                 max_size=8).map("".join))
 def test_contains_id_number_equals_a_look_behind_scan(text: str) -> None:
-    """The definition: an 18-character candidate starts wherever no digit precedes it."""
+    """The definition, for text written without separators: an 18-character candidate starts
+    wherever no digit precedes it."""
     reference = any(_plausible(m.group()) for m in re.finditer(r"(?<![0-9])[0-9]{17}[0-9Xx]", text))
     assert contains_id_number(text) == reference
+
+
+# ---- issue 15.3: however the number is written ---------------------------------------------------
+def _nfkc_chars(wanted: set[str]) -> set[str]:
+    return {chr(c) for c in range(sys.maxunicode + 1)
+            if not 0xD800 <= c <= 0xDFFF and unicodedata.normalize("NFKC", chr(c)) in wanted}
+
+
+def _class_chars(spec: str) -> set[str]:
+    return {chr(c) for c in range(sys.maxunicode + 1)
+            if not 0xD800 <= c <= 0xDFFF and re.fullmatch(f"[{spec}]", chr(c))}
+
+
+def test_digit_and_x_classes_are_exactly_what_nfkc_maps_to_a_digit_or_x() -> None:
+    assert _class_chars(DIGIT_CHARS) == _nfkc_chars(set("0123456789"))
+    assert set(X_CHARS) == _nfkc_chars({"X", "x"})
+
+
+FULL_WIDTH = str.maketrans("0123456789Xx", "０１２３４５６７８９Ｘｘ")
+WRITTEN = [
+    "110101 19900307 1233",  # region / birth date / sequence
+    "110101-19900307-1233",
+    "110101 1990 0307 1233",
+    "110 101 1990 0307 1233",
+    "1101 0119 9003 0712 33",
+    "110101199003071233".translate(FULL_WIDTH),  # a Chinese input method's full-width digits
+    "１１０１０１　１９９００３０７　１２３３",  # ... and its ideographic spaces
+    "110101\u200b199003071233",  # a zero-width space pasted along
+    "11010519491231002 x",
+    "110105 19491231 002Ｘ",
+]
+
+
+@pytest.mark.parametrize("written", WRITTEN)
+def test_an_id_number_written_in_groups_or_full_width_is_found_masked_and_normalised(written: str) -> None:
+    written = written.encode().decode("unicode_escape") if "\\u" in written else written
+    text = f"走访记录：身份证{written}，电话13812345678"
+    assert contains_id_number(text), written
+    masked = mask_ids(text)
+    assert MASK in masked and not contains_id_number(masked)
+    assert normalise_id_number(written) in {VALID[0], VALID[1]}
+    assert is_valid_id_number(written)
+
+
+def test_other_splits_are_two_numbers_not_one_id_number() -> None:
+    assert not contains_id_number("1101 01199003071233")  # 4 then 14: not a way IDs are written
+    assert not contains_id_number("110101    199003071233")  # a gap wider than a separator
+    assert not contains_id_number("11010119900307123 3")  # the check digit on its own
+
+
+@st.composite
+def valid_ids(draw: st.DrawFn) -> str:
+    region = draw(st.integers(110000, 829999))
+    born = draw(st.dates(date(1900, 1, 1), date(2020, 12, 31)))
+    serial = draw(st.integers(0, 999))
+    first17 = f"{region}{born:%Y%m%d}{serial:03d}"
+    return first17 + checksum_char(first17)
+
+
+GROUPS = [(), (6, 14), (6, 10, 14), (3, 6, 10, 14), (4, 8, 12, 16)]
+
+
+@settings(derandomize=True, max_examples=300)
+@given(valid_ids(), st.sampled_from(GROUPS), st.sampled_from([" ", "-", "\u3000", " - ", "\u2014"]),
+       st.booleans(), st.sampled_from(["", "号码", "证件 ", "a", "：", "，"]), st.sampled_from(["", "。", " 电话", "b"]))
+def test_every_valid_id_written_any_usual_way_is_found(number: str, groups: tuple[int, ...], sep: str,
+                                                       full_width: bool, before: str, after: str) -> None:
+    pieces, last = [], 0
+    for cut in (*groups, 18):
+        pieces.append(number[last:cut])
+        last = cut
+    written = sep.join(pieces)
+    if full_width:
+        written = written.translate(FULL_WIDTH)
+    text = before + written + after
+    assert contains_id_number(text), text
+    assert not contains_id_number(mask_ids(text))
+    assert normalise_id_number(written) == number
+
+
+ordinary = st.one_of(
+    st.dates(date(1950, 1, 1), date(2030, 12, 31)).flatmap(lambda d: st.sampled_from([
+        f"{d:%Y-%m-%d}", f"{d.year}/{d.month}/{d.day}", f"{d.year}年{d.month}月{d.day}日", f"{d:%Y.%m.%d}",
+        f"{d:%Y-%m-%d}T10:12:00+08:00", f"{d:%Y-%m-%d} 09:30", f"{d:%Y-%m}"])),
+    st.integers(0, 10**7).map(lambda n: f"{n / 100:,.2f}"),  # amounts in yuan
+    st.integers(1, 99999).map(lambda n: f"{n}元"),
+    st.integers(13 * 10**9, 19 * 10**9 + 999999999).flatmap(lambda n: st.sampled_from([
+        f"{n}", f"{str(n)[:3]} {str(n)[3:7]} {str(n)[7:]}", f"{str(n)[:3]}-{str(n)[3:7]}-{str(n)[7:]}"])),  # mobiles
+    st.integers(0, 999),  # counts
+    st.integers(1, 9999).map(lambda n: f"pay-2024-03-{n:04d}"),  # event ids
+).map(str)
+
+
+@settings(derandomize=True, max_examples=500)
+@given(st.lists(ordinary, min_size=1, max_size=8),
+       st.lists(st.sampled_from([" ", "，", "、", "; ", " 金额 ", "-", "\n", "  "]), min_size=8, max_size=8))
+def test_ordinary_numbers_side_by_side_are_not_an_id_number(values: list[str], joiners: list[str]) -> None:
+    """Dates, times, amounts, mobile numbers, counts and ids, in any order with blanks, dashes or
+    words between them: never read as an ID number (false positives refuse real records)."""
+    text = "".join(v + j for v, j in zip(values, joiners, strict=False))
+    assert not contains_id_number(text), text
