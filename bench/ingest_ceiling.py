@@ -4,7 +4,7 @@ Issue #3 asks for >= 80 % of the raw kafka-python producer.  ``careledger ingest
 worker processes and sends from one process (input order kept, sealing, erasures, de-duplication
 there); that one process is its bottleneck.  This script measures the best any design could do
 with the same line check: N processes that each take chunks of lines round-robin, run
-``producers.ingest.check_line`` and send with a producer of their own.  It ignores what a real
+``producers.line_check.check_line`` and send with a producer of their own.  It ignores what a real
 ingest must add - a person's events in order (so routing by key), sealing, erasures, in-run
 de-duplication, the report - so it is a ceiling, not a design.
 
@@ -43,7 +43,7 @@ BENCH_HMAC_KEY = b"k" * 32  # a fixed key: pseudonyms are not the point here
 def _check_and_send(settings: Settings, inbox: Any, results: Any, check: bool) -> None:
     from kafka import KafkaProducer
 
-    from producers.ingest import check_line
+    from producers.line_check import check_line
     from producers.pseudonym import Pseudonymiser
 
     pseudonymiser = Pseudonymiser(BENCH_HMAC_KEY)

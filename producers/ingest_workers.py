@@ -2,7 +2,7 @@
 
 Why: parsing, validating and pseudonymising a line costs more CPU than kafka-python's send of it,
 and one Python process cannot do both at once (one GIL).  Workers get chunks of lines and return
-:func:`producers.ingest.check_line`'s outcomes - compact tuples, not event objects, so little
+:func:`producers.line_check.check_line`'s outcomes - compact tuples, not event objects, so little
 crosses the process boundary; the ingest process takes them in input order (erased persons,
 de-duplication, sealing, sends), so the result is the same as checking in one process.
 
@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 
-from producers.ingest import LineOutcome, Numbered, check_line
+from producers.line_check import LineOutcome, Numbered, check_line
 from producers.pipeline import NO_RULES
 from producers.pseudonym import Pseudonymiser
 from schemas.input_rules import InputRules

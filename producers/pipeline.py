@@ -198,7 +198,7 @@ class IngestRun:
         return self._publish_new(event["event_id"], partition_key(event), value, has_plain_sensitive(event))
 
     def take(self, line: int, outcome: Checked | list[str], record: Callable[[], Any]) -> Verdict:
-        """:meth:`handle` for a line checked elsewhere (``producers.ingest.check_line``, maybe in
+        """:meth:`handle` for a line checked elsewhere (``producers.line_check.check_line``, maybe in
         a worker process): its reasons, or the :data:`Checked` event.  Here, in
         input order, come the steps that need this process's state: refusing erased persons,
         in-run de-duplication, publishing.  ``record()`` gives what to keep of a rejected line."""

@@ -24,7 +24,8 @@ from fastapi.testclient import TestClient
 from processors.domain.rules_config import load_rules
 from producers import http_ingest
 from producers.csv_import import run_import_csv
-from producers.ingest import MAX_LINE_BYTES, run_ingest
+from producers.ingest import run_ingest
+from producers.line_check import MAX_LINE_BYTES
 from producers.publisher import EventPublisher
 from projections import open_store
 from projections.api.app import create_app
