@@ -34,7 +34,7 @@ async function loadAggregates(moving) {
     api(`/api/counts/grouped?${q}&group_by=town&from=${p.from}&to=${p.to}`),
     loadTargets(),
   ]);
-  S.report = report; S.trend = { months, rows: trend.rows, period: p }; S.towns = towns.rows;
+  S.report = Object.assign(report, { period: p }); S.trend = { months, rows: trend.rows, period: p }; S.towns = towns.rows;
   renderReport(); renderKpis(); renderTrend(); renderTowns(); renderTargets();
 }
 

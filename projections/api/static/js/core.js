@@ -32,7 +32,7 @@ export const S = {
   warnRule: "", warnOffset: 0, warnDate: "",
   report: null, trend: null, towns: null, targets: null, status: null, statusError: null,
   alerts: null, alertsKey: "", summary: null, warnings: null,
-  seenAlerts: null, freshAlerts: new Set(), kpiPrev: {},
+  seenAlerts: null, freshAlerts: new Set(), kpiPrev: {}, kpiPeriod: "",
   fingerprint: "", lastAgg: 0, lastAlerts: 0, lastWarn: 0, lastOk: 0, lastPeriods: 0,
   dirtyAgg: true, dirtyAlerts: true, dirtyWarn: true,
   sse: "absent", sseCtrl: null, lastEventId: "",

@@ -43,6 +43,14 @@ def test_api_docs_load_nothing_from_another_host(client, path: str) -> None:
     assert "/openapi.json" in r.text
 
 
+def test_redoc_bundle_draws_no_logo_from_its_cdn(client) -> None:
+    bundle = client.get("/static/docs/redoc.standalone.js")
+    assert bundle.status_code == 200 and bundle.headers["content-type"].startswith("text/javascript")
+    assert b"cdn.redoc.ly" in (dashboard.DOCS_DIR / "redoc.standalone.js").read_bytes()  # the vendor's file
+    assert b"cdn.redoc.ly" not in bundle.content and b'src:"/static/favicon.svg"' in bundle.content
+    assert "validatorUrl" in client.get("/docs").text
+
+
 def test_docs_bundles_are_cached_but_not_immutable(client) -> None:
     r = client.get("/static/docs/swagger-ui-bundle.js")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")

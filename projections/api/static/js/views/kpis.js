@@ -7,6 +7,8 @@ export function renderKpis() {
   const sum = (pred, field) => rows.filter(pred).reduce((a, r) => a + (r[field] || 0), 0);
   const pick = (metric, field) => { const r = rows.find((x) => x.metric === metric); return r ? r[field] : null; };
   const openAlerts = S.summary ? S.summary.reduce((a, s) => a + s.total, 0) : null;
+  const shown = S.report ? `${S.report.from}..${S.report.to}` : "";
+  if (shown !== S.kpiPeriod) { S.kpiPrev = {}; S.kpiPeriod = shown; }  // ▲ marks growth, not another period
   const kpis = [
     ["amount", t("kpi_amount"), S.report ? fmtWan(sum((r) => r.kind === "payment", "amount_fen")) : "—", t("unit_wan"),
       S.report ? sum((r) => r.kind === "payment", "amount_fen") : null],

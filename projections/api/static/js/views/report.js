@@ -37,7 +37,7 @@ function cell(col, label, value, shown, formatter) {
 
 export function renderReport() {
   const body = $("report-table").tBodies[0];
-  const p = period();
+  const p = S.report ? S.report.period : period();  // the rows' own period, not one still loading
   $("report-sub").textContent = t("report_sub", { from: p.from, to: p.to }) + (p.code !== "custom" ? ` · ${periodName(p.code)}` : "");
   if (!S.report) { body.replaceChildren(h("tr", {}, h("td", { colspan: 7, class: "loading", text: t("loading") }))); return; }
   body.replaceChildren(...S.report.rows.map((row, i) => {
