@@ -453,6 +453,28 @@ def test_desk_layout_fits_1440(served: Served, page: Any) -> None:
     assert page.locator("#report-table thead").is_visible()
 
 
+def test_error_messages_read_problem_details_and_the_older_shapes(served: Served, page: Any) -> None:
+    page.wait_for_function("typeof window.careledger?.errorText === 'function'")
+    shapes = {  # RFC 9457 problem details (the API's error shape), and what it answered before
+        "problem": {"type": "about:blank", "title": "Unauthorized", "status": 401,
+                    "detail": "this endpoint needs Authorization: Bearer TOKEN"},
+        "title only": {"type": "about:blank", "title": "Not Found", "status": 404},
+        "detail string": {"detail": "no alert A1"},
+        "message": {"detail": [{"loc": ["query", "from"], "msg": "bad"}], "message": "from: not a date"},
+        "validation list": {"detail": [{"loc": ["query", "as_of"], "msg": "Input should be a valid date"}]},
+    }
+    got = {k: page.evaluate("d => window.careledger.errorText(d, 'HTTP')", v) for k, v in shapes.items()}
+    assert got == {"problem": "this endpoint needs Authorization: Bearer TOKEN", "title only": "Not Found",
+                   "detail string": "no alert A1", "message": "from: not a date",
+                   "validation list": "query.as_of: Input should be a valid date"}
+    assert page.evaluate("window.careledger.errorText(null, 'HTTP 502')") == "HTTP 502"
+    # and a real error answer of the API, through the page's own client
+    status, text = page.evaluate("""async () => {
+        const r = await fetch('/api/warnings', { headers: { Authorization: 'Bearer nope' } });
+        return [r.status, window.careledger.errorText(await r.json(), 'HTTP')]; }""")
+    assert status == 401 and "token" in text and text != "HTTP", text
+
+
 @pytest.mark.parametrize("path, ready", [
     ("docs", "() => document.querySelectorAll('.opblock').length"),
     ("redoc", "() => document.querySelectorAll('[data-section-id^=\"operation/\"], [data-section-id*=\"/paths/\"]').length"),

@@ -7,7 +7,9 @@
  * it, polling then continues slowly as a fallback.  The period selector offers only the
  * half-years and years that hold data (js/periods.js).
  */
-import { $, ALERT_RULES, LS_LANG, LS_TOKEN, S, WARNING_RULES, api, app, h, name, sleep, t, tokenMessage } from "./js/core.js";
+import {
+  $, ALERT_RULES, LS_LANG, LS_TOKEN, S, WARNING_RULES, api, app, errorText, h, name, sleep, t, tokenMessage,
+} from "./js/core.js";
 import { loadPeriods, period, renderPeriodOptions, trendMonths, warnDate } from "./js/periods.js";
 import { loadAlerts, renderAlerts, renderSummary } from "./js/views/alerts.js";
 import { renderKpis } from "./js/views/kpis.js";
@@ -224,4 +226,5 @@ applyI18n();
 loop();
 sseLoop();
 // for tests and the curious: window.careledger.state()
-window.careledger = { state: () => S, refresh: () => { S.dirtyAgg = S.dirtyAlerts = S.dirtyWarn = true; return tick(); } };
+window.careledger = { state: () => S, errorText,
+  refresh: () => { S.dirtyAgg = S.dirtyAlerts = S.dirtyWarn = true; return tick(); } };
