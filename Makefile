@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv jars servers up down demo test test-unit test-integration lint schemas bench clean
+.PHONY: help venv jars font servers up down demo test test-unit test-integration lint schemas bench clean
 
 help:
 	@echo "make demo   - start the stack, stream the calibrated 2024H1 simulation, print the dashboard URL"
@@ -26,10 +26,15 @@ venv: $(STAMP)
 jars: venv
 	$(BIN)/python -c "from infra.kafka_broker import ensure_jars; ensure_jars()"
 
+# the dashboard's Chinese font: a subset of Debian's fonts-wqy-microhei (installed when missing), served
+# with the page so phones and desks without a CJK font show Chinese (infra/dashboard_font.py)
+font: venv
+	$(BIN)/python -m infra.dashboard_font
+
 servers: venv
 	$(BIN)/python -m infra.packages clickhouse-server clickhouse-client postgresql chromium fonts-wqy-microhei
 
-up: jars
+up: jars font
 	$(BIN)/careledger up
 
 down:
@@ -38,13 +43,13 @@ down:
 demo: up
 	$(BIN)/careledger demo
 
-test: jars servers
+test: jars servers font
 	$(BIN)/pytest -q
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit
 
-test-integration: jars servers
+test-integration: jars servers font
 	$(BIN)/pytest -q tests/integration
 
 lint: venv

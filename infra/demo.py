@@ -5,7 +5,11 @@
    progress bar, optionally paced (``--rate 2000/s``) so the dashboard visibly fills up;
 3. waits until ``/api/status`` says every projection caught up;
 4. prints the dashboard URL, where the admin token is, and headline figures read back from
-   ``/api/report`` -- checked line by line against the federation's h1-report.csv.
+   ``/api/report`` -- checked line by line against the federation's h1-report.csv -- and the
+   caseworkers' work list at the end of the half-year (``/api/warnings?as_of=2024-06-30``, per rule).
+
+``--tail-months N`` also streams N simulated months after June 2024 (the H1 figures stay exact), so
+the dashboard has a second half-year, where the federation's 2024H2 targets show progress.
 
 Idempotent: the simulator is seeded, so a second run sends the same events with the same
 ``event_id``s and the processors count each event once (CONTRACT §1); the report stays equal.
@@ -26,6 +30,8 @@ from typing import Any
 
 H1_FROM, H1_TO = "2024-01-01", "2024-06-30"
 HEADLINES = ("living_subsidy", "nursing_subsidy", "home_visit", "new_employment", "new_registrations")
+WARNING_RULES = (("visit_overdue", "走访逾期"), ("need_unmet", "需求未满足"), ("certificate_expiring", "残疾证即将到期"),
+                 ("nursing_subsidy_missing", "护理补贴缺发"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=parse_rate, default=None, metavar="N/s",
                    help="pace the stream (e.g. 2000/s) to watch the dashboard fill up; default: full speed")
     p.add_argument("--seed", type=int, default=42, help="simulation seed (default 42)")
+    p.add_argument("--tail-months", type=int, default=0, metavar="N",
+                   help="also stream N simulated months after June 2024 (2024H1 stays exact; default 0)")
     p.add_argument("--timeout", type=float, default=1800.0, metavar="S",
                    help="seconds to wait for the processors to catch up (default 1800)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -108,7 +116,7 @@ def _stream(settings: Any, args: argparse.Namespace, out: Any) -> int:
 
     started = time.monotonic()
     print("demo: planning the calibrated 2024H1 district (seeded: same events every run) ...", file=out)
-    events = list(generate(SimConfig(calibrate="2024H1", seed=args.seed)))
+    events = list(generate(SimConfig(calibrate="2024H1", seed=args.seed, tail_months=args.tail_months)))
     bucket = TokenBucket(args.rate) if args.rate else None
     bar = tqdm(total=len(events), unit="ev", desc="publish", file=sys.stderr, disable=args.no_progress,
                mininterval=0.5, dynamic_ncols=True)
@@ -194,6 +202,23 @@ def _print_report(settings: Any, token: str | None, out: Any) -> bool:
     return True
 
 
+def print_warnings(settings: Any, token: str | None, out: Any, as_of: str = H1_TO) -> dict[str, int] | None:
+    """The work list at ``as_of``: how many need warnings of each rule (None without an admin token)."""
+    if token is None:
+        return None
+    totals: dict[str, int] = {}
+    for rule, _ in WARNING_RULES:
+        status, body = _get(f"{settings.api_url}/api/warnings?as_of={as_of}&rule={rule}&limit=0", token)
+        if status != 200 or not isinstance(body, dict):
+            print(f"demo: /api/warnings answered {status}", file=out)
+            return None
+        totals[rule] = int(body["total"])
+    print(f"\n  需求预警 work list as of {as_of} (/api/warnings?as_of={as_of}): {sum(totals.values()):,}", file=out)
+    for rule, label in WARNING_RULES:
+        print("    " + _pad(f"{label} {rule}", 40) + f"{totals[rule]:>7,}", file=out)
+    return totals
+
+
 def run(args: argparse.Namespace, settings: Any = None, out: Any = None) -> int:
     from careledger.settings import get_settings
     from infra.stack import effective_settings
@@ -215,6 +240,7 @@ def run(args: argparse.Namespace, settings: Any = None, out: Any = None) -> int:
         print(f"demo: the processors did not catch up within {args.timeout:.0f}s; see {settings.logs_dir}", file=out)
         return 1
     ok = _print_report(settings, token, out)
+    print_warnings(settings, token, out)
     print(f"\n  dashboard    {settings.api_url}/", file=out)
     print(f"  admin token  {settings.admin_token_path}  (paste it into the dashboard's 访问令牌 field "
           "for the alerts inbox and need warnings)", file=out)

@@ -9,6 +9,14 @@ With ``calibrate="2024H1"`` the events dated 2024-01-01..2024-06-30 reproduce ev
 persons, exact fen).  Everything is drawn from ``random.Random`` instances seeded from the config
 (never global state or the clock): the same config gives the same bytes.  The H1 part does not
 depend on ``tail_months``; the tail has its own random stream.
+
+So that the need warnings judged on the demo data are a caseworker's work list rather than an
+artefact of missing history: home visits are recorded from 2022 (when the visit app went live) at
+the calibrated half-year's rate and go to the households the ``visit_overdue`` rule watches,
+longest-waiting first; certificates are renewed around their expiry or the registration is
+cancelled a few months after it lapsed; hardship goes with severity, and grades 1-2 are about as
+many as the nursing subsidy reaches.  ``tests/unit/producers/test_simulate.py`` checks the
+warnings by folding the events through ``processors.domain``.
 """
 
 from __future__ import annotations
@@ -56,11 +64,11 @@ _CAT_CUM = [
         (0.15, 0.33, 0.34, 0.80, 0.83, 0.89, 1.0),
     )
 ]
-_GRADE_W = {
-    "physical": (0.13, 0.23, 0.29, 0.35), "visual": (0.25, 0.20, 0.25, 0.30),
-    "hearing": (0.10, 0.22, 0.30, 0.38), "speech": (0.20, 0.20, 0.30, 0.30),
-    "intellectual": (0.15, 0.37, 0.33, 0.15), "mental": (0.12, 0.42, 0.31, 0.15),
-    "multiple": (0.40, 0.35, 0.15, 0.10),
+_GRADE_W = {  # grades 1-2 are ~39 % of the active registry: a little more than receive the nursing subsidy
+    "physical": (0.115, 0.195, 0.305, 0.385), "visual": (0.215, 0.175, 0.265, 0.345),
+    "hearing": (0.085, 0.185, 0.315, 0.415), "speech": (0.175, 0.175, 0.315, 0.335),
+    "intellectual": (0.135, 0.32, 0.365, 0.18), "mental": (0.105, 0.36, 0.355, 0.18),
+    "multiple": (0.37, 0.32, 0.18, 0.13),
 }
 HAZARDS = ("living_alone_no_caregiver", "unsafe_housing", "mental_health_crisis", "abuse_or_neglect",
            "medical_emergency")
@@ -332,6 +340,10 @@ UNMET_H1 = {"assistive_device": 20, "rehabilitation": 15, "care": 12, "education
 FREE_H1 = {("service", "rehab_service"): 900, ("service", "vocational_training"): 150,
            ("service", "education_support"): 60, ("service", "accessibility_modification"): 0,
            ("visit", "family_doctor"): 1600, ("visit", "assessment"): 41}
+RENEWED = 0.96  # share of expiring certificates renewed (the rest lapse and are cancelled)
+VISITS_FROM = date(2022, 1, 1).toordinal()  # the visit app went live: no home visit records before
+VISIT_JITTER = 45.0  # days: caseworkers work the list in about, not exactly, the order of waiting
+OTHER_VISITS = 0.05  # share of home visits to households the visit_overdue rule does not watch
 REVERSAL_REASONS = ("重复发放,已追回", "系统重复导入,冲正", "银行退回后重发,冲正原记录")
 
 
@@ -372,6 +384,7 @@ class _World:
         last_month = 6 + cfg.tail_months
         self.horizon = _month_bounds(2024 + (last_month - 1) // 12, (last_month - 1) % 12 + 1)[1]
         self.open_needs: dict[str, list[tuple[str, int, int]]] = {k: [] for k in NEED_PREDS}
+        self.last_visit: dict[int, int] = {}  # person index -> day of the last home visit planned
         self.need_seq = 0
         self._snapshots: dict[tuple[int, int], list[tuple[Person, int, int, str, int, bool, float]]] = {}
         self.id_prefix = f"{cfg.seed}:{cfg.persons}:{cfg.calibrate}:".encode()
@@ -429,6 +442,7 @@ class _World:
             self.new_person(rng, H1_START, H1_END)
         for p in self.persons:
             self.lifecycle(rng, p)
+        self.visit_history(random.Random(f"{self.cfg.seed}:visits"))
         self.period(random.Random(f"{self.cfg.seed}:2023Q4"), Q4_START, H1_START - 1,
                     self.scaled(rng, 0.5), exact=False)
         h1 = self.report if self.exact else self.scaled(rng, 1.0)
@@ -471,7 +485,7 @@ class _World:
                 break
         p.category = cat
         p.grade = rng.choices((1, 2, 3, 4), weights=_GRADE_W[cat])[0]
-        hp = 0.15 + (0.07 if p.grade <= 2 else 0.0) + (0.06 if cat in ("intellectual", "mental") else 0.0)
+        hp = (0.33 if p.grade <= 2 else 0.11) + (0.06 if cat in ("intellectual", "mental") else 0.0)
         p.hardship = rng.random() < hp
         p.tier = 46_000 if rng.random() < 0.45 else 33_000
         p.prio_l, p.prio_n = rng.random(), rng.random()
@@ -500,20 +514,27 @@ class _World:
         self.rec(p.reg, secs, REG, p.idx, {
             "category": p.category, "grade": p.grade, "birth_date": _ds(p.birth), "hardship": p.hardship,
             "certificate_expires": _ds(p.expires)})
-        # end of registration
+        # end of registration (death or cancellation), drawn now, recorded after the certificates
+        end: int | None = None
         if p.reg < H1_START - 90 and rng.random() < (0.01, 0.02, 0.05, 0.12)[p.group]:
-            self.end_person(rng, p, _ri(rng, p.reg + 60, H1_START - 1))
+            end = _ri(rng, p.reg + 60, H1_START - 1)
         elif rng.random() < (0.002, 0.002, 0.006, 0.022)[p.group]:
             lo = max(H1_START, p.reg + 30)
             if lo <= H1_END:
-                self.end_person(rng, p, _ri(rng, lo, H1_END))
-        last = p.last_day(H1_END)
+                end = _ri(rng, lo, H1_END)
+        last = H1_END if end is None else min(H1_END, end - 1)
         changes: list[tuple[int, int, dict[str, Any], tuple[str, str] | None]] = []
         expires, grade = p.expires, p.grade
         while expires <= H1_END + 60:
-            day = expires - _ri(rng, 0, 80)
-            renew_p = 0.93 if expires < H1_START else 0.6
-            if day <= p.reg or day > last or rng.random() >= renew_p:
+            if rng.random() >= RENEWED:  # lapsed: the registration is cancelled a few months later
+                lapse = expires + _ri(rng, 60, 150)
+                if lapse <= min(H1_END, last):
+                    self.cancel(rng, p, lapse)
+                    end, last = None, lapse - 1
+                break
+            # renewed when the expiry warning shows (the 60 days before), a few weeks late at times
+            day = expires - _ri(rng, 0, 60) if rng.random() < 0.85 else expires + _ri(rng, 1, 45)
+            if day <= p.reg or day > last:  # not (yet) renewed at the end of H1, or the person ended first
                 break
             expires = _plus_years(expires, 10)
             change: dict[str, Any] = {"certificate_expires": _ds(expires)}
@@ -523,6 +544,8 @@ class _World:
             if rng.random() < 0.01 and p.category != "multiple":
                 change["category"] = "multiple"
             changes.append((day, _ri(rng, WORK_FROM, WORK_TO), change, None))
+        if end is not None:
+            self.end_person(rng, p, end)
         if rng.random() < 0.06 and p.reg + 100 <= last:
             day = _ri(rng, p.reg + 100, last)
             changes.append((day, _ri(rng, WORK_FROM, WORK_TO), {"hardship": None}, None))
@@ -546,6 +569,12 @@ class _World:
                     change["hardship"] = hardship
                 changes[i] = (day, secs, change, place)
                 self.rec(day, secs, PROFILE, p.idx, change, place)
+
+    def cancel(self, rng: random.Random, p: Person, day: int) -> None:
+        """注销: the certificate lapsed and was not renewed."""
+        p.end, p.end_status = day, "cancelled"
+        p.report = day + _ri(rng, 0, 3)
+        self.rec(p.report, _ri(rng, WORK_FROM, WORK_TO), STATUS, p.idx, p.end_status, _ds(day))
 
     def end_person(self, rng: random.Random, p: Person, day: int) -> None:
         elderly = p.group == 3
@@ -867,14 +896,46 @@ class _World:
                 return (first, second)
         return (first,)
 
-    def home_visits(self, rng: random.Random, lo: int, hi: int, n: int, exact: bool) -> None:
-        pred: Pred = lambda p, c, g, h, a: 6.0 if (h or g <= 2) else 1.0  # noqa: E731
-        for p, _, a, b in self.pick(rng, self.candidates(lo, hi, pred), n, exact, "home visits"):
+    def home_visits(self, rng: random.Random, lo: int, hi: int, n: int, exact: bool,
+                    findings: bool = True) -> None:
+        """``n`` home visits in [lo, hi], worked off like a caseworker's list: the watched households
+        (困难 or grade 1-2: the ``visit_overdue`` rule's) longest without a visit first, give or take a
+        few weeks, and a few others.  ``findings=False``: no hazards (before the alert system)."""
+        watched: list[tuple[float, int, Cand]] = []
+        others: list[Cand] = []
+        for p, a, b, _, g, h, _ in self.snapshot(lo, hi):
+            if p.mutable and not (h or g <= 2):  # watched from some day of the period on?
+                _, g, h = p.state(b)
+            if h or g <= 2:
+                waited = a - self.last_visit.get(p.idx, p.reg)
+                watched.append((waited + rng.random() * VISIT_JITTER, p.idx, (p, 1.0, a, b)))
+            else:
+                others.append((p, 1.0, a, b))
+        n_other = min(len(others), round(n * OTHER_VISITS))
+        if n - n_other > len(watched):
+            n_other = min(len(others), n - len(watched))
+        chosen = [c for _, _, c in heapq.nlargest(n - n_other, watched)]
+        chosen += self.pick(rng, others, n_other, exact, "home visits")
+        if exact and len(chosen) < n:
+            raise CalibrationError(f"home visits: {n} needed but only {len(chosen)} persons; simulate more persons")
+        for p, _, a, b in chosen:
             day = _workday(rng, a, b)
             town = p.place(day)[0]
             visitor = f"{town}残联 {self.staff[town][rng.randrange(4)]}"
             self.rec(day, _ri(rng, WORK_FROM, WORK_TO), VISIT, p.idx, "home_visit", visitor,
-                     self.hazards(rng, p, day))
+                     self.hazards(rng, p, day) if findings else ())
+            if day > self.last_visit.get(p.idx, 0):
+                self.last_visit[p.idx] = day
+
+    def visit_history(self, rng: random.Random) -> None:
+        """Home visits since the visit app went live (2022), quarter by quarter at the calibrated
+        half-year's rate, so that the last visit of every watched household is recent."""
+        per_half = self.report[("visit", "home_visit")].events or 0
+        for year, month in _months(VISITS_FROM, Q4_START - 1)[::3]:  # quarters (VISITS_FROM starts one)
+            lo, hi = date(year, month, 1).toordinal(), _month_bounds(year, month + 2)[1]
+            self.home_visits(rng, lo, hi, round(per_half / 2 * self.scale * rng.uniform(0.9, 1.1)), False,
+                             findings=False)
+        self._snapshots.clear()
 
     def rehab_in_village(self, rng: random.Random, lo: int, hi: int, target: Target, exact: bool,
                          is_h1: bool) -> None:

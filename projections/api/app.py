@@ -413,6 +413,7 @@ def create_app(
                     "(CONTRACT.md §2).  Person-level endpoints need `Authorization: Bearer TOKEN`.",
         lifespan=lifespan,
         dependencies=[Depends(authorize)],
+        docs_url=None, redoc_url=None,  # served by dashboard.py from local files (no CDN)
     )
     app.state.settings = settings
     app.state.store = store

@@ -1,16 +1,22 @@
 """The dashboard in a real browser: headless Debian Chromium driven by Playwright.
 
 The API runs under uvicorn (in a thread, on a free port) over a SQLite store holding the calibrated
-2024H1 simulation, applied straight through ``SqlStore.apply_batch`` (no Kafka needed).  The test
-opens the page with an admin token in localStorage and checks that
+2024H1 simulation and six months after it, applied straight through ``SqlStore.apply_batch`` (no
+Kafka needed).  The tests open the page with an admin token in localStorage and check that
 
 - the half-year report table equals ../shared/domain/h1-report.csv row by row, in its order;
 - a new alert (a visit finding abuse_or_neglect, applied to the store while the page is open)
   appears in the inbox without a reload, and acknowledging it changes its status (the API's
   ``alert.handled`` event goes to a stand-in log that applies it to the store like the processor);
-- English is one click away.
+- English is one click away;
+- the period list offers exactly the half-years and years that hold data, and the target bars
+  show progress for a period with targets and "no target for this period" for the others;
+- on a phone (390 px) whose Chromium sees no CJK font at all (a fontconfig with DejaVu only),
+  nothing is wider than the screen, the report's items are readable, and Chinese is drawn with
+  the font the dashboard serves (a control with that font blocked draws empty boxes);
+- /docs and /redoc render the API's operations with every request to another host aborted.
 
-A full-page screenshot is saved to test-artifacts/dashboard.png.
+Screenshots go to test-artifacts/ (dashboard.png at 1440 px, dashboard-phone.png at 390 px, ...).
 
 Chromium comes from Debian (``make test`` installs it: the Makefile's ``servers`` target); Playwright
 only drives it (``executable_path``), it never downloads a browser.
@@ -35,6 +41,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from careledger.settings import Settings
+from infra.dashboard_font import ensure_font
 from processors.domain.model import Consumed
 from processors.domain.rules_config import default_rules
 from processors.lag import LagReport
@@ -85,10 +92,12 @@ class StoreLog:
         self.store = store
         self.offset = next_offset
         self.published: list[dict[str, Any]] = []
+        self.appended: list[dict[str, Any]] = []  # everything applied after the simulation
         self.lock = threading.Lock()
 
     def append(self, events: list[dict[str, Any]]) -> None:
         with self.lock:
+            self.appended += events
             batch = [Consumed(0, self.offset + i, e) for i, e in enumerate(events)]
             self.offset += len(events)
             self.store.apply_batch(batch)
@@ -134,7 +143,9 @@ def served() -> Iterator[Served]:
                                    kafka_bootstrap="127.0.0.1:1")
     store = open_store(settings.sql_url, default_rules(), topic=settings.topics.events)
     store.migrate()
-    events = list(generate(SimConfig(calibrate="2024H1", seed=2024)))
+    if ensure_font(install=False) is None:
+        pytest.fail("no CJK source font for the dashboard's font: `make font` installs fonts-wqy-microhei")
+    events = list(generate(SimConfig(calibrate="2024H1", seed=2024, tail_months=6)))
     for start in range(0, len(events), BATCH):
         store.apply_batch([Consumed(0, start + i, e) for i, e in enumerate(events[start:start + BATCH])])
     log = StoreLog(store, next_offset=len(events))
@@ -273,3 +284,229 @@ def test_dashboard_report_live_alert_and_acknowledge(served: Served, page: Any) 
     page.screenshot(path=str(ARTIFACTS / "dashboard-en.png"), full_page=False)
     page.click("#lang-toggle")
     page.wait_for_function("document.documentElement.lang === 'zh-CN'")
+
+
+# ---------------------------------------------------------------------------------------------------
+ACTIVITY_TYPES = {"payment.disbursed", "service.delivered", "visit.completed", "job.placed", "need.registered",
+                  "job.posted"}
+PHONE = {"width": 390, "height": 844}
+NO_CJK_FONTS = """<?xml version="1.0"?>
+<!DOCTYPE fontconfig SYSTEM "fonts.dtd">
+<fontconfig><dir>/usr/share/fonts/truetype/dejavu</dir><cachedir>{cache}</cachedir>
+<include ignore_missing="yes">/etc/fonts/conf.d</include></fontconfig>
+"""
+# pixels of a few characters drawn in the page's own font stack: different characters give different
+# images when a font has their glyphs; the same empty box (.notdef) when none has
+GLYPHS_JS = """async () => {
+  const family = getComputedStyle(document.querySelector('h1')).fontFamily;
+  try { await document.fonts.load('32px careledger-cjk', '残疾人服务'); } catch (e) { /* blocked: boxes */ }
+  await document.fonts.ready;
+  const draw = (ch) => {
+    const canvas = document.createElement('canvas'); canvas.width = canvas.height = 40;
+    const ctx = canvas.getContext('2d'); ctx.font = `32px ${family}`; ctx.fillText(ch, 2, 34);
+    return Array.from(ctx.getImageData(0, 0, 40, 40).data).join(',');
+  };
+  const images = ['残', '疾', '人', '服', '务'].map(draw);
+  return { distinct: new Set(images).size,
+           faces: [...document.fonts].filter((f) => f.family.includes('careledger-cjk')).map((f) => f.status) };
+}"""
+OVERFLOW_JS = """() => {
+  const width = document.documentElement.clientWidth, wider = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const r = el.getBoundingClientRect();
+    if (r.width > 0 && (r.right > width + 0.5 || r.left < -0.5))
+      wider.push(`${el.tagName.toLowerCase()}#${el.id}.${el.className} ${Math.round(r.left)}..${Math.round(r.right)}`);
+  }
+  return { width, scrollWidth: document.documentElement.scrollWidth, wider };
+}"""
+
+
+def expected_periods(events: list[dict[str, Any]]) -> list[str]:
+    """Half-years and years (newest first) of the months holding activity (CONTRACT dates are local)."""
+    codes: set[str] = set()
+    for e in events:
+        if e["type"] in ACTIVITY_TYPES:
+            year, month = e["occurred_at"][:4], int(e["occurred_at"][5:7])
+            codes |= {year, f"{year}H{1 if month <= 6 else 2}"}
+    rank = {"": 0, "H1": 1, "H2": 2}
+    return sorted(codes, key=lambda c: (c[:4], rank[c[4:]]), reverse=True)
+
+
+def open_page(pw: Any, served: Served, profile: Path, viewport: dict[str, int], **launch: Any) -> tuple[Any, Any, list]:
+    context = pw.chromium.launch_persistent_context(
+        str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, viewport=viewport,
+        locale="zh-CN", timezone_id="Asia/Shanghai", **launch)
+    errors: list[str] = []
+    page = context.pages[0] if context.pages else context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.set_default_timeout(30_000)
+    page.goto(served.url)
+    page.evaluate("t => localStorage.setItem('careledger.token', t)", served.token)
+    return context, page, errors
+
+
+def choose_period(page: Any, code: str, last_day: str) -> None:
+    page.select_option("#period", code)
+    page.wait_for_function(f"document.querySelector('#report-sub').textContent.includes('{last_day}')")
+    page.wait_for_function(f"window.careledger.state().targets?.period.to === '{last_day}'"
+                           f" && !window.careledger.state().running")
+
+
+def test_periods_with_data_and_target_progress_for_the_chosen_period(served: Served, page: Any) -> None:
+    page.wait_for_selector("#report-table tbody tr[data-metric]")
+    page.wait_for_function("window.careledger.state().periods !== null")
+    offered = page.eval_on_selector_all("#period option", "os => os.map(o => o.value)")
+    assert offered == ["auto", *expected_periods(served.events + served.log.appended), "custom"]
+    assert {"2024H2", "2024H1", "2024", "2023H2"} <= set(offered)
+    assert not {"2025", "2025H1", "2025H2", "2021H2"} & set(offered)  # no data there (only registrations in 2021)
+
+    # 2024H2: the federation's three half-year targets and its year target all count, with progress
+    choose_period(page, "2024H2", "2024-12-31")
+    targets = {m: page.locator(f'#targets .target[data-metric="{m}"]') for m in
+               ("new_employment", "assistive_device_fitting", "vocational_training", "accessibility_modification")}
+    for metric, row in targets.items():
+        progress = row.get_attribute("data-progress")
+        assert progress and float(progress) > 0.2, (metric, progress)
+        assert row.locator("svg.progress rect.fill").get_attribute("width") not in ("0", None), metric
+    assert page.locator("#targets .target.none").count() == 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#targets-card").screenshot(path=str(ARTIFACTS / "dashboard-targets-2024H2.png"))
+
+    # 2024H1: no half-year target; the year's target shows the year so far (up to 2024-06-30)
+    choose_period(page, "2024H1", "2024-06-30")
+    for metric in ("new_employment", "assistive_device_fitting", "vocational_training"):
+        row = targets[metric]
+        assert "none" in row.get_attribute("class").split(), metric
+        assert "本期无目标" in row.inner_text() and "2024年下半年" in row.inner_text()
+    year = targets["accessibility_modification"]
+    assert "截至 2024-06-30" in year.inner_text()
+    assert year.get_attribute("data-progress") not in (None, "")
+    page.locator("#targets-card").screenshot(path=str(ARTIFACTS / "dashboard-targets-2024H1.png"))
+
+    # 2023H2: a period with data but no target at all
+    choose_period(page, "2023H2", "2023-12-31")
+    assert "没有目标" in page.inner_text('[data-testid="no-targets"]')
+    assert page.locator("#targets svg.progress").count() == 0
+
+
+def test_phone_without_cjk_fonts_fits_the_screen_and_draws_chinese(served: Served, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    cache = tmp_path / "fontconfig-cache"
+    cache.mkdir()
+    conf = tmp_path / "fonts.conf"
+    conf.write_text(NO_CJK_FONTS.format(cache=cache), encoding="utf-8")
+    env = {"FONTCONFIG_FILE": str(conf), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    phone = {"is_mobile": True, "has_touch": True, "device_scale_factor": 2, "env": env}
+    with sync_playwright() as pw:
+        # control: the same phone with the dashboard's font blocked draws boxes, so the check below can fail
+        context, page, errors = open_page(pw, served, tmp_path / "control", PHONE, **phone)
+        try:
+            page.route("**/static/fonts/**", lambda route: route.abort())
+            page.reload()
+            page.wait_for_selector("#report-table tbody tr[data-metric]")
+            control = page.evaluate(GLYPHS_JS)
+            assert control["distinct"] == 1, f"this Chromium still finds a CJK font: {control}"
+        finally:
+            context.close()
+
+        context, page, errors = open_page(pw, served, tmp_path / "phone", PHONE, **phone)
+        try:
+            page.reload()
+            page.wait_for_selector("#report-table tbody tr[data-metric]")
+            choose_period(page, "2024H1", "2024-06-30")
+            page.wait_for_selector("#alerts-table tbody tr[data-alert-id]")
+            page.wait_for_selector("#warnings-table tbody tr[data-rule]")
+            assert page.locator("#kpis .kpi-delta").count() == 0  # ▲ marks growth, not another period
+            glyphs = page.evaluate(GLYPHS_JS)
+            assert glyphs["distinct"] == 5 and glyphs["faces"] == ["loaded"], glyphs
+
+            fit = page.evaluate(OVERFLOW_JS)
+            assert fit["width"] == PHONE["width"] and fit["scrollWidth"] == PHONE["width"], fit
+            assert fit["wider"] == [], fit["wider"][:10]
+            # the report's items (项目) are card titles on a phone: whole lines, not a character per line
+            labels = page.eval_on_selector_all(  # width of the cell, and line boxes of its text
+                "#report-table td.label",
+                "cells => cells.map(c => { const range = document.createRange(); range.selectNodeContents(c);"
+                " return [c.textContent, c.getBoundingClientRect().width,"
+                " new Set([...range.getClientRects()].map(r => Math.round(r.top))).size]; })")
+            assert len(labels) == len(report_rows())
+            for text, width, lines in labels:
+                assert width > 0.75 * PHONE["width"] and lines == 1, (text, width, lines)
+            assert page.locator("#report-table thead").is_hidden()  # stacked cards, each cell labelled
+            home = page.locator('#report-table tr[data-metric="home_visit"] td[data-col="events"]')
+            assert home.get_attribute("data-label") == "人次" and home.inner_text() == "3,548"
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=False)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-phone-full.png"), full_page=True)
+            assert not errors, errors
+        finally:
+            context.close()
+
+
+def test_desk_layout_fits_1440(served: Served, page: Any) -> None:
+    page.wait_for_selector("#report-table tbody tr[data-metric]")
+    choose_period(page, "2024H1", "2024-06-30")
+    fit = page.evaluate(OVERFLOW_JS)
+    assert fit["scrollWidth"] == fit["width"] == 1440 and fit["wider"] == [], fit
+    assert page.locator("#report-table thead").is_visible()
+
+
+def test_error_messages_read_problem_details_and_the_older_shapes(served: Served, page: Any) -> None:
+    page.wait_for_function("typeof window.careledger?.errorText === 'function'")
+    shapes = {  # RFC 9457 problem details (the API's error shape), and what it answered before
+        "problem": {"type": "about:blank", "title": "Unauthorized", "status": 401,
+                    "detail": "this endpoint needs Authorization: Bearer TOKEN"},
+        "title only": {"type": "about:blank", "title": "Not Found", "status": 404},
+        "detail string": {"detail": "no alert A1"},
+        "message": {"detail": [{"loc": ["query", "from"], "msg": "bad"}], "message": "from: not a date"},
+        "validation list": {"detail": [{"loc": ["query", "as_of"], "msg": "Input should be a valid date"}]},
+    }
+    got = {k: page.evaluate("d => window.careledger.errorText(d, 'HTTP')", v) for k, v in shapes.items()}
+    assert got == {"problem": "this endpoint needs Authorization: Bearer TOKEN", "title only": "Not Found",
+                   "detail string": "no alert A1", "message": "from: not a date",
+                   "validation list": "query.as_of: Input should be a valid date"}
+    assert page.evaluate("window.careledger.errorText(null, 'HTTP 502')") == "HTTP 502"
+    # and a real error answer of the API, through the page's own client
+    status, text = page.evaluate("""async () => {
+        const r = await fetch('/api/warnings', { headers: { Authorization: 'Bearer nope' } });
+        return [r.status, window.careledger.errorText(await r.json(), 'HTTP')]; }""")
+    assert status == 401 and "token" in text and text != "HTTP", text
+
+
+@pytest.mark.parametrize("path, ready", [
+    ("docs", "() => document.querySelectorAll('.opblock').length"),
+    ("redoc", "() => document.querySelectorAll('[data-section-id^=\"operation/\"], [data-section-id*=\"/paths/\"]').length"),
+])
+def test_api_docs_render_offline(served: Served, tmp_path: Path, path: str, ready: str) -> None:
+    from urllib.parse import urlparse
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+            viewport={"width": 1280, "height": 900})
+        blocked: list[str] = []
+
+        def offline(route: Any) -> None:  # the machine (and a federation's intranet) has no internet
+            if urlparse(route.request.url).hostname in ("127.0.0.1", "localhost"):
+                route.continue_()
+            else:
+                blocked.append(route.request.url)
+                route.abort("internetdisconnected")
+
+        try:
+            context.route("**/*", offline)
+            page = context.pages[0] if context.pages else context.new_page()
+            page.goto(served.url + path)
+            page.wait_for_function(f"({ready})() >= 10", timeout=30_000)
+            operations = page.evaluate(f"({ready})()")
+            assert operations >= 15, operations
+            assert page.get_by_text("/api/warnings").count() + page.get_by_text("Need warnings").count() > 0
+            assert blocked == [], blocked
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"api-{path}-offline.png"))
+        finally:
+            context.close()

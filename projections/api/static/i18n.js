@@ -65,6 +65,9 @@ window.I18N = {
     // targets
     targets_title: "目标进度",
     target_of: "{cur} / {target} {unit}",
+    target_until: "截至 {d}",
+    target_other: "本期无目标 · 目标期为{p}",
+    targets_none: "{p}没有目标（目标见 careledger/targets.csv）",
     unit_positions: "个岗位",
     // status
     status_title: "数据流状态",
@@ -178,6 +181,9 @@ window.I18N = {
     share: "{p} of total",
     targets_title: "Target progress",
     target_of: "{cur} / {target} {unit}",
+    target_until: "up to {d}",
+    target_other: "no target for this period · set for {p}",
+    targets_none: "No target for {p} (targets: careledger/targets.csv)",
     unit_positions: "positions",
     status_title: "Stream status",
     status_lag: "Events pending",

@@ -81,7 +81,8 @@ def test_page_and_assets_are_public(app, client, tokens: dict[str, str]) -> None
 
 
 def test_page_reads_the_api_paths_it_needs() -> None:
-    js = (dashboard.STATIC_DIR / "dashboard.js").read_text(encoding="utf-8")
+    modules = sorted((dashboard.STATIC_DIR / "js").rglob("*.js"))  # the views dashboard.js imports
+    js = "".join(p.read_text(encoding="utf-8") for p in [dashboard.STATIC_DIR / "dashboard.js", *modules])
     for path in ["/api/report", "/api/counts/grouped", "/api/targets", "/api/status", "/api/alerts",
                  "/api/warnings", "/api/alerts/stream"]:
         assert path in js
@@ -89,7 +90,7 @@ def test_page_reads_the_api_paths_it_needs() -> None:
                  "/api/alerts/{alert_id}/acknowledge", "/api/alerts/{alert_id}/resolve", "/api/warnings"]:
         assert path in POLICIES
     # no network beyond the API: the machine (and a federation's intranet) has no internet
-    for name in ["index.html", *ASSETS]:
+    for name in ["index.html", *ASSETS, *(str(p.relative_to(dashboard.STATIC_DIR)) for p in modules)]:
         text = (dashboard.STATIC_DIR / name).read_text(encoding="utf-8")
         assert not re.search(r"""(src|href)=["']https?://""", text), name
         hosts = re.findall(r"""["'](?:https?:)?//([a-z0-9.-]+\.[a-z]{2,})""", text)
