@@ -117,6 +117,9 @@ Town = Annotated[str, _text(100)]
 Village = Annotated[str, _text(100)]
 Source = Annotated[str, _text(200)]
 ShortText = Annotated[str, _text(200)]
+PersonName = Annotated[str, _text(64, "a person's name: a non-blank string")]
+Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 -]{4,22}[0-9]$",
+                             description="a phone number: digits, optionally +, blanks or dashes (6-24 characters)")]
 NeedId = Annotated[str, _text(64)]
 
 
@@ -144,11 +147,21 @@ class Payload(BaseModel):
 
 
 class PersonRegisteredV1(Payload):
+    """``name`` and ``phone`` are optional (who the person is, for their caseworker); like every
+    optional field they stay absent from the canonical dict when not given."""
+
     category: Category
     grade: Grade
     birth_date: DateStr
     hardship: Hardship
     certificate_expires: DateStr
+    name: PersonName = None  # type: ignore[assignment]
+    phone: Phone = None  # type: ignore[assignment]
+
+    @model_serializer(mode="wrap")
+    def _only_given(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        return {k: v for k, v in data.items() if k in self.model_fields_set or k not in ("name", "phone")}
 
 
 class PersonProfileChangedV1(Payload):
@@ -159,12 +172,15 @@ class PersonProfileChangedV1(Payload):
     grade: Grade = None  # type: ignore[assignment]
     hardship: Hardship = None  # type: ignore[assignment]
     certificate_expires: DateStr = None  # type: ignore[assignment]
+    name: PersonName = None  # type: ignore[assignment]
+    phone: Phone = None  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _non_empty(self) -> PersonProfileChangedV1:
         if not self.model_fields_set:
             raise PydanticCustomError(
-                "empty_change", "must change at least one of category, grade, hardship, certificate_expires"
+                "empty_change", "must change at least one of category, grade, hardship, certificate_expires, "
+                "name, phone"
             )
         return self
 

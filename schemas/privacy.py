@@ -7,7 +7,8 @@ batch function in ``processors/privacy.py``.  See docs/privacy.md.
 * :data:`SENSITIVE_FIELDS`: per event type, the payload fields the producer moves into the
   ``sealed`` box (AES-256-GCM under the person's data key).  Disability category and grade, birth
   date and the low-income flag describe health and financial status (PIPL "sensitive personal
-  information"); visit hazards describe health, abuse and living conditions.
+  information"); visit hazards describe health, abuse and living conditions; a name and a phone
+  number tie all of that to a living person.
 * :func:`erase_event`: the one rule for a forgotten person's event, used live (stores'
   ``forget``) and on replay (``unseal_batch``) so both give the same rows: ``person_id`` becomes the
   unlinkable tombstone id, the sealed box goes, the sensitive fields become erased markers
@@ -26,8 +27,8 @@ ERASED = "erased"  # the category of a forgotten person (counts by category show
 ERASED_FLAG = "erased"  # envelope key set to True on an erased event
 
 SENSITIVE_FIELDS: dict[str, tuple[str, ...]] = {
-    "person.registered": ("birth_date", "category", "grade", "hardship"),
-    "person.profile_changed": ("category", "grade", "hardship"),
+    "person.registered": ("birth_date", "category", "grade", "hardship", "name", "phone"),
+    "person.profile_changed": ("category", "grade", "hardship", "name", "phone"),
     "visit.completed": ("hazards",),
 }
 ALL_SENSITIVE: frozenset[str] = frozenset(f for fields in SENSITIVE_FIELDS.values() for f in fields)

@@ -87,12 +87,17 @@ class Envelope(Struct, **_STRICT):
 
 
 # ---- payloads (plain and sealed forms, as schemas/models.py) ------------------------------------
+Phone = Annotated[str, Meta(pattern=r"^\+?[0-9][0-9 -]{4,22}[0-9]\Z")]
+
+
 class PersonRegisteredV1(Struct, **_STRICT):
     category: Category
     grade: Grade
     birth_date: DateText
     hardship: bool
     certificate_expires: DateText
+    name: Text64 | UnsetType = UNSET
+    phone: Phone | UnsetType = UNSET
 
 
 class PersonRegisteredSealedV1(Struct, **_STRICT):
@@ -104,6 +109,8 @@ class PersonProfileChangedV1(Struct, **_STRICT):
     grade: Grade | UnsetType = UNSET
     hardship: bool | UnsetType = UNSET
     certificate_expires: DateText | UnsetType = UNSET
+    name: Text64 | UnsetType = UNSET
+    phone: Phone | UnsetType = UNSET
 
 
 class PersonProfileChangedSealedV1(Struct, **_STRICT):
@@ -199,6 +206,7 @@ PAYLOADS: dict[tuple[str, int, bool], type[Struct]] = {
 }
 #: payload fields that must hold a non-whitespace character (the models' ``pattern=r"\S"``)
 TEXT_FIELDS: dict[type[Struct], tuple[str, ...]] = {
+    PersonRegisteredV1: ("name",), PersonProfileChangedV1: ("name",),
     VisitCompletedV1: ("visitor",), VisitCompletedV2: ("visitor",), VisitCompletedSealedV1: ("visitor",),
     VisitCompletedSealedV2: ("visitor",), PaymentReversedV1: ("reason",), NeedRegisteredV1: ("need_id",),
     ServiceDeliveredV1: ("need_id",), JobPlacedV1: ("employer", "need_id"), JobPostedV1: ("employer",),
@@ -250,8 +258,8 @@ def _real_timestamp(text: str) -> bool:
     return moment.tzinfo is not None
 
 
-def _blank(value: str | None) -> bool:
-    return value is not None and not value.strip()
+def _blank(value: str | None | UnsetType) -> bool:
+    return isinstance(value, str) and not value.strip()
 
 
 def fast_decode(raw: bytes) -> Event:

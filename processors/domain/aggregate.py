@@ -27,7 +27,7 @@ from typing import Any
 from processors.domain.model import Alert
 
 PROFILE_FIELDS: tuple[str, ...] = (
-    "town", "village", "category", "grade", "birth_date", "hardship", "certificate_expires",
+    "town", "village", "category", "grade", "birth_date", "hardship", "certificate_expires", "name", "phone",
 )
 
 
@@ -87,6 +87,8 @@ class PersonAggregate:
     birth_date: str | None = None
     hardship: bool | None = None
     certificate_expires: str | None = None
+    name: str | None = None  # sealed on the log; shown only to the person's caseworkers and admins
+    phone: str | None = None
     profile_stamps: dict[str, str] = field(default_factory=dict)
     registered_on: str | None = None  # earliest person.registered event date
     # status

@@ -31,7 +31,7 @@ from processors.domain.rules_config import RulesConfig
 from processors.domain.vocabulary import ENDING_STATUSES, HOME_VISIT
 
 ACTIVE = "active"
-PROFILE_PAYLOAD_FIELDS = ("category", "grade", "birth_date", "hardship", "certificate_expires")
+PROFILE_PAYLOAD_FIELDS = ("category", "grade", "birth_date", "hardship", "certificate_expires", "name", "phone")
 
 Handler = Callable[[PersonAggregate, Event, str, EventEffects], bool]
 

@@ -45,7 +45,7 @@ VERSION_TABLE = "projections_alembic_version"
 
 #: the profile fields of a person, each with a ``stamp_<field>`` column (latest stamp wins)
 PROFILE_COLUMNS: tuple[str, ...] = (
-    "town", "village", "category", "grade", "birth_date", "hardship", "certificate_expires",
+    "town", "village", "category", "grade", "birth_date", "hardship", "certificate_expires", "name", "phone",
 )
 
 metadata = MetaData()
@@ -94,6 +94,8 @@ persons = Table(
     Column("birth_date", String(10), nullable=True),
     Column("hardship", Boolean, nullable=True),
     Column("certificate_expires", String(10), nullable=True),
+    Column("name", String(64), nullable=True),
+    Column("phone", String(32), nullable=True),
     *[Column(f"stamp_{name}", String(128), nullable=True) for name in PROFILE_COLUMNS],
     Column("registered_on", String(10), nullable=True),
     Column("status", String(16), nullable=True),

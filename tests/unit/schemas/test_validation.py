@@ -150,7 +150,19 @@ def test_profile_change_keeps_only_given_fields_and_needs_one() -> None:
     obj = event("person.profile_changed")
     obj["payload"] = {}
     assert rejected(obj) == ["payload: must change at least one of category, grade, hardship, "
-                             "certificate_expires"]
+                             "certificate_expires, name, phone"]
+
+
+def test_a_name_and_a_phone_are_optional_and_absent_unless_given() -> None:
+    registered = event("person.registered")
+    assert "name" not in validate_event(registered).event["payload"]
+    registered["payload"].update(name="王秀英", phone="+86 138-0000-1234")
+    assert validate_event(registered).event["payload"]["name"] == "王秀英"
+    registered["payload"]["phone"] = "call me"
+    assert rejected(registered)[0].startswith("payload.phone: must be a phone number")
+    change = event("person.profile_changed")
+    change["payload"] = {"phone": "13800001234"}
+    assert validate_event(change).event["payload"] == {"phone": "13800001234"}
 
 
 def test_optional_payload_fields_present_as_null() -> None:

@@ -23,7 +23,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-PROFILE = ("town", "village", "category", "grade", "birth_date", "hardship", "certificate_expires")
+PROFILE = ("town", "village", "category", "grade", "birth_date", "hardship", "certificate_expires", "name", "phone")
 
 
 def upgrade() -> None:
@@ -81,6 +81,8 @@ def upgrade() -> None:
         sa.Column("birth_date", sa.String(10), nullable=True),
         sa.Column("hardship", sa.Boolean, nullable=True),
         sa.Column("certificate_expires", sa.String(10), nullable=True),
+        sa.Column("name", sa.String(64), nullable=True),
+        sa.Column("phone", sa.String(32), nullable=True),
         *[sa.Column(f"stamp_{name}", sa.String(128), nullable=True) for name in PROFILE],
         sa.Column("registered_on", sa.String(10), nullable=True),
         sa.Column("status", sa.String(16), nullable=True),
