@@ -49,8 +49,10 @@ PURPOSE: dict[str, str] = {
     "service.delivered": "A service delivered (服务), maybe fulfilling a need.",
     "job.placed": "A job placement (就业安置), maybe fulfilling an employment need.",
     "job.posted": "An employer's job posting (岗位发布); no person.",
-    "alert.handled": "An alert acknowledged or resolved through the API (an extension of the contract: alert "
-                     "handling is on the log too).",
+    "alert.handled": "An alert assigned, acknowledged or resolved through the API (an extension of the contract: "
+                     "alert handling is on the log too).",
+    "warning.snoozed": "A need warning put aside until a date with a reason, through the API (an extension of the "
+                       "contract); it comes back then unless its fulfilling event arrived.",
 }
 
 ENVELOPE: tuple[FieldSpec, ...] = (
@@ -91,6 +93,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "job.posted": {"payload": {"employer": "宁波某某科技有限公司", "positions": 3}},
     "alert.handled": {"payload": {"alert_id": "A3f2c9d0e1b7a4c5d6e7f", "action": "acknowledge",
                                   "by": "caseworker-jinping", "note": "已电话联系家属"}},
+    "warning.snoozed": {"payload": {"warning_id": "W3f2c9d0e1b7a4c5d6e7f", "until": "2024-04-15",
+                                    "reason": "家属告知四月初出院后再访视", "by": "caseworker-jinping"}},
 }
 
 

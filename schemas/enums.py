@@ -13,11 +13,13 @@ EVENT_TYPES: tuple[str, ...] = (
     "service.delivered",
     "job.placed",
     "job.posted",
-    # extension (CONTRACT.md allows more types): a person acknowledged or resolved an alert
-    # through the API; on the log so alert handling replays like everything else
+    # extensions (CONTRACT.md allows more types): a caseworker assigned, acknowledged or resolved
+    # an alert, or snoozed a need warning, through the API - on the log so that handling replays
+    # like everything else
     "alert.handled",
+    "warning.snoozed",
 )
-ALERT_ACTIONS: tuple[str, ...] = ("acknowledge", "resolve")
+ALERT_ACTIONS: tuple[str, ...] = ("acknowledge", "resolve", "assign")
 #: The district's towns (镇/街道) CONTRACT.md §1 names: the 12 of 奉化区.  Master data, so only the
 #: default: the configuration (careledger/settings.py, CARELEDGER_TOWNS) says which towns a
 #: deployment accepts.

@@ -283,13 +283,36 @@ class JobPostedV1(Payload):
 
 
 class AlertHandledV1(Payload):
-    """An alert acknowledged or resolved by a caseworker or admin (who = API token name)."""
+    """An alert assigned, acknowledged or resolved by a caseworker or admin (``by`` = API token name);
+    ``assignee`` (who is to act) only with ``assign``."""
 
     alert_id: EventId
     action: Annotated[Literal[enums.ALERT_ACTIONS], Field(description=_choice(enums.ALERT_ACTIONS))]
     by: ShortText
     note: Annotated[str, AfterValidator(_no_lone_surrogate)] | None = Field(
         default=None, max_length=2000, description="a string of at most 2000 characters or null")
+    assignee: ShortText = None  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _assignee_with_assign(self) -> AlertHandledV1:
+        if (self.action == "assign") != ("assignee" in self.model_fields_set):
+            raise PydanticCustomError("assignee", "assignee: required with action assign, and only with it")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _only_given(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        return {k: v for k, v in data.items() if k != "assignee" or "assignee" in self.model_fields_set}
+
+
+class WarningSnoozedV1(Payload):
+    """A need warning put aside until a date, with a reason (``by`` = API token name); it comes back
+    on that date unless the event that fulfils it arrives first."""
+
+    warning_id: EventId
+    until: DateStr
+    reason: ShortText
+    by: ShortText
 
 
 # ---- envelopes ----------------------------------------------------------------------------------
@@ -376,6 +399,7 @@ _PAYLOADS: dict[tuple[str, int], type[Payload]] = {
     ("job.placed", 1): JobPlacedV1,
     ("job.posted", 1): JobPostedV1,
     ("alert.handled", 1): AlertHandledV1,
+    ("warning.snoozed", 1): WarningSnoozedV1,
 }
 
 #: (type, version) -> envelope model of that exact version.

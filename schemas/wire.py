@@ -183,6 +183,14 @@ class AlertHandledV1(Struct, **_STRICT):
     action: Action
     by: Text200
     note: Annotated[str, Meta(max_length=2000)] | None = None
+    assignee: Text200 | UnsetType = UNSET
+
+
+class WarningSnoozedV1(Struct, **_STRICT):
+    warning_id: EventId
+    until: DateText
+    reason: Text200
+    by: Text200
 
 
 #: (type, version, sealed) -> payload struct; one table for both forms.
@@ -203,6 +211,7 @@ PAYLOADS: dict[tuple[str, int, bool], type[Struct]] = {
     ("job.placed", 1, False): JobPlacedV1,
     ("job.posted", 1, False): JobPostedV1,
     ("alert.handled", 1, False): AlertHandledV1,
+    ("warning.snoozed", 1, False): WarningSnoozedV1,
 }
 #: payload fields that must hold a non-whitespace character (the models' ``pattern=r"\S"``)
 TEXT_FIELDS: dict[type[Struct], tuple[str, ...]] = {
@@ -210,7 +219,8 @@ TEXT_FIELDS: dict[type[Struct], tuple[str, ...]] = {
     VisitCompletedV1: ("visitor",), VisitCompletedV2: ("visitor",), VisitCompletedSealedV1: ("visitor",),
     VisitCompletedSealedV2: ("visitor",), PaymentReversedV1: ("reason",), NeedRegisteredV1: ("need_id",),
     ServiceDeliveredV1: ("need_id",), JobPlacedV1: ("employer", "need_id"), JobPostedV1: ("employer",),
-    AlertHandledV1: ("by",),
+    AlertHandledV1: ("by", "assignee"),
+    WarningSnoozedV1: ("reason", "by"),
 }
 #: payload fields that are dates (checked to be real dates after decoding)
 DATE_FIELDS: dict[type[Struct], tuple[str, ...]] = {
@@ -219,6 +229,7 @@ DATE_FIELDS: dict[type[Struct], tuple[str, ...]] = {
     PersonProfileChangedV1: ("certificate_expires",),
     PersonProfileChangedSealedV1: ("certificate_expires",),
     PersonStatusChangedV1: ("effective_date",),
+    WarningSnoozedV1: ("until",),
 }
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
@@ -278,6 +289,8 @@ def fast_decode(raw: bytes) -> Event:
         raise NotFast(str(exc)) from None
     if type(payload) is PersonProfileChangedV1 and payload == _EMPTY_CHANGE:
         raise NotFast("empty change")
+    if type(payload) is AlertHandledV1 and (payload.action == "assign") == (payload.assignee is UNSET):
+        raise NotFast("assignee")
     kind = type(payload)
     for name in DATE_FIELDS.get(kind, ()):
         value = getattr(payload, name)

@@ -29,6 +29,8 @@ PAYLOADS: dict[tuple[str, int], dict[str, Any]] = {
     ("job.posted", 1): {"employer": "某某公司", "positions": 3},
     ("alert.handled", 1): {"alert_id": "A0123456789abcdef0123", "action": "acknowledge", "by": "caseworker-1",
                            "note": "已电话联系"},
+    ("warning.snoozed", 1): {"warning_id": "W0123456789abcdef0123", "until": "2024-04-15", "reason": "住院中",
+                             "by": "caseworker-1"},
 }
 
 # (type, payload mutation, the field path the reason must name)
