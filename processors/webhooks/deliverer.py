@@ -36,6 +36,7 @@ from typing import Any
 
 import httpx
 
+from careledger.retrying import call_retrying
 from careledger.settings import Settings
 from processors.webhooks.queue import DeliveryQueue
 from processors.webhooks.signing import (
@@ -164,8 +165,11 @@ class SubscriptionWorker(threading.Thread):
         with httpx.Client(timeout=self.policy.timeout_s, follow_redirects=False) as client:
             while not self.stopping.is_set():
                 try:
-                    claimed = self.queue.claim(self.sub.subscription_id, limit=self.batch, lease_s=lease_s)
-                except Exception:  # noqa: BLE001 - the database may be busy/away: wait and retry
+                    claimed = call_retrying(
+                        lambda: self.queue.claim(self.sub.subscription_id, limit=self.batch, lease_s=lease_s),
+                        f"webhook queue (due deliveries of {self.sub.subscription_id})",
+                        give_up=self.stopping.is_set, sleep=self.stopping.wait, logger=log)
+                except Exception:  # noqa: BLE001 - not transient (or stopping): log it, try again later
                     log.exception("webhook %s: could not read due deliveries", self.sub.subscription_id)
                     self.stopping.wait(IDLE_WAIT_S)
                     continue
@@ -269,15 +273,9 @@ class Deliverer:
         rows: list[dict[str, Any]] = []
         for record in records:
             rows += deliveries_for(self.subscriptions, record.value, self.forgotten)
-        while True:
-            try:
-                added = self.queue.enqueue(rows)
-                break
-            except Exception:  # noqa: BLE001 - keep the offsets where they are until it is stored
-                if self.stop_event.is_set():
-                    raise
-                log.exception("could not persist %d deliveries; retrying", len(rows))
-                time.sleep(1.0)
+        # the offsets stay where they are until the rows are stored: wait out a busy/away database
+        added = call_retrying(lambda: self.queue.enqueue(rows), f"webhook queue (storing {len(rows)} deliveries)",
+                              give_up=self.stop_event.is_set, sleep=self.stop_event.wait, logger=log)
         for sid in {r["subscription_id"] for r in rows}:
             worker = self.workers.get(sid)
             if worker is not None:

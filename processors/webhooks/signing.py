@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from careledger.retrying import Backoff
 
 SIGNATURE_HEADER = "X-Careledger-Signature"
 DELIVERY_HEADER = "X-Careledger-Delivery"
@@ -50,24 +51,26 @@ def delivery_id(subscription_id: str, alert_id: str, outbox_seq: int) -> str:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When to try a failed delivery again, and when to give up."""
+    """When to try a failed delivery again, and when to give up.  The waits are the project's one
+    backoff (``careledger.retrying.Backoff``); the schedule is kept in the delivery table, not in a
+    sleeping thread, so it survives restarts."""
 
     base_delay_s: float = 1.0
     max_delay_s: float = 300.0
     max_age_s: float = 24 * 3600.0
     timeout_s: float = 5.0
 
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.base_delay_s, self.max_delay_s)
+
     def ceiling(self, attempt: int) -> float:
         """The longest wait after the ``attempt``-th failed try (1-based), before jitter."""
-        if attempt < 1:
-            raise ValueError("attempt is 1-based")
-        # 2**n overflows float for absurd n; the cap is reached long before
-        return min(self.max_delay_s, self.base_delay_s * (2.0 ** min(attempt - 1, 60)))
+        return self.backoff.ceiling(attempt)
 
-    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+    def delay(self, attempt: int, rand: Callable[[], float] | None = None) -> float:
         """Seconds to wait after the ``attempt``-th failure: in ``[ceiling/2, ceiling]``."""
-        top = self.ceiling(attempt)
-        return top / 2.0 + rand() * top / 2.0
+        return self.backoff.delay(attempt, rand)
 
     def gives_up(self, age_s: float) -> bool:
         """True when a delivery created ``age_s`` seconds ago must not be tried again."""
