@@ -39,15 +39,7 @@ import httpx
 from careledger.retrying import call_retrying
 from careledger.settings import Settings
 from processors.webhooks.queue import DeliveryQueue
-from processors.webhooks.signing import (
-    DELIVERY_HEADER,
-    SIGNATURE_HEADER,
-    SUBSCRIPTION_HEADER,
-    TIMESTAMP_HEADER,
-    RetryPolicy,
-    delivery_id,
-    sign,
-)
+from processors.webhooks.signing import SUBSCRIPTION_HEADER, RetryPolicy, delivery_id, signed_headers
 from projections.api.subscriptions import WebhookStore
 
 log = logging.getLogger("careledger.webhooks")
@@ -115,14 +107,13 @@ class Attempt:
 
 
 def post(client: httpx.Client, sub: Subscription, delivery: dict[str, Any], now: float | None = None) -> Attempt:
+    """One signed POST (Standard Webhooks headers, ``processors/webhooks/signing.py``)."""
     body = delivery["body"].encode("utf-8")
     headers = {
         "Content-Type": "application/json; charset=utf-8",
         "User-Agent": USER_AGENT,
-        DELIVERY_HEADER: delivery["delivery_id"],
         SUBSCRIPTION_HEADER: sub.subscription_id,
-        TIMESTAMP_HEADER: str(int(now if now is not None else time.time())),
-        SIGNATURE_HEADER: sign(sub.secret, body),
+        **signed_headers(sub.secret, delivery["delivery_id"], body, now),
     }
     try:
         response = client.post(sub.url, content=body, headers=headers)
