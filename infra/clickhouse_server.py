@@ -87,7 +87,7 @@ class ClickHouseServer:
         self.settings.run_dir.mkdir(parents=True, exist_ok=True)
         self.port_path.write_text(str(tcp_port))
         pid = process.spawn([*binary, f"--config-file={config}"], log_path=self.log_path,
-                            pid_path=self.pid_path, cwd=self.root)
+                            pid_path=self.pid_path, home=self.settings.home, cwd=self.root)
         return process.wait_until(self.ready, timeout=START_TIMEOUT_S, what="ClickHouse",
                                   log_path=self.log_path, alive=lambda: process.pid_alive(pid))
 

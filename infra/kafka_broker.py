@@ -123,7 +123,7 @@ class KafkaBroker:
             ["java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
              "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
              "-cp", f"{libs}/*", "kafka.Kafka", str(self.config_path)],
-            log_path=self.log_path, pid_path=self.pid_path,
+            log_path=self.log_path, pid_path=self.pid_path, home=self.settings.home,
         )
         return process.wait_until(
             self.ready, timeout=START_TIMEOUT_S, what="Kafka broker", log_path=self.log_path,

@@ -99,7 +99,7 @@ class PostgresServer:
             [str(binaries / "postgres"), "-D", str(self.data_dir), "-p", str(port),
              "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.data_dir}",
              "-c", "fsync=on", "-c", "max_connections=200", "-c", "shared_buffers=256MB"],
-            log_path=self.log_path, pid_path=self.pid_path, user=self._user(),
+            log_path=self.log_path, pid_path=self.pid_path, home=self.settings.home, user=self._user(),
         )
         waited = process.wait_until(self._accepts_queries, timeout=START_TIMEOUT_S, what="PostgreSQL",
                                     log_path=self.log_path, alive=lambda: process.pid_alive(pid))
