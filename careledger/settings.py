@@ -55,6 +55,19 @@ def parse_workers(text: str, name: str = "CARELEDGER_INGEST_WORKERS") -> int | N
     return count
 
 
+LOCAL_SERVER_KINDS = frozenset({"clickhouse", "postgres"})
+
+
+def parse_local_servers(text: str) -> frozenset[str]:
+    """``clickhouse,postgres`` -> the set; a clear error naming CARELEDGER_LOCAL_SERVERS otherwise."""
+    wanted = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = wanted - LOCAL_SERVER_KINDS
+    if unknown:
+        raise ValueError(f"CARELEDGER_LOCAL_SERVERS: unknown server(s) {', '.join(sorted(unknown))} "
+                         "(allowed: clickhouse, postgres)")
+    return wanted
+
+
 @dataclass(frozen=True)
 class Topics:
     """Topic names.  ``namespace`` (``CARELEDGER_TOPIC_NAMESPACE``) prefixes all of them so tests
@@ -123,6 +136,9 @@ class Settings:
     # source of truth and keeps everything.  Applied to existing topics by ``ensure_topics``.
     alerts_retention_days: float = 30.0
     dlq_retention_days: float = 90.0
+    # Private servers ``careledger up`` starts for this home (CARELEDGER_LOCAL_SERVERS, a comma list
+    # of ``clickhouse`` and ``postgres``); every command then uses their URLs (careledger/cli.py).
+    local_servers: frozenset[str] = frozenset()
 
     # --- derived locations (all runtime state lives under ``home``) ---------------------------
     @property
@@ -197,6 +213,7 @@ class Settings:
             ingest_workers=parse_workers(_env("CARELEDGER_INGEST_WORKERS", "auto")),
             alerts_retention_days=float(_env("CARELEDGER_ALERTS_RETENTION_DAYS", "30")),
             dlq_retention_days=float(_env("CARELEDGER_DLQ_RETENTION_DAYS", "90")),
+            local_servers=parse_local_servers(_env("CARELEDGER_LOCAL_SERVERS", "")),
         )
 
     # --- secrets ----------------------------------------------------------------------------
@@ -261,6 +278,7 @@ class Settings:
             "CARELEDGER_INGEST_WORKERS": "auto" if self.ingest_workers is None else str(self.ingest_workers),
             "CARELEDGER_ALERTS_RETENTION_DAYS": str(self.alerts_retention_days),
             "CARELEDGER_DLQ_RETENTION_DAYS": str(self.dlq_retention_days),
+            "CARELEDGER_LOCAL_SERVERS": ",".join(sorted(self.local_servers)),
         }
         if self.clickhouse_url:
             env["CARELEDGER_CLICKHOUSE_URL"] = self.clickhouse_url

@@ -75,8 +75,8 @@ class PostgresServer:
             return
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._chown(self.data_dir)
-        self._chown(self.data_dir.parent)
-        _make_traversable(self.data_dir.parent)
+        if self._user() is not None:  # the server runs as another user: it must reach its data dir
+            _make_traversable(self.data_dir.parent)
         subprocess.run(
             [str(binaries / "initdb"), "-D", str(self.data_dir), "-U", SERVICE_USER,
              "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"],
@@ -139,7 +139,9 @@ class PostgresServer:
 
 
 def _make_traversable(path: Path) -> None:
-    """The service user must be able to reach its data dir through the state directory."""
+    """The service user must be able to reach its data dir through the state directory: "execute"
+    for others on each directory on the way (pass through only; careledger/home_permissions.py
+    keeps exactly this exception)."""
     for parent in [path, *path.parents]:
         if parent == Path("/"):
             break

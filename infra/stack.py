@@ -11,7 +11,6 @@ its supervisor; ``down`` stops everything it finds (``infra/process.py`` says ho
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import urllib.request
 from dataclasses import dataclass
@@ -72,16 +71,12 @@ class Service:
 SERVICES = ("api", "webhooks", "processor-clickhouse", "processor-sql")  # stop order
 
 
-def local_servers() -> set[str]:
-    return {s.strip() for s in os.environ.get("CARELEDGER_LOCAL_SERVERS", "").split(",") if s.strip()}
-
-
 def effective_settings(settings: Settings) -> Settings:
-    """Settings with the URLs of local ClickHouse/PostgreSQL servers this home runs, if any."""
-    wanted = local_servers()
-    if "clickhouse" in wanted:
+    """Settings with the URLs of the local ClickHouse/PostgreSQL servers this home runs, if any
+    (``CARELEDGER_LOCAL_SERVERS``; a server never started yet has no URL to use)."""
+    if "clickhouse" in settings.local_servers and ClickHouseServer(settings).port_path.exists():
         settings = dataclasses.replace(settings, clickhouse_url=ClickHouseServer(settings).url())
-    if "postgres" in wanted:
+    if "postgres" in settings.local_servers and PostgresServer(settings).port_path.exists():
         settings = dataclasses.replace(settings, sql_url=PostgresServer(settings).url())
     return settings
 
@@ -107,7 +102,7 @@ def _up(settings: Settings, out) -> Settings:  # noqa: ANN001
     created = ensure_topics(settings)
     if created:
         out(f"topics     created {', '.join(created)}")
-    wanted = local_servers()
+    wanted = settings.local_servers
     if "clickhouse" in wanted:
         server = ClickHouseServer(settings)
         server.start()

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -22,11 +23,13 @@ from tests.support.reliability import record
 REPO = Path(__file__).resolve().parents[2]
 
 
-def careledger(home: Path, kafka_port: int, api_port: int, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARELEDGER_")}
-    env.update(CARELEDGER_HOME=str(home), CARELEDGER_KAFKA_PORT=str(kafka_port),
-               CARELEDGER_KAFKA_CONTROLLER_PORT=str(free_port()), CARELEDGER_API_PORT=str(api_port))
-    return subprocess.run([sys.executable, "-m", "careledger.cli", *args], env=env, cwd=REPO,
+def careledger(home: Path, kafka_port: int, api_port: int, *args: str,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("CARELEDGER_")}
+    full.update(CARELEDGER_HOME=str(home), CARELEDGER_KAFKA_PORT=str(kafka_port),
+                CARELEDGER_KAFKA_CONTROLLER_PORT=str(free_port()), CARELEDGER_API_PORT=str(api_port),
+                **(env or {}))
+    return subprocess.run([sys.executable, "-m", "careledger.cli", *args], env=full, cwd=REPO,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -122,3 +125,84 @@ def test_a_sigkilled_supervisor_blocks_a_second_start_and_down_stops_its_child(t
     assert stopped.returncode == 0, stopped.stderr
     assert not survivors, f"processes of the home left after `down`: {survivors}"
     assert careledger(home, kafka_port, api_port, "down").returncode == 0  # harmless when nothing runs
+
+
+def loose_under(home: Path) -> dict[str, str]:
+    """Every path under ``home`` with a group/other permission bit (links have none of their own)."""
+    found = {}
+    for root, dirs, files in os.walk(home):
+        for name in [*dirs, *files]:
+            path = Path(root) / name
+            try:
+                mode = path.lstat().st_mode
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISLNK(mode) and mode & 0o077:
+                found[str(path.relative_to(home))] = oct(mode & 0o777)
+    if home.stat().st_mode & 0o077:
+        found["."] = oct(home.stat().st_mode & 0o777)
+    return found
+
+
+def test_everything_the_stack_writes_under_its_home_is_private(tmp_path: Path) -> None:
+    home, outside = tmp_path / "home", tmp_path / "outside"
+    # a home left by an older release: loose directory, log and export
+    (home / "logs").mkdir(parents=True)
+    for path, mode in ((home, 0o755), (home / "logs", 0o755)):
+        path.chmod(mode)
+    for path in (home / "logs" / "old.log", home / "old-export.csv"):
+        path.write_text("x")
+        path.chmod(0o644)
+    kafka_port, api_port = free_port(), free_port()
+    env = {"CARELEDGER_LOCAL_SERVERS": "clickhouse"}
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in [
+        {"event_id": "perm-1", "type": "person.registered", "occurred_at": "2024-03-05T10:00:00+08:00",
+         "id_number": "330283193604230010", "town": "溪口镇", "village": None,
+         "payload": {"category": "mental", "grade": 1, "birth_date": "1936-04-23", "hardship": True,
+                     "certificate_expires": "2030-01-01"}},
+        {"event_id": "perm-2", "type": "visit.completed", "occurred_at": "2024-03-06T10:00:00+08:00",
+         "id_number": "330283193604230010", "town": "溪口镇", "village": None,
+         "payload": {"visit_kind": "home_visit", "visitor": "w", "hazards": ["abuse_or_neglect"]}},
+    ]), encoding="utf-8")
+    try:
+        started = careledger(home, kafka_port, api_port, "up", env=env)
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "removed group/other access" in started.stderr
+        assert careledger(home, kafka_port, api_port, "ingest", str(events), env=env).returncode == 0
+        deadline = time.monotonic() + 120
+        while not (status(api_port)["caught_up"] and status(api_port).get("lag", 1) == 0):
+            assert time.monotonic() < deadline, status(api_port)
+            time.sleep(0.5)
+        token = (home / "admin-token").read_text().strip()
+        request = urllib.request.Request(f"http://127.0.0.1:{api_port}/api/alerts",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            assert json.loads(response.read())["total"] == 1  # an audited person-level read
+        for args in (["token", "create", "--name", "perm-viewer", "--role", "viewer"],
+                     ["replay", "snapshot", "perm-snap", "--until", "2024-12-31", "--no-progress"],
+                     ["export", "--format", "csv", "--out", str(home / "exports" / "events.csv"), "--no-progress"],
+                     ["export", "--format", "csv", "--out", str(outside / "events.csv"), "--no-progress"],
+                     ["backup", str(outside / "backup"), "--no-progress"]):
+            done = careledger(home, kafka_port, api_port, *args, env=env)
+            assert done.returncode == 0, (args, done.stdout + done.stderr)
+        while_running = loose_under(home)
+        written = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
+    finally:
+        careledger(home, kafka_port, api_port, "down", env=env)
+    after = loose_under(home)
+    exports = {str(p.relative_to(outside)): oct(p.stat().st_mode & 0o777) for p in outside.rglob("*") if p.is_file()}
+    record("fault", "file permissions under $CARELEDGER_HOME after a real stack's work",
+           claim="{files} files written (Kafka, ClickHouse, SQLite + WAL, key store, logs, reports, snapshot, "
+                 "export, token and audit rows); group/other bits on {loose_running} paths while running, "
+                 "{loose_after} after `down`; {exports_loose} loose export/backup files outside the home",
+           files=len(written), loose_running=len(while_running), loose_after=len(after),
+           exports_loose=sum(1 for m in exports.values() if m != "0o600"))
+    for expected in ("projections.sqlite3", "keys.sqlite3", "admin-token", "logs/kafka.log", "exports/events.csv"):
+        assert expected in written, expected
+    assert any(name.startswith("kafka/data/") for name in written) and any(n.startswith("clickhouse/") for n in written)
+    assert any(name.endswith("-wal") for name in written), "the SQLite WAL was not there to check"
+    assert any(name.startswith("reports/") for name in written) and "registry.json" in written
+    assert not while_running, while_running
+    assert not after, after
+    assert exports and all(mode == "0o600" for mode in exports.values()), exports
