@@ -220,7 +220,7 @@ class Deliverer:
     subscriptions: list[Subscription] = field(default_factory=list)
     enqueued: int = 0
     consumed: int = 0
-    forgotten: frozenset[str] = frozenset()  # pseudonyms erased by ``careledger forget``
+    forgotten: Container[str] = frozenset()  # pseudonyms erased by ``careledger forget``
     _keystore: Any = None
     _refreshed: float = 0.0
     _reported: float = 0.0
@@ -248,8 +248,8 @@ class Deliverer:
                 worker.sub = sub
         self._refreshed = time.monotonic()
 
-    def _forgotten_persons(self) -> frozenset[str]:
-        """The pseudonyms in the key store's tombstones (none while no key store exists)."""
+    def _forgotten_persons(self) -> Container[str]:
+        """Who the key store says was forgotten (no one while no key store exists)."""
         if self._keystore is None:
             url = self.settings.keystore_db_url
             if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
@@ -257,7 +257,7 @@ class Deliverer:
             from producers.keystore import KeyStore
 
             self._keystore = KeyStore.from_settings(self.settings)
-        return frozenset(self._keystore.tombstones())
+        return self._keystore.forgotten()
 
     def handle(self, records: list[Any]) -> int:
         """Persist the deliveries of a batch of consumer records (before the offsets are committed)."""
