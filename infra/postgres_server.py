@@ -77,11 +77,13 @@ class PostgresServer:
         self._chown(self.data_dir)
         if self._user() is not None:  # the server runs as another user: it must reach its data dir
             _make_traversable(self.data_dir.parent)
-        subprocess.run(
+        done = subprocess.run(
             [str(binaries / "initdb"), "-D", str(self.data_dir), "-U", SERVICE_USER,
              "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"],
-            check=True, capture_output=True, user=self._user(),
+            capture_output=True, text=True, **process.drop_privileges(self._user()),
         )
+        if done.returncode != 0:
+            raise process.StartTimeout(f"PostgreSQL: initdb of {self.data_dir} failed: {done.stderr.strip()[-500:]}")
 
     def start(self) -> float:
         if self.is_running():

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -218,6 +219,15 @@ def lock_is_held(lock_path: Path) -> bool:
     return False
 
 
+def drop_privileges(user: str | None) -> dict[str, object]:
+    """``subprocess`` arguments that run a child as ``user`` entirely: its uid, its primary group and
+    no supplementary groups (with only ``user=``, a child of root keeps group root and reaches
+    root's group-accessible files - and is refused where only "others" may pass)."""
+    if user is None:
+        return {}
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+
+
 def spawn(
     cmd: Sequence[str],
     *,
@@ -249,7 +259,7 @@ def spawn(
                 env=full_env,
                 cwd=str(cwd) if cwd else None,
                 start_new_session=True,
-                user=user,
+                **drop_privileges(user),
                 pass_fds=(lock_fd,),
             )
     finally:
