@@ -87,6 +87,6 @@ def test_a_second_start_refuses_while_a_supervised_child_holds_the_lock(tmp_path
 def test_marker_is_per_home(tmp_path: Path, run: Path) -> None:
     other = tmp_path / "other"
     pid = process.spawn(["sleep", "60"], log_path=tmp_path / "a.log", pid_path=run / "a.pid", home=tmp_path)
-    assert process.marked_processes(tmp_path) == [pid]
+    _wait(lambda: process.marked_processes(tmp_path) == [pid])  # once it has exec'd with its own environment
     assert process.marked_processes(other) == []
     process.stop(run / "a.pid", timeout=5)
