@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, create_engine, inspect
+from sqlalchemy import MetaData, inspect
 
 from careledger import migrations
 from processors.webhooks.queue import DeliveryQueue
@@ -21,7 +21,7 @@ from producers.keystore import KeyStore
 from projections.api import auth, subscriptions
 from projections.api.auth import TokenStore
 from projections.api.subscriptions import SecretBox, WebhookStore, sql_engine
-from tests.support.races import race
+from tests.support.races import open_api_tables_at, open_keystore_at, race
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "release_dd36c12"
 MASTER_KEY = b"release-dd36c12-fixture-master-key"
@@ -119,26 +119,9 @@ def test_a_fresh_schema_is_what_the_code_defines(tmp_path: Path) -> None:
         "ix_webhook_deliveries_due", "ix_webhook_deliveries_sub_seq"}
 
 
-def _open_keystore(url: str) -> str | None:
-    store = KeyStore(url, b"race-master-key")
-    store.get_or_create(["p1"])
-    answer = migrations.current(store.engine, migrations.KEYSTORE)
-    store.close()
-    return answer
-
-
-def _open_api_tables(url: str) -> str | None:
-    engine = create_engine(url, connect_args={"timeout": 30})
-    try:
-        TokenStore(url, engine=engine).migrate()
-        return migrations.current(engine, migrations.API)
-    finally:
-        engine.dispose()
-
-
 def test_processes_starting_together_all_upgrade_one_database(tmp_path: Path) -> None:
     for round_ in range(4):
-        for action, history in ((_open_keystore, migrations.KEYSTORE), (_open_api_tables, migrations.API)):
+        for action, history in ((open_keystore_at, migrations.KEYSTORE), (open_api_tables_at, migrations.API)):
             url = f"sqlite:///{tmp_path / f'{history.name}-{round_}.sqlite3'}"
             outcomes = race(action, (url,), racers=5)
             assert outcomes == [("ok", migrations.head(history))] * 5, outcomes
