@@ -148,7 +148,7 @@ def down(settings: Settings, out=print) -> None:  # noqa: ANN001
     """Stop every process this home started: the services (whole process groups, so a child whose
     supervisor died is stopped too), the servers, then anything else still carrying the home's
     stack marker (a process that escaped its group or whose pid file was lost)."""
-    if not settings.run_dir.is_dir():
+    if not settings.home.is_dir():
         return
     with process.exclusive(settings.run_dir / STACK_LOCK):
         for name in SERVICES:
