@@ -97,6 +97,19 @@ def parse_workers(text: str, name: str = "CARELEDGER_INGEST_WORKERS") -> int | N
     return count
 
 
+LOCAL_SERVER_KINDS = frozenset({"clickhouse", "postgres"})
+
+
+def parse_local_servers(text: str) -> frozenset[str]:
+    """``clickhouse,postgres`` -> the set; a clear error naming CARELEDGER_LOCAL_SERVERS otherwise."""
+    wanted = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = wanted - LOCAL_SERVER_KINDS
+    if unknown:
+        raise ValueError(f"CARELEDGER_LOCAL_SERVERS: unknown server(s) {', '.join(sorted(unknown))} "
+                         "(allowed: clickhouse, postgres)")
+    return wanted
+
+
 @dataclass(frozen=True)
 class Topics:
     """Topic names.  ``namespace`` (``CARELEDGER_TOPIC_NAMESPACE``) prefixes all of them so tests
@@ -174,6 +187,9 @@ class Settings:
     towns: tuple[str, ...] = DEFAULT_TOWNS
     occurred_at_earliest: date = DEFAULT_OCCURRED_AT_EARLIEST
     occurred_at_ahead_days: float = DEFAULT_OCCURRED_AT_AHEAD_DAYS
+    # Private servers ``careledger up`` starts for this home (CARELEDGER_LOCAL_SERVERS, a comma list
+    # of ``clickhouse`` and ``postgres``); every command then uses their URLs (careledger/cli.py).
+    local_servers: frozenset[str] = frozenset()
 
     # --- derived locations (all runtime state lives under ``home``) ---------------------------
     @property
@@ -255,6 +271,7 @@ class Settings:
                                              "CARELEDGER_OCCURRED_AT_EARLIEST"),
             occurred_at_ahead_days=float(_env("CARELEDGER_OCCURRED_AT_AHEAD_DAYS",
                                               str(DEFAULT_OCCURRED_AT_AHEAD_DAYS))),
+            local_servers=parse_local_servers(_env("CARELEDGER_LOCAL_SERVERS", "")),
         )
 
     # --- secrets ----------------------------------------------------------------------------
@@ -323,6 +340,7 @@ class Settings:
             "CARELEDGER_TOWNS": ",".join(self.towns),
             "CARELEDGER_OCCURRED_AT_EARLIEST": self.occurred_at_earliest.isoformat(),
             "CARELEDGER_OCCURRED_AT_AHEAD_DAYS": str(self.occurred_at_ahead_days),
+            "CARELEDGER_LOCAL_SERVERS": ",".join(sorted(self.local_servers)),
         }
         if self.clickhouse_url:
             env["CARELEDGER_CLICKHOUSE_URL"] = self.clickhouse_url

@@ -39,12 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _up(_: argparse.Namespace) -> int:
     from careledger.settings import get_settings
-    from infra.process import PortInUse, StartTimeout
+    from infra.process import AlreadyRunning, PortInUse, StartTimeout
     from infra.stack import up
 
     try:
         up(get_settings())
-    except (PortInUse, StartTimeout) as exc:
+    except (PortInUse, StartTimeout, AlreadyRunning) as exc:
         print(f"careledger up: {exc}", file=sys.stderr)
         return 1
     return 0

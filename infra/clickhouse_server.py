@@ -2,7 +2,8 @@
 
 Installed from Debian's packages when missing; config, data and logs live under
 ``$CARELEDGER_HOME/clickhouse``; the chosen port is remembered in ``run/clickhouse.port`` so the
-same home keeps the same server.
+same home keeps the same server.  ClickHouse sets its own umask (027 unless configured), so the
+config says 077: its data, parts and logs are private like the rest of the home.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class ClickHouseServer:
         self.settings.run_dir.mkdir(parents=True, exist_ok=True)
         self.port_path.write_text(str(tcp_port))
         pid = process.spawn([*binary, f"--config-file={config}"], log_path=self.log_path,
-                            pid_path=self.pid_path, cwd=self.root)
+                            pid_path=self.pid_path, home=self.settings.home, cwd=self.root)
         return process.wait_until(self.ready, timeout=START_TIMEOUT_S, what="ClickHouse",
                                   log_path=self.log_path, alive=lambda: process.pid_alive(pid))
 
@@ -128,6 +129,7 @@ USERS_XML = """<?xml version="1.0"?>
 
 CONFIG_XML = """<?xml version="1.0"?>
 <yandex>
+  <umask>077</umask>
   <logger><level>warning</level><log>{log}</log><errorlog>{errlog}</errorlog><size>100M</size><count>3</count></logger>
   <listen_host>127.0.0.1</listen_host>
   <tcp_port>{tcp_port}</tcp_port>

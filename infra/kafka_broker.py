@@ -1,8 +1,10 @@
-"""A single-node KRaft Apache Kafka broker for local stacks and tests.
+"""KRaft Apache Kafka nodes for local stacks and tests: the stack's single broker
+(:class:`KafkaBroker`) and the node both it and the three-node cluster (``infra/kafka_cluster.py``)
+are made of (:class:`KafkaNode`), plus topic creation.
 
-The broker's jars come from Maven Central (``infra/kafka/pom.xml`` pins the release) and are cached
-in ``infra/.cache``; its data lives under ``$CARELEDGER_HOME/kafka``.  No scripts from a Kafka
-tarball are needed: the broker is ``java -cp 'libs/*' kafka.Kafka server.properties``.
+The jars come from Maven Central (``infra/kafka/pom.xml`` pins the release) and are cached in
+``infra/.cache``; data lives under ``$CARELEDGER_HOME/kafka``.  No scripts from a Kafka tarball are
+needed: a node is ``java -cp 'libs/*' kafka.Kafka server.properties``.
 """
 
 from __future__ import annotations
@@ -44,50 +46,76 @@ def ensure_jars(cache: Path = JAR_CACHE) -> Path:
     return cache
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id (22 url-safe base64 characters, never starting with '-')."""
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # StorageTool would read "-t -Abc..." as an option
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    return cluster_id
+
+
 @dataclass
-class KafkaBroker:
+class KafkaNode:
+    """One KRaft node (combined controller + broker) on loopback, its files under ``directory``."""
+
     settings: Settings
+    node_id: int
+    port: int
+    controller_port: int
+    voters: str  # controller.quorum.voters: "1@127.0.0.1:p1,2@127.0.0.1:p2,..."
+    directory: Path
+    name: str  # pid file, lock and log name
+    replication: int = 1  # of the internal topics; also min.insync.replicas = replication - 1 (>= 1)
+    heap_mb: int = 768
 
     @property
     def data_dir(self) -> Path:
-        return self.settings.kafka_dir / "data"
+        return self.directory / "data"
 
     @property
     def config_path(self) -> Path:
-        return self.settings.kafka_dir / "server.properties"
+        return self.directory / "server.properties"
 
     @property
     def pid_path(self) -> Path:
-        return self.settings.run_dir / "kafka.pid"
+        return self.settings.run_dir / f"{self.name}.pid"
 
     @property
     def log_path(self) -> Path:
-        return self.settings.logs_dir / "kafka.log"
+        return self.settings.logs_dir / f"{self.name}.log"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
     def is_running(self) -> bool:
         return process.read_pid(self.pid_path) is not None
 
-    def _write_config(self) -> None:
+    def write_config(self) -> None:
         s = self.settings
-        self.settings.kafka_dir.mkdir(parents=True, exist_ok=True)
+        min_isr = max(1, self.replication - 1)
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(
             "\n".join([
                 "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@127.0.0.1:{s.kafka_controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
+                f"node.id={self.node_id}",
+                f"controller.quorum.voters={self.voters}",
+                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=PLAINTEXT",
                 "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                 f"log.dirs={self.data_dir}",
                 f"num.partitions={s.event_partitions}",
-                "offsets.topic.replication.factor=1",
+                f"default.replication.factor={self.replication}",
+                f"min.insync.replicas={min_isr}",
+                "unclean.leader.election.enable=false",  # a lagging replica never becomes leader
+                f"offsets.topic.replication.factor={self.replication}",
                 "offsets.topic.num.partitions=12",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
+                f"transaction.state.log.replication.factor={self.replication}",
+                f"transaction.state.log.min.isr={min_isr}",
                 "group.initial.rebalance.delay.ms=0",
-                # single node: a restarted broker must not wait out its own old registration
+                # a restarted node must not wait out its own old registration
                 "broker.heartbeat.interval.ms=500",
                 "broker.session.timeout.ms=3000",
                 "auto.create.topics.enable=false",
@@ -97,48 +125,33 @@ class KafkaBroker:
             ])
         )
 
-    def _format_storage(self, libs: Path) -> None:
+    def format_storage(self, libs: Path, cluster_id: str) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = "-"
-        while cluster_id.startswith("-"):  # StorageTool would read "-t -Abc..." as an option
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         subprocess.run(
             ["java", "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
              "-t", cluster_id, "-c", str(self.config_path)],
             check=True, capture_output=True,
         )
 
-    def start(self) -> float:
-        """Start the broker if it is not running; return seconds from launch to ready."""
-        if self.is_running():
-            return 0.0
-        s = self.settings
-        process.require_free_port(s.kafka_port, "Kafka broker", "CARELEDGER_KAFKA_PORT")
-        process.require_free_port(s.kafka_controller_port, "Kafka controller", "CARELEDGER_KAFKA_CONTROLLER_PORT")
-        libs = ensure_jars()
-        self._write_config()
-        self._format_storage(libs)
-        pid = process.spawn(
-            ["java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-             "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+    def spawn(self, libs: Path) -> int:
+        """Launch the JVM (config written, storage formatted first); its pid."""
+        return process.spawn(
+            ["java", f"-Xms{min(256, self.heap_mb)}m", f"-Xmx{self.heap_mb}m", "-XX:+UseG1GC",
+             "-Djava.awt.headless=true", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
              "-cp", f"{libs}/*", "kafka.Kafka", str(self.config_path)],
-            log_path=self.log_path, pid_path=self.pid_path,
-        )
-        return process.wait_until(
-            self.ready, timeout=START_TIMEOUT_S, what="Kafka broker", log_path=self.log_path,
-            alive=lambda: process.pid_alive(pid),
+            log_path=self.log_path, pid_path=self.pid_path, home=self.settings.home,
         )
 
     def ready(self) -> bool:
-        if not process.port_accepts(self.settings.kafka_port):
+        """This node accepts connections and answers a metadata request."""
+        if not process.port_accepts(self.port):
             return False
         from kafka import KafkaAdminClient
         from kafka.errors import KafkaError
 
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap,
-                                     request_timeout_ms=3000)
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)
         except (KafkaError, OSError, ValueError):  # not listening or not answering yet
             return False
         try:
@@ -154,6 +167,62 @@ class KafkaBroker:
 
     def kill(self) -> None:
         process.kill_hard(self.pid_path)
+
+
+@dataclass
+class KafkaBroker:
+    """The local stack's single KRaft node (``CARELEDGER_KAFKA_PORT``), data in ``$CARELEDGER_HOME/kafka``."""
+
+    settings: Settings
+
+    @property
+    def node(self) -> KafkaNode:
+        s = self.settings
+        return KafkaNode(s, 1, s.kafka_port, s.kafka_controller_port, f"1@127.0.0.1:{s.kafka_controller_port}",
+                         s.kafka_dir, "kafka")
+
+    @property
+    def data_dir(self) -> Path:
+        return self.node.data_dir
+
+    @property
+    def config_path(self) -> Path:
+        return self.node.config_path
+
+    @property
+    def pid_path(self) -> Path:
+        return self.node.pid_path
+
+    @property
+    def log_path(self) -> Path:
+        return self.node.log_path
+
+    def is_running(self) -> bool:
+        return self.node.is_running()
+
+    def start(self) -> float:
+        """Start the broker if it is not running; return seconds from launch to ready."""
+        if self.is_running():
+            return 0.0
+        s = self.settings
+        process.require_free_port(s.kafka_port, "Kafka broker", "CARELEDGER_KAFKA_PORT")
+        process.require_free_port(s.kafka_controller_port, "Kafka controller", "CARELEDGER_KAFKA_CONTROLLER_PORT")
+        libs = ensure_jars()
+        node = self.node
+        node.write_config()
+        node.format_storage(libs, new_cluster_id())
+        pid = node.spawn(libs)
+        return process.wait_until(node.ready, timeout=START_TIMEOUT_S, what="Kafka broker", log_path=node.log_path,
+                                  alive=lambda: process.pid_alive(pid))
+
+    def ready(self) -> bool:
+        return self.node.ready()
+
+    def stop(self) -> None:
+        self.node.stop()
+
+    def kill(self) -> None:
+        self.node.kill()
 
 
 def retention_ms(days: float) -> str:

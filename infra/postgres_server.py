@@ -75,13 +75,15 @@ class PostgresServer:
             return
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._chown(self.data_dir)
-        self._chown(self.data_dir.parent)
-        _make_traversable(self.data_dir.parent)
-        subprocess.run(
+        if self._user() is not None:  # the server runs as another user: it must reach its data dir
+            _make_traversable(self.data_dir.parent)
+        done = subprocess.run(
             [str(binaries / "initdb"), "-D", str(self.data_dir), "-U", SERVICE_USER,
              "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"],
-            check=True, capture_output=True, user=self._user(),
+            capture_output=True, text=True, **process.drop_privileges(self._user()),
         )
+        if done.returncode != 0:
+            raise process.StartTimeout(f"PostgreSQL: initdb of {self.data_dir} failed: {done.stderr.strip()[-500:]}")
 
     def start(self) -> float:
         if self.is_running():
@@ -99,7 +101,7 @@ class PostgresServer:
             [str(binaries / "postgres"), "-D", str(self.data_dir), "-p", str(port),
              "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.data_dir}",
              "-c", "fsync=on", "-c", "max_connections=200", "-c", "shared_buffers=256MB"],
-            log_path=self.log_path, pid_path=self.pid_path, user=self._user(),
+            log_path=self.log_path, pid_path=self.pid_path, home=self.settings.home, user=self._user(),
         )
         waited = process.wait_until(self._accepts_queries, timeout=START_TIMEOUT_S, what="PostgreSQL",
                                     log_path=self.log_path, alive=lambda: process.pid_alive(pid))
@@ -139,7 +141,9 @@ class PostgresServer:
 
 
 def _make_traversable(path: Path) -> None:
-    """The service user must be able to reach its data dir through the state directory."""
+    """The service user must be able to reach its data dir through the state directory: "execute"
+    for others on each directory on the way (pass through only; careledger/home_permissions.py
+    keeps exactly this exception)."""
     for parent in [path, *path.parents]:
         if parent == Path("/"):
             break

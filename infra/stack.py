@@ -2,15 +2,15 @@
 
 Starts, in order: the Kafka broker (and topics), optionally private ClickHouse and PostgreSQL
 servers (``CARELEDGER_LOCAL_SERVERS=clickhouse,postgres``), one processor per projection, and the
-HTTP API; returns when the API answers.  Every process has a pid file under
-``$CARELEDGER_HOME/run`` and a log under ``$CARELEDGER_HOME/logs``; running ``up`` again only
-starts what is not running, ``down`` stops everything it finds.
+HTTP API; returns when the API answers.  Every process has a pid file (pid + start time) and a
+lock under ``$CARELEDGER_HOME/run`` and a log under ``$CARELEDGER_HOME/logs``; running ``up`` again
+only starts what is not running and refuses while a process of an earlier start survives without
+its supervisor; ``down`` stops everything it finds (``infra/process.py`` says how).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import urllib.request
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from infra.kafka_broker import KafkaBroker, ensure_topics
 from infra.postgres_server import PostgresServer
 
 API_START_TIMEOUT_S = 90.0
+STACK_LOCK = "stack.lock"  # held by ``up`` and ``down`` while they work
 
 
 @dataclass
@@ -35,42 +36,61 @@ class Service:
         return self.settings.run_dir / f"{self.name}.pid"
 
     @property
+    def lock_path(self) -> Path:
+        return self.pid_path.with_suffix(".lock")
+
+    @property
     def log_path(self) -> Path:
         return self.settings.logs_dir / f"{self.name}.log"
 
     def running(self) -> bool:
+        """Its supervisor runs (the service is up and looked after)."""
         return process.read_pid(self.pid_path) is not None
 
     def start(self, cmd: list[str], env: dict[str, str]) -> bool:
+        """Start it under a supervisor; False if it runs already.  Refuses (``AlreadyRunning``)
+        while processes of an earlier start survive without their supervisor."""
         if self.running():
             return False
+        left = process.running_members(self.pid_path)
+        if left or process.lock_is_held(self.lock_path):
+            described = ", ".join(f"{pid} ({process.command_line(pid)[:80]})" for pid in left) or "unknown pid"
+            raise process.AlreadyRunning(
+                f"{self.name}: its supervisor is gone but the earlier start still runs ({described}); "
+                "stop it with `careledger down` (make down), then start again")
         supervised = [sys.executable, "-m", "infra.supervise", self.name, "--", *cmd]
-        process.spawn(supervised, log_path=self.log_path, pid_path=self.pid_path, env=env,
-                      cwd=Path(__file__).resolve().parent.parent)
+        process.spawn(supervised, log_path=self.log_path, pid_path=self.pid_path, home=self.settings.home,
+                      env=env, cwd=Path(__file__).resolve().parent.parent)
         return True
 
-    def stop(self) -> None:
-        process.stop(self.pid_path, timeout=45)
+    def stop(self) -> bool:
+        """Stop its process group (an orphaned child included); True if anything ran."""
+        return process.stop(self.pid_path, timeout=45)
 
 
-def local_servers() -> set[str]:
-    return {s.strip() for s in os.environ.get("CARELEDGER_LOCAL_SERVERS", "").split(",") if s.strip()}
+SERVICES = ("api", "webhooks", "processor-clickhouse", "processor-sql")  # stop order
 
 
 def effective_settings(settings: Settings) -> Settings:
-    """Settings with the URLs of local ClickHouse/PostgreSQL servers this home runs, if any."""
-    wanted = local_servers()
-    if "clickhouse" in wanted:
+    """Settings with the URLs of the local ClickHouse/PostgreSQL servers this home runs, if any
+    (``CARELEDGER_LOCAL_SERVERS``; a server never started yet has no URL to use)."""
+    if "clickhouse" in settings.local_servers and ClickHouseServer(settings).port_path.exists():
         settings = dataclasses.replace(settings, clickhouse_url=ClickHouseServer(settings).url())
-    if "postgres" in wanted:
+    if "postgres" in settings.local_servers and PostgresServer(settings).port_path.exists():
         settings = dataclasses.replace(settings, sql_url=PostgresServer(settings).url())
     return settings
 
 
 def up(settings: Settings, out=print) -> Settings:  # noqa: ANN001 - out is print-like
+    """Start what is not running (in order); return the settings the services run with."""
     settings.home.mkdir(parents=True, exist_ok=True)
     for sub in (settings.logs_dir, settings.run_dir):
         sub.mkdir(parents=True, exist_ok=True)
+    with process.exclusive(settings.run_dir / STACK_LOCK):
+        return _up(settings, out)
+
+
+def _up(settings: Settings, out) -> Settings:  # noqa: ANN001
     broker = KafkaBroker(settings)
     if settings.kafka_bootstrap != f"127.0.0.1:{settings.kafka_port}":
         out(f"kafka      external cluster {settings.kafka_bootstrap} (no local broker)")
@@ -82,7 +102,7 @@ def up(settings: Settings, out=print) -> Settings:  # noqa: ANN001 - out is prin
     created = ensure_topics(settings)
     if created:
         out(f"topics     created {', '.join(created)}")
-    wanted = local_servers()
+    wanted = settings.local_servers
     if "clickhouse" in wanted:
         server = ClickHouseServer(settings)
         server.start()
@@ -125,16 +145,25 @@ def up(settings: Settings, out=print) -> Settings:  # noqa: ANN001 - out is prin
 
 
 def down(settings: Settings, out=print) -> None:  # noqa: ANN001
-    for name in ("api", "webhooks", "processor-clickhouse", "processor-sql"):
-        service = Service(name, settings)
-        if service.running():
-            service.stop()
-            out(f"stopped {name}")
-    for server_type in (ClickHouseServer, PostgresServer, KafkaBroker):
-        server = server_type(settings)
-        if server.is_running():
-            server.stop()
-            out(f"stopped {server_type.__name__}")
+    """Stop every process this home started: the services (whole process groups, so a child whose
+    supervisor died is stopped too), the servers, then anything else still carrying the home's
+    stack marker (a process that escaped its group or whose pid file was lost)."""
+    if not settings.home.is_dir():
+        return
+    with process.exclusive(settings.run_dir / STACK_LOCK):
+        for name in SERVICES:
+            if Service(name, settings).stop():
+                out(f"stopped {name}")
+        for server_type in (ClickHouseServer, PostgresServer, KafkaBroker):
+            server = server_type(settings)
+            if process.running_members(server.pid_path):
+                server.stop()
+                out(f"stopped {server_type.__name__}")
+        strays = process.marked_processes(settings.home)
+        if strays:
+            described = ", ".join(f"{pid} ({process.command_line(pid)[:60]})" for pid in strays)
+            process.terminate(strays)
+            out(f"stopped {len(strays)} leftover process(es) of this home: {described}")
 
 
 def _answers(url: str) -> bool:

@@ -5,7 +5,7 @@
 * an event of a person with a data key: its ``sealed`` box is opened, the sensitive fields are put
   back into ``payload`` and ``sealed`` is dropped - the event is the plain canonical dict again;
 * an event of a forgotten person (tombstone in the key store), sealed or not:
-  ``schemas.privacy.erase_event`` - ``person_id`` becomes the random tombstone id, the sensitive
+  ``schemas.privacy.erase_event`` - ``person_id`` becomes the person's tombstone id, the sensitive
   fields become erased markers and ``erased: true`` is set; the stores count it (historical
   aggregates) but keep no person-level state for it;
 * any other event is returned unchanged (the same object).
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from careledger.settings import Settings, get_settings
-from producers.keystore import KeyStore, KeyStoreError, SealedDataError, open_box
+from producers.keystore import Forgotten, KeyStore, KeyStoreError, SealedDataError, open_box
 from schemas.privacy import SEALED_KEY, erase_event, sensitive_fields
 
 Event = dict[str, Any]
@@ -47,14 +47,14 @@ class Unsealer:
         self._keys: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
         self._cache_size = cache_size
         self._generation: int | None = None
-        self._tombstones: dict[str, str] = {}
+        self._tombstones: Forgotten = keystore.forgotten()
         self._lock = threading.Lock()
 
     def _refresh(self) -> None:
         generation = self.keystore.generation()
         if generation != self._generation:
             self._keys.clear()
-            self._tombstones = self.keystore.tombstones()
+            self._tombstones = self.keystore.forgotten()
             self._generation = generation
 
     def unseal(self, events: Sequence[Event | None], on_error: OnError | None = None) -> list[Event | None]:
@@ -67,7 +67,7 @@ class Unsealer:
             if need:
                 keys, new_tombs = self.keystore.lookup(need)
                 if new_tombs:  # forgotten between our generation read and now
-                    self._tombstones = tombs = {**tombs, **new_tombs}
+                    self._tombstones = tombs = tombs.including(new_tombs)
                 self._keys.update(keys)
                 while len(self._keys) > self._cache_size:
                     self._keys.popitem(last=False)

@@ -8,14 +8,23 @@
   ``sealed = {"v":1,"alg":"AES-256-GCM","kid":...,"nonce":b64,"ct":b64}``: the JSON of those
   fields, AAD = event_id + person_id + type (a box cannot be moved to another event or person).
 * ``forget(person_id)`` deletes the DEK row (SQLite: ``secure_delete`` + ``VACUUM`` so the wrapped
-  bytes leave the file) and records a tombstone: the pseudonym, a random unlinkable tombstone id
-  and the time.  Every sealed field of that person on the immutable log is unreadable from then
-  on.  A ``generation`` counter bumped by every forget lets long-lived caches notice.
+  bytes leave the file) and records a tombstone.  Every sealed field of that person on the
+  immutable log is unreadable from then on.  A ``generation`` counter bumped by every forget lets
+  long-lived caches notice.
+* Tombstones are unlinkable: a row holds only ``person_digest`` = HMAC(erasure key, "forgotten|" +
+  pseudonym) and the time.  The tombstone id the projections' erased rows carry is HMAC(erasure key,
+  "tombstone|" + pseudonym), computed when an event of the person is read (live or replay, so both
+  give the same id) and stored nowhere.  Without the master key (from which the erasure key is
+  derived) the key store and its backups link no tombstone id, and no forgotten person, to a
+  pseudonym; with it, only someone who already has a person's pseudonym can test it.
+* Schema: an Alembic history of its own (``producers/keystore_migrations``, ``careledger/migrations.py``).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -23,6 +32,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,8 +43,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, delete, event, select, update
 from sqlalchemy.engine import Engine
 
+from careledger.migrations import KEYSTORE, upgrade
 from careledger.settings import Settings
-from careledger.sql_schema import create_tables
 from schemas.privacy import SEALED_KEY, has_plain_sensitive, sensitive_fields
 
 MASTER_KEY_SECRET = "master-key"
@@ -53,8 +63,7 @@ person_keys = Table(
 )
 tombstones = Table(
     "tombstones", metadata,
-    Column("person_id", String(128), primary_key=True),  # the pseudonym, never an ID number
-    Column("tombstone_id", String(64), nullable=False, unique=True),
+    Column("person_digest", String(64), primary_key=True),  # KeyStore.forgotten_digest(pseudonym)
     Column("forgotten_at", String(40), nullable=False),
 )
 keystore_meta = Table(
@@ -93,10 +102,50 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"), validate=True)
 
 
-def derive_kek(secret: bytes) -> bytes:
+def derive_kek(secret: bytes, purpose: bytes = b"careledger master-key v1") -> bytes:
     if not secret:
         raise ValueError("the master key must not be empty")
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"careledger master-key v1").derive(secret)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(secret)
+
+
+ERASURE_KEY_PURPOSE = b"careledger erasure v1"
+
+
+class Forgotten:
+    """Who is forgotten, as of one read of the key store: a container of pseudonyms that lists
+    none (``pid in forgotten``, ``forgotten[pid]`` -> that person's tombstone id)."""
+
+    def __init__(self, digests: frozenset[str], keystore: KeyStore) -> None:
+        self._digests = digests
+        self._keystore = keystore
+
+    def __contains__(self, person_id: object) -> bool:
+        return isinstance(person_id, str) and self._keystore.forgotten_digest(person_id) in self._digests
+
+    def __getitem__(self, person_id: str) -> str:
+        if person_id not in self:
+            raise KeyError(person_id)
+        return self._keystore.tombstone_id(person_id)
+
+    def get(self, person_id: str, default: str | None = None) -> str | None:
+        return self[person_id] if person_id in self else default
+
+    def including(self, person_ids: Iterable[str]) -> Forgotten:
+        """This set plus persons found forgotten since (``KeyStore.lookup``)."""
+        return Forgotten(self._digests | {self._keystore.forgotten_digest(p) for p in person_ids}, self._keystore)
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What ``KeyStore.erase`` did, for a summary that is true."""
+
+    tombstone_id: str
+    key_destroyed: bool  # a data key existed and is gone now
+    newly_forgotten: bool  # False: the person had been forgotten before
+    forgotten_at: str
 
 
 def _wrap_aad(person_id: str) -> bytes:
@@ -150,10 +199,13 @@ class KeyStore:
     def __init__(self, url: str, master_key: bytes) -> None:
         self.url = url
         self._kek = AESGCM(derive_kek(master_key))
+        self._erasure_key = derive_kek(master_key, ERASURE_KEY_PURPOSE)
+        self._digests: dict[str, str] = {}
         self._lock = threading.Lock()
         self.engine = self._make_engine(url)
         self.dialect = self.engine.dialect.name
-        create_tables(self.engine, metadata)  # the worker and an import may start together
+        # the worker, the API and an import may start together: the runner serialises them
+        upgrade(self.engine, KEYSTORE, forgotten_digest=self.forgotten_digest)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyStore:
@@ -199,6 +251,22 @@ class KeyStore:
                 "a data key in the key store does not open with the configured master key "
                 "(check CARELEDGER_MASTER_KEY / secrets/master-key)") from None
 
+    # ---- erasure identities ----------------------------------------------------------------
+    def forgotten_digest(self, person_id: str) -> str:
+        """What the tombstones table stores for a forgotten pseudonym (keyed: not testable without
+        the master key)."""
+        digest = self._digests.get(person_id)
+        if digest is None:
+            digest = hmac.new(self._erasure_key, b"forgotten|" + person_id.encode(), hashlib.sha256).hexdigest()
+            if len(self._digests) > 500_000:
+                self._digests.clear()
+            self._digests[person_id] = digest
+        return digest
+
+    def tombstone_id(self, person_id: str) -> str:
+        """The id a forgotten person's erased rows carry in every projection (stored nowhere)."""
+        return "x" + hmac.new(self._erasure_key, b"tombstone|" + person_id.encode(), hashlib.sha256).hexdigest()[:32]
+
     def lookup(self, person_ids: Iterable[str]) -> tuple[dict[str, tuple[str, bytes]], dict[str, str]]:
         """Keys ``{pid: (kid, dek)}`` and tombstones ``{pid: tombstone_id}`` of these persons."""
         ids = sorted(set(person_ids))
@@ -211,9 +279,10 @@ class KeyStore:
                         select(person_keys.c.person_id, person_keys.c.kid, person_keys.c.wrapped)
                         .where(person_keys.c.person_id.in_(chunk))):
                     keys[pid] = (kid, self._unwrap(pid, wrapped))
-                for pid, tid in conn.execute(select(tombstones.c.person_id, tombstones.c.tombstone_id)
-                                             .where(tombstones.c.person_id.in_(chunk))):
-                    tombs[pid] = tid
+                by_digest = {self.forgotten_digest(pid): pid for pid in chunk}
+                for (digest,) in conn.execute(select(tombstones.c.person_digest)
+                                              .where(tombstones.c.person_digest.in_(list(by_digest)))):
+                    tombs[by_digest[digest]] = self.tombstone_id(by_digest[digest])
         for pid in tombs:  # a forgotten person never has a usable key
             keys.pop(pid, None)
         return keys, tombs
@@ -242,15 +311,20 @@ class KeyStore:
     # ---- erasure -------------------------------------------------------------------------
     def forget(self, person_id: str) -> str:
         """Destroy the person's data key and record the tombstone; return the tombstone id (the
-        existing one if the person was already forgotten).  Idempotent."""
+        same however often the person is forgotten).  Idempotent."""
+        return self.erase(person_id).tombstone_id
+
+    def erase(self, person_id: str) -> Erasure:
+        """:meth:`forget`, saying what it did (was there a key to destroy, was it the first time)."""
+        digest = self.forgotten_digest(person_id)
         with self._lock:
             with self.engine.begin() as conn:
-                tid = conn.scalar(select(tombstones.c.tombstone_id).where(tombstones.c.person_id == person_id))
-                if tid is None:
-                    tid = "x" + secrets.token_hex(16)
-                    conn.execute(tombstones.insert().values(person_id=person_id, tombstone_id=tid,
-                                                            forgotten_at=_now()))
-                conn.execute(delete(person_keys).where(person_keys.c.person_id == person_id))
+                at = conn.scalar(select(tombstones.c.forgotten_at).where(tombstones.c.person_digest == digest))
+                newly = at is None
+                if newly:
+                    at = _now()
+                    conn.execute(tombstones.insert().values(person_digest=digest, forgotten_at=at))
+                destroyed = conn.execute(delete(person_keys).where(person_keys.c.person_id == person_id)).rowcount
                 current = conn.scalar(select(keystore_meta.c.value).where(keystore_meta.c.name == GENERATION))
                 if current is None:
                     conn.execute(keystore_meta.insert().values(name=GENERATION, value="1"))
@@ -258,7 +332,7 @@ class KeyStore:
                     conn.execute(update(keystore_meta).where(keystore_meta.c.name == GENERATION)
                                  .values(value=str(int(current) + 1)))
             self._scrub()
-        return tid
+        return Erasure(self.tombstone_id(person_id), bool(destroyed), newly, str(at))
 
     def _scrub(self) -> None:
         """Make deleted key bytes leave the database files (SQLite: VACUUM; PostgreSQL: VACUUM)."""
@@ -286,9 +360,12 @@ class KeyStore:
             value = conn.scalar(select(keystore_meta.c.value).where(keystore_meta.c.name == GENERATION))
         return int(value or 0)
 
-    def tombstones(self) -> dict[str, str]:
+    def forgotten(self) -> Forgotten:
+        """Everyone forgotten so far (tests membership; lists no one)."""
         with self.engine.connect() as conn:
-            return dict(conn.execute(select(tombstones.c.person_id, tombstones.c.tombstone_id)).all())
+            return Forgotten(frozenset(conn.scalars(select(tombstones.c.person_digest))), self)
+
+    tombstones = forgotten  # the name of earlier releases
 
     def tombstone_rows(self) -> list[dict[str, str]]:
         with self.engine.connect() as conn:
@@ -311,7 +388,7 @@ class Sealer:
         self._cache_size = cache_size
         self._recheck_s = recheck_s
         self._generation = keystore.generation()
-        self._tombstones = set(keystore.tombstones())
+        self._tombstones = keystore.forgotten()
         self._checked = time.monotonic()
         self._lock = threading.Lock()
 
@@ -328,7 +405,7 @@ class Sealer:
         if generation != self._generation:
             self._generation = generation
             self._cache.clear()
-            self._tombstones = set(self.keystore.tombstones())
+            self._tombstones = self.keystore.forgotten()
 
     def check(self, person_id: str) -> None:
         """Raise :class:`PersonForgotten` if the person was erased."""
@@ -402,7 +479,7 @@ class LazySealer:
 
 
 __all__ = [
-    "LazySealer",
+    "Erasure", "Forgotten", "LazySealer",
     "KeyStore", "KeyStoreError", "MasterKeyMismatch", "PersonForgotten", "SealedDataError", "Sealer",
     "derive_kek", "event_aad", "open_box", "seal_event",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +30,7 @@ from infra.backups.tables import (
     keystore_engine,
     keystore_tables,
     row_count,
+    upgraded_keystore_copy,
 )
 
 
@@ -82,7 +84,11 @@ def restore(settings: Settings, src: Path, *, progress: bool | None = None, out:
     _restore_secrets(settings, src, manifest)
 
     metadata, tables = keystore_tables()
-    rows = copy_tables(create_engine(f"sqlite:///{src / KEYS_FILE}"), keystore_engine(settings), metadata, tables)
+    with tempfile.TemporaryDirectory(prefix="careledger-restore-") as work:
+        # _restore_secrets made sure the backed-up stack's master key is here (unless it never had one)
+        source = upgraded_keystore_copy(src / KEYS_FILE, Path(work), settings.secret("master-key"))
+        rows = copy_tables(source, keystore_engine(settings), metadata, tables)
+        source.dispose()
     _check_master_key(settings)
     print(f"key store: {rows['person_keys']} data keys, {rows['tombstones']} erasure tombstones restored", file=out)
 
@@ -100,7 +106,7 @@ def _refuse_existing_state(settings: Settings) -> None:
     from infra.kafka_broker import ensure_topics
 
     keys_metadata, _ = keystore_tables()
-    engine = keystore_engine(settings)
+    engine = keystore_engine(settings, upgrade=False)  # no master key may be created before the backup's
     if row_count(engine, keys_metadata, "person_keys") or row_count(engine, keys_metadata, "tombstones"):
         raise BackupError("the key store already holds keys: restore goes into a fresh CARELEDGER_HOME "
                           "(and a fresh key store database)")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, create_engine, func, insert, select, text
+from sqlalchemy import MetaData, create_engine, func, insert, inspect, select, text
 from sqlalchemy.engine import Engine
 
+from careledger.migrations import KEYSTORE, current, head
 from careledger.settings import Settings
 from infra.backups.layout import ROW_CHUNK, private_file
 
@@ -22,8 +24,6 @@ def copy_tables(source: Engine, target: Engine, metadata: MetaData, tables: tupl
     """Rows of ``tables`` from ``source`` into ``target`` (tables created there if missing), read
     in one transaction so that they are consistent with each other; returns rows per table.
     A table the source does not have yet (the API never ran) is copied as empty."""
-    from sqlalchemy import inspect
-
     present = set(inspect(source).get_table_names())
     metadata.create_all(target, tables=[metadata.tables[name] for name in tables])
     copied: dict[str, int] = {}
@@ -57,8 +57,6 @@ def _advance_sequences(conn: Any, tables: list[Any]) -> None:
 
 
 def row_count(engine: Engine, metadata: MetaData, name: str) -> int:
-    from sqlalchemy import inspect
-
     if name not in inspect(engine).get_table_names():
         return 0
     with engine.connect() as conn:
@@ -80,13 +78,40 @@ def api_tables() -> tuple[MetaData, tuple[str, ...]]:
     return merged, ("api_tokens", "audit_log", "webhook_subscriptions", "webhook_deliveries")
 
 
-def keystore_engine(settings: Settings) -> Engine:
+def keystore_engine(settings: Settings, *, upgrade: bool = True) -> Engine:
+    """The key store's database, by default at the current schema: one of an older release is
+    upgraded first (which needs the master key: tombstones become unlinkable digests of it)."""
     from producers.keystore import KeyStore
 
-    return KeyStore._make_engine(settings.keystore_db_url)
+    engine = KeyStore._make_engine(settings.keystore_db_url)
+    if upgrade and current(engine, KEYSTORE) != head(KEYSTORE):
+        engine.dispose()
+        engine = KeyStore.from_settings(settings).engine  # runs the migrations
+    return engine
+
+
+def upgraded_keystore_copy(path: Path, work: Path, master_key: bytes) -> Engine:
+    """A backup's key store (``path``) at the current schema: itself if it is, else an upgraded
+    copy in ``work`` (a backup of an older release, whose tombstones still link to persons)."""
+    from producers.keystore import KeyStore, tombstones
+
+    engine = create_engine(f"sqlite:///{path}")
+    columns = {c["name"] for c in inspect(engine).get_columns(tombstones.name)}
+    if "person_digest" in columns:
+        return engine
+    engine.dispose()
+    copy = work / path.name
+    with private_file(copy):
+        pass
+    shutil.copyfile(path, copy)
+    return KeyStore(f"sqlite:///{copy}", master_key).engine
 
 
 def api_engine(settings: Settings) -> Engine:
+    """The read API's tables at the current schema (upgraded first if an older release made them)."""
     from projections.api.subscriptions import sql_engine
+    from projections.api_migrations import upgrade
 
-    return sql_engine(settings.sql_url)
+    engine = sql_engine(settings.sql_url)
+    upgrade(engine)
+    return engine

@@ -36,17 +36,10 @@ from typing import Any
 
 import httpx
 
+from careledger.retrying import call_retrying
 from careledger.settings import Settings
 from processors.webhooks.queue import DeliveryQueue
-from processors.webhooks.signing import (
-    DELIVERY_HEADER,
-    SIGNATURE_HEADER,
-    SUBSCRIPTION_HEADER,
-    TIMESTAMP_HEADER,
-    RetryPolicy,
-    delivery_id,
-    sign,
-)
+from processors.webhooks.signing import SUBSCRIPTION_HEADER, RetryPolicy, delivery_id, signed_headers
 from projections.api.subscriptions import WebhookStore
 
 log = logging.getLogger("careledger.webhooks")
@@ -114,14 +107,13 @@ class Attempt:
 
 
 def post(client: httpx.Client, sub: Subscription, delivery: dict[str, Any], now: float | None = None) -> Attempt:
+    """One signed POST (Standard Webhooks headers, ``processors/webhooks/signing.py``)."""
     body = delivery["body"].encode("utf-8")
     headers = {
         "Content-Type": "application/json; charset=utf-8",
         "User-Agent": USER_AGENT,
-        DELIVERY_HEADER: delivery["delivery_id"],
         SUBSCRIPTION_HEADER: sub.subscription_id,
-        TIMESTAMP_HEADER: str(int(now if now is not None else time.time())),
-        SIGNATURE_HEADER: sign(sub.secret, body),
+        **signed_headers(sub.secret, delivery["delivery_id"], body, now),
     }
     try:
         response = client.post(sub.url, content=body, headers=headers)
@@ -164,8 +156,11 @@ class SubscriptionWorker(threading.Thread):
         with httpx.Client(timeout=self.policy.timeout_s, follow_redirects=False) as client:
             while not self.stopping.is_set():
                 try:
-                    claimed = self.queue.claim(self.sub.subscription_id, limit=self.batch, lease_s=lease_s)
-                except Exception:  # noqa: BLE001 - the database may be busy/away: wait and retry
+                    claimed = call_retrying(
+                        lambda: self.queue.claim(self.sub.subscription_id, limit=self.batch, lease_s=lease_s),
+                        f"webhook queue (due deliveries of {self.sub.subscription_id})",
+                        give_up=self.stopping.is_set, sleep=self.stopping.wait, logger=log)
+                except Exception:  # noqa: BLE001 - not transient (or stopping): log it, try again later
                     log.exception("webhook %s: could not read due deliveries", self.sub.subscription_id)
                     self.stopping.wait(IDLE_WAIT_S)
                     continue
@@ -225,7 +220,7 @@ class Deliverer:
     subscriptions: list[Subscription] = field(default_factory=list)
     enqueued: int = 0
     consumed: int = 0
-    forgotten: frozenset[str] = frozenset()  # pseudonyms erased by ``careledger forget``
+    forgotten: Container[str] = frozenset()  # pseudonyms erased by ``careledger forget``
     _keystore: Any = None
     _refreshed: float = 0.0
     _reported: float = 0.0
@@ -253,8 +248,8 @@ class Deliverer:
                 worker.sub = sub
         self._refreshed = time.monotonic()
 
-    def _forgotten_persons(self) -> frozenset[str]:
-        """The pseudonyms in the key store's tombstones (none while no key store exists)."""
+    def _forgotten_persons(self) -> Container[str]:
+        """Who the key store says was forgotten (no one while no key store exists)."""
         if self._keystore is None:
             url = self.settings.keystore_db_url
             if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
@@ -262,22 +257,16 @@ class Deliverer:
             from producers.keystore import KeyStore
 
             self._keystore = KeyStore.from_settings(self.settings)
-        return frozenset(self._keystore.tombstones())
+        return self._keystore.forgotten()
 
     def handle(self, records: list[Any]) -> int:
         """Persist the deliveries of a batch of consumer records (before the offsets are committed)."""
         rows: list[dict[str, Any]] = []
         for record in records:
             rows += deliveries_for(self.subscriptions, record.value, self.forgotten)
-        while True:
-            try:
-                added = self.queue.enqueue(rows)
-                break
-            except Exception:  # noqa: BLE001 - keep the offsets where they are until it is stored
-                if self.stop_event.is_set():
-                    raise
-                log.exception("could not persist %d deliveries; retrying", len(rows))
-                time.sleep(1.0)
+        # the offsets stay where they are until the rows are stored: wait out a busy/away database
+        added = call_retrying(lambda: self.queue.enqueue(rows), f"webhook queue (storing {len(rows)} deliveries)",
+                              give_up=self.stop_event.is_set, sleep=self.stop_event.wait, logger=log)
         for sid in {r["subscription_id"] for r in rows}:
             worker = self.workers.get(sid)
             if worker is not None:

@@ -24,8 +24,8 @@ from sqlalchemy import and_, func, literal, or_, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
 
-from careledger.sql_schema import create_tables
-from projections.api.subscriptions import metadata, utc_text, webhook_deliveries
+from projections.api.subscriptions import utc_text, webhook_deliveries
+from projections.api_migrations import upgrade as upgrade_api_tables
 from schemas.jsontext import dumps_compact
 
 D = webhook_deliveries
@@ -48,7 +48,7 @@ class DeliveryQueue:
         return self.engine.connect().execution_options(sqlite_begin="immediate")
 
     def migrate(self) -> None:
-        create_tables(self.engine, metadata)  # the API and the workers may start together
+        upgrade_api_tables(self.engine)  # Alembic history; the API and the workers may start together
 
     def enqueue(self, rows: Sequence[dict[str, Any]], now: datetime | None = None) -> int:
         """Persist deliveries (``delivery_id, subscription_id, alert_id, outbox_seq, body``);

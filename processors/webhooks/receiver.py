@@ -1,6 +1,7 @@
-"""A reference webhook receiver (stdlib ``http.server``): verifies the signature, de-duplicates by
-delivery id, and can fail the first tries of every delivery.  Used by the tests and the latency
-bench, and as an example of what a subscriber has to do (docs/alert-delivery.md)."""
+"""A reference webhook receiver (stdlib ``http.server``): verifies the Standard Webhooks signature
+(and the timestamp's freshness), de-duplicates by ``webhook-id``, and can fail the first tries of
+every delivery.  Used by the tests and the latency bench, and as an example of what a subscriber
+has to do (docs/alert-delivery.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from processors.webhooks.signing import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from processors.webhooks.signing import ID_HEADER, TIMESTAMP_HEADER, InvalidSignature, verify
 
 
 @dataclass
@@ -51,8 +52,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server API
         state: ReceiverState = self.server.state
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        delivery = self.headers.get(DELIVERY_HEADER) or ""
-        signature_ok = any(verify(s, body, self.headers.get(SIGNATURE_HEADER)) for s in state.secrets)
+        delivery = self.headers.get(ID_HEADER) or ""
+        signature_ok = any(_verifies(s, dict(self.headers.items()), body) for s in state.secrets)
         if state.delay_s:
             time.sleep(state.delay_s)
         with state.lock:
@@ -78,6 +79,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
         except OSError:
             pass  # the deliverer timed out and hung up
+
+
+def _verifies(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    try:
+        verify(secret, headers, body)
+    except InvalidSignature:
+        return False
+    return True
 
 
 class Receiver:

@@ -46,7 +46,7 @@ from sqlalchemy.pool import StaticPool
 
 from careledger.secret_files import create_secret_file
 from careledger.settings import Settings
-from careledger.sql_schema import create_tables
+from projections.api_migrations import upgrade as upgrade_api_tables
 
 ROLES = ("viewer", "caseworker", "admin")
 TOKEN_PREFIX = "cl_"
@@ -159,7 +159,7 @@ class TokenStore:
     def migrate(self) -> None:
         with self._lock:
             if not self._migrated:
-                create_tables(self.engine, metadata)
+                upgrade_api_tables(self.engine)  # Alembic history; the API and the workers may start together
                 self._migrated = True
 
     def close(self) -> None:

@@ -55,7 +55,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from careledger.settings import Settings
-from careledger.sql_schema import create_tables
+from projections.api_migrations import upgrade as upgrade_api_tables
 from projections.sql import tables as t
 
 KEY_SECRET_NAME = "webhook-key"
@@ -139,7 +139,8 @@ class SecretBox:
 
 
 def new_secret() -> str:
-    return SECRET_PREFIX + secrets.token_urlsafe(32)
+    """``whsec_`` + standard base64 of 32 random bytes: the Standard Webhooks secret format."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
 def fingerprint(secret: str) -> str:
@@ -191,7 +192,7 @@ class WebhookStore:
     def migrate(self) -> None:
         with self._lock:
             if not self._migrated:
-                create_tables(self.engine, metadata)  # the API and the workers may start together
+                upgrade_api_tables(self.engine)  # Alembic history; the API and the workers may start together
                 self._migrated = True
 
     def _write(self) -> Any:

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,49 @@ def test_forget_end_to_end(stack: TestStack, kafka_settings: Settings, clickhous
     assert found["control"], "the scan must find the (non-sensitive) village of the victim's events"
     leaks = {name: paths for name, paths in found.items() if name != "control" and paths}
     assert not leaks, leaks
+
+
+def test_forget_run_from_a_shell_purges_the_stores_of_the_local_servers(tmp_path: Path) -> None:
+    """With CARELEDGER_LOCAL_SERVERS the workers write to private servers; `careledger forget` typed
+    in a shell (no URLs in its environment) must purge those stores and say so, not zeros."""
+    from infra.process import free_port
+
+    home = tmp_path / "home"
+    kafka_port, api_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARELEDGER_")}
+    env.update(CARELEDGER_HOME=str(home), CARELEDGER_KAFKA_PORT=str(kafka_port),
+               CARELEDGER_KAFKA_CONTROLLER_PORT=str(free_port()), CARELEDGER_API_PORT=str(api_port),
+               CARELEDGER_LOCAL_SERVERS="postgres")
+
+    def careledger(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "careledger.cli", *args], env=env, cwd=REPO_ROOT, input=stdin,
+                              capture_output=True, text=True, timeout=300)
+
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in [
+        ev("sh-reg", "person.registered", {"person_id": "p-shell"}, {
+            "category": "visual", "grade": 2, "birth_date": "1944-02-29", "hardship": False,
+            "certificate_expires": "2030-01-01"}),
+        ev("sh-pay", "payment.disbursed", {"person_id": "p-shell"}, {
+            "program": "living_subsidy", "amount_fen": 50000, "period": "2024-03"}),
+    ]), encoding="utf-8")
+    try:
+        started = careledger("up")
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "postgres   postgresql" in started.stdout
+        assert careledger("ingest", str(events)).returncode == 0
+        deadline = time.monotonic() + 120
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/api/status", timeout=10) as r:  # noqa: S310
+                if json.loads(r.read())["caught_up"]:
+                    break
+            assert time.monotonic() < deadline, "the processor did not catch up"
+            time.sleep(0.5)
+        forgot = careledger("forget", "p-shell", "--settle", "0")
+    finally:
+        careledger("down")
+    assert forgot.returncode == 0, forgot.stdout + forgot.stderr
+    sql_line = next(line for line in forgot.stdout.splitlines() if line.strip().startswith("sql ("))
+    assert "postgresql" in sql_line and "events 2" in sql_line, forgot.stdout
+    assert "data key destroyed" in forgot.stdout
+    assert not (home / "projections.sqlite3").exists()  # no default SQLite store was made on the side

@@ -8,7 +8,10 @@ from typing import Any
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine
 
+from careledger import migrations
 from careledger.sql_schema import create_tables
+from producers.keystore import KeyStore
+from projections.api.auth import TokenStore
 
 RACE_TABLES = 6
 
@@ -48,5 +51,26 @@ def create_race_tables(url: str) -> None:
     engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
     try:
         create_tables(engine, race_tables_metadata())
+    finally:
+        engine.dispose()
+
+
+def open_keystore_at(url: str) -> str | None:
+    """What a worker does first on a fresh home: open the key store (its migrations run), make a key;
+    returns the revision the database is at afterwards."""
+    store = KeyStore(url, b"race-master-key")
+    try:
+        store.get_or_create(["p1"])
+        return migrations.current(store.engine, migrations.KEYSTORE)
+    finally:
+        store.close()
+
+
+def open_api_tables_at(url: str) -> str | None:
+    """What the API does first: upgrade its tables (tokens, audit log, webhooks); the revision after."""
+    engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+    try:
+        TokenStore(url, engine=engine).migrate()
+        return migrations.current(engine, migrations.API)
     finally:
         engine.dispose()

@@ -139,3 +139,30 @@ def test_keep_without_stamp_is_refused_before_anything_is_written(tmp_path: Path
     assert main(["backup", str(tmp_path / "b"), "--stamp", "--keep", "0"]) == 2
     assert not (tmp_path / "b").exists()
     assert "--keep N (N >= 1) only prunes --stamp backups" in capsys.readouterr().err
+
+
+def test_a_backup_of_release_dd36c12_is_restored_with_unlinkable_tombstones(tmp_path: Path) -> None:
+    import sqlite3
+
+    from infra.backups.tables import upgraded_keystore_copy
+    from producers.keystore import KeyStore
+    from tests.unit.careledger.test_migrations import FIXTURES, MADE, MASTER_KEY
+
+    old = tmp_path / "backup" / "keys.sqlite3"  # what an older release's `careledger backup` wrote
+    old.parent.mkdir()
+    conn = sqlite3.connect(old)
+    conn.executescript((FIXTURES / "keys.sql").read_text(encoding="utf-8"))
+    conn.close()
+    before = old.read_bytes()
+    work = tmp_path / "work"
+    work.mkdir()
+    engine = upgraded_keystore_copy(old, work, MASTER_KEY)
+    assert old.read_bytes() == before  # the backup itself is never changed
+    assert str(work) in str(engine.url)
+    with engine.connect() as conn2:
+        rows = conn2.exec_driver_sql("SELECT * FROM tombstones").all()
+    assert len(rows) == 2 and not {v for r in rows for v in r} & {*MADE["tombstones"], *MADE["tombstones"].values()}
+    restored = KeyStore(str(engine.url), MASTER_KEY)
+    assert set(restored.lookup(list(MADE["kids"]))[1]) == set(MADE["tombstones"])
+    current = upgraded_keystore_copy(work / "keys.sqlite3", tmp_path, MASTER_KEY)
+    assert str(current.url).endswith(str(work / "keys.sqlite3"))  # already current: used as it is

@@ -251,3 +251,46 @@ def test_a_commit_that_succeeds_or_fails_for_good_is_not_hidden():
     assert commit_or_reread(_Consumer(None)) is True
     with pytest.raises(kafka_errors.TopicAuthorizationFailedError):
         commit_or_reread(_Consumer(kafka_errors.TopicAuthorizationFailedError("no")))
+
+
+class _FlakyQueue:
+    """A delivery queue whose enqueue fails with ``errors`` first (then stores nothing, answers 1)."""
+
+    def __init__(self, errors: list[BaseException], deliverer: Deliverer | None = None, stop_after: int = 0) -> None:
+        self.errors, self.calls, self.deliverer, self.stop_after = errors, 0, deliverer, stop_after
+
+    def enqueue(self, rows: list[dict[str, Any]]) -> int:
+        self.calls += 1
+        if self.deliverer is not None and self.calls >= self.stop_after:
+            self.deliverer.stop()  # a safety net: the old loop retried *any* error until stopped
+        if self.errors:
+            raise self.errors.pop(0)
+        return len(rows)
+
+
+def _deliverer_with(settings: Settings, store: WebhookStore, queue: _FlakyQueue) -> Deliverer:
+    deliverer = Deliverer(settings, store, FAST)
+    deliverer.subscriptions = [Subscription("wh_1", "http://127.0.0.1:9/x", "whsec_x", None, None)]
+    deliverer.queue = queue  # type: ignore[assignment]
+    return deliverer
+
+
+def test_a_busy_database_is_waited_out_with_the_shared_backoff(settings: Settings, store: WebhookStore,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    queue = _FlakyQueue([OperationalError("INSERT", {}, Exception("database is locked"))] * 2)
+    deliverer = _deliverer_with(settings, store, queue)
+    with caplog.at_level("WARNING", logger="careledger.webhooks"):
+        assert deliverer.handle(records([alert(1)])) == 1
+    assert queue.calls == 3
+    assert [m for m in caplog.messages if "retrying in" in m and "database is locked" in m]
+
+
+def test_an_error_that_is_not_transient_is_not_retried(settings: Settings, store: WebhookStore) -> None:
+    queue = _FlakyQueue([ValueError("a bug, not a busy database")] * 10, stop_after=4)
+    deliverer = _deliverer_with(settings, store, queue)
+    queue.deliverer = deliverer
+    with pytest.raises(ValueError):
+        deliverer.handle(records([alert(1)]))
+    assert queue.calls == 1  # raised at once: the supervisor restarts the deliverer, the batch is re-read

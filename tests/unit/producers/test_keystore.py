@@ -115,7 +115,41 @@ def test_forget_destroys_the_key_and_its_bytes(tmp_path: Path, keystore: KeyStor
     assert wrapped.encode() not in data and raw_wrapped not in data  # VACUUM + secure_delete
     with pytest.raises(PersonForgotten):
         keystore.get_or_create(["p1"])  # no new key for a forgotten person
-    assert keystore.tombstone_rows()[0].keys() == {"person_id", "tombstone_id", "forgotten_at"}
+    assert keystore.tombstone_rows()[0].keys() == {"person_digest", "forgotten_at"}
+
+
+def test_the_tombstone_table_links_no_erased_row_to_the_person(tmp_path: Path, keystore: KeyStore) -> None:
+    pids = [f"p{i:05d}" for i in range(20)]
+    keystore.get_or_create(pids)
+    tombstone_ids = {pid: keystore.forget(pid) for pid in pids[:5]}
+    # the key store as a file (what a backup or a stolen disk holds): neither the pseudonyms of the
+    # forgotten nor the tombstone ids their erased rows carry in the projections appear in it
+    keystore.engine.dispose()
+    data = (tmp_path / "keys.sqlite3").read_bytes()
+    for pid, tombstone in tombstone_ids.items():
+        assert pid.encode() not in data and tombstone.encode() not in data and tombstone[1:].encode() not in data
+    assert pids[10].encode() in data  # positive control: a living person's key row is there
+    rows = keystore.tombstone_rows()
+    assert len(rows) == 5 and not {v for r in rows for v in r.values()} & {*pids, *tombstone_ids.values()}
+    # ...yet the person is still known as forgotten, with a stable tombstone id (live = replay)
+    reopened = KeyStore(keystore.url, MASTER)
+    forgotten = reopened.forgotten()
+    assert all(pid in forgotten and forgotten[pid] == tombstone_ids[pid] for pid in pids[:5])
+    assert pids[7] not in forgotten and len(set(tombstone_ids.values())) == 5
+    # another deployment (another master key) derives other ids: the id is keyed, not a plain hash
+    other = KeyStore(f"sqlite:///{tmp_path / 'other.sqlite3'}", b"another-master-key")
+    assert other.tombstone_id(pids[0]) != tombstone_ids[pids[0]]
+
+
+def test_erase_says_what_it_did(keystore: KeyStore) -> None:
+    keystore.get_or_create(["p1"])
+    first = keystore.erase("p1")
+    assert first.key_destroyed and first.newly_forgotten
+    again = keystore.erase("p1")
+    assert not again.key_destroyed and not again.newly_forgotten
+    assert again.tombstone_id == first.tombstone_id and again.forgotten_at == first.forgotten_at
+    unknown = keystore.erase("p-never-seen")
+    assert not unknown.key_destroyed and unknown.newly_forgotten
 
 
 def test_sealer_caches_and_notices_forget(keystore: KeyStore) -> None:

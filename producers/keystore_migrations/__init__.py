@@ -1,0 +1,1 @@
+"""Alembic history of the key store (``careledger.migrations.KEYSTORE``): person_keys, tombstones, keystore_meta."""

@@ -1,0 +1,1 @@
+"""Revisions of this history, oldest first (their ids sort in order)."""
