@@ -37,6 +37,7 @@ import mode.loop
 from faust.types import TP
 from mode.utils.times import want_seconds
 
+from careledger.retrying import call_retrying
 from careledger.settings import Settings
 from processors.alert_relay import AlertRelay
 from processors.kafka_auth import faust_broker_options
@@ -50,7 +51,6 @@ from processors.runtime.apply import ProjectionRuntime
 from processors.runtime.contracts import Binding, StoreSource
 from processors.runtime.decoding import RecordDecoder
 from processors.runtime.records import RawRecord
-from processors.runtime.retry import call_retrying
 from producers.publisher import EventPublisher
 
 log = logging.getLogger("careledger.processor")
@@ -251,7 +251,7 @@ def run_worker(settings: Settings, projection: str, source: StoreSource,
     if settings.event_loop == "uvloop":  # before faust/mode create any loop (docs/performance.md)
         mode.loop.use("uvloop")
     # a store that is down at start is waited for here, as during a batch (not a crash loop)
-    binding = call_retrying(source.open, f"store {projection}")
+    binding = call_retrying(source.open, f"store {projection}", logger=log)
     publisher = EventPublisher(settings)
     ops = WorkerMetrics(projection)
     pipeline = Pipeline(settings, projection, binding, publisher, ops)

@@ -29,11 +29,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Generic
 
+from careledger.retrying import MAX_BACKOFF_S, call_retrying, is_transient
 from processors.domain.model import Consumed
 from processors.runtime.contracts import ChangesT, PlanT, Positions, Projection, StateT, Writer
 from processors.runtime.decoding import RecordDecoder
 from processors.runtime.records import BatchStats, DeadLetter, RawRecord
-from processors.runtime.retry import MAX_BACKOFF_S, call_retrying, is_transient
 
 log = logging.getLogger("careledger.processor")
 
@@ -136,8 +136,8 @@ class ProjectionRuntime(Generic[PlanT, StateT, ChangesT]):
 
     def _retrying(self, records: list[Consumed]) -> int:
         return call_retrying(lambda: self._commit(records), f"store {self.writer.name}",
-                             max_backoff_s=self.max_backoff_s, sleep=self.sleep,
-                             give_up=lambda: self.stopping, on_retry=self._count_retry)
+                             max_s=self.max_backoff_s, sleep=self.sleep, give_up=lambda: self.stopping,
+                             on_retry=self._count_retry, logger=log)
 
     def _commit(self, records: list[Consumed]) -> int:
         applied, duplicates = commit_batch(self.projection, self.writer, records)  # 2-7
@@ -147,7 +147,7 @@ class ProjectionRuntime(Generic[PlanT, StateT, ChangesT]):
             hook(applied)
         return applied
 
-    def _count_retry(self) -> None:
+    def _count_retry(self, _error: BaseException, _wait: float) -> None:
         self.stats.retries += 1
 
 

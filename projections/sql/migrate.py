@@ -9,19 +9,20 @@
 from __future__ import annotations
 
 import argparse
-import threading
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 
+from careledger.migrations import ALEMBIC_LOCK
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Alembic's ``context`` and ``op`` are process-global proxies: two stores migrating at the same time
 # in one process (threads, e.g. a replay into SQLite and PostgreSQL side by side) would run one
-# store's revisions against the other's connection.  Migrations are rare and short: serialise them.
-_MIGRATION_LOCK = threading.Lock()
+# store's revisions against the other's connection.  Every Alembic history of the process (read
+# model, key store, API tables) takes the same lock.
 
 
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
@@ -35,7 +36,7 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
-    with _MIGRATION_LOCK:
+    with ALEMBIC_LOCK:
         command.upgrade(alembic_config(connection), revision)
 
 
