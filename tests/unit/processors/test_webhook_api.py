@@ -50,7 +50,7 @@ def test_subscription_lifecycle(api: tuple[TestClient, dict[str, str], Any]) -> 
     one = client.get(f"/api/webhooks/{sid}", headers=admin).json()
     assert one["rules"] == ["visit_hazard"] and one["towns"] == [TOWN_A]
 
-    DeliveryQueue(app.state.webhooks.engine).enqueue([
+    DeliveryQueue(app.state.api.webhooks().engine).enqueue([
         {"delivery_id": "d1", "subscription_id": sid, "alert_id": "A1", "outbox_seq": 1, "body": "{}"}])
     log = client.get(f"/api/webhooks/{sid}/deliveries", headers=admin).json()
     assert log["total"] == 1 and log["items"][0]["status"] == "pending" and "body" not in log["items"][0]

@@ -1,0 +1,159 @@
+"""Small-cell protection of a table of counts: primary and complementary suppression, audited.
+
+A *table* holds every cell a caller without exact access can obtain: town (or ``*``, the whole
+district) x key (or ``*``, every key) x period (a month, quarter, half-year, year, or ``*``, all
+time), and the *equations* that tie them: a parent cell is the sum of its children along one
+dimension (the district is the sum of its towns, a key total the sum of the keys, a quarter the sum
+of its months ...).  Events, amounts and positions add up exactly along every equation; that is
+what a differencing attack uses ("the district total minus the towns I can see").
+
+:func:`protect` returns the cells to suppress:
+
+1. *primary*: cells with ``0 < persons < threshold``;
+2. *complementary*: cells suppressed so that no primary or complementary cell can be computed
+   exactly from the published ones.  The check is exact linear algebra: a suppressed cell is
+   *determined* when its unit vector lies in the row space of the equations restricted to the
+   suppressed cells (reduced row echelon form over the integers modulo a 61-bit prime).  Each
+   determined cell gets one more suppression in one of its equations (the unsuppressed cell with
+   the fewest events, non-empty cells first), and the audit runs again until nothing is determined;
+3. the audit is repeated for every *view*: a set of towns whose cells some caller sees exactly
+   (a caseworker token sees its own towns), so that knowing one's own towns does not unlock a
+   neighbour's small cell either.
+
+Everything here is deterministic (sorted tie-breaks): the same table gives the same suppressions.
+The method and its limits are written down in docs/privacy.md ("Small cells").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+ALL = "*"
+PRIME = (1 << 61) - 1
+MEASURES = ("events", "persons", "amount_fen", "positions")
+
+Cell = tuple[str, str, str]  # (town | "*", key | "*", period | "*")
+Values = dict[str, int]
+
+
+@dataclass
+class Table:
+    """Cells with their exact values, and the additive equations between them."""
+
+    values: dict[Cell, Values]
+    equations: list[tuple[Cell, tuple[Cell, ...]]] = field(default_factory=list)
+
+    def value(self, cell: Cell) -> Values:
+        return self.values.get(cell) or dict.fromkeys(MEASURES, 0)
+
+    def equations_of(self) -> dict[Cell, list[int]]:
+        index: dict[Cell, list[int]] = {}
+        for n, (parent, children) in enumerate(self.equations):
+            for cell in (parent, *children):
+                index.setdefault(cell, []).append(n)
+        return index
+
+
+def primary(table: Table, threshold: int) -> set[Cell]:
+    """Cells with fewer than ``threshold`` persons (but some)."""
+    if threshold <= 1:
+        return set()
+    return {cell for cell, v in table.values.items() if 0 < (v.get("persons") or 0) < threshold}
+
+
+def _known(cell: Cell, view: frozenset[str]) -> bool:
+    return cell[0] != ALL and cell[0] in view
+
+
+def determined(table: Table, suppressed: set[Cell], view: frozenset[str] = frozenset()) -> set[Cell]:
+    """Suppressed cells (not known to ``view``) whose value follows from the published cells, the
+    cells ``view`` knows, and the equations."""
+    unknown = sorted(c for c in suppressed if not _known(c, view))
+    col = {cell: n for n, cell in enumerate(unknown)}
+    basis: dict[int, dict[int, int]] = {}  # pivot column -> row (reduced: no other row has it)
+    for parent, children in table.equations:
+        row: dict[int, int] = {}
+        for cell, coef in ((parent, 1), *((c, -1) for c in children)):
+            j = col.get(cell)
+            if j is not None:
+                row[j] = (row.get(j, 0) + coef) % PRIME
+        row = {j: v for j, v in row.items() if v}
+        if row:
+            _insert(basis, row)
+    return {unknown[p] for p, row in basis.items() if len(row) == 1}
+
+
+def _insert(basis: dict[int, dict[int, int]], row: dict[int, int]) -> None:
+    """Add a row to a reduced row echelon basis (mod PRIME), keeping it fully reduced."""
+    for j in [j for j in row if j in basis]:
+        factor = row.get(j, 0)
+        if factor:
+            for k, v in basis[j].items():
+                row[k] = (row.get(k, 0) - factor * v) % PRIME
+    row = {j: v for j, v in row.items() if v}
+    if not row:
+        return
+    pivot = min(row)
+    inverse = pow(row[pivot], PRIME - 2, PRIME)
+    row = {j: v * inverse % PRIME for j, v in row.items()}
+    for other in basis.values():
+        factor = other.get(pivot)
+        if factor:
+            for k, v in row.items():
+                other[k] = (other.get(k, 0) - factor * v) % PRIME
+            for k in [k for k, v in other.items() if not v]:
+                del other[k]
+    basis[pivot] = row
+
+
+def _cost(table: Table, cell: Cell) -> tuple[int, int, int, int, Cell]:
+    v = table.value(cell)
+    empty = int(not any(v.get(m) for m in MEASURES))
+    return (empty, v.get("events") or 0, v.get("persons") or 0, v.get("amount_fen") or 0, cell)
+
+
+def _complement(table: Table, cell: Cell, suppressed: set[Cell], view: frozenset[str],
+                 index: Mapping[Cell, list[int]]) -> Cell | None:
+    """The cheapest published cell sharing an equation with ``cell`` that ``view`` does not know
+    (or, when there is none, sharing an equation with one of those neighbours)."""
+    ring = {cell}
+    for _ in range(2):
+        neighbours: set[Cell] = set()
+        for c in ring:
+            for n in index.get(c, ()):
+                parent, children = table.equations[n]
+                neighbours.update((parent, *children))
+        candidates = [c for c in neighbours if c not in suppressed and not _known(c, view)]
+        if candidates:
+            return min(candidates, key=lambda c: _cost(table, c))
+        ring = neighbours
+    return None
+
+
+def protect(table: Table, threshold: int, views: Iterable[frozenset[str]] = ()) -> set[Cell]:
+    """Primary plus complementary suppressions such that, for the public view and every view in
+    ``views``, no suppressed cell is determined by what that view can obtain."""
+    suppressed = primary(table, threshold)
+    if not suppressed:
+        return suppressed
+    all_views = [frozenset()] + sorted({frozenset(v) for v in views if v}, key=sorted)
+    index = table.equations_of()
+    while True:
+        added: set[Cell] = set()
+        for view in all_views:
+            for cell in sorted(determined(table, suppressed, view)):
+                touched = {c for n in index.get(cell, ()) for c in (table.equations[n][0], *table.equations[n][1])}
+                if touched & added:
+                    continue  # a suppression added in this pass may already protect it: audit again first
+                extra = _complement(table, cell, suppressed, view, index)
+                if extra is not None:
+                    suppressed.add(extra)
+                    added.add(extra)
+            if added:
+                break  # re-audit every view with the new suppressions
+        if not added:
+            return suppressed
+
+
+__all__ = ["ALL", "MEASURES", "Cell", "Table", "determined", "primary", "protect"]
