@@ -113,46 +113,78 @@ def _cost(table: Table, cell: Cell) -> tuple[int, int, int, int, Cell]:
     return (empty, v.get("events") or 0, v.get("persons") or 0, v.get("amount_fen") or 0, cell)
 
 
-def _complement(table: Table, cell: Cell, suppressed: set[Cell], view: frozenset[str],
-                 index: Mapping[Cell, list[int]]) -> Cell | None:
-    """The cheapest published cell sharing an equation with ``cell`` that ``view`` does not know
-    (or, when there is none, sharing an equation with one of those neighbours)."""
-    ring = {cell}
-    for _ in range(2):
-        neighbours: set[Cell] = set()
-        for c in ring:
-            for n in index.get(c, ()):
-                parent, children = table.equations[n]
-                neighbours.update((parent, *children))
-        candidates = [c for c in neighbours if c not in suppressed and not _known(c, view)]
-        if candidates:
-            return min(candidates, key=lambda c: _cost(table, c))
-        ring = neighbours
-    return None
+def _exposed(table: Table, cell: Cell, hidden: set[Cell], index: Mapping[Cell, list[int]]) -> int:
+    """How many equations of ``cell`` hold no hidden cell yet: hiding ``cell`` makes it the only
+    unknown there, so each needs a complement of its own."""
+    count = 0
+    for n in index.get(cell, ()):
+        parent, children = table.equations[n]
+        if not any(c in hidden for c in (parent, *children) if c != cell):
+            count += 1
+    return count
+
+
+def _pick(table: Table, candidates: Iterable[Cell], hidden: set[Cell], index: Mapping[Cell, list[int]]) -> Cell | None:
+    """The complement that opens the fewest new leaks; then non-empty, fewest events."""
+    return min(candidates, default=None, key=lambda c: (_cost(table, c)[0], _exposed(table, c, hidden, index),
+                                                        *_cost(table, c)[1:]))
+
+
+def _close_singletons(table: Table, suppressed: set[Cell], view: frozenset[str],
+                      index: Mapping[Cell, list[int]]) -> None:
+    """Until no equation holds exactly one hidden cell (the plain "total minus the rest" leak): give
+    each such equation a second hidden cell.  No linear algebra: every one of these is needed."""
+    hidden = {c for c in suppressed if not _known(c, view)}
+    pending = sorted({n for c in hidden for n in index.get(c, ())})
+    while pending:
+        n = pending.pop()
+        parent, children = table.equations[n]
+        members = (parent, *children)
+        inside = [c for c in members if c in hidden]
+        if len(inside) != 1:
+            continue
+        extra = _pick(table, (c for c in members if c not in suppressed and not _known(c, view)), hidden, index)
+        if extra is None:
+            continue
+        suppressed.add(extra)
+        hidden.add(extra)
+        pending.extend(sorted(index.get(extra, ())))
 
 
 def protect(table: Table, threshold: int, views: Iterable[frozenset[str]] = ()) -> set[Cell]:
     """Primary plus complementary suppressions such that, for the public view and every view in
-    ``views``, no suppressed cell is determined by what that view can obtain."""
+    ``views``, no suppressed cell is determined by what that view can obtain.
+
+    Per view: close every equation left with a single hidden cell (cheap, always needed), then
+    audit; a cell still determined (by a longer chain of equations) gets one more complement among
+    its neighbours, and the two steps repeat until the audit finds nothing for any view."""
     suppressed = primary(table, threshold)
     if not suppressed:
         return suppressed
     all_views = [frozenset()] + sorted({frozenset(v) for v in views if v}, key=sorted)
     index = table.equations_of()
+    stuck: set[tuple[Cell, frozenset[str]]] = set()
     while True:
-        added: set[Cell] = set()
         for view in all_views:
-            for cell in sorted(determined(table, suppressed, view)):
-                touched = {c for n in index.get(cell, ()) for c in (table.equations[n][0], *table.equations[n][1])}
-                if touched & added:
-                    continue  # a suppression added in this pass may already protect it: audit again first
-                extra = _complement(table, cell, suppressed, view, index)
-                if extra is not None:
-                    suppressed.add(extra)
-                    added.add(extra)
-            if added:
-                break  # re-audit every view with the new suppressions
-        if not added:
+            _close_singletons(table, suppressed, view, index)
+            open_cells = [c for c in determined(table, suppressed, view) if (c, view) not in stuck]
+            if not open_cells:
+                continue
+            cell = min(open_cells, key=lambda c: _cost(table, c))
+            hidden = {c for c in suppressed if not _known(c, view)}
+            around = {c for n in index.get(cell, ()) for c in (table.equations[n][0], *table.equations[n][1])}
+            extra = _pick(table, (c for c in around if c not in suppressed and not _known(c, view)), hidden, index)
+            if extra is None:  # everything around it is hidden already: reach one equation further
+                further = {c for nb in around for n in index.get(nb, ())
+                           for c in (table.equations[n][0], *table.equations[n][1])}
+                extra = _pick(table, (c for c in further if c not in suppressed and not _known(c, view)),
+                              hidden, index)
+            if extra is None:
+                stuck.add((cell, view))
+            else:
+                suppressed.add(extra)
+            break
+        else:
             return suppressed
 
 
