@@ -26,6 +26,8 @@ The method and its limits are written down in docs/privacy.md ("Small cells").
 
 from __future__ import annotations
 
+import heapq
+import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -68,10 +70,16 @@ def _known(cell: Cell, view: frozenset[str]) -> bool:
 
 def determined(table: Table, suppressed: set[Cell], view: frozenset[str] = frozenset()) -> set[Cell]:
     """Suppressed cells (not known to ``view``) whose value follows from the published cells, the
-    cells ``view`` knows, and the equations."""
+    cells ``view`` knows, and the equations.
+
+    Unknown ``s`` is fixed iff every solution of the homogeneous system (equations restricted to
+    the unknowns) has ``x_s = 0``.  One random solution (free unknowns drawn at random modulo a
+    61-bit prime, the rest by back substitution on a row echelon form) is non-zero at every unknown
+    that is not fixed, except with probability 2^-61 per unknown; two draws make a miss (which
+    would only hide one cell too many, never show one) vanishingly rare."""
     unknown = sorted(c for c in suppressed if not _known(c, view))
     col = {cell: n for n, cell in enumerate(unknown)}
-    basis: dict[int, dict[int, int]] = {}  # pivot column -> row (reduced: no other row has it)
+    echelon = _Echelon()
     for parent, children in table.equations:
         row: dict[int, int] = {}
         for cell, coef in ((parent, 1), *((c, -1) for c in children)):
@@ -80,31 +88,51 @@ def determined(table: Table, suppressed: set[Cell], view: frozenset[str] = froze
                 row[j] = (row.get(j, 0) + coef) % PRIME
         row = {j: v for j, v in row.items() if v}
         if row:
-            _insert(basis, row)
-    return {unknown[p] for p, row in basis.items() if len(row) == 1}
+            echelon.insert(row)
+    rng = random.Random(len(unknown))  # deterministic: the same table gives the same answer
+    zero = set(range(len(unknown)))
+    for _ in range(2):
+        x = echelon.solution(len(unknown), rng)
+        zero = {j for j in zero if x[j] == 0}
+    return {unknown[j] for j in zero}
 
 
-def _insert(basis: dict[int, dict[int, int]], row: dict[int, int]) -> None:
-    """Add a row to a reduced row echelon basis (mod PRIME), keeping it fully reduced."""
-    for j in [j for j in row if j in basis]:
-        factor = row.get(j, 0)
-        if factor:
-            for k, v in basis[j].items():
-                row[k] = (row.get(k, 0) - factor * v) % PRIME
-    row = {j: v for j, v in row.items() if v}
-    if not row:
-        return
-    pivot = min(row)
-    inverse = pow(row[pivot], PRIME - 2, PRIME)
-    row = {j: v * inverse % PRIME for j, v in row.items()}
-    for other in basis.values():
-        factor = other.get(pivot)
-        if factor:
-            for k, v in row.items():
-                other[k] = (other.get(k, 0) - factor * v) % PRIME
-            for k in [k for k, v in other.items() if not v]:
-                del other[k]
-    basis[pivot] = row
+class _Echelon:
+    """A row echelon basis over the integers modulo ``PRIME``: each row's pivot is its smallest
+    column, rows hold only columns after their pivot, and pivots are distinct."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, dict[int, int]] = {}
+
+    def insert(self, row: dict[int, int]) -> None:
+        pending = [j for j in row if j in self.rows]
+        heapq.heapify(pending)
+        while pending:
+            j = heapq.heappop(pending)
+            factor = row.get(j, 0)
+            if not factor:
+                continue
+            for k, v in self.rows[j].items():
+                before = row.get(k, 0)
+                after = (before - factor * v) % PRIME
+                if after:
+                    row[k] = after
+                    if not before and k in self.rows:
+                        heapq.heappush(pending, k)
+                else:
+                    row.pop(k, None)
+        if not row:
+            return
+        pivot = min(row)
+        inverse = pow(row[pivot], PRIME - 2, PRIME)
+        self.rows[pivot] = {j: v * inverse % PRIME for j, v in row.items()}
+
+    def solution(self, n: int, rng: random.Random) -> list[int]:
+        """A random solution of the homogeneous system: free unknowns random, pivots solved."""
+        x = [0 if j in self.rows else rng.randrange(1, PRIME) for j in range(n)]
+        for pivot in sorted(self.rows, reverse=True):
+            x[pivot] = -sum(v * x[k] for k, v in self.rows[pivot].items() if k != pivot) % PRIME
+        return x
 
 
 def _cost(table: Table, cell: Cell) -> tuple[int, int, int, int, Cell]:
@@ -167,25 +195,37 @@ def protect(table: Table, threshold: int, views: Iterable[frozenset[str]] = ()) 
     while True:
         for view in all_views:
             _close_singletons(table, suppressed, view, index)
-            open_cells = [c for c in determined(table, suppressed, view) if (c, view) not in stuck]
+            open_cells = sorted((c for c in determined(table, suppressed, view) if (c, view) not in stuck),
+                                key=lambda c: _cost(table, c))
             if not open_cells:
                 continue
-            cell = min(open_cells, key=lambda c: _cost(table, c))
-            hidden = {c for c in suppressed if not _known(c, view)}
-            around = {c for n in index.get(cell, ()) for c in (table.equations[n][0], *table.equations[n][1])}
-            extra = _pick(table, (c for c in around if c not in suppressed and not _known(c, view)), hidden, index)
-            if extra is None:  # everything around it is hidden already: reach one equation further
-                further = {c for nb in around for n in index.get(nb, ())
-                           for c in (table.equations[n][0], *table.equations[n][1])}
-                extra = _pick(table, (c for c in further if c not in suppressed and not _known(c, view)),
-                              hidden, index)
-            if extra is None:
-                stuck.add((cell, view))
-            else:
-                suppressed.add(extra)
-            break
+            added: set[Cell] = set()
+            for cell in open_cells:  # one complement per determined cell, unless one was just added nearby
+                around = {c for n in index.get(cell, ()) for c in (table.equations[n][0], *table.equations[n][1])}
+                if around & added:
+                    continue
+                extra = _neighbour(table, cell, around, suppressed, view, index)
+                if extra is None:
+                    stuck.add((cell, view))
+                else:
+                    suppressed.add(extra)
+                    added.add(extra)
+            if added:
+                break
         else:
             return suppressed
+
+
+def _neighbour(table: Table, cell: Cell, around: set[Cell], suppressed: set[Cell], view: frozenset[str],
+               index: Mapping[Cell, list[int]]) -> Cell | None:
+    """A complement for a cell determined through a chain of equations: among its neighbours, or
+    (when they are all hidden) one equation further."""
+    hidden = {c for c in suppressed if not _known(c, view)}
+    extra = _pick(table, (c for c in around if c not in suppressed and not _known(c, view)), hidden, index)
+    if extra is None:
+        further = {c for nb in around for n in index.get(nb, ()) for c in (table.equations[n][0], *table.equations[n][1])}
+        extra = _pick(table, (c for c in further if c not in suppressed and not _known(c, view)), hidden, index)
+    return extra
 
 
 __all__ = ["ALL", "MEASURES", "Cell", "Table", "determined", "primary", "protect"]

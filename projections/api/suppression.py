@@ -20,6 +20,7 @@ Postings (employers' positions, no persons) are never suppressed.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -30,6 +31,8 @@ from typing import Any
 from projections.api.problems import NEEDS_EXACT_ACCESS, Problem
 from projections.api.report import period_range
 from projections.disclosure import ALL, MEASURES, Cell, Table, protect
+
+log = logging.getLogger("careledger.api")
 
 REFRESH_S = 10.0
 SUPPRESSED: dict[str, Any] = {"events": None, "persons": None, "amount_fen": None, "positions": None,
@@ -164,7 +167,10 @@ class Published:
 
 
 class Publisher:
-    """The published tables, one per (store, kind), rebuilt when the store moved on."""
+    """The published tables, one per (store, kind).  The first answer of a kind waits for its
+    table; afterwards a table is served until it is ``refresh_s`` old and the store has moved on
+    (``store.offsets()``), and then rebuilt in the background while the old one is still served
+    (building takes seconds on a large district: docs/privacy.md gives figures)."""
 
     def __init__(self, threshold: int, views: Callable[[], list[tuple[str, ...]]],
                  refresh_s: float = REFRESH_S, clock: Callable[[], float] = time.monotonic) -> None:
@@ -174,23 +180,53 @@ class Publisher:
         self.clock = clock
         self._lock = threading.Lock()
         self._tables: dict[tuple[int, str], Published] = {}
+        self._building: dict[tuple[int, str], threading.Lock] = {}
+        self._refreshing: set[tuple[int, str]] = set()
 
     def table(self, store: Any, kind: str) -> Published:
         key = (id(store), kind)
         with self._lock:
             found = self._tables.get(key)
-            now = self.clock()
-            if found is not None and now - found.built_at < self.refresh_s:
+            building = self._building.setdefault(key, threading.Lock())
+        if found is None:
+            with building:  # concurrent first requests wait for one build
+                with self._lock:
+                    found = self._tables.get(key)
+                return found if found is not None else self._build(store, kind, key)
+        if self.clock() - found.built_at < self.refresh_s:
+            return found
+        if store.offsets() == found.version:
+            found.built_at = self.clock()
+            return found
+        with self._lock:
+            if key in self._refreshing:
                 return found
-            version = store.offsets()
-            if found is not None and found.version == version:
-                found.built_at = now
-                return found
-            views = [frozenset(v) for v in self.views()]
-            table = build_table(store, kind)
-            published = Published(table, protect(table, self.threshold, views), version, now)
+            self._refreshing.add(key)
+        threading.Thread(target=self._refresh, args=(store, kind, key, building), daemon=True,
+                         name=f"careledger-publish-{kind}").start()
+        return found
+
+    def _refresh(self, store: Any, kind: str, key: tuple[int, str], building: threading.Lock) -> None:
+        try:
+            with building:
+                self._build(store, kind, key)
+        except Exception:  # noqa: BLE001 - the old table stays; the next request tries again
+            log.exception("could not rebuild the published %s table", kind)
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
+
+    def _build(self, store: Any, kind: str, key: tuple[int, str]) -> Published:
+        version = store.offsets()  # before reading: a table is never newer than its version says
+        started = self.clock()
+        table = build_table(store, kind)
+        published = Published(table, protect(table, self.threshold, [frozenset(v) for v in self.views()]),
+                              version, self.clock())
+        log.info("published %s table: %d cells, %d hidden, %.2f s", kind, len(table.values),
+                 len(published.suppressed), self.clock() - started)
+        with self._lock:
             self._tables[key] = published
-            return published
+        return published
 
 
 def refuse_range() -> Problem:
