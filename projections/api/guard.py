@@ -18,6 +18,7 @@ from projections.api import problems
 from projections.api.auth import ANONYMOUS, Principal, TokenStore, bearer_token, is_credential
 from projections.api.policy import ALLOWED, AUDITED, PUBLIC, policy_for
 from projections.api.problems import Problem
+from schemas.idnumber import contains_id_number
 
 PRINCIPAL_KEY = "careledger.principal"
 AUDIT_KEY = "careledger.audit"
@@ -73,6 +74,17 @@ def audit_person(request: Request, person_id: str) -> None:
         audit["person_id"] = person_id
 
 
+ID_AS_PERSON = ("must be the pseudonymous person id, not a national ID number: find a person by ID number with POST "
+                "/api/persons/lookup (the number then never appears in a URL or a log)")
+
+
+def not_an_id_number(person_id: str | None, where: str = "query") -> None:
+    """422 (without echo) for a person_id that is a national ID number: one in a URL would end up in
+    logs and browser history; the lookup takes it in a body instead."""
+    if person_id is not None and contains_id_number(person_id):
+        raise problems.invalid("person_id", ID_AS_PERSON, where=where)
+
+
 def person_town(store: Any, person_id: str) -> str | None:
     agg = store.person_aggregate(person_id)
     return None if agg is None else agg.town
@@ -86,5 +98,5 @@ def require_person(principal: Principal, store: Any, person_id: str) -> None:
         raise Problem(403, "the person is outside the towns of this token")
 
 
-__all__ = ["AUDIT_KEY", "BEARER", "PRINCIPAL_KEY", "Caller", "audit_person", "authorize", "person_town",
-           "require_person"]
+__all__ = ["AUDIT_KEY", "BEARER", "PRINCIPAL_KEY", "Caller", "audit_person", "authorize", "not_an_id_number",
+           "person_town", "require_person"]

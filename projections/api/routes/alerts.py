@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body, Path, Query
 from projections.api.alert_actions import record_alert_action_event
 from projections.api.auth import Principal
 from projections.api.context import Api
-from projections.api.guard import Caller, person_town, require_person
+from projections.api.guard import Caller, not_an_id_number, person_town, require_person
 from projections.api.models import ActionIn, Alert, Alerts
 from projections.api.params import Limit, Offset, PersonId, Rule, Snapshot
 from projections.api.problems import Problem, responses
@@ -38,6 +38,7 @@ def alerts(
     offset: Offset = 0,
     snapshot: Snapshot = None,
 ) -> dict[str, Any]:
+    not_an_id_number(person_id)
     source = api.source(snapshot, person_level=True)
     if person_id is not None:
         require_person(caller, source, person_id)

@@ -14,22 +14,18 @@ from fastapi import APIRouter, Path, Request
 
 from producers.pseudonym import InvalidIdNumber
 from projections.api.context import Api
-from projections.api.guard import Caller, audit_person, require_person
+from projections.api.guard import Caller, audit_person, not_an_id_number, require_person
 from projections.api.models import LookupIn, LookupOut, Timeline
-from projections.api.problems import Problem, invalid, responses
-from schemas.idnumber import contains_id_number
+from projections.api.problems import Problem, responses
 
 router = APIRouter(tags=["person level"])
-ID_IN_URL = ("person_id must be the pseudonymous person id, not a national ID number: find a person by ID number "
-             "with POST /api/persons/lookup (the number then never appears in a URL or a log)")
 
 
 @router.get("/api/persons/{person_id}/timeline", summary="A person's events and alerts", response_model=Timeline,
             response_model_exclude_unset=True, responses=responses(404))
 def timeline(api: Api, caller: Caller,
              person_id: Annotated[str, Path(max_length=128, description="a pseudonymous person_id")]) -> dict[str, Any]:
-    if contains_id_number(person_id):
-        raise invalid("person_id", ID_IN_URL, where="path")
+    not_an_id_number(person_id, where="path")
     require_person(caller, api.store, person_id)
     answer = api.store.person_timeline(person_id)
     if answer["person"] is None and not answer["events"]:

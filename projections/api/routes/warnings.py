@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from projections.api.context import Api
-from projections.api.guard import Caller, require_person
+from projections.api.guard import Caller, not_an_id_number, require_person
 from projections.api.models import Warnings
 from projections.api.params import AsOfDate, Limit, Offset, PersonId, Rule, Snapshot
 from projections.api.problems import responses
@@ -28,6 +28,7 @@ def warnings(
     offset: Offset = 0,
     snapshot: Snapshot = None,
 ) -> dict[str, Any]:
+    not_an_id_number(person_id)
     source = api.source(snapshot, person_level=True)
     if person_id is not None:
         require_person(caller, source, person_id)
