@@ -39,7 +39,7 @@ from tests.unit.producers.conftest import FakeProducer
 from tests.unit.projections.api.conftest import district
 
 SEED = 20240701
-EXAMPLES_PER_OPERATION = 25
+EXAMPLES_PER_OPERATION = 50
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]  # schemathesis' default
 
 

@@ -4,6 +4,8 @@
   subscription and its ``secret`` (``whsec_...``), shown only this once;
 - ``GET /api/webhooks``, ``GET /api/webhooks/{subscription_id}`` (never the secret);
 - ``DELETE /api/webhooks/{subscription_id}``: stops deliveries (pending ones become ``cancelled``);
+  from then on the subscription and its delivery log answer 404 (the row is kept: ``GET
+  /api/webhooks?include_deleted=true`` lists it, with ``deleted_at``);
 - ``GET /api/webhooks/{subscription_id}/deliveries?status=&alert_id=&limit=&offset=``: the delivery log.
 
 The tables and their SQL are ``projections/webhook_store.py``; this module only calls it.
@@ -76,9 +78,16 @@ def list_subscriptions(api: Api, include_deleted: Annotated[StrictBool, Query()]
 @router.get("/api/webhooks/{subscription_id}", summary="One webhook subscription (admin)",
             response_model=Subscription, responses=UNKNOWN)
 def get_subscription(api: Api, subscription_id: SubscriptionId) -> dict[str, Any]:
+    return _active(api, subscription_id)
+
+
+def _active(api: Api, subscription_id: str) -> dict[str, Any]:
     found = api.webhooks().get(subscription_id)
     if found is None:
         raise Problem(404, "no webhook subscription with this subscription_id")
+    if not found["active"]:
+        raise Problem(404, f"the webhook subscription was deleted at {found['deleted_at']} (GET /api/webhooks?"
+                           "include_deleted=true lists it)")
     return found
 
 
@@ -101,7 +110,5 @@ def list_deliveries(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    store = api.webhooks()
-    if store.get(subscription_id) is None:
-        raise Problem(404, "no webhook subscription with this subscription_id")
-    return store.deliveries(subscription_id, status=status, alert_id=alert_id, limit=limit, offset=offset)
+    _active(api, subscription_id)
+    return api.webhooks().deliveries(subscription_id, status=status, alert_id=alert_id, limit=limit, offset=offset)
