@@ -155,6 +155,7 @@ class Published:
     suppressed: set[Cell]
     version: Any
     built_at: float
+    store: Any = None  # the store it was built from (an id() alone could be reused by another store)
 
     def cell(self, town: str | None, key: str | None, period: str, exact: bool = False) -> dict[str, Any]:
         c = (town if town is not None else ALL, key if key is not None else ALL, period)
@@ -187,12 +188,14 @@ class Publisher:
         key = (id(store), kind)
         with self._lock:
             found = self._tables.get(key)
+            if found is not None and found.store is not store:
+                found = None
             building = self._building.setdefault(key, threading.Lock())
         if found is None:
             with building:  # concurrent first requests wait for one build
                 with self._lock:
                     found = self._tables.get(key)
-                return found if found is not None else self._build(store, kind, key)
+                return found if found is not None and found.store is store else self._build(store, kind, key)
         if self.clock() - found.built_at < self.refresh_s:
             return found
         if store.offsets() == found.version:
@@ -221,7 +224,7 @@ class Publisher:
         started = self.clock()
         table = build_table(store, kind)
         published = Published(table, protect(table, self.threshold, [frozenset(v) for v in self.views()]),
-                              version, self.clock())
+                              version, self.clock(), store)
         log.info("published %s table: %d cells, %d hidden, %.2f s", kind, len(table.values),
                  len(published.suppressed), self.clock() - started)
         with self._lock:

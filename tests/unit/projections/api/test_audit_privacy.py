@@ -7,8 +7,6 @@ masks it.  Checked through ``/api/audit`` and in the stored rows.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select

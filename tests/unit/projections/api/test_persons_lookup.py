@@ -18,7 +18,7 @@ from sqlalchemy import select
 from producers.pseudonym import Pseudonymiser
 from projections.api.auth import audit_log
 from tests.support.reliability import record
-from tests.unit.projections.api.conftest import ID_NUMBER, TOWN_A, TOWN_B, auth, register_by_id_number
+from tests.unit.projections.api.conftest import ID_NUMBER, TOWN_B, auth, register_by_id_number
 
 UNKNOWN_ID = "330283199003071234"  # valid check digit, nobody registered
 BAD_CHECK_DIGIT = "330283199003071235"
