@@ -58,6 +58,9 @@ def counts(
     town: Town = None,
     snapshot: Snapshot = None,
 ) -> dict[str, Any]:
+    """CONTRACT §2.  Without exact access (see docs/privacy.md) `from`/`to` must be a calendar month,
+    quarter, half-year or year (or both absent: all time), else 403; small cells, and the cells that
+    would reveal them, come back with every measure null and `suppressed: true`."""
     source = api.source(snapshot)
     if kind == "posting" or sees_exact(api, caller, town):
         return source.counts(kind, key, date_from, date_to, town)
@@ -80,6 +83,9 @@ def grouped(
     town: Town = None,
     key: Key = None,
 ) -> dict[str, Any]:
+    """One row per group that has events.  Without exact access: month rows are whole months (the
+    range is widened, and `from`/`to` say so), other rows need a calendar period as for /api/counts,
+    daily rows (`group_by=date`) answer 403."""
     columns = list(dict.fromkeys(group_by))
     store = api.store
     exact_all = caller.is_admin or (caller.anonymous and api.settings.anonymous_aggregates == "exact")
@@ -123,6 +129,8 @@ def grouped(
 @router.get("/api/report", summary="The half-year report table (default: the current half)", response_model=Report,
             response_model_exclude_unset=True, responses=responses(s403=REFUSED))
 def report(api: Api, caller: Caller, date_from: DateFrom = None, date_to: DateTo = None) -> dict[str, Any]:
+    """One row per line of the packaged report definition (report.csv).  Without exact access the
+    period must be a calendar period, as for /api/counts."""
     if date_from is None or date_to is None:
         half_from, half_to = current_half(today_shanghai())
         date_from, date_to = date_from or half_from, date_to or half_to
