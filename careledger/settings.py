@@ -151,10 +151,10 @@ class Settings:
     # aggregate answers with fewer distinct persons than this are suppressed for anonymous and
     # viewer callers of the read API (CARELEDGER_SMALL_CELL; 0 or 1 turns suppression off)
     small_cell_threshold: int = 5
-    # Small-cell suppression for callers WITHOUT a token: "exact" keeps CONTRACT.md's open
-    # /api/counts (a stack on the federation's own network, the wall dashboard); a deployment
-    # reachable from outside sets "suppressed".  Callers with a viewer token are always suppressed.
-    anonymous_aggregates: str = "exact"
+    # Small-cell suppression for callers WITHOUT a token (CARELEDGER_ANONYMOUS_AGGREGATES):
+    # "suppressed" (default) gives them what a viewer token gets; an operator may opt in to "exact"
+    # (a stack on the federation's own network, the wall dashboard).  Viewers are always suppressed.
+    anonymous_aggregates: str = "suppressed"
     # Key store of the per-person data keys and erasure tombstones (docs/privacy.md), a SQLAlchemy
     # URL (CARELEDGER_KEYSTORE_URL); empty: sqlite:///<home>/keys.sqlite3, see ``keystore_db_url``.
     keystore_url: str = ""
@@ -256,7 +256,7 @@ class Settings:
             batch_within_s=float(_env("CARELEDGER_BATCH_WITHIN_S", "0.5")),
             kafka_security=security,
             small_cell_threshold=int(_env("CARELEDGER_SMALL_CELL", "5")),
-            anonymous_aggregates=_env("CARELEDGER_ANONYMOUS_AGGREGATES", "exact"),
+            anonymous_aggregates=_env("CARELEDGER_ANONYMOUS_AGGREGATES", "suppressed"),
             keystore_url=_env("CARELEDGER_KEYSTORE_URL", ""),
             metrics_port=int(_env("CARELEDGER_METRICS_PORT", "0")),
             metrics_addr=_env("CARELEDGER_METRICS_ADDR", "127.0.0.1"),

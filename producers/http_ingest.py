@@ -8,6 +8,8 @@ Rejected events go to the dead-letter topic (origin ``{"source": "http", "line":
 Answer ``{"accepted": n, "duplicates": n, "rejected": [{"index": i, "reasons": [...]}]}``:
 - 200 when nothing was rejected; 422 when any event was rejected — the valid events of that
   request ARE published all the same (one bad record never blocks the good ones, as in ingest);
+  the 422 answer is an RFC 9457 problem document (``application/problem+json``, like every error
+  of the read API) carrying the same three members;
 - 400 body not JSON / wrong shape, 413 body too large, 503 Kafka did not acknowledge (nothing is
   lost by retrying the whole request: event ids make re-sends harmless).
 The response is sent only after Kafka acknowledged every accepted event.
@@ -132,4 +134,9 @@ async def post_events(
         answer = await run_in_threadpool(process, items, publisher, pseudonymiser, rules)
     except PublishError as exc:
         raise HTTPException(status_code=503, detail=f"{exc}; retry the request") from None
-    return JSONResponse(answer, status_code=422 if answer["rejected"] else 200)
+    if not answer["rejected"]:
+        return JSONResponse(answer)
+    problem = {"type": "urn:careledger:problem:events-rejected", "title": "Some events were rejected", "status": 422,
+               "detail": f"{len(answer['rejected'])} of {len(items)} events rejected (see rejected); the accepted "
+                         "ones were published", "instance": request.url.path}
+    return JSONResponse({**problem, **answer}, status_code=422, media_type="application/problem+json")

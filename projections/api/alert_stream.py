@@ -23,6 +23,10 @@ can never see seq N+1 before N.
 Policy ``person_level``: caseworkers only receive alerts of their towns (the cursor still moves
 past the others, which they never see); admins receive all.  The request is audited when the
 stream opens.
+
+Revocation ends open streams: the token is checked again every ``REVALIDATE_S`` seconds (and before
+every batch of frames); once it is revoked the stream sends ``event: revoked`` and closes, so a
+revoked token receives nothing more than ``REVALIDATE_S`` after ``careledger token revoke``.
 """
 
 from __future__ import annotations
@@ -33,18 +37,35 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from projections.api.context import Api
+from projections.api.guard import Caller
+from projections.api.params import StrictBool
+from projections.api.problems import Problem, invalid, responses
 from projections.sql import tables as t
 
 POLL_S = 0.5
 HEARTBEAT_S = 15.0
+REVALIDATE_S = 2.0
 READ_BATCH = 500
 RETRY_MS = 2000
+#: one server-sent event, as the OpenAPI description shows it (``schema`` describes each event)
+EVENT_SCHEMA = {
+    "type": "object", "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["alert", "revoked"]},
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "the outbox seq (resume with Last-Event-ID)"},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "description": "alert: the careledger.alerts message plus outbox_seq; revoked: {detail}"},
+        "retry": {"type": "integer"},
+    },
+}
+REVOKED_FRAME = 'event: revoked\ndata: {"detail":"the token of this stream was revoked"}\n\n'
 
 
 class OutboxReader:
@@ -88,14 +109,10 @@ def frame(seq: int, alert: dict[str, Any]) -> str:
 
 def parse_last_event_id(header: str | None, query: int | None) -> int | None:
     """The seq to resume after: the header wins (browsers send it on reconnect), then the query."""
-    if header is not None and header.strip():
-        try:
-            value = int(header.strip())
-        except ValueError:
-            raise HTTPException(422, "Last-Event-ID must be an outbox seq (a non-negative integer)") from None
-        if value < 0:
-            raise HTTPException(422, "Last-Event-ID must be an outbox seq (a non-negative integer)")
-        return value
+    if header is not None:
+        if not header.isascii() or not header.isdigit() or len(header) > 19:
+            raise invalid("Last-Event-ID", "must be an outbox seq (a non-negative integer)", where="header")
+        return int(header)
     return query
 
 
@@ -122,13 +139,22 @@ async def alert_events(
     follow: bool = True,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    still_allowed: Callable[[], bool] | None = None,
+    revalidate_s: float = REVALIDATE_S,
 ) -> AsyncIterator[str]:
-    """SSE text chunks: a ``retry`` hint, then every visible outbox row after ``cursor``, forever."""
+    """SSE text chunks: a ``retry`` hint, then every visible outbox row after ``cursor``, forever
+    (until the client leaves, or ``still_allowed()`` -- checked every ``revalidate_s`` -- says no)."""
     yield f"retry: {RETRY_MS}\n\n"
     last_write = clock()
+    checked = clock()
     while True:
         if await is_disconnected():
             return
+        if still_allowed is not None and clock() - checked >= revalidate_s:
+            checked = clock()
+            if not await run_in_threadpool(still_allowed):
+                yield REVOKED_FRAME
+                return
         rows = await run_in_threadpool(reader.after, cursor, READ_BATCH)
         if rows:
             cursor = rows[-1][0]
@@ -150,27 +176,39 @@ router = APIRouter(tags=["person level"])
 
 
 @router.get("/api/alerts/stream", summary="Alert changes as Server-Sent Events (resume with Last-Event-ID)",
-            response_class=StreamingResponse)
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
+                             "description": "Server-sent events, one per alert change: id (the outbox seq), "
+                                            "event alert, data (the careledger.alerts message plus outbox_seq); "
+                                            "event revoked when the token is revoked, then the stream ends"},
+                       **responses(s501="The active store keeps no alert outbox (not an SQL store)")})
 async def alert_stream(
+    api: Api,
+    caller: Caller,
     request: Request,
-    last_event_id: Annotated[int | None, Query(ge=0, description="resume after this outbox seq "
-                                                                   "(the Last-Event-ID header wins)")] = None,
-    follow: Annotated[bool, Query(description="false: send what is there and close (catch-up mode)")] = True,
+    last_event_id: Annotated[int | None, Query(ge=0, le=2**62, description="resume after this outbox seq "
+                                                                          "(the Last-Event-ID header wins)")] = None,
+    follow: Annotated[StrictBool, Query(description="false: send what is there and close (catch-up mode)")] = True,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID", pattern="^[0-9]{1,18}$",
+                                                       description="resume after this outbox seq (browsers' "
+                                                                   "EventSource sends it on reconnect)")] = None,
 ) -> StreamingResponse:
-    from projections.api.app import PRINCIPAL_KEY
-
-    principal = request.scope.get(PRINCIPAL_KEY)
-    engine = await run_in_threadpool(engine_of, request.app.state.store)
+    engine = await run_in_threadpool(engine_of, api.store)
     if engine is None:
-        raise HTTPException(501, "the alert stream needs the SQL store (its alert_outbox table)")
+        raise Problem(501, "the alert stream needs the SQL store (its alert_outbox table)")
     reader = OutboxReader(engine)
-    cursor = parse_last_event_id(request.headers.get("last-event-id"), last_event_id)
+    cursor = parse_last_event_id(last_event_id_header, last_event_id)
     if cursor is None:
         cursor = await run_in_threadpool(reader.last_seq)
-    town_filter = principal.town_filter() if principal is not None else []
+    town_filter = caller.town_filter()
     towns = None if town_filter is None else frozenset(town_filter)
+
+    def still_allowed() -> bool:
+        return api.tokens.is_active(caller)
+
     return StreamingResponse(
-        alert_events(reader, cursor, towns=towns, is_disconnected=request.is_disconnected, follow=follow),
+        alert_events(reader, cursor, towns=towns, is_disconnected=request.is_disconnected, follow=follow,
+                     still_allowed=still_allowed),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, quote
 
 from sqlalchemy import (
     JSON,
@@ -47,10 +49,19 @@ from sqlalchemy.pool import StaticPool
 from careledger.secret_files import create_secret_file
 from careledger.settings import Settings
 from projections.api_migrations import upgrade as upgrade_api_tables
+from schemas.idnumber import MASK, contains_id_number, mask_ids
 
 ROLES = ("viewer", "caseworker", "admin")
 TOKEN_PREFIX = "cl_"
 ADMIN_TOKEN_NAME = "local-admin"
+REDACTED = "[REDACTED]"
+#: query parameters whose value is a credential whatever it looks like
+CREDENTIAL_PARAMS = frozenset({
+    "token", "access_token", "accesstoken", "auth", "authorization", "bearer", "api_key", "apikey", "api-key",
+    "password", "passwd", "secret", "client_secret", "refresh_token", "id_token", "jwt", "session",
+})
+#: values that are credentials whatever parameter carries them (API tokens, webhook secrets)
+CREDENTIAL_VALUE = re.compile(r"(?i)^(bearer\s+|cl_|whsec_)")
 
 metadata = MetaData()
 
@@ -91,6 +102,8 @@ class Principal:
     name: str | None
     role: str | None
     towns: tuple[str, ...] = field(default_factory=tuple)
+    # which stored token this is (SHA-256), so a long request (the alert stream) can re-check it
+    token_hash: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def anonymous(self) -> bool:
@@ -222,7 +235,27 @@ class TokenStore:
         if row is None:
             return None
         towns = row.towns if isinstance(row.towns, list) else json.loads(row.towns or "[]")
-        return Principal(row.name, row.role, tuple(towns))
+        return Principal(row.name, row.role, tuple(towns), token_hash=hash_token(token))
+
+    def is_active(self, principal: Principal) -> bool:
+        """Whether the token behind ``principal`` is still valid (anonymous: always)."""
+        if principal.token_hash is None:
+            return principal.anonymous
+        self.migrate()
+        with self.engine.connect() as conn:
+            row = conn.execute(select(api_tokens.c.name).where(
+                api_tokens.c.token_hash == principal.token_hash, api_tokens.c.revoked_at.is_(None))).first()
+        return row is not None
+
+    def caseworker_towns(self) -> list[tuple[str, ...]]:
+        """The distinct town sets of active caseworker tokens (the views small-cell protection
+        must hold against: docs/privacy.md)."""
+        self.migrate()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(api_tokens.c.towns).where(
+                api_tokens.c.role == "caseworker", api_tokens.c.revoked_at.is_(None))).all()
+        sets = {tuple(sorted(t if isinstance(t, list) else json.loads(t or "[]"))) for (t,) in rows}
+        return sorted(s for s in sets if s)
 
     def list(self, include_revoked: bool = True) -> list[dict[str, Any]]:
         self.migrate()
@@ -245,13 +278,15 @@ class TokenStore:
     # ------------------------------------------------------------------ audit
     def audit(self, *, principal: Principal | None, method: str, path: str, query: str | None,
               person_id: str | None, status: int) -> None:
+        """Write one audit row.  Credentials in the query and national ID numbers anywhere are
+        redacted here, so no caller can put one into the log (issue 15 item 9)."""
         self.migrate()
         principal = principal or ANONYMOUS
         with self.engine.begin() as conn:
             conn.execute(insert(audit_log).values(
                 at=datetime.now(UTC).isoformat(timespec="milliseconds"), token_name=principal.name,
-                role=principal.role, method=method, path=path[:512], query=query or None,
-                person_id=person_id, status=int(status)))
+                role=principal.role, method=method, path=mask_ids(path)[:512], query=safe_query(query),
+                person_id=safe_person_id(person_id), status=int(status)))
 
     def audit_rows(self, *, token_name: str | None = None, person_id: str | None = None,
                    limit: int = 100, offset: int = 0) -> dict[str, Any]:
@@ -295,6 +330,33 @@ def ensure_admin_token(settings: Settings, tokens: TokenStore | None = None) -> 
             tokens.close()
 
 
+def is_credential(name: str, value: str) -> bool:
+    """Whether a query parameter carries a credential (by its name or by the value's shape)."""
+    return name.strip().lower() in CREDENTIAL_PARAMS or bool(CREDENTIAL_VALUE.match(value.strip()))
+
+
+def safe_query(query: str | None) -> str | None:
+    """A query string fit for the audit log: credential values replaced by ``[REDACTED]``, ID-number
+    look-alikes masked (parameters are re-encoded; the order is kept)."""
+    if not query:
+        return None
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not pairs:
+        return mask_ids(query)
+    out = []
+    for name, value in pairs:
+        shown = REDACTED if is_credential(name, value) else mask_ids(value)
+        out.append(f"{quote(mask_ids(name), safe='')}={quote(shown, safe='[]-')}")
+    return "&".join(out)
+
+
+def safe_person_id(person_id: str | None) -> str | None:
+    """A person id fit for the audit log: one that is (or holds) a national ID number is masked."""
+    if person_id is None:
+        return None
+    return MASK if contains_id_number(person_id) else mask_ids(person_id)
+
+
 def bearer_token(header: str | None) -> str | None:
     """The token of an ``Authorization: Bearer TOKEN`` header, "" if the header is malformed."""
     if header is None:
@@ -307,5 +369,6 @@ def bearer_token(header: str | None) -> str | None:
 
 __all__ = [
     "ANONYMOUS", "ROLES", "Principal", "TokenError", "TokenStore", "api_tokens", "audit_log",
-    "bearer_token", "ensure_admin_token", "hash_token", "new_token", "parse_towns",
+    "bearer_token", "ensure_admin_token", "hash_token", "is_credential", "new_token", "parse_towns",
+    "safe_person_id", "safe_query",
 ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 from starlette.routing import BaseRoute, Mount, Route
 
 PUBLIC = "public"
@@ -60,6 +61,7 @@ POLICIES: dict[str, str] = {
     "/api/alerts/{alert_id}/resolve": PERSON_LEVEL,
     "/api/warnings": PERSON_LEVEL,
     "/api/persons/{person_id}/timeline": PERSON_LEVEL,
+    "/api/persons/lookup": PERSON_LEVEL,  # POST {"id_number"}: the ID number never in a URL
     "/api/alerts/stream": PERSON_LEVEL,  # SSE; caseworkers get the alerts of their towns
     # admin
     "/api/audit": ADMIN,
@@ -76,12 +78,6 @@ class MissingPolicy(RuntimeError):
 
 def _flatten(routes: Iterable[BaseRoute]) -> Iterator[tuple[BaseRoute, str | None]]:
     """(route as matched, path the app serves it at); included routers are expanded."""
-    try:
-        from fastapi.routing import iter_route_contexts
-    except ImportError:  # older FastAPI: include_router copies routes into the app
-        for route in routes:
-            yield route, getattr(route, "path", None)
-        return
     for ctx in iter_route_contexts(list(routes)):
         yield ctx.original_route, ctx.path
 

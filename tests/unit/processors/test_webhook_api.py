@@ -50,7 +50,7 @@ def test_subscription_lifecycle(api: tuple[TestClient, dict[str, str], Any]) -> 
     one = client.get(f"/api/webhooks/{sid}", headers=admin).json()
     assert one["rules"] == ["visit_hazard"] and one["towns"] == [TOWN_A]
 
-    DeliveryQueue(app.state.webhooks.engine).enqueue([
+    DeliveryQueue(app.state.api.webhooks().engine).enqueue([
         {"delivery_id": "d1", "subscription_id": sid, "alert_id": "A1", "outbox_seq": 1, "body": "{}"}])
     log = client.get(f"/api/webhooks/{sid}/deliveries", headers=admin).json()
     assert log["total"] == 1 and log["items"][0]["status"] == "pending" and "body" not in log["items"][0]
@@ -59,8 +59,9 @@ def test_subscription_lifecycle(api: tuple[TestClient, dict[str, str], Any]) -> 
     assert gone.status_code == 200 and gone.json()["active"] is False
     assert client.get("/api/webhooks", headers=admin).json()["items"] == []
     assert len(client.get("/api/webhooks?include_deleted=true", headers=admin).json()["items"]) == 1
-    cancelled = client.get(f"/api/webhooks/{sid}/deliveries?status=cancelled", headers=admin).json()
-    assert cancelled["total"] == 1
+    assert client.get(f"/api/webhooks/{sid}", headers=admin).status_code == 404  # deleted: gone
+    assert client.get(f"/api/webhooks/{sid}/deliveries", headers=admin).status_code == 404
+    assert app.state.api.webhooks().deliveries(sid, status="cancelled")["total"] == 1  # the log is kept
 
 
 def test_errors_and_roles(api: tuple[TestClient, dict[str, str], Any]) -> None:

@@ -37,8 +37,12 @@ def test_batch_with_rejects_and_duplicates(client: TestClient, fake_producer: Fa
     items = [event("need.registered"), bad, event("need.registered"), event("job.posted", event_id="j")]
     response = client.post("/api/events", json=wrap(items))  # type: ignore[operator]
     assert response.status_code == 422
-    assert response.json() == {"accepted": 2, "duplicates": 1,
-                               "rejected": [{"index": 1, "reasons": ["payload.positions: must be an integer >= 1"]}]}
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert {k: body[k] for k in ("accepted", "duplicates", "rejected")} == {
+        "accepted": 2, "duplicates": 1,
+        "rejected": [{"index": 1, "reasons": ["payload.positions: must be an integer >= 1"]}]}
+    assert body["status"] == 422 and "1 of" in body["detail"]
     assert len(fake_producer.messages("careledger.events")) == 2
     [(_, dead)] = fake_producer.messages("careledger.events.dlq")
     assert dead["origin"] == {"source": "http", "line": 1}

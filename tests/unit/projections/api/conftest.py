@@ -15,12 +15,15 @@ from careledger.settings import Settings
 from processors.domain.model import Consumed
 from processors.domain.rules_config import default_rules
 from processors.lag import LagReport
+from producers.pseudonym import Pseudonymiser
 from projections import open_store
 from projections.api.app import create_app
 from projections.api.auth import TokenStore
 
 TOWN_A = "锦屏街道"
 TOWN_B = "岳林街道"
+# a valid (check digit) national ID number of nobody real: 330283 奉化区, born 1985-06-15
+ID_NUMBER = "330283198506150028"
 
 
 def ev(eid: str, type_: str, person: str | None, town: str, when: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -59,6 +62,18 @@ def district() -> list[dict[str, Any]]:
     events.append(ev("post-1", "job.posted", None, TOWN_A, "2024-03-10",
                      {"employer": "emp1", "positions": 3}))
     return events
+
+
+def register_by_id_number(store: Any, settings: Settings, id_number: str = ID_NUMBER, town: str = TOWN_A) -> str:
+    """Apply a registration for the person of ``id_number`` (pseudonymised like the ingest does);
+    return their person_id."""
+    person_id = Pseudonymiser.from_settings(settings).person_id(id_number)
+    reg = {"category": "visual", "grade": 2, "birth_date": "1985-06-15", "hardship": False,
+           "certificate_expires": "2031-01-01"}
+    offset = max(store.offsets().values(), default=-1) + 1
+    store.apply_batch([Consumed(0, offset, ev(f"reg-{person_id}", "person.registered", person_id, town,
+                                             "2024-02-01", reg))])
+    return person_id
 
 
 @dataclass

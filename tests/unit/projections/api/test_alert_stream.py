@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from fastapi.testclient import TestClient
 
-from projections.api.alert_stream import OutboxReader, alert_events, frame, visible_rows
+from projections.api.alert_stream import REVALIDATE_S, OutboxReader, alert_events, frame, visible_rows
+from tests.support.reliability import record
 from tests.unit.projections.api.conftest import TOWN_A, TOWN_B, auth
 
 
@@ -154,3 +156,76 @@ def test_endpoint_town_filter_and_errors(client: TestClient, tokens: dict[str, s
     assert client.get("/api/alerts/stream?last_event_id=-1", headers=auth(tokens["admin"])).status_code == 422
     audit = client.get("/api/audit", headers=auth(tokens["admin"])).json()["items"]
     assert any(r["path"] == "/api/alerts/stream" and r["token_name"] == "cw-a" for r in audit)
+
+
+def test_the_generator_stops_when_the_token_is_revoked() -> None:
+    reader = FakeReader([row(1)])
+    checks = {"n": 0}
+
+    def still_allowed() -> bool:
+        checks["n"] += 1
+        return checks["n"] < 3
+
+    clock = {"t": 0.0}
+
+    async def sleep(seconds: float) -> None:
+        clock["t"] += seconds
+
+    async def connected() -> bool:
+        return False
+
+    gen = alert_events(reader, 0, towns=None, is_disconnected=connected, follow=True, still_allowed=still_allowed,
+                       revalidate_s=2.0, clock=lambda: clock["t"], sleep=sleep)
+    text = "".join(asyncio.run(collect(gen, 1000)))
+    assert ids(text) == [1]
+    assert parse(text)[-1]["event"] == "revoked"
+    assert clock["t"] <= 3 * (2.0 + 0.5)  # checked every 2 s of stream time, polled every 0.5 s
+
+
+def test_revoking_the_token_ends_an_open_stream(app: Any, tokens: dict[str, str], store: Any) -> None:
+    """Issue 15 item 8: an open stream (follow=true, never ends by itself) of a caseworker whose token
+    is revoked sends ``event: revoked`` and closes within REVALIDATE_S plus one poll."""
+    token = app.state.tokens.create("stream-cw", "caseworker", [TOWN_A])
+
+    async def scenario() -> tuple[list[bytes], float, int]:
+        chunks: list[bytes] = []
+        statuses: list[int] = []
+        first = asyncio.Event()
+        closed = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            await closed.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+            elif message.get("body"):
+                chunks.append(message["body"])
+                first.set()
+
+        scope = {"type": "http", "http_version": "1.1", "method": "GET", "scheme": "http", "root_path": "",
+                 "path": "/api/alerts/stream", "raw_path": b"/api/alerts/stream", "query_string": b"last_event_id=0",
+                 "headers": [(b"host", b"test"), (b"authorization", f"Bearer {token}".encode())],
+                 "client": ("127.0.0.1", 1), "server": ("test", 80)}
+        task = asyncio.create_task(app(scope, receive, send))
+        await asyncio.wait_for(first.wait(), 10)
+        await asyncio.sleep(1.0)
+        assert not task.done()  # a live stream: still open
+        revoked_at = time.monotonic()
+        await asyncio.to_thread(app.state.tokens.revoke, "stream-cw")
+        try:
+            await asyncio.wait_for(task, REVALIDATE_S + 5)
+        finally:
+            closed.set()
+        return chunks, time.monotonic() - revoked_at, statuses[0]
+
+    chunks, seconds, status = asyncio.run(scenario())
+    text = b"".join(chunks).decode()
+    assert status == 200
+    assert {json.loads(e["data"]).get("town") for e in parse(text) if e.get("event") == "alert"} == {TOWN_A}
+    assert parse(text)[-1]["event"] == "revoked"
+    assert seconds <= REVALIDATE_S + 1.5, seconds
+    record("fault", "alert stream: token revoked while the stream is open",
+           claim="the open stream ended {seconds} s after the revocation (bound: {bound} s)",
+           seconds=round(seconds, 2), bound=REVALIDATE_S + 0.5)

@@ -27,7 +27,14 @@ from projections.api.policy import (
     route_paths,
 )
 from tests.unit.producers.conftest import FakeProducer
-from tests.unit.projections.api.conftest import TOWN_A, TOWN_B, StubProbe, auth
+from tests.unit.projections.api.conftest import (
+    ID_NUMBER,
+    TOWN_A,
+    TOWN_B,
+    StubProbe,
+    auth,
+    register_by_id_number,
+)
 from tests.unit.schemas.examples import event as example_event
 
 DUP_ALERT = "A264cc357e6971c7d569f"  # duplicate_payment of a1 (town A)
@@ -51,6 +58,7 @@ CALLS: dict[str, tuple[str, str, Any]] = {
     "/api/alerts/{alert_id}/resolve": ("POST", f"/api/alerts/{DUP_ALERT}/resolve", None),
     "/api/warnings": ("GET", "/api/warnings?as_of=2024-06-30", None),
     "/api/persons/{person_id}/timeline": ("GET", "/api/persons/a1/timeline", None),
+    "/api/persons/lookup": ("POST", "/api/persons/lookup", {"id_number": ID_NUMBER}),
     "/api/audit": ("GET", "/api/audit", None),
     "/api/events": ("POST", "/api/events", example_event("need.registered")),
     "/": ("GET", "/", None),
@@ -74,6 +82,7 @@ EXPECTED = {  # policy -> role -> status class
 
 @pytest.fixture
 def full_app(settings: Any, store: Any, probe: StubProbe) -> FastAPI:
+    register_by_id_number(store, settings)  # a person of town A that POST /api/persons/lookup finds
     publisher = EventPublisher(settings, producer=FakeProducer())
     return create_app(settings, store=store, lag_probe=probe, publisher=publisher)
 
@@ -191,7 +200,7 @@ def test_audit_failure_withholds_person_data(client: TestClient, app: FastAPI, t
     monkeypatch.setattr(app.state.tokens, "audit", broken)
     with TestClient(app, raise_server_exceptions=False) as c:
         response = c.get("/api/persons/a1/timeline", headers=auth(tokens["admin"]))
-    assert response.status_code == 500 and "a1" not in response.text
+    assert response.status_code == 500 and "reg-a1" not in response.text and "events" not in response.text
 
 
 def test_post_events_for_admin(full_app: FastAPI) -> None:

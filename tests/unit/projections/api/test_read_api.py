@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from careledger.settings import Settings
 from producers.publisher import EventPublisher
 from projections.api import report as report_mod
 from projections.api.app import create_app
@@ -34,8 +35,9 @@ def test_counts_exact_for_admin(client: TestClient, tokens: dict[str, str]) -> N
 
 
 def test_counts_anonymous_large_cell_has_contract_shape(client: TestClient) -> None:
-    answer = client.get("/api/counts", params={"kind": "payment", "key": "living_subsidy"}).json()
-    assert answer == {"events": 7, "persons": 6, "amount_fen": 350_000, "positions": 0}
+    # registrations: 7 persons district-wide, published (the town split is what gets suppressed)
+    answer = client.get("/api/counts", params={"kind": "person"}).json()
+    assert answer == {"events": 7, "persons": 7, "amount_fen": 0, "positions": 0}
 
 
 SUPPRESSED = {"events": None, "persons": None, "amount_fen": None, "positions": None, "suppressed": True}
@@ -71,14 +73,15 @@ def test_suppression_threshold_from_settings(settings: Any, store: Any) -> None:
 
 
 def test_grouped_counts(client: TestClient, tokens: dict[str, str]) -> None:
-    rows = client.get("/api/counts/grouped?kind=payment&group_by=town,month",
+    rows = client.get("/api/counts/grouped?kind=payment&group_by=town&group_by=month",
                       headers=auth(tokens["admin"])).json()["rows"]
     assert rows == [
         {"town": TOWN_B, "month": "2024-03", "events": 1, "persons": 1, "amount_fen": 30_000, "positions": 0},
         {"town": TOWN_A, "month": "2024-03", "events": 7, "persons": 6, "amount_fen": 350_000, "positions": 0},
     ]
     repeated = client.get("/api/counts/grouped", params=[("kind", "payment"), ("group_by", "town"),
-                                                         ("group_by", "month")], headers=auth(tokens["admin"]))
+                                                         ("group_by", "month"), ("group_by", "town")],
+                          headers=auth(tokens["admin"]))
     assert repeated.json()["rows"] == rows and repeated.json()["group_by"] == ["town", "month"]
     by_key = client.get("/api/counts/grouped?kind=payment&group_by=key&town=" + TOWN_A,
                         headers=auth(tokens["admin"])).json()["rows"]
@@ -87,33 +90,63 @@ def test_grouped_counts(client: TestClient, tokens: dict[str, str]) -> None:
 
 def test_grouped_counts_suppressed_per_row(client: TestClient, tokens: dict[str, str]) -> None:
     rows = client.get("/api/counts/grouped?kind=payment&group_by=town").json()["rows"]
-    assert rows[0] == {"town": TOWN_B, **SUPPRESSED}
-    assert rows[1]["town"] == TOWN_A and rows[1]["persons"] == 6
+    # town B is a small cell; town A is hidden with it, or the district total minus A would be B;
+    # and as the caseworker of town A knows A exactly, the total goes too (A's caseworker would
+    # subtract their own town): see test_suppression_attack.py for the attacks themselves
+    assert rows == [{"town": TOWN_B, **SUPPRESSED}, {"town": TOWN_A, **SUPPRESSED}]
+    assert client.get("/api/counts?kind=payment").json() == SUPPRESSED
     own = client.get("/api/counts/grouped?kind=payment&group_by=town", headers=auth(tokens["caseworker_b"]))
-    assert own.json()["rows"][0]["persons"] == 1
+    assert own.json()["rows"][0] == {"town": TOWN_B, "events": 1, "persons": 1, "amount_fen": 30_000,
+                                     "positions": 0}
+    assert own.json()["rows"][1] == {"town": TOWN_A, **SUPPRESSED}
 
 
 # ----------------------------------------------------------------------------- validation
+def assert_problem(response: Any, status: int, param: str | None = None) -> dict[str, Any]:
+    """An RFC 9457 problem document naming ``param`` in its detail and (422) its errors."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert {"type", "title", "status", "detail", "instance"} <= set(body) and body["status"] == status
+    if param is not None:
+        assert f"'{param}'" in body["detail"], body["detail"]
+    if status == 422:
+        assert body["type"] == "urn:careledger:problem:invalid-request"
+        assert param is None or any(param in e["loc"] for e in body["errors"])
+        assert all(set(e) == {"loc", "msg", "type"} for e in body["errors"])  # never the input
+    return body
+
+
 @pytest.mark.parametrize("url,param", [
     ("/api/counts", "kind"),
     ("/api/counts?kind=bogus", "kind"),
     ("/api/counts?kind=payment&from=2024-02-30", "from"),
     ("/api/counts?kind=payment&to=2024-13-01", "to"),
     ("/api/counts?kind=payment&from=20240101", "from"),
-    ("/api/counts?kind=payment&from=2024-05-01&to=2024-04-01", "from"),
+    ("/api/counts?kind=payment&from=0", "from"),  # pydantic alone reads this as 1970-01-01
+    ("/api/counts?kind=payment&from=2024-01-01T00:00:00", "from"),
+    ("/api/counts?kind=payment&snapshot=", "snapshot"),
     ("/api/counts/grouped?kind=payment", "group_by"),
     ("/api/counts/grouped?kind=payment&group_by=person_id", "group_by"),
-    ("/api/counts/grouped?kind=payment&group_by=town,,bogus", "group_by"),
+    ("/api/counts/grouped?kind=payment&group_by=town,month", "group_by"),
+    ("/api/counts/grouped?kind=payment&group_by=", "group_by"),
     ("/api/counts/grouped?kind=nope&group_by=town", "kind"),
     ("/api/report?from=2024-02-30", "from"),
-    ("/api/report?from=2024-07-01&to=2024-06-30", "from"),
+    ("/api/report?from=0", "from"),
 ])
 def test_bad_aggregate_parameters_are_422(client: TestClient, url: str, param: str) -> None:
-    response = client.get(url)
-    assert response.status_code == 422, response.text
-    body = response.json()
-    assert param in body["message"] and any(e["loc"][-1] == param for e in body["detail"])
-    assert all("input" not in e for e in body["detail"])
+    assert_problem(client.get(url), 422, param)
+
+
+@pytest.mark.parametrize("url", ["/api/counts?kind=payment&from=2024-05-01&to=2024-04-01",
+                                 "/api/report?from=2024-07-01&to=2024-06-30"])
+def test_an_empty_range_counts_nothing(client: TestClient, tokens: dict[str, str], url: str) -> None:
+    """``from`` after ``to`` is a valid request for an empty range (the schema cannot forbid it)."""
+    answer = client.get(url, headers=auth(tokens["admin"]))
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body.get("events"), body.get("persons")) == (0, 0) if "rows" not in body else \
+        all(r["events"] == 0 for r in body["rows"])
 
 
 @pytest.mark.parametrize("url,param", [
@@ -123,14 +156,40 @@ def test_bad_aggregate_parameters_are_422(client: TestClient, url: str, param: s
     ("/api/alerts?limit=ten", "limit"),
     ("/api/alerts?status=closed", "status"),
     ("/api/warnings?as_of=2024-02-30", "as_of"),
+    ("/api/warnings?as_of=0325-06-22", "as_of"),
     ("/api/warnings?limit=20000", "limit"),
     ("/api/audit?limit=20000", "limit"),
+    ("/api/webhooks?include_deleted=yes", "include_deleted"),
 ])
 def test_bad_person_level_parameters_are_422(client: TestClient, tokens: dict[str, str], url: str,
                                              param: str) -> None:
-    response = client.get(url, headers=auth(tokens["admin"]))
-    assert response.status_code == 422, response.text
-    assert f"'{param}'" in response.json()["message"]
+    assert_problem(client.get(url, headers=auth(tokens["admin"])), 422, param)
+
+
+@pytest.mark.parametrize("status,call", [
+    (401, lambda c, t: c.get("/api/alerts")),
+    (401, lambda c, t: c.get("/api/counts?kind=payment", headers=auth("cl_revoked"))),
+    (403, lambda c, t: c.get("/api/audit", headers=auth(t["viewer"]))),
+    (404, lambda c, t: c.get("/api/persons/nobody/timeline", headers=auth(t["admin"]))),
+    (404, lambda c, t: c.get("/api/no-such-route")),
+    (404, lambda c, t: c.post("/api/alerts/Anope/resolve", headers=auth(t["admin"]))),
+    (405, lambda c, t: c.put("/api/counts?kind=payment")),
+    (400, lambda c, t: c.post("/api/webhooks", headers={**auth(t["admin"]), "Content-Type": "application/json"},
+                              content=b"{not json")),
+    (422, lambda c, t: c.post("/api/webhooks", headers=auth(t["admin"]), json={"url": ""})),
+])
+def test_every_error_is_a_problem_document(client: TestClient, tokens: dict[str, str], status: int,
+                                           call: Any) -> None:
+    assert_problem(call(client, tokens), status)
+
+
+def test_405_lists_every_method_of_the_path(client: TestClient, tokens: dict[str, str]) -> None:
+    """Starlette names only the first route's methods; GET and DELETE share /api/webhooks/{id}."""
+    answer = client.request("OPTIONS", "/api/webhooks/wh_x", headers=auth(tokens["admin"]))
+    assert_problem(answer, 405)
+    assert {m.strip() for m in answer.headers["allow"].split(",")} >= {"GET", "DELETE"}
+    answer = client.request("PATCH", "/api/webhooks", headers=auth(tokens["admin"]))
+    assert {m.strip() for m in answer.headers["allow"].split(",")} >= {"GET", "POST"}
 
 
 def test_validation_never_echoes_input(client: TestClient) -> None:
@@ -148,9 +207,10 @@ def test_unexpected_error_is_500_json_without_internals(settings: Any, store: An
             raise RuntimeError("password=hunter2 at /srv/db")
 
     app = create_app(settings, store=Broken(), lag_probe=StubProbe())
-    response = TestClient(app, raise_server_exceptions=False).get("/api/counts?kind=payment")
-    assert response.status_code == 500
-    assert response.json() == {"detail": "internal server error; see the API log"}
+    admin = auth(app.state.tokens.create("root", "admin"))
+    response = TestClient(app, raise_server_exceptions=False).get("/api/counts?kind=payment", headers=admin)
+    body = assert_problem(response, 500)
+    assert body["detail"] == "internal server error; see the API log"
     assert "hunter2" not in response.text
     assert "hunter2" in caplog.text  # logged for the operator
 
@@ -177,8 +237,12 @@ def test_report_rows_follow_the_packaged_definition(client: TestClient, tokens: 
 def test_report_suppressed_for_anonymous_and_default_period(client: TestClient) -> None:
     rows = {r["metric"]: r for r in client.get("/api/report?from=2024-01-01&to=2024-06-30").json()["rows"]}
     assert rows["nursing_subsidy"]["suppressed"] is True and rows["nursing_subsidy"]["persons"] is None
-    assert rows["living_subsidy"]["persons"] == 6 and "suppressed" not in rows["living_subsidy"]
+    # the payment total minus living subsidy would be nursing's 1: one of the two is hidden too
+    total = client.get("/api/counts?kind=payment&from=2024-01-01&to=2024-06-30").json()
+    assert rows["living_subsidy"].get("suppressed") or total.get("suppressed")
+    assert rows["new_registrations"]["persons"] == 7 and "suppressed" not in rows["new_registrations"]
     assert rows["job_postings"]["positions"] == 3
+    assert_problem(client.get("/api/report?from=2024-01-01&to=2024-05-31"), 403)  # not a calendar period
     default = client.get("/api/report")
     assert default.status_code == 200 and default.json()["from"][5:] in ("01-01", "07-01")
 
@@ -332,17 +396,17 @@ def test_status_caught_up(client: TestClient) -> None:
 def test_status_without_kafka_is_503(client: TestClient, probe: StubProbe) -> None:
     probe.error = OSError("connection refused")
     response = client.get("/api/status")
-    assert response.status_code == 503
-    assert "unreachable" in response.json()["detail"]
+    assert "unreachable" in assert_problem(response, 503)["detail"]
     ready = client.get("/readyz")
-    assert ready.status_code == 503 and ready.json()["store"] == "ok" and ready.json()["kafka"] != "ok"
+    body = assert_problem(ready, 503)
+    assert body["ready"] is False and body["store"] == "ok" and body["kafka"] != "ok" and "kafka" in body["detail"]
 
 
 def test_status_default_probe_without_broker_is_503(settings: Any, store: Any) -> None:
     # the real LagProbe against a port where nothing listens
     app = create_app(dataclasses.replace(settings, kafka_bootstrap="127.0.0.1:9"), store=store)
     response = TestClient(app).get("/api/status")
-    assert response.status_code == 503 and "127.0.0.1:9" in response.json()["detail"]
+    assert "127.0.0.1:9" in assert_problem(response, 503)["detail"]
 
 
 def test_health_ready_metrics_docs(client: TestClient) -> None:
@@ -357,12 +421,22 @@ def test_health_ready_metrics_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
 
 
-def test_anonymous_counts_are_exact_by_default(settings: Any, store: Any, probe: Any) -> None:
-    """CONTRACT.md: /api/counts answers ints; only a viewer token (or a deployment that sets
-    CARELEDGER_ANONYMOUS_AGGREGATES=suppressed) gets small cells suppressed."""
-    open_settings = dataclasses.replace(settings, anonymous_aggregates="exact")
-    with TestClient(create_app(open_settings, store=store, lag_probe=probe)) as client:
-        answer = client.get("/api/counts", params={"kind": "service", "key": "vocational_training"}).json()
+def test_anonymous_callers_get_what_a_viewer_gets_by_default(store: Any, probe: Any, tmp_path: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15 item 5: without a token, small cells are suppressed like for a viewer (the default
+    setting); an operator can still opt in to exact counts (CARELEDGER_ANONYMOUS_AGGREGATES=exact)."""
+    monkeypatch.delenv("CARELEDGER_ANONYMOUS_AGGREGATES", raising=False)
+    defaults = dataclasses.replace(Settings.from_env(), home=tmp_path / "h", sql_url=f"sqlite:///{tmp_path / 'x'}")
+    assert defaults.anonymous_aggregates == "suppressed"
+    params = {"kind": "service", "key": "vocational_training"}
+    with TestClient(create_app(defaults, store=store, lag_probe=probe)) as client:
+        viewer = auth(client.app.state.tokens.create("v", "viewer"))
+        anonymous = client.get("/api/counts", params=params).json()
+        assert anonymous == SUPPRESSED == client.get("/api/counts", params=params, headers=viewer).json()
+    monkeypatch.setenv("CARELEDGER_ANONYMOUS_AGGREGATES", "exact")
+    opted_in = dataclasses.replace(defaults, anonymous_aggregates=Settings.from_env().anonymous_aggregates)
+    with TestClient(create_app(opted_in, store=store, lag_probe=probe)) as client:
+        answer = client.get("/api/counts", params=params).json()
     assert answer == {"events": 1, "persons": 1, "amount_fen": 0, "positions": 0}
 
 
