@@ -34,9 +34,9 @@ sys.path.insert(0, str(REPO_ROOT))
 from careledger.settings import Settings  # noqa: E402
 from infra.kafka_broker import KafkaBroker, ensure_topics  # noqa: E402
 from infra.process import free_port  # noqa: E402
-from processors.webhooks.receiver import Receiver  # noqa: E402
 from producers.publisher import EventPublisher  # noqa: E402
 from projections.api.auth import ensure_admin_token  # noqa: E402
+from projections.webhooks.receiver import Receiver  # noqa: E402
 
 PATHS = ("kafka", "sse", "webhook")
 

@@ -17,7 +17,7 @@ from importlib import metadata
 
 from careledger.home_permissions import use_private_umask
 
-COMMAND_MODULES = ("infra.cli", "producers.cli", "processors.cli", "projections.cli", "projections.process_cli")
+COMMAND_MODULES = ("infra.cli", "producers.cli", "projections.cli", "projections.process_cli")
 
 DESCRIPTION = ("careledger: the event-sourced data platform of a district Disabled Persons' Federation "
                "(区残联). Events in (ingest, import-csv, simulate), read models kept by the processors "

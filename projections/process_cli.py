@@ -1,6 +1,6 @@
-"""``careledger process`` and ``careledger replay ...``: the commands that run the projection
-runtime on a store.  They live here, above ``processors`` and the stores, because this is where a
-projection's store is chosen (the registry) and handed to the runtime."""
+"""``careledger process``, ``replay ...``, ``forget`` and ``deliver-webhooks``: the commands that run
+the projection runtime on a store, or act on every store.  They live here, above ``processors`` and
+the stores, because this is where a projection's store is chosen (the registry) and handed over."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from careledger.settings import get_settings
 from processors.domain.rules_config import load_rules
 from processors.worker import run_worker
 from projections.binding import ActiveStoreSource
+from projections.forget import register as register_forget
 from projections.registry import projection_names
 from projections.replay.cli import register as register_replay
+from projections.webhooks.cli import register as register_webhooks
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="which store this worker feeds (one consumer group per projection; default: sql)")
     parser.set_defaults(func=_process)
     register_replay(sub)
+    register_forget(sub)  # careledger forget (docs/privacy.md)
+    register_webhooks(sub)  # careledger deliver-webhooks (docs/alert-delivery.md)
 
 
 def _process(args: argparse.Namespace) -> int:

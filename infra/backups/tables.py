@@ -70,7 +70,8 @@ def keystore_tables() -> tuple[MetaData, tuple[str, ...]]:
 
 
 def api_tables() -> tuple[MetaData, tuple[str, ...]]:
-    from projections.api import auth, subscriptions
+    from projections import webhook_store as subscriptions
+    from projections.api import auth
 
     merged = MetaData()
     for table in (*auth.metadata.tables.values(), *subscriptions.metadata.tables.values()):
@@ -109,8 +110,8 @@ def upgraded_keystore_copy(path: Path, work: Path, master_key: bytes) -> Engine:
 
 def api_engine(settings: Settings) -> Engine:
     """The read API's tables at the current schema (upgraded first if an older release made them)."""
-    from projections.api.subscriptions import sql_engine
     from projections.api_migrations import upgrade
+    from projections.webhook_store import sql_engine
 
     engine = sql_engine(settings.sql_url)
     upgrade(engine)

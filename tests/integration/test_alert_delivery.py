@@ -24,10 +24,10 @@ import uvicorn
 
 from careledger.settings import Settings
 from infra.process import free_port
-from processors.webhooks.receiver import Receiver
-from processors.webhooks.signing import delivery_id
 from projections.api.alert_stream import OutboxReader
 from projections.api.app import create_app
+from projections.webhooks.receiver import Receiver
+from projections.webhooks.signing import delivery_id
 from tests.support.pipeline import REPO_ROOT, open_test_store, publish, tail, wait_caught_up, worker
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from projections.api.subscriptions import WebhookStore
+from projections.webhook_store import WebhookStore
 from tests.support.pipeline import REPO_ROOT, open_test_store, publish, wait_caught_up, worker
 from tests.support.reliability import record, sample_events
 from tests.support.servers import TestStack
@@ -85,7 +85,7 @@ def test_dead_webhook_subscribers_do_not_slow_the_sql_processor(stack: TestStack
                                      stderr=subprocess.STDOUT, start_new_session=True)
     try:
         hooked_s = _catch_up(settings, "hooked", len(events))
-        from processors.webhooks.queue import DeliveryQueue
+        from projections.webhooks.queue import DeliveryQueue
 
         # the processor is done; the deliverer (its own process, reading the alerts topic from the
         # start) may still be joining its group on a busy machine: give it time to queue deliveries

@@ -15,12 +15,13 @@ from typing import Any
 from sqlalchemy import MetaData, inspect
 
 from careledger import migrations
-from processors.webhooks.queue import DeliveryQueue
 from producers import keystore as keystore_module
 from producers.keystore import KeyStore
-from projections.api import auth, subscriptions
+from projections import webhook_store as subscriptions
+from projections.api import auth
 from projections.api.auth import TokenStore
-from projections.api.subscriptions import SecretBox, WebhookStore, sql_engine
+from projections.webhook_store import SecretBox, WebhookStore, sql_engine
+from projections.webhooks.queue import DeliveryQueue
 from tests.support.races import open_api_tables_at, open_keystore_at, race
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "release_dd36c12"

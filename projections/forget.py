@@ -97,8 +97,8 @@ class _WebhookDeliveries:
     name = "webhook deliveries"
 
     def __init__(self, settings: Settings) -> None:
-        from processors.webhooks.queue import DeliveryQueue
-        from projections.api.subscriptions import sql_engine
+        from projections.webhook_store import sql_engine
+        from projections.webhooks.queue import DeliveryQueue
 
         self.queue = DeliveryQueue(sql_engine(settings.sql_url))
 

@@ -23,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _deliver(args: argparse.Namespace) -> int:
     from careledger.settings import get_settings
-    from processors.webhooks.deliverer import run_deliverer
-    from processors.webhooks.signing import RetryPolicy
+    from projections.webhooks.deliverer import run_deliverer
+    from projections.webhooks.signing import RetryPolicy
 
     policy = RetryPolicy(base_delay_s=args.base_delay, max_delay_s=args.max_delay, max_age_s=args.max_age,
                          timeout_s=args.timeout)

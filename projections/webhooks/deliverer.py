@@ -38,9 +38,9 @@ import httpx
 
 from careledger.retrying import call_retrying
 from careledger.settings import Settings
-from processors.webhooks.queue import DeliveryQueue
-from processors.webhooks.signing import SUBSCRIPTION_HEADER, RetryPolicy, delivery_id, signed_headers
-from projections.api.subscriptions import WebhookStore
+from projections.webhook_store import WebhookStore
+from projections.webhooks.queue import DeliveryQueue
+from projections.webhooks.signing import SUBSCRIPTION_HEADER, RetryPolicy, delivery_id, signed_headers
 
 log = logging.getLogger("careledger.webhooks")
 

@@ -24,8 +24,8 @@ from sqlalchemy import and_, func, literal, or_, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
 
-from projections.api.subscriptions import utc_text, webhook_deliveries
 from projections.api_migrations import upgrade as upgrade_api_tables
+from projections.webhook_store import utc_text, webhook_deliveries
 from schemas.jsontext import dumps_compact
 
 D = webhook_deliveries

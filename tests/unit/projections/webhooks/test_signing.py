@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from processors.webhooks.deliverer import Subscription, post
-from processors.webhooks.signing import (
+from projections.webhooks.deliverer import Subscription, post
+from projections.webhooks.signing import (
     ID_HEADER,
     LEGACY_SIGNATURE_HEADER,
     SIGNATURE_HEADER,
@@ -35,7 +35,7 @@ from processors.webhooks.signing import (
     verify,
 )
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 SECRET = "whsec_" + base64.b64encode(b"careledger test secret, 32 bytes").decode()
 BODY = '{"alert_id":"A1","rule":"visit_hazard","town":"锦屏街道","outbox_seq":7}'.encode()
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from careledger.settings import Settings
-from processors.forget import ForgetReport, forget_person
 from producers.keystore import KeyStore
+from projections.forget import ForgetReport, forget_person
 
 MASTER = b"unit-test-master-key"
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from processors.webhooks.signing import ID_HEADER, TIMESTAMP_HEADER, InvalidSignature, verify
+from projections.webhooks.signing import ID_HEADER, TIMESTAMP_HEADER, InvalidSignature, verify
 
 
 @dataclass

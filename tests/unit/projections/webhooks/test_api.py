@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from careledger.settings import Settings
 from processors.domain.model import Consumed
 from processors.domain.rules_config import default_rules
-from processors.webhooks.queue import DeliveryQueue
 from projections import open_store
 from projections.api.app import create_app
+from projections.webhooks.queue import DeliveryQueue
 from tests.unit.projections.api.conftest import TOWN_A, StubProbe, auth, district
 
 

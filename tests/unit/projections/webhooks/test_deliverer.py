@@ -18,11 +18,11 @@ import pytest
 from sqlalchemy import select
 
 from careledger.settings import Settings
-from processors.webhooks.deliverer import Deliverer, Subscription, commit_or_reread, deliveries_for
-from processors.webhooks.queue import DeliveryQueue
-from processors.webhooks.receiver import Receiver
-from processors.webhooks.signing import RetryPolicy, delivery_id
-from projections.api.subscriptions import SecretBox, WebhookStore, webhook_deliveries, webhook_subscriptions
+from projections.webhook_store import SecretBox, WebhookStore, webhook_deliveries, webhook_subscriptions
+from projections.webhooks.deliverer import Deliverer, Subscription, commit_or_reread, deliveries_for
+from projections.webhooks.queue import DeliveryQueue
+from projections.webhooks.receiver import Receiver
+from projections.webhooks.signing import RetryPolicy, delivery_id
 
 FAST = RetryPolicy(base_delay_s=0.02, max_delay_s=0.1, max_age_s=60.0, timeout_s=0.5)
 
