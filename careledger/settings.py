@@ -79,6 +79,14 @@ def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def _clock_time(text: str, name: str) -> str:
+    """``HH:MM`` (24 h) or a clear error naming the variable."""
+    parts = text.strip().split(":")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or not (0 <= int(parts[0]) < 24 and 0 <= int(parts[1]) < 60):
+        raise ValueError(f"{name} must be a time HH:MM, got {text!r}")
+    return f"{int(parts[0]):02d}:{int(parts[1]):02d}"
+
+
 def secret_env_var(name: str) -> str:
     """The environment variable that supplies secret ``name`` instead of ``secrets/<name>``."""
     return f"CARELEDGER_{name.upper().replace('-', '_')}"
@@ -118,6 +126,7 @@ class Topics:
     events: str = "careledger.events"
     dlq: str = "careledger.events.dlq"
     alerts: str = "careledger.alerts"
+    warnings: str = "careledger.warnings"  # need warnings as they become due or are cleared
 
     @classmethod
     def with_namespace(cls, namespace: str) -> Topics:
@@ -127,6 +136,7 @@ class Topics:
             events=f"{namespace}.careledger.events",
             dlq=f"{namespace}.careledger.events.dlq",
             alerts=f"{namespace}.careledger.alerts",
+            warnings=f"{namespace}.careledger.warnings",
         )
 
 
@@ -181,6 +191,12 @@ class Settings:
     # the event loop of the projection workers (CARELEDGER_EVENT_LOOP: "uvloop" or "asyncio";
     # bench/pipeline.py measures both, docs/performance.md)
     event_loop: str = "uvloop"
+    # need warnings due today are published once a day at this Asia/Shanghai time
+    # (CARELEDGER_WARNING_SWEEP_AT, HH:MM) and by the events that make them due; a critical alert
+    # unacknowledged this many hours after it was raised is published again, escalated
+    # (CARELEDGER_ESCALATE_AFTER_H)
+    warning_sweep_at: str = "07:30"
+    escalate_after_h: float = 24.0
     # --- input master data and plausibility (issue 15) ----------------------------------------
     # the district's towns (CARELEDGER_TOWNS); the window of occurred_at accepted at ingest
     # (CARELEDGER_OCCURRED_AT_EARLIEST, CARELEDGER_OCCURRED_AT_AHEAD_DAYS); see DEFAULT_TOWNS
@@ -265,6 +281,8 @@ class Settings:
             alerts_retention_days=float(_env("CARELEDGER_ALERTS_RETENTION_DAYS", "30")),
             dlq_retention_days=float(_env("CARELEDGER_DLQ_RETENTION_DAYS", "90")),
             event_loop=_choice("CARELEDGER_EVENT_LOOP", "uvloop", ("uvloop", "asyncio")),
+            warning_sweep_at=_clock_time(_env("CARELEDGER_WARNING_SWEEP_AT", "07:30"), "CARELEDGER_WARNING_SWEEP_AT"),
+            escalate_after_h=float(_env("CARELEDGER_ESCALATE_AFTER_H", "24")),
             towns=parse_towns(_env("CARELEDGER_TOWNS", ",".join(DEFAULT_TOWNS))),
             occurred_at_earliest=_parse_date(_env("CARELEDGER_OCCURRED_AT_EARLIEST",
                                                   DEFAULT_OCCURRED_AT_EARLIEST.isoformat()),
@@ -337,6 +355,8 @@ class Settings:
             "CARELEDGER_ALERTS_RETENTION_DAYS": str(self.alerts_retention_days),
             "CARELEDGER_DLQ_RETENTION_DAYS": str(self.dlq_retention_days),
             "CARELEDGER_EVENT_LOOP": self.event_loop,
+            "CARELEDGER_WARNING_SWEEP_AT": self.warning_sweep_at,
+            "CARELEDGER_ESCALATE_AFTER_H": str(self.escalate_after_h),
             "CARELEDGER_TOWNS": ",".join(self.towns),
             "CARELEDGER_OCCURRED_AT_EARLIEST": self.occurred_at_earliest.isoformat(),
             "CARELEDGER_OCCURRED_AT_AHEAD_DAYS": str(self.occurred_at_ahead_days),

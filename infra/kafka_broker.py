@@ -236,6 +236,7 @@ def topic_plan(settings: Settings) -> dict[str, tuple[int, str]]:
         settings.topics.events: (settings.event_partitions, "-1"),  # the source of truth: forever
         settings.topics.dlq: (1, retention_ms(settings.dlq_retention_days)),
         settings.topics.alerts: (3, retention_ms(settings.alerts_retention_days)),
+        settings.topics.warnings: (3, retention_ms(settings.alerts_retention_days)),
     }
 
 

@@ -29,8 +29,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import faust
 import mode.loop
@@ -56,6 +58,8 @@ from producers.publisher import EventPublisher
 log = logging.getLogger("careledger.processor")
 
 LAG_LOG_INTERVAL_S = 10.0
+HOUSEKEEPING_INTERVAL_S = 60.0
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 class Pipeline:
@@ -220,6 +224,31 @@ def build_app(settings: Settings, projection: str, pipeline: Pipeline, source: S
             progress_seen[p] = pipeline.guard.next.get(p)
         if stuck:
             await seek_to_store(stuck, f"{len(stuck)} partitions behind the log without progress")
+
+    swept_on: list[date] = []  # the Shanghai dates whose warning sweep ran in this process
+
+    @app.timer(interval=HOUSEKEEPING_INTERVAL_S)
+    async def housekeeping() -> None:
+        """Need warnings due today are published once a day (at CARELEDGER_WARNING_SWEEP_AT, and
+        at start if that time has passed); overdue critical alerts are escalated every minute."""
+        keeper = pipeline.binding.housekeeping
+        if keeper is None:
+            return
+        now = datetime.now(UTC)
+        local = now.astimezone(SHANGHAI)
+        try:
+            if local.strftime("%H:%M") >= settings.warning_sweep_at and local.date() not in swept_on:
+                done = await asyncio.to_thread(keeper.sweep_warnings, now)
+                swept_on.append(local.date())
+                log.info("warning sweep %s: %d became due, %d cleared", local.date(), done.due, done.cleared)
+            done = await asyncio.to_thread(keeper.escalate, now, timedelta(hours=settings.escalate_after_h))
+            if done.escalated:
+                log.info("escalated %d critical alerts unacknowledged for %.0f h", done.escalated,
+                         settings.escalate_after_h)
+            if pipeline.relay is not None and (done.escalated or swept_on[-1:] == [local.date()]):
+                await asyncio.to_thread(pipeline.relay.drain)
+        except Exception as exc:  # noqa: BLE001 - a timer error would crash the app; the next tick retries
+            log.warning("housekeeping of %s not done: %s: %s", projection, type(exc).__name__, exc)
 
     @app.timer(interval=LAG_LOG_INTERVAL_S)
     async def report_lag() -> None:

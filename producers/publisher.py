@@ -164,15 +164,17 @@ class EventPublisher:
         return self._send(self.topics.dlq, None, encode(body))
 
     def publish_alerts(self, pending: Sequence[dict[str, Any]], timeout: float = 30.0) -> None:
-        """Publish alert-outbox rows to the alerts topic keyed by ``alert_id`` and wait for every
+        """Publish outbox rows - alert changes to the alerts topic, need warnings (``channel``
+        ``warning``) to the warnings topic - keyed by the alert or warning id, and wait for every
         acknowledgement (the relay marks them sent only after this returns).  The message carries
         the outbox ``seq`` so subscribers can de-duplicate redeliveries."""
         futures = []
         failures: list[str] = []
         for row in pending:
             body = {**row["alert"], "outbox_seq": row["seq"]}
+            topic = self.topics.warnings if row.get("channel") == "warning" else self.topics.alerts
             try:
-                futures.append(self._producer.send(self.topics.alerts, key=row["alert_id"].encode("utf-8"),
+                futures.append(self._producer.send(topic, key=row["alert_id"].encode("utf-8"),
                                                    value=encode(body)))
             except KafkaError as exc:
                 failures.append(f"{type(exc).__name__}: {redact(str(exc))}")

@@ -75,6 +75,19 @@ class PersonLevelStore(ProjectionStore, ErasableStore, Protocol):
 
     def alert(self, alert_id: str) -> dict[str, Any] | None: ...
 
+    def alerts_summary(self, towns: list[str] | None = None, status: str = "open") -> list[dict[str, Any]]:
+        """Per rule and current town: how many, critical, escalated, unacknowledged, the oldest."""
+
+    def warnings_summary(self, as_of: date, towns: list[str] | None = None) -> list[dict[str, Any]]:
+        """Per rule and current town: how many are due (and snoozed) at ``as_of``, the oldest."""
+
+    def person_record(self, person_id: str, as_of: date, identity: bool = False) -> dict[str, Any] | None:
+        """Profile, timeline, open and handled alerts, due warnings of one person (None: unknown)."""
+
+    def record_alert_action(self, alert_id: str, who: str, at: str | datetime | None, action: str,
+                            assignee: str | None = None) -> dict[str, Any] | None:
+        """Assign, acknowledge or resolve at once (the API; the alert.handled event repeats it)."""
+
     def acknowledge_alert(self, alert_id: str, who: str, at: str | datetime | None = None,
                           resolve: bool = False) -> dict[str, Any] | None: ...
 

@@ -25,7 +25,7 @@ from typing import Any
 from processors.domain.aggregate import Need, PersonAggregate
 from processors.domain.calendar import event_date
 from processors.domain.counts import COUNTED
-from processors.domain.model import Alert, AlertAction, Consumed, Event, Warning
+from processors.domain.model import Alert, AlertAction, Consumed, Event, Warning, WarningSnooze
 from processors.domain.reducer import Projector
 from processors.domain.rules_config import RulesConfig
 from processors.domain.vocabulary import ENDING_STATUSES
@@ -83,6 +83,7 @@ class BatchChanges:
     alerts: dict[str, tuple[Alert, int]] = field(default_factory=dict)  # last content, offset that set it
     outbox: list[tuple[Alert, int, int]] = field(default_factory=list)  # every change, partition, offset
     alert_actions: list[AlertAction] = field(default_factory=list)
+    snoozes: list[WarningSnooze] = field(default_factory=list)
     person_warnings: dict[str, list[Warning]] = field(default_factory=dict)  # person -> standing warnings
     need_warnings: dict[tuple[str, str], list[Warning]] = field(default_factory=dict)
 
@@ -184,6 +185,7 @@ def fold(projector: Projector, aggregates: dict[str, PersonAggregate], records: 
             out.alerts[alert.alert_id] = (alert, rec.offset)
             out.outbox.append((alert, rec.partition, rec.offset))
         out.alert_actions.extend(effects.alert_actions)
+        out.snoozes.extend(effects.snoozes)
     rules = projector.rules
     for person in core_changed:
         agg = aggregates[person]

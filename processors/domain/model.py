@@ -7,6 +7,7 @@ sees Kafka messages or SQL rows: adapters in ``processors/`` and ``projections/`
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -74,7 +75,9 @@ class Alert:
 
 @dataclass(frozen=True, slots=True)
 class Warning:
-    """One need warning (需求预警) judged at a date; not stored, computed on demand."""
+    """One need warning (需求预警): due from ``since`` for its rule and subject (the person, or one of
+    their needs).  Its id names exactly this rule, subject and due date, so a replay gives the same
+    id, and a warning cleared by a visit and due again later is a new warning with a new id."""
 
     rule: str
     person_id: str
@@ -83,20 +86,52 @@ class Warning:
     need_id: str | None = None
     need: str | None = None
     detail: str | None = None
+    period: str | None = None  # nursing_subsidy_missing: the month without a payment
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {"warning_id": self.warning_id, **{k: v for k, v in asdict(self).items() if v is not None}}
+
+    @property
+    def subject(self) -> str:
+        """What the warning is about beyond the person: a need, or a month."""
+        return self.need_id or self.period or ""
+
+    @property
+    def warning_id(self) -> str:
+        return warning_id(self.rule, self.person_id, self.subject, self.since)
+
+
+def warning_id(rule: str, person_id: str, subject: str, since: str) -> str:
+    """Stable id of a warning: the rule, whom or what it is about, and since when it is due."""
+    digest = hashlib.sha1("|".join((rule, person_id, subject, since)).encode(), usedforsecurity=False)
+    return "W" + digest.hexdigest()[:20]
 
 
 @dataclass(frozen=True, slots=True)
 class AlertAction:
-    """A person acknowledged or resolved an alert (event ``alert.handled``); ``at`` is business time."""
+    """A person assigned, acknowledged or resolved an alert (event ``alert.handled``); ``at`` is
+    business time (the event's ``occurred_at``), so a replay reproduces it."""
 
     alert_id: str
-    action: str  # "acknowledge" | "resolve"
+    action: str  # "assign" | "acknowledge" | "resolve"
     by: str
     at: str
     note: str | None = None
+    assignee: str | None = None  # with "assign"
+    event_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WarningSnooze:
+    """A need warning put aside until a date (event ``warning.snoozed``): it is not in the work
+    queue before ``until`` unless the fulfilling event changed it (then it is another warning)."""
+
+    warning_id: str
+    person_id: str
+    until: str  # YYYY-MM-DD
+    reason: str
+    by: str
+    at: str
 
 
 @dataclass(slots=True)
@@ -108,6 +143,7 @@ class EventEffects:
     person_changed: str | None = None  # the person's core (profile, status, dates) changed
     alerts_changed: list[Alert] = field(default_factory=list)
     alert_actions: list[AlertAction] = field(default_factory=list)
+    snoozes: list[WarningSnooze] = field(default_factory=list)
     payments_changed: list[str] = field(default_factory=list)  # payment ids added or (un)reversed
     pending_changed: list[str] = field(default_factory=list)  # payment ids whose pending reversal moved
     needs_changed: list[str] = field(default_factory=list)  # need ids registered or fulfilled

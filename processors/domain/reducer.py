@@ -26,7 +26,7 @@ from processors.domain.alerts import (
 )
 from processors.domain.calendar import event_date, instant_key
 from processors.domain.counts import event_fact, negated
-from processors.domain.model import AlertAction, Event, EventEffects, FactDelta, FactKey
+from processors.domain.model import AlertAction, Event, EventEffects, FactDelta, FactKey, WarningSnooze
 from processors.domain.rules_config import RulesConfig
 from processors.domain.vocabulary import ENDING_STATUSES, HOME_VISIT
 
@@ -52,6 +52,7 @@ class Projector:
             "service.delivered": self._fulfilment,
             "job.placed": self._fulfilment,
             "alert.handled": self._alert_handled,
+            "warning.snoozed": self._warning_snoozed,
         }
 
     def apply(self, agg: PersonAggregate | None, event: Event) -> tuple[PersonAggregate | None, EventEffects]:
@@ -123,7 +124,15 @@ class Projector:
         a later event that changes the evidence re-evaluates the alert as usual."""
         payload = event["payload"]
         effects.alert_actions.append(AlertAction(payload["alert_id"], payload["action"], payload["by"],
-                                                 event["occurred_at"], payload.get("note")))
+                                                 event["occurred_at"], payload.get("note"), payload.get("assignee"),
+                                                 event["event_id"]))
+        return False
+
+    @staticmethod
+    def _warning_snoozed(agg: PersonAggregate, event: Event, day: str, effects: EventEffects) -> bool:
+        payload = event["payload"]
+        effects.snoozes.append(WarningSnooze(payload["warning_id"], agg.person_id, payload["until"],
+                                             payload["reason"], payload["by"], event["occurred_at"]))
         return False
 
     def _registered(self, agg: PersonAggregate, event: Event, day: str, effects: EventEffects) -> bool:

@@ -123,5 +123,5 @@ def _nursing_missing(agg: PersonAggregate, as_of: date, rules: RulesConfig) -> l
             return []
     return [Warning(
         NURSING_MISSING, agg.person_id, month_start(as_of).isoformat(), town=agg.town,
-        detail=f"no nursing_subsidy payment for {period}",
+        detail=f"no nursing_subsidy payment for {period}", period=period,
     )]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from processors.domain.model import Consumed
@@ -106,6 +107,19 @@ class OutboxSource(Protocol):
     def mark_sent(self, seqs: Iterable[int]) -> int: ...
 
 
+@runtime_checkable
+class Housekeeping(Protocol):
+    """Time-driven work of a store that publishes (need warnings due today, overdue alerts)."""
+
+    def sweep_warnings(self, now: datetime) -> Any:
+        """Publish warnings due at ``now`` never published, clear fulfilled ones (once each)."""
+        ...
+
+    def escalate(self, now: datetime, after: timedelta) -> Any:
+        """Publish again, once, critical alerts still unacknowledged ``after`` they were raised."""
+        ...
+
+
 @dataclass
 class Binding:
     """One projection bound to one open store: what a worker or a replay runs."""
@@ -115,6 +129,7 @@ class Binding:
     close: Callable[[], None]
     ping: Callable[[], bool]
     outbox: OutboxSource | None = None  # projections that publish alert changes
+    housekeeping: Housekeeping | None = None
 
 
 @runtime_checkable

@@ -161,7 +161,10 @@ def hand_over_sql(shadow: PersonLevelStore, old: PersonLevelStore | None) -> dic
        positions* - their current alerts are queued again (at least once; subscribers de-duplicate
        on ``alert_id``), so no alert change is lost when the shadow ran ahead of the old store;
     2. people's acknowledgements and resolutions are ``alert.handled`` events, replayed like any
-       other; the old store's are copied too, for actions recorded before those events existed.
+       other; the old store's are copied too, for actions recorded before those events existed;
+    3. what was published when - need-warning notices, when each alert was first raised and
+       escalated - is wall-clock state, not in the log: copied from the old store, so the new one
+       never publishes a warning or an escalation a second time.
     """
     ob, a, L = t.alert_outbox, t.alerts, t.ledger
     now = _now()
@@ -201,7 +204,23 @@ def hand_over_sql(shadow: PersonLevelStore, old: PersonLevelStore | None) -> dic
                         values.update(resolved_by=res_by, resolved_at=res_at, status="resolved")
                     stats["acknowledgements_copied"] += conn.execute(
                         update(a).where(a.c.alert_id == aid).values(**values)).rowcount or 0
+        stats.update(_copy_publication_state(old, shadow))
     return stats
+
+
+def _copy_publication_state(old: Any, shadow: Any) -> dict[str, int]:
+    n, a = t.warning_notices, t.alerts
+    with old.engine.connect() as conn:
+        notices = [dict(r._mapping) for r in conn.execute(select(n))]
+        raised = conn.execute(select(a.c.alert_id, a.c.raised_at, a.c.escalated_at)
+                              .where(a.c.raised_at.is_not(None))).all()
+    with shadow.engine.begin() as conn:
+        conn.execute(n.delete())
+        if notices:
+            conn.execute(n.insert(), notices)
+        for aid, raised_at, escalated_at in raised:
+            conn.execute(update(a).where(a.c.alert_id == aid).values(raised_at=raised_at, escalated_at=escalated_at))
+    return {"warning_notices_copied": len(notices), "alert_raised_times_copied": len(raised)}
 
 
 def summary(stats: BuildStats) -> str:

@@ -29,13 +29,15 @@ class SqlOutbox:
         self.engine = engine
 
     def outbox_pending(self, limit: int = 1000) -> list[dict[str, Any]]:
-        """Unsent alert changes, oldest first: ``[{"seq", "alert_id", "alert": dict, "created_at"}]``."""
+        """Unsent changes, oldest first: ``[{"seq", "channel", "alert_id", "alert": dict, "created_at"}]``;
+        ``channel`` is ``alert`` (an alert changed or escalated) or ``warning`` (a need warning
+        became due or was cleared; ``alert_id`` is then the warning id)."""
         ob = t.alert_outbox
         with self.engine.connect() as conn:
-            rows = conn.execute(select(ob.c.seq, ob.c.alert_id, ob.c.body, ob.c.created_at)
+            rows = conn.execute(select(ob.c.seq, ob.c.channel, ob.c.alert_id, ob.c.body, ob.c.created_at)
                                 .where(ob.c.sent_at.is_(None)).order_by(ob.c.seq).limit(max(0, int(limit)))).all()
-        return [{"seq": int(seq), "alert_id": aid, "alert": loads(body), "created_at": created}
-                for seq, aid, body, created in rows]
+        return [{"seq": int(seq), "channel": channel, "alert_id": aid, "alert": loads(body), "created_at": created}
+                for seq, channel, aid, body, created in rows]
 
     def mark_sent(self, seqs: Iterable[int]) -> int:
         seq_list = sorted({int(s) for s in seqs})
@@ -48,11 +50,11 @@ class SqlOutbox:
                                   .values(sent_at=now)).rowcount or 0
         return n
 
-    def acknowledge_alert(self, alert_id: str, who: str, at: str | datetime | None = None,
-                          resolve: bool = False) -> dict[str, Any] | None:
-        """Record who acknowledged (and maybe resolved) an alert; the alert, or None if unknown."""
+    def record_alert_action(self, alert_id: str, who: str, at: str | datetime | None, action: str,
+                            assignee: str | None = None) -> dict[str, Any] | None:
+        """Record who assigned, acknowledged or resolved an alert; the alert, or None if unknown."""
         a = t.alerts
-        values = alert_action_values(who, iso(at) or now_text(), resolve)
+        values = alert_action_values(who, iso(at) or now_text(), action, assignee)
         with write_transaction(self.engine) as conn:
             if not conn.execute(update(a).where(a.c.alert_id == alert_id).values(**values)).rowcount:
                 return None

@@ -10,25 +10,28 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import case, distinct, exists, func, literal, select
+from sqlalchemy import case, distinct, func, literal, select
 from sqlalchemy.engine import Engine
 
-from processors.domain.calendar import month_start
 from processors.domain.rules_config import RulesConfig
-from processors.domain.vocabulary import NURSING_PROGRAM
-from processors.domain.warnings import NEED_UNMET, NURSING_MISSING, nursing_period
 from projections.sql import tables as t
 from projections.sql.counts_index import CountsIndex
+from projections.sql.due import due_warnings, snoozed
 from projections.sql.eventrow import check_group_by, check_kind, date_text
 from projections.sql.rows import PERSON_COLUMNS, person_from_row
 from schemas.jsontext import loads
 
 MAX_LIMIT = 10_000
 _ALERT_OPTIONAL = ("town", "hazard", "program", "period", "acknowledged_by", "acknowledged_at",
-                   "resolved_by", "resolved_at")
+                   "resolved_by", "resolved_at", "assigned_to", "assigned_at", "escalated_at")
 
 
-def alert_item(row: Any) -> dict[str, Any]:
+#: the work queue's severity order (critical first)
+SEVERITY_RANK = case((t.alerts.c.severity == "critical", 0), (t.alerts.c.severity == "high", 1), else_=2)
+_ALERT_PERSON = (("person_town", "person_town"), ("name", "name"), ("phone", "phone"))
+
+
+def alert_item(row: Any, with_person: bool = False) -> dict[str, Any]:
     m = row._mapping
     item: dict[str, Any] = {
         "alert_id": m["alert_id"], "rule": m["rule"], "severity": m["severity"], "person_id": m["person_id"],
@@ -37,6 +40,10 @@ def alert_item(row: Any) -> dict[str, Any]:
     for name in _ALERT_OPTIONAL:
         if m[name] is not None:
             item[name] = m[name]
+    if with_person:
+        for column, key in _ALERT_PERSON:
+            if column in m and m[column] is not None:
+                item[key] = m[column]
     return item
 
 
@@ -124,7 +131,12 @@ class SqlQueries:
 
     # ---- alerts ---------------------------------------------------------------------------------
     def alerts(self, rule: str | None = None, person_id: str | None = None, status: str | None = None,
-               towns: list[str] | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+               towns: list[str] | None = None, limit: int = 100, offset: int = 0, *, sort: str = "newest",
+               assigned_to: str | None = None, escalated: bool | None = None,
+               identity: bool = False) -> dict[str, Any]:
+        """Alerts, filtered; ``sort``: ``newest`` (detected last first) or ``queue`` (the work
+        queue: critical first, then the longest waiting).  ``towns`` (a caseworker's) follows the
+        persons' current towns; ``identity`` adds their name and phone (callers allowed to see them)."""
         a, p = t.alerts, t.persons
         conds: list[Any] = []
         if rule is not None:
@@ -133,18 +145,43 @@ class SqlQueries:
             conds.append(a.c.person_id == person_id)
         if status is not None:
             conds.append(a.c.status == status)
-        source: Any = a
+        if assigned_to is not None:
+            conds.append(a.c.assigned_to == assigned_to)
+        if escalated is not None:
+            conds.append(a.c.escalated_at.is_not(None) if escalated else a.c.escalated_at.is_(None))
         if towns is not None:  # the person's current town decides (a move takes the alerts along)
             if not towns:
                 return {"total": 0, "items": []}
-            source = a.join(p, p.c.person_id == a.c.person_id)
             conds.append(p.c.town.in_(sorted(set(towns))))
+        source = a.outerjoin(p, p.c.person_id == a.c.person_id)
+        order = ([SEVERITY_RANK, a.c.detected_utc, a.c.alert_id] if sort == "queue"
+                 else [a.c.detected_utc.desc(), a.c.alert_id])
+        extra = [p.c.town.label("person_town"), *([p.c.name, p.c.phone] if identity else [])]
         limit, offset = _page(limit, offset)
         with self.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(source).where(*conds)).scalar_one()
-            rows = conn.execute(select(a).select_from(source).where(*conds)
-                                .order_by(a.c.detected_utc.desc(), a.c.alert_id).limit(limit).offset(offset)).all()
-        return {"total": int(total), "items": [alert_item(r) for r in rows]}
+            rows = conn.execute(select(a, *extra).select_from(source).where(*conds)
+                                .order_by(*order).limit(limit).offset(offset)).all()
+        return {"total": int(total), "items": [alert_item(r, with_person=True) for r in rows]}
+
+    def alerts_summary(self, towns: list[str] | None = None, status: str = "open") -> list[dict[str, Any]]:
+        """The alert queue at a glance: per rule and the persons' current town, how many, how many
+        critical or escalated, and the oldest."""
+        a, p = t.alerts, t.persons
+        conds: list[Any] = [a.c.status == status]
+        if towns is not None:
+            if not towns:
+                return []
+            conds.append(p.c.town.in_(sorted(set(towns))))
+        stmt = (select(a.c.rule, p.c.town, func.count(), func.sum(case((a.c.severity == "critical", 1), else_=0)),
+                       func.sum(case((a.c.escalated_at.is_not(None), 1), else_=0)), func.min(a.c.detected_at),
+                       func.sum(case((a.c.acknowledged_at.is_(None), 1), else_=0)))
+                .select_from(a.outerjoin(p, p.c.person_id == a.c.person_id)).where(*conds)
+                .group_by(a.c.rule, p.c.town).order_by(a.c.rule, p.c.town))
+        with self.engine.connect() as conn:
+            return [{"rule": rule, "town": town or "", "count": int(n), "critical": int(crit or 0),
+                     "escalated": int(esc or 0), "unacknowledged": int(unack or 0), "oldest_detected_at": oldest}
+                    for rule, town, n, crit, esc, oldest, unack in conn.execute(stmt)]
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -153,51 +190,42 @@ class SqlQueries:
 
     # ---- warnings -------------------------------------------------------------------------------
     def warnings(self, as_of: date, rule: str | None = None, person_id: str | None = None,
-                 towns: list[str] | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
-        """Warnings due at ``as_of`` for active persons, oldest first (see processors/domain/warnings.py:
-        the standing ones are stored with their due date; nursing_subsidy_missing is judged here)."""
+                 towns: list[str] | None = None, limit: int = 100, offset: int = 0, *,
+                 snoozed_too: bool = False, identity: bool = False) -> dict[str, Any]:
+        """Warnings due at ``as_of`` for active persons, oldest first (``projections/sql/due.py``).
+        A warning snoozed past ``as_of`` is left out unless ``snoozed_too`` (then it says so)."""
         if isinstance(as_of, str):
             as_of = date.fromisoformat(as_of)
-        if towns is not None and not towns:
-            return {"total": 0, "items": []}
-        w, p = t.warnings, t.persons
-        person_conds: list[Any] = [p.c.status == "active"]
-        if person_id is not None:
-            person_conds.append(p.c.person_id == person_id)
-        if towns is not None:
-            person_conds.append(p.c.town.in_(sorted(set(towns))))
-        found: list[dict[str, Any]] = []
         with self.engine.connect() as conn:
-            if rule is None or rule != NURSING_MISSING:
-                conds = [*person_conds, w.c.since <= as_of.isoformat()]
-                if rule is not None:
-                    conds.append(w.c.rule == rule)
-                stmt = (select(w.c.rule, w.c.person_id, w.c.since, p.c.town, w.c.subject, w.c.need, w.c.detail)
-                        .select_from(w.join(p, p.c.person_id == w.c.person_id)).where(*conds))
-                for r, pid, since, town, subject, need, detail in conn.execute(stmt):
-                    item = {"rule": r, "person_id": pid, "since": since, "town": town, "detail": detail}
-                    if r == NEED_UNMET:
-                        item.update(need_id=subject, need=need)
-                    found.append({k: v for k, v in item.items() if v is not None})
-            if (rule is None or rule == NURSING_MISSING) and self.rules.enabled(NURSING_MISSING):
-                found += self._nursing_missing(conn, as_of, person_conds)
+            found = due_warnings(conn, self.rules, as_of, rule=rule, person_id=person_id, towns=towns,
+                                 identity=identity)
+            snoozes = snoozed(conn, (w["warning_id"] for w in found), as_of)
+        if snoozes:
+            if snoozed_too:
+                for w in found:
+                    if w["warning_id"] in snoozes:
+                        w["snoozed"] = snoozes[w["warning_id"]]
+            else:
+                found = [w for w in found if w["warning_id"] not in snoozes]
         found.sort(key=lambda x: (x["since"], x["rule"], x["person_id"], x.get("need_id") or ""))
         limit, offset = _page(limit, offset)
         return {"total": len(found), "items": found[offset:offset + limit]}
 
-    def _nursing_missing(self, conn: Any, as_of: date, person_conds: list[Any]) -> list[dict[str, Any]]:
-        p, L = t.persons, t.ledger
-        period = nursing_period(as_of)
-        paid = exists().where(L.c.person_id == p.c.person_id, L.c.kind == "payment", L.c.key == NURSING_PROGRAM,
-                              L.c.period == period, L.c.counted == 1)
-        stmt = select(p.c.person_id, p.c.town).where(
-            *person_conds, p.c.grade <= self.rules.nursing_subsidy_max_grade, p.c.registered_on.is_not(None),
-            p.c.registered_on < f"{period}-01", ~paid)
-        since = month_start(as_of).isoformat()
-        detail = f"no nursing_subsidy payment for {period}"
-        return [{k: v for k, v in {"rule": NURSING_MISSING, "person_id": pid, "since": since, "town": town,
-                                   "detail": detail}.items() if v is not None}
-                for pid, town in conn.execute(stmt)]
+    def warnings_summary(self, as_of: date, towns: list[str] | None = None) -> list[dict[str, Any]]:
+        """The warnings queue at a glance: per rule and town, how many are due and since when."""
+        with self.engine.connect() as conn:
+            found = due_warnings(conn, self.rules, as_of, towns=towns)
+            snoozes = snoozed(conn, (w["warning_id"] for w in found), as_of)
+        groups: dict[tuple[str, str], dict[str, Any]] = {}
+        for w in found:
+            g = groups.setdefault((w["rule"], w.get("town") or ""), {
+                "rule": w["rule"], "town": w.get("town") or "", "due": 0, "snoozed": 0, "oldest_since": w["since"]})
+            if w["warning_id"] in snoozes:
+                g["snoozed"] += 1
+                continue
+            g["due"] += 1
+            g["oldest_since"] = min(g["oldest_since"], w["since"])
+        return sorted(groups.values(), key=lambda g: (g["rule"], g["town"]))
 
     # ---- persons --------------------------------------------------------------------------------
     def person_town(self, person_id: str) -> str | None:
@@ -211,6 +239,36 @@ class SqlQueries:
             row = conn.execute(select(*[t.persons.c[c] for c in PERSON_COLUMNS])
                                .where(t.persons.c.person_id == person_id)).first()
         return None if row is None else person_from_row(row)
+
+    def person_record(self, person_id: str, as_of: date, identity: bool = False) -> dict[str, Any] | None:
+        """Everything about one person a caseworker may see: profile and status (name and phone
+        only with ``identity``), the timeline of events, open alerts, handled ones with what people
+        did, and the need warnings due at ``as_of`` (snoozed ones marked).  None: unknown person."""
+        record = self.person_timeline(person_id)
+        if record["person"] is None and not record["events"]:
+            return None
+        person = record["person"]
+        if person is not None and not identity:
+            person = {k: v for k, v in person.items() if k not in ("name", "phone")}
+        actions = self.alert_actions([a["alert_id"] for a in record["alerts"]])
+        for alert in record["alerts"]:
+            alert["actions"] = actions.get(alert["alert_id"], [])
+        warnings = self.warnings(as_of, person_id=person_id, limit=MAX_LIMIT, snoozed_too=True)["items"]
+        return {"person": person, "events": record["events"],
+                "open_alerts": [a for a in record["alerts"] if a["status"] == "open"],
+                "handled_alerts": [a for a in record["alerts"] if a["status"] != "open" or a["actions"]],
+                "warnings": warnings, "as_of": as_of.isoformat()}
+
+    def alert_actions(self, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """What people did to these alerts (alert.handled events), oldest first, per alert."""
+        h = t.alert_actions
+        out: dict[str, list[dict[str, Any]]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(alert_ids), 5000):
+                for row in conn.execute(select(h).where(h.c.alert_id.in_(alert_ids[i:i + 5000])).order_by(h.c.at)):
+                    item = {k: v for k, v in row._mapping.items() if v is not None and k != "alert_id"}
+                    out.setdefault(row.alert_id, []).append(item)
+        return out
 
     def person_timeline(self, person_id: str) -> dict[str, Any]:
         p, L, a = t.persons, t.ledger, t.alerts

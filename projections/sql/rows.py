@@ -23,7 +23,7 @@ PERSON_COLUMNS = ("person_id", *PROFILE_COLUMNS, *(f"stamp_{n}" for n in PROFILE
 NEED_COLUMNS = ("person_id", "need_id", "need", "registered_on", "registered_by", "fulfilled_on", "fulfilled_by")
 PENDING_COLUMNS = ("payment_id", "reversal_id", "person_id")
 ALERT_COLUMNS = ("alert_id", "rule", "severity", "person_id", "town", "status", "event_ids", "detected_at",
-                 "detected_utc", "hazard", "program", "period", "updated_offset")
+                 "detected_utc", "hazard", "program", "period", "updated_offset", "raised_at")
 WARNING_COLUMNS = ("person_id", "rule", "subject", "since", "need", "detail")
 #: ledger columns a payment group is loaded with (``payment_from_row``)
 PAYMENT_COLUMNS = ("event_id", "person_id", "key", "period", "amount_fen", "date", "town", "occurred_at",
@@ -77,10 +77,11 @@ def need_from_row(row: tuple[Any, ...] | Any) -> tuple[str, str, Need]:
     return row[0], row[1], Need(*row[2:])
 
 
-def alert_row(alert: Alert, offset: int) -> tuple[Any, ...]:
+def alert_row(alert: Alert, offset: int, raised_at: str) -> tuple[Any, ...]:
+    """``raised_at`` (wall clock) is kept from the first write: escalation counts from it."""
     return (alert.alert_id, alert.rule, alert.severity, alert.person_id, alert.town, alert.status,
             dumps_compact(list(alert.event_ids)), alert.detected_at, instant_key(alert.detected_at),
-            alert.hazard, alert.program, alert.period, offset)
+            alert.hazard, alert.program, alert.period, offset, raised_at)
 
 
 #: columns an alert is loaded with into an aggregate (``alert_from_row``)

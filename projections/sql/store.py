@@ -12,10 +12,11 @@ records already decoded (tests, tools).
 from __future__ import annotations
 
 import zlib
-from datetime import date, datetime
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Engine
 
 from processors.domain.batch import ReadModel
@@ -27,6 +28,7 @@ from projections.sql import erasure
 from projections.sql import tables as t
 from projections.sql.engines import IMMEDIATE, make_engine, write_transaction
 from projections.sql.migrate import upgrade as alembic_upgrade
+from projections.sql.notices import Clock, Published, escalate, reconcile, utc_now
 from projections.sql.outbox import SqlOutbox
 from projections.sql.queries import SqlQueries
 from projections.sql.writer import SqlWriter
@@ -40,7 +42,7 @@ class SqlStore:
     """``ProjectionStore`` + ``PersonLevelStore`` on SQLite or PostgreSQL."""
 
     def __init__(self, url: str, rules: RulesConfig | None = None, projection: str = "sql",
-                 topic: str = DEFAULT_TOPIC, *, echo: bool = False) -> None:
+                 topic: str = DEFAULT_TOPIC, *, echo: bool = False, clock: Clock = utc_now) -> None:
         self.url = url
         self.name = projection
         self.projection = projection
@@ -49,7 +51,7 @@ class SqlStore:
         self.engine: Engine = make_engine(url, echo=echo)
         self.dialect = self.engine.dialect.name
         self.read_model = ReadModel(self.rules)
-        self.writer = SqlWriter(self.engine, projection, topic)
+        self.writer = SqlWriter(self.engine, projection, topic, self.rules, clock)
         self.queries = SqlQueries(self.engine, self.rules)
         self.outbox = SqlOutbox(self.engine)
 
@@ -91,7 +93,7 @@ class SqlStore:
         return self.writer.offsets()
 
     def binding(self) -> Binding:
-        return Binding(self.read_model, self.writer, self.close, self.ping, self.outbox)
+        return Binding(self.read_model, self.writer, self.close, self.ping, self.outbox, self)
 
     def drop_positions(self, projections: list[str]) -> None:
         po = t.projection_offsets
@@ -112,7 +114,28 @@ class SqlStore:
 
     def acknowledge_alert(self, alert_id: str, who: str, at: str | datetime | None = None,
                           resolve: bool = False) -> dict[str, Any] | None:
-        return self.outbox.acknowledge_alert(alert_id, who, at, resolve)
+        return self.outbox.record_alert_action(alert_id, who, at, "resolve" if resolve else "acknowledge")
+
+    def record_alert_action(self, alert_id: str, who: str, at: str | datetime | None, action: str,
+                            assignee: str | None = None) -> dict[str, Any] | None:
+        return self.outbox.record_alert_action(alert_id, who, at, action, assignee)
+
+    def sweep_warnings(self, now: datetime | None = None) -> Published:
+        """Publish the need warnings due today that were never published and clear the fulfilled
+        ones (projections/sql/notices.py); one transaction, serialised with the batches."""
+        return self._publish(lambda conn, at: reconcile(conn, self.rules, at), now)
+
+    def escalate(self, now: datetime | None = None, after: timedelta = timedelta(hours=24)) -> Published:
+        """Publish once more the critical alerts unacknowledged ``after`` they were raised."""
+        return self._publish(lambda conn, at: escalate(conn, at, after), now)
+
+    def _publish(self, find: Callable[[Any, datetime], Published], now: datetime | None) -> Published:
+        at = now or self.writer.clock()
+        with write_transaction(self.engine, self.writer.lock_key) as conn:
+            done = find(conn, at)
+            if done.rows:
+                conn.execute(insert(t.alert_outbox), done.rows)
+        return done
 
     # ---- erasure --------------------------------------------------------------------------------
     def forget(self, person_id: str, tombstone_id: str) -> dict[str, int]:
@@ -131,15 +154,27 @@ class SqlStore:
         return self.queries.grouped_counts(kind, group_by, key, date_from, date_to, town)
 
     def alerts(self, rule: str | None = None, person_id: str | None = None, status: str | None = None,
-               towns: list[str] | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
-        return self.queries.alerts(rule, person_id, status, towns, limit, offset)
+               towns: list[str] | None = None, limit: int = 100, offset: int = 0, **options: Any) -> dict[str, Any]:
+        """``options``: ``sort``, ``assigned_to``, ``escalated``, ``identity`` (``SqlQueries.alerts``)."""
+        return self.queries.alerts(rule, person_id, status, towns, limit, offset, **options)
+
+    def alerts_summary(self, towns: list[str] | None = None, status: str = "open") -> list[dict[str, Any]]:
+        return self.queries.alerts_summary(towns, status)
+
+    def person_record(self, person_id: str, as_of: date, identity: bool = False) -> dict[str, Any] | None:
+        return self.queries.person_record(person_id, as_of, identity)
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
         return self.queries.alert(alert_id)
 
     def warnings(self, as_of: date, rule: str | None = None, person_id: str | None = None,
-                 towns: list[str] | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
-        return self.queries.warnings(as_of, rule, person_id, towns, limit, offset)
+                 towns: list[str] | None = None, limit: int = 100, offset: int = 0, *,
+                 snoozed_too: bool = False, identity: bool = False) -> dict[str, Any]:
+        return self.queries.warnings(as_of, rule, person_id, towns, limit, offset, snoozed_too=snoozed_too,
+                                     identity=identity)
+
+    def warnings_summary(self, as_of: date, towns: list[str] | None = None) -> list[dict[str, Any]]:
+        return self.queries.warnings_summary(as_of, towns)
 
     def person_town(self, person_id: str) -> str | None:
         return self.queries.person_town(person_id)

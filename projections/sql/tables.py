@@ -152,11 +152,59 @@ alerts = Table(
     Column("acknowledged_at", String(40), nullable=True),
     Column("resolved_by", String(128), nullable=True),
     Column("resolved_at", String(40), nullable=True),
+    Column("assigned_to", String(200), nullable=True),
+    Column("assigned_at", String(40), nullable=True),
+    Column("raised_at", String(40), nullable=True),  # wall clock when this store first raised it
+    Column("escalated_at", String(40), nullable=True),  # when it was published again as overdue
     Column("updated_offset", BigInteger, nullable=True),
     Index("ix_alerts_rule", "rule"),
     Index("ix_alerts_person_id", "person_id"),
     Index("ix_alerts_status_detected", "status", "detected_utc"),
     Index("ix_alerts_detected", "detected_utc"),
+)
+
+#: every action people took on an alert (alert.handled events), oldest first: the person page's history
+alert_actions = Table(
+    "alert_actions",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("alert_id", String(255), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("by", String(200), nullable=False),
+    Column("at", String(40), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("assignee", String(200), nullable=True),
+    Index("ix_alert_actions_alert", "alert_id"),
+)
+
+#: need warnings put aside until a date (warning.snoozed events)
+warning_snoozes = Table(
+    "warning_snoozes",
+    metadata,
+    Column("warning_id", String(32), primary_key=True),
+    Column("person_id", String(128), nullable=False),
+    Column("until", String(10), nullable=False),
+    Column("reason", String(255), nullable=False),
+    Column("by", String(200), nullable=False),
+    Column("at", String(40), nullable=False),
+    Index("ix_warning_snoozes_person", "person_id"),
+    sqlite_with_rowid=False,
+)
+
+#: which warnings were published to subscribers as due (and later as cleared): a restart or a
+#: replay never publishes one twice
+warning_notices = Table(
+    "warning_notices",
+    metadata,
+    Column("warning_id", String(32), primary_key=True),
+    Column("person_id", String(128), nullable=False),
+    Column("rule", String(32), nullable=False),
+    Column("state", String(8), nullable=False),  # "due" | "cleared"
+    Column("due_at", String(40), nullable=False),
+    Column("cleared_at", String(40), nullable=True),
+    Index("ix_warning_notices_person", "person_id"),
+    Index("ix_warning_notices_state", "state"),
+    sqlite_with_rowid=False,
 )
 
 warnings = Table(
@@ -177,7 +225,8 @@ alert_outbox = Table(
     "alert_outbox",
     metadata,
     Column("seq", SEQ_TYPE, primary_key=True, autoincrement=True),
-    Column("alert_id", String(255), nullable=False),
+    Column("alert_id", String(255), nullable=False),  # or the warning_id (channel "warning")
+    Column("channel", String(8), nullable=False, server_default="alert"),  # "alert" | "warning"
     Column("body", Text, nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("sent_at", String(40), nullable=True),

@@ -15,14 +15,17 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection, Engine
 
 from processors.domain.aggregate import PersonAggregate
-from processors.domain.batch import BatchChanges, StatePlan
+from processors.domain.batch import REVERSAL, BatchChanges, StatePlan
+from processors.domain.rules_config import RulesConfig
+from processors.domain.vocabulary import NURSING_PROGRAM
 from processors.runtime.contracts import Positions
 from projections.sql import tables as t
 from projections.sql.engines import write_transaction
+from projections.sql.notices import Clock, recent_persons, reconcile, utc_now
 from projections.sql.positions import SqlPositions
 from projections.sql.rows import (
     ALERT_COLUMNS,
@@ -65,12 +68,14 @@ def chunks(seq: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
         yield seq[i:i + size]
 
 
-def alert_action_values(who: str, at: str, resolve: bool) -> dict[str, Any]:
-    """Column values recording who acknowledged (and maybe resolved) an alert, and when: the same for
-    the API's immediate write and for the worker applying the ``alert.handled`` event, so the two
-    agree and a replay reproduces them."""
+def alert_action_values(who: str, at: str, action: str, assignee: str | None = None) -> dict[str, Any]:
+    """Column values recording an action on an alert: who assigned it to whom, or who acknowledged
+    (and maybe resolved) it, and when - the same for the API's immediate write and for the worker
+    applying the ``alert.handled`` event, so the two agree and a replay reproduces them."""
+    if action == "assign":
+        return {"assigned_to": assignee, "assigned_at": at}
     values: dict[str, Any] = {"acknowledged_by": who, "acknowledged_at": at}
-    if resolve:
+    if action == "resolve":
         values.update(status="resolved", resolved_by=who, resolved_at=at)
     return values
 
@@ -84,8 +89,12 @@ def _statements(engine: Engine) -> Statements:
     s.upsert("needs", t.needs, NEED_COLUMNS, ("person_id", "need_id"))
     s.upsert("pending", t.pending_reversals, PENDING_COLUMNS, ("payment_id",))
     s.delete("pending_gone", t.pending_reversals, ("payment_id",))
-    s.upsert("alerts", t.alerts, ALERT_COLUMNS, ("alert_id",))
-    s.insert("outbox", t.alert_outbox, ("alert_id", "body", "created_at", "sent_at"))
+    s.upsert("alerts", t.alerts, ALERT_COLUMNS, ("alert_id",), keep=("raised_at",))
+    s.insert_ignore("alert_actions", t.alert_actions, ("event_id", "alert_id", "action", "by", "at", "note", "assignee"),
+                    ("event_id",))
+    s.upsert("snoozes", t.warning_snoozes, ("warning_id", "person_id", "until", "reason", "by", "at"),
+             ("warning_id",))
+    s.insert("outbox", t.alert_outbox, ("alert_id", "channel", "body", "created_at", "sent_at"))
     s.delete("warnings_of_rule", t.warnings, ("person_id", "rule"))
     s.delete("warning", t.warnings, ("person_id", "rule", "subject"))
     s.insert("warnings", t.warnings, WARNING_COLUMNS)
@@ -100,10 +109,14 @@ def lock_key(projection: str, topic: str) -> int:
 class SqlWriter:
     """Writer of the read model tables for one projection name (positions are kept under it)."""
 
-    def __init__(self, engine: Engine, projection: str, topic: str) -> None:
+    def __init__(self, engine: Engine, projection: str, topic: str, rules: RulesConfig,
+                 clock: Clock = utc_now, notify: bool = True) -> None:
         self.engine = engine
         self.name = projection
         self.topic = topic
+        self.rules = rules
+        self.clock = clock
+        self.notify = notify  # publish need warnings as they become due or are fulfilled
         self._statements = _statements(engine)
         self.positions = SqlPositions(t.projection_offsets, projection, topic, self._statements)
         self.in_query = InQuery(engine.dialect)
@@ -195,19 +208,29 @@ class SqlUnitOfWork:
         run(conn, "needs", [need_row(p, nid, need) for (p, nid), need in changes.needs.items()])
         run(conn, "pending", [(pid, v[0], v[1]) for pid, v in changes.pending.items() if v is not None])
         run(conn, "pending_gone", [(pid,) for pid, v in changes.pending.items() if v is None])
-        run(conn, "alerts", [alert_row(alert, offset) for alert, offset in changes.alerts.values()])
+        now = w.clock()
+        stamp = now.isoformat(timespec="milliseconds")
+        run(conn, "alerts", [alert_row(alert, offset, stamp) for alert, offset in changes.alerts.values()])
         for action in changes.alert_actions:  # rare (people clicking): one statement each, after the upserts
             conn.execute(t.alerts.update().where(t.alerts.c.alert_id == action.alert_id)
-                         .values(**alert_action_values(action.by, action.at, action.action == "resolve")))
+                         .values(**alert_action_values(action.by, action.at, action.action, action.assignee)))
+        run(conn, "alert_actions", [(a.event_id, a.alert_id, a.action, a.by, a.at, a.note, a.assignee)
+                                    for a in changes.alert_actions])
+        run(conn, "snoozes", [(z.warning_id, z.person_id, z.until, z.reason, z.by, z.at) for z in changes.snoozes])
         if changes.outbox:
-            now = now_text()
             published = w.replayed_until(conn)
             run(conn, "outbox", [
-                (alert.alert_id, dumps_compact(alert_message(alert)), now,
-                 now if offset <= published.get(partition, -1) else None)
+                (alert.alert_id, "alert", dumps_compact(alert_message(alert)), stamp,
+                 stamp if offset <= published.get(partition, -1) else None)
                 for alert, partition, offset in changes.outbox])
         run(conn, "warnings_of_rule", [(p, rule) for p in changes.person_warnings for rule in PERSON_RULES])
         run(conn, "warnings", [warning_row(x) for ws in changes.person_warnings.values() for x in ws])
         run(conn, "warning", [(p, "need_unmet", nid) for p, nid in changes.need_warnings])
         run(conn, "warnings", [warning_row(x) for ws in changes.need_warnings.values() for x in ws])
+        affected = ({*changes.persons, *(p for p, _ in changes.need_warnings), *(z.person_id for z in changes.snoozes)}
+                    | {e.person_id for e in changes.ledger if e.key == NURSING_PROGRAM or e.type == REVERSAL})
+        if affected and w.notify:  # warnings that became due or were fulfilled (projections/sql/notices.py)
+            notices = reconcile(conn, w.rules, now, affected - {""}, recent_persons(changes.ledger, now))
+            if notices.rows:
+                conn.execute(insert(t.alert_outbox), notices.rows)
         w.positions.write(conn, positions)

@@ -136,12 +136,56 @@ def upgrade() -> None:
         sa.Column("acknowledged_at", sa.String(40), nullable=True),
         sa.Column("resolved_by", sa.String(128), nullable=True),
         sa.Column("resolved_at", sa.String(40), nullable=True),
+        sa.Column("assigned_to", sa.String(200), nullable=True),
+        sa.Column("assigned_at", sa.String(40), nullable=True),
+        sa.Column("raised_at", sa.String(40), nullable=True),
+        sa.Column("escalated_at", sa.String(40), nullable=True),
         sa.Column("updated_offset", sa.BigInteger, nullable=True),
     )
     op.create_index("ix_alerts_rule", "alerts", ["rule"])
     op.create_index("ix_alerts_person_id", "alerts", ["person_id"])
     op.create_index("ix_alerts_status_detected", "alerts", ["status", "detected_utc"])
     op.create_index("ix_alerts_detected", "alerts", ["detected_utc"])
+
+    op.create_table(
+        "alert_actions",
+        sa.Column("event_id", sa.String(64), primary_key=True),
+        sa.Column("alert_id", sa.String(255), nullable=False),
+        sa.Column("action", sa.String(16), nullable=False),
+        sa.Column("by", sa.String(200), nullable=False),
+        sa.Column("at", sa.String(40), nullable=False),
+        sa.Column("note", sa.Text, nullable=True),
+        sa.Column("assignee", sa.String(200), nullable=True),
+    )
+    op.create_index("ix_alert_actions_alert", "alert_actions", ["alert_id"])
+
+    op.create_table(
+        "warning_snoozes",
+        sa.Column("warning_id", sa.String(32), primary_key=True),
+        sa.Column("person_id", sa.String(128), nullable=False),
+        sa.Column("until", sa.String(10), nullable=False),
+        sa.Column("reason", sa.String(255), nullable=False),
+        sa.Column("by", sa.String(200), nullable=False),
+        sa.Column("at", sa.String(40), nullable=False),
+        sqlite_with_rowid=False,
+    )
+    op.create_index("ix_warning_snoozes_person", "warning_snoozes", ["person_id"])
+
+    op.create_table(
+        "warning_notices",
+        sa.Column("warning_id", sa.String(32), primary_key=True),
+        sa.Column("person_id", sa.String(128), nullable=False),
+        sa.Column("rule", sa.String(32), nullable=False),
+        sa.Column("state", sa.String(8), nullable=False),
+        sa.Column("due_at", sa.String(40), nullable=False),
+        sa.Column("cleared_at", sa.String(40), nullable=True),
+        sqlite_with_rowid=False,
+    )
+    op.create_index("ix_warning_notices_person", "warning_notices", ["person_id"])
+    op.create_index("ix_warning_notices_state", "warning_notices", ["state"])
+
+    with op.batch_alter_table("alert_outbox") as batch:
+        batch.add_column(sa.Column("channel", sa.String(8), nullable=False, server_default="alert"))
 
     op.create_table(
         "warnings",
