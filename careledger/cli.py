@@ -15,7 +15,7 @@ import os
 import sys
 from importlib import metadata
 
-from careledger.home_permissions import use_private_umask
+from careledger.home_permissions import defer_notice, use_private_umask
 
 COMMAND_MODULES = ("infra.cli", "producers.cli", "projections.cli", "projections.process_cli")
 
@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: commands that run until stopped: they check their secrets and the home's permissions first
 LONG_RUNNING = frozenset({"process", "serve", "up", "deliver-webhooks"})
+#: of those, the ones that talk to a person on the terminal (the others write JSON logs)
+PLAIN_OUTPUT = frozenset({"up"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,9 +112,12 @@ def _check_home(command: str) -> int | None:
         return 78  # EX_CONFIG
     changed = tighten(settings.home)
     if changed:
-        print(f"careledger {command}: removed group/other access from {len(changed)} path(s) under "
-              f"{settings.home} (e.g. {changed[0]}); everything there is private to its owner",
-              file=sys.stderr)
+        notice = (f"careledger {command}: removed group/other access from {len(changed)} path(s) under "
+                  f"{settings.home} (e.g. {changed[0]}); everything there is private to its owner")
+        if command in PLAIN_OUTPUT:
+            print(notice, file=sys.stderr)
+        else:  # logged once the process has set up its (JSON) logs
+            defer_notice(notice)
     return None
 
 

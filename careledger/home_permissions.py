@@ -101,3 +101,18 @@ def tighten(home: Path) -> list[Loose]:
             continue
         changed.append(loose)
     return changed
+
+
+_notices: list[str] = []
+
+
+def defer_notice(text: str) -> None:
+    """Keep a start-up notice until the process has set up its logs (``take_notices``), so a
+    process whose every line is JSON reports it as JSON too."""
+    _notices.append(text)
+
+
+def take_notices() -> list[str]:
+    out = list(_notices)
+    _notices.clear()
+    return out

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kafka.errors import KafkaError, UnknownBrokerIdError
+
+from careledger.retrying import call_retrying, is_transient
 from careledger.settings import Settings
 from infra import process
 
@@ -240,10 +243,24 @@ def topic_plan(settings: Settings) -> dict[str, tuple[int, str]]:
     }
 
 
-def ensure_topics(settings: Settings) -> list[str]:
+def is_transient_kafka(exc: BaseException) -> bool:
+    """Kafka errors worth waiting out: those the client marks retriable, and a broker the client
+    has not learnt about yet (a cluster that is still electing its controller)."""
+    if isinstance(exc, UnknownBrokerIdError):
+        return True
+    return (isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))) or is_transient(exc)
+
+
+def ensure_topics(settings: Settings, attempts: int = 8) -> list[str]:
     """Create the careledger topics if missing and give every topic its configured retention
     (idempotent); return the names created.  A changed retention setting reaches existing topics
-    here, logged (``careledger topics create`` and ``careledger up`` call this)."""
+    here, logged (``careledger topics create`` and ``careledger up`` call this).  A cluster that
+    has just started (controller not yet known to the client) is waited for, ``attempts`` times."""
+    return call_retrying(lambda: _ensure_topics_once(settings), "Kafka topic creation",
+                         transient=is_transient_kafka, attempts=attempts, max_s=5.0)
+
+
+def _ensure_topics_once(settings: Settings) -> list[str]:
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError

@@ -1,4 +1,5 @@
-"""The alert outbox relay: committed alert changes → ``careledger.alerts`` (at least once).
+"""The outbox relay: committed alert changes → ``careledger.alerts``, need warnings →
+``careledger.warnings`` (at least once).
 
 Alert changes are written to ``alert_outbox`` in the same transaction as the read model, so a
 crash can never lose one; this relay publishes pending rows keyed by ``alert_id`` and marks them
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from processors.runtime.contracts import OutboxSource
 from producers.publisher import EventPublisher, PublishError
 
 log = logging.getLogger("careledger.alerts")
@@ -18,7 +20,7 @@ DRAIN_BATCH = 1000
 
 
 class AlertRelay:
-    def __init__(self, store: object, publisher: EventPublisher) -> None:
+    def __init__(self, store: OutboxSource, publisher: EventPublisher) -> None:
         self.store = store
         self.publisher = publisher
         self.published = 0
@@ -27,7 +29,7 @@ class AlertRelay:
         """Publish every pending outbox row; return how many were published."""
         total = 0
         while True:
-            pending = self.store.outbox_pending(DRAIN_BATCH)  # type: ignore[attr-defined]
+            pending = self.store.outbox_pending(DRAIN_BATCH)
             if not pending:
                 return total
             try:
@@ -35,6 +37,6 @@ class AlertRelay:
             except PublishError as exc:  # broker away: keep them pending, try on the next drain
                 log.warning("alert relay: %s; %d alerts stay pending", exc, len(pending))
                 return total
-            self.store.mark_sent([row["seq"] for row in pending])  # type: ignore[attr-defined]
+            self.store.mark_sent([row["seq"] for row in pending])
             total += len(pending)
             self.published += len(pending)

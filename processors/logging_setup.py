@@ -11,6 +11,7 @@ import logging
 import os
 import time
 
+from careledger.home_permissions import take_notices
 from careledger.settings import Settings
 
 
@@ -40,3 +41,5 @@ def configure_logging(settings: Settings, process_name: str, level: int = loggin
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("careledger").setLevel(level)
+    for notice in take_notices():  # what the command line found before the logs existed
+        logging.getLogger("careledger.home").warning(notice)

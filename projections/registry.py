@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from careledger.settings import Settings
+from processors.domain.rules_config import default_rules
 
 REGISTRY_FILE = "registry.json"
 LOCK_FILE = "registry.lock"
@@ -329,7 +330,7 @@ class ActiveStore:
         self.registry = registry
         self.projection = projection
         self.name = projection
-        self.rules = rules
+        self.rules = rules if rules is not None else default_rules()  # what the stores it opens judge with
         self._migrate = migrate
         self._lock = threading.Lock()
         self._url: str | None = None

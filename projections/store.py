@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Protocol, runtime_checkable
 
+from processors.domain.rules_config import RulesConfig
 from processors.runtime.contracts import Binding, Positions
 
 COUNT_KINDS = ("payment", "service", "visit", "job", "need", "person", "posting")
@@ -63,15 +64,18 @@ class ErasableStore(Protocol):
 class PersonLevelStore(ProjectionStore, ErasableStore, Protocol):
     """The SQL read model: person state, alerts, warnings and their outbox too."""
 
+    rules: RulesConfig  # what it judges with (the API quotes the thresholds in reasons)
+
     def grouped_counts(self, kind: str, group_by: list[str], key: str | None = None,
                        date_from: date | None = None, date_to: date | None = None,
                        town: str | None = None) -> list[dict[str, Any]]:
         """Counts grouped by any of ``key``, ``town``, ``month``, ``date`` in one query."""
 
     def alerts(self, rule: str | None = None, person_id: str | None = None, status: str | None = None,
-               towns: list[str] | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+               towns: list[str] | None = None, limit: int = 100, offset: int = 0, **options: Any) -> dict[str, Any]:
         """``{"total": int, "items": [alert dicts]}``; ``towns`` (a caseworker's) follows the
-        persons' current towns."""
+        persons' current towns; ``options``: ``sort`` (newest / queue), ``assigned_to``,
+        ``escalated``, ``identity`` (name and phone)."""
 
     def alert(self, alert_id: str) -> dict[str, Any] | None: ...
 
@@ -88,11 +92,17 @@ class PersonLevelStore(ProjectionStore, ErasableStore, Protocol):
                             assignee: str | None = None) -> dict[str, Any] | None:
         """Assign, acknowledge or resolve at once (the API; the alert.handled event repeats it)."""
 
+    def record_snooze(self, warning_id: str, person_id: str, until: str, reason: str, by: str, at: str) -> None:
+        """Put a warning aside until a date at once (the API; the warning.snoozed event repeats it)."""
+
     def acknowledge_alert(self, alert_id: str, who: str, at: str | datetime | None = None,
                           resolve: bool = False) -> dict[str, Any] | None: ...
 
     def warnings(self, as_of: date, rule: str | None = None, person_id: str | None = None,
-                 towns: list[str] | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]: ...
+                 towns: list[str] | None = None, limit: int = 100, offset: int = 0, *,
+                 snoozed_too: bool = False, identity: bool = False) -> dict[str, Any]:
+        """Due at ``as_of``, oldest first; ``snoozed_too`` keeps (and marks) snoozed ones;
+        ``identity`` adds name and phone."""
 
     def person_town(self, person_id: str) -> str | None:
         """The person's current town (None: unknown person)."""
@@ -103,5 +113,10 @@ class PersonLevelStore(ProjectionStore, ErasableStore, Protocol):
     def event_count(self) -> int: ...
 
     def outbox_pending(self, limit: int = 1000) -> list[dict[str, Any]]: ...
+
+    def outbox_after(self, seq: int, limit: int = 500) -> list[dict[str, Any]]:
+        """Published changes after ``seq`` in order, with the person's current ``town`` (SSE)."""
+
+    def outbox_last_seq(self) -> int: ...
 
     def mark_sent(self, seqs: Any) -> int: ...

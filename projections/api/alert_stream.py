@@ -1,32 +1,30 @@
-"""``GET /api/alerts/stream``: alert changes as Server-Sent Events, resumable by ``Last-Event-ID``.
+"""``GET /api/alerts/stream``: alert changes and need warnings as Server-Sent Events, resumable.
 
-The source is the store's ``alert_outbox`` table, written by the processor in the same transaction
-as the alerts themselves, so the stream neither depends on Kafka nor lags behind ``/api/alerts``.
-Each frame is one outbox row::
+The source is the store's outbox (``alert_outbox``), written by the processor in the same
+transaction as the alerts and warning notices themselves, so the stream neither depends on Kafka
+nor lags behind ``/api/alerts``.  Each frame is one outbox row::
 
     id: <outbox seq>
-    event: alert
+    event: alert | warning
     data: {"alert_id": ..., "rule": ..., ..., "outbox_seq": <seq>}
 
-(``data`` is exactly the ``careledger.alerts`` message).  A client that reconnects with the header
+``alert`` frames carry exactly the ``careledger.alerts`` message (an escalation has
+``"escalated": true``); ``warning`` frames the ``careledger.warnings`` one (``kind``
+``warning.due`` or ``warning.cleared``).  A client that reconnects with the header
 ``Last-Event-ID: <seq>`` (browsers' ``EventSource`` does so by itself) or ``?last_event_id=<seq>``
 gets every row with a larger seq, in order: no gap, no repeat.  Without either the stream starts
 at the current end (live changes only); ``last_event_id=0`` replays the whole outbox;
 ``follow=false`` sends what is there and closes (catch-up mode for scripts).
 
-Rows are read with ``seq > :cursor ORDER BY seq LIMIT 500`` (the primary key) every 0.5 s; a
-comment line (``: keep-alive``) is sent after 15 s without data so proxies keep the connection
-open; the loop ends as soon as the client disconnects.  Seqs are committed in order: SQLite has a
-single writer and the PostgreSQL store serialises its batches with an advisory lock, so a reader
-can never see seq N+1 before N.
+Filters, the same as a webhook subscription's: ``kind`` (alert / warning), ``rule`` and ``town``
+(repeatable).  Towns are the persons' *current* towns.  Caseworkers only ever receive their own
+towns (the cursor still moves past the others, which they never see); admins receive all.  The
+request is audited when the stream opens.
 
-Policy ``person_level``: caseworkers only receive alerts of their towns (the cursor still moves
-past the others, which they never see); admins receive all.  The request is audited when the
-stream opens.
-
-Revocation ends open streams: the token is checked again every ``REVALIDATE_S`` seconds (and before
-every batch of frames); once it is revoked the stream sends ``event: revoked`` and closes, so a
-revoked token receives nothing more than ``REVALIDATE_S`` after ``careledger token revoke``.
+Rows are read 500 at a time every 0.5 s; a comment line (``: keep-alive``) is sent after 15 s
+without data so proxies keep the connection open; the loop ends as soon as the client leaves.
+Revocation ends open streams: the token is checked again every ``REVALIDATE_S`` seconds; once it
+is revoked the stream sends ``event: revoked`` and closes.
 """
 
 from __future__ import annotations
@@ -35,19 +33,18 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
+from pydantic import StringConstraints
 
 from projections.api.context import Api
 from projections.api.guard import Caller
 from projections.api.params import StrictBool
-from projections.api.problems import Problem, invalid, responses
-from projections.sql import tables as t
+from projections.api.problems import invalid, responses
 
 POLL_S = 0.5
 HEARTBEAT_S = 15.0
@@ -58,53 +55,42 @@ RETRY_MS = 2000
 EVENT_SCHEMA = {
     "type": "object", "required": ["event", "data"],
     "properties": {
-        "event": {"type": "string", "enum": ["alert", "revoked"]},
+        "event": {"type": "string", "enum": ["alert", "warning", "revoked"]},
         "id": {"type": "string", "pattern": "^[0-9]+$", "description": "the outbox seq (resume with Last-Event-ID)"},
         "data": {"type": "string", "contentMediaType": "application/json",
-                 "description": "alert: the careledger.alerts message plus outbox_seq; revoked: {detail}"},
+                 "description": "alert: the careledger.alerts message plus outbox_seq; warning: the "
+                                "careledger.warnings one; revoked: {detail}"},
         "retry": {"type": "integer"},
     },
 }
 REVOKED_FRAME = 'event: revoked\ndata: {"detail":"the token of this stream was revoked"}\n\n'
 
 
-class OutboxReader:
-    """Reads ``alert_outbox`` rows after a seq (store-independent: only the table and an engine)."""
+class Outbox(Protocol):
+    """What the stream reads (``PersonLevelStore.outbox_after`` / ``outbox_last_seq``)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def outbox_after(self, seq: int, limit: int = READ_BATCH) -> list[dict[str, Any]]: ...
 
-    def after(self, seq: int, limit: int = READ_BATCH) -> list[tuple[int, str, str]]:
-        ob = t.alert_outbox
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(ob.c.seq, ob.c.alert_id, ob.c.body).where(ob.c.seq > seq)
-                                .order_by(ob.c.seq).limit(limit)).all()
-        return [(int(s), a, b) for s, a, b in rows]
-
-    def last_seq(self) -> int:
-        ob = t.alert_outbox
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(func.coalesce(func.max(ob.c.seq), 0))).scalar_one())
-
-    def towns_of(self, person_ids: set[str]) -> dict[str, str | None]:
-        p = t.persons
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(p.c.person_id, p.c.town).where(p.c.person_id.in_(sorted(person_ids)))).all()
-        return {pid: town for pid, town in rows}
+    def outbox_last_seq(self) -> int: ...
 
 
-def engine_of(store: Any) -> Engine | None:
-    """The SQL engine holding ``alert_outbox``: the store's own, or that of the store an
-    ``ActiveStore`` (projections/registry.py) currently points to; None for non-SQL stores."""
-    engine = getattr(store, "engine", None)
-    if engine is None and callable(getattr(store, "current", None)):
-        engine = getattr(store.current(), "engine", None)
-    return engine
+@dataclass(frozen=True)
+class StreamFilter:
+    """Which rows a stream shows: ``None`` means any."""
+
+    kinds: frozenset[str] | None = None
+    rules: frozenset[str] | None = None
+    towns: frozenset[str] | None = None  # the caller's towns, narrowed by ``?town=``
+
+    def shows(self, item: dict[str, Any]) -> bool:
+        return ((self.kinds is None or item["channel"] in self.kinds)
+                and (self.rules is None or item["message"].get("rule") in self.rules)
+                and (self.towns is None or item["town"] in self.towns))
 
 
-def frame(seq: int, alert: dict[str, Any]) -> str:
-    data = json.dumps({**alert, "outbox_seq": seq}, ensure_ascii=False, separators=(",", ":"))
-    return f"id: {seq}\nevent: alert\ndata: {data}\n\n"
+def frame(seq: int, message: dict[str, Any], event: str = "alert") -> str:
+    data = json.dumps({**message, "outbox_seq": seq}, ensure_ascii=False, separators=(",", ":"))
+    return f"id: {seq}\nevent: {event}\ndata: {data}\n\n"
 
 
 def parse_last_event_id(header: str | None, query: int | None) -> int | None:
@@ -116,23 +102,11 @@ def parse_last_event_id(header: str | None, query: int | None) -> int | None:
     return query
 
 
-def visible_rows(rows: list[tuple[int, str, str]], towns: frozenset[str] | None,
-                 town_of: Callable[[set[str]], dict[str, str | None]]) -> list[tuple[int, dict[str, Any]]]:
-    """Decode rows and keep those the caller may see (``towns`` None: all)."""
-    decoded = [(seq, json.loads(body)) for seq, _aid, body in rows]
-    if towns is None:
-        return decoded
-    missing = {a["person_id"] for _s, a in decoded if a.get("town") is None and a.get("person_id")}
-    looked_up = town_of(missing) if missing else {}
-    return [(seq, a) for seq, a in decoded
-            if (a.get("town") if a.get("town") is not None else looked_up.get(a.get("person_id"))) in towns]
-
-
 async def alert_events(
-    reader: OutboxReader,
+    outbox: Outbox,
     cursor: int,
     *,
-    towns: frozenset[str] | None,
+    shown_if: StreamFilter,
     is_disconnected: Callable[[], Awaitable[bool]],
     poll_s: float = POLL_S,
     heartbeat_s: float = HEARTBEAT_S,
@@ -142,7 +116,8 @@ async def alert_events(
     still_allowed: Callable[[], bool] | None = None,
     revalidate_s: float = REVALIDATE_S,
 ) -> AsyncIterator[str]:
-    """SSE text chunks: a ``retry`` hint, then every visible outbox row after ``cursor``, forever
+    """SSE text chunks: a ``retry`` hint, then every outbox row after ``cursor`` that
+    ``shown_if`` shows, forever
     (until the client leaves, or ``still_allowed()`` -- checked every ``revalidate_s`` -- says no)."""
     yield f"retry: {RETRY_MS}\n\n"
     last_write = clock()
@@ -155,12 +130,12 @@ async def alert_events(
             if not await run_in_threadpool(still_allowed):
                 yield REVOKED_FRAME
                 return
-        rows = await run_in_threadpool(reader.after, cursor, READ_BATCH)
+        rows = await run_in_threadpool(outbox.outbox_after, cursor, READ_BATCH)
         if rows:
-            cursor = rows[-1][0]
-            shown = await run_in_threadpool(visible_rows, rows, towns, reader.towns_of)
+            cursor = rows[-1]["seq"]
+            shown = [r for r in rows if shown_if.shows(r)]
             if shown:
-                yield "".join(frame(seq, alert) for seq, alert in shown)
+                yield "".join(frame(r["seq"], r["message"], r["channel"]) for r in shown)
                 last_write = clock()
             if len(rows) == READ_BATCH:
                 continue  # catching up: read on without waiting
@@ -175,13 +150,14 @@ async def alert_events(
 router = APIRouter(tags=["person level"])
 
 
-@router.get("/api/alerts/stream", summary="Alert changes as Server-Sent Events (resume with Last-Event-ID)",
+@router.get("/api/alerts/stream", summary="Alert changes and need warnings as Server-Sent Events (resumable)",
             response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
-                             "description": "Server-sent events, one per alert change: id (the outbox seq), "
-                                            "event alert, data (the careledger.alerts message plus outbox_seq); "
-                                            "event revoked when the token is revoked, then the stream ends"},
-                       **responses(s501="The active store keeps no alert outbox (not an SQL store)")})
+                             "description": "Server-sent events, one per change: id (the outbox seq), event alert "
+                                            "(the careledger.alerts message plus outbox_seq) or warning (the "
+                                            "careledger.warnings message); event revoked when the token is "
+                                            "revoked, then the stream ends"},
+                       **responses()})
 async def alert_stream(
     api: Api,
     caller: Caller,
@@ -189,26 +165,37 @@ async def alert_stream(
     last_event_id: Annotated[int | None, Query(ge=0, le=2**62, description="resume after this outbox seq "
                                                                           "(the Last-Event-ID header wins)")] = None,
     follow: Annotated[StrictBool, Query(description="false: send what is there and close (catch-up mode)")] = True,
+    kind: Annotated[list[Literal["alert", "warning"]] | None, Query(
+        description="only these kinds of change (repeatable; default: both)")] = None,
+    rule: Annotated[list[Annotated[str, StringConstraints(max_length=64)]] | None, Query(
+        max_length=50, description="only these rules (repeatable)")] = None,
+    town: Annotated[list[Annotated[str, StringConstraints(max_length=128)]] | None, Query(
+        max_length=100, description="only persons now living in these towns (repeatable; a caseworker's are "
+                                    "narrowed to her own)")] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID", pattern="^[0-9]{1,18}$",
                                                        description="resume after this outbox seq (browsers' "
                                                                    "EventSource sends it on reconnect)")] = None,
 ) -> StreamingResponse:
-    engine = await run_in_threadpool(engine_of, api.store)
-    if engine is None:
-        raise Problem(501, "the alert stream needs the SQL store (its alert_outbox table)")
-    reader = OutboxReader(engine)
+    store = api.store
     cursor = parse_last_event_id(last_event_id_header, last_event_id)
     if cursor is None:
-        cursor = await run_in_threadpool(reader.last_seq)
-    town_filter = caller.town_filter()
-    towns = None if town_filter is None else frozenset(town_filter)
+        cursor = await run_in_threadpool(store.outbox_last_seq)
+    shown_if = StreamFilter(kinds=frozenset(kind) if kind else None, rules=frozenset(rule) if rule else None,
+                            towns=stream_towns(caller.town_filter(), town))
 
     def still_allowed() -> bool:
         return api.tokens.is_active(caller)
 
     return StreamingResponse(
-        alert_events(reader, cursor, towns=towns, is_disconnected=request.is_disconnected, follow=follow,
+        alert_events(store, cursor, shown_if=shown_if, is_disconnected=request.is_disconnected, follow=follow,
                      still_allowed=still_allowed),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def stream_towns(allowed: list[str] | None, asked: list[str] | None) -> frozenset[str] | None:
+    """The towns a stream shows: the caller's (None: all) narrowed to those asked for."""
+    if asked is None:
+        return None if allowed is None else frozenset(allowed)
+    return frozenset(asked) if allowed is None else frozenset(asked) & frozenset(allowed)

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy.engine import Engine
 
 from careledger.settings import Settings
+from processors.domain.rules_config import RulesConfig
 from processors.lag import LagProbe
 from producers.pseudonym import Pseudonymiser
 from producers.publisher import EventPublisher
@@ -23,6 +25,7 @@ from projections.api.auth import TokenStore
 from projections.api.problems import Problem
 from projections.api.suppression import Publisher
 from projections.registry import ActiveStore, Registry, RegistryError, SnapshotStores, projection_spec
+from projections.sql.store import SqlStore
 from projections.webhook_store import WebhookStore
 
 
@@ -163,6 +166,12 @@ class ApiState:
                                                                       else ""))
         return found
 
+    @property
+    def rules(self) -> RulesConfig:
+        """The rules the store judges with: reasons quote their thresholds."""
+        rules: RulesConfig = self.store.rules
+        return rules
+
     def webhooks(self) -> WebhookStore:
         """Subscriptions, on the settings' database (like the tokens), created on first use."""
         with self._lock:
@@ -186,11 +195,11 @@ class ApiState:
         self.publishers.close()
 
 
-def own_engine(store: Any) -> Any:
-    """The SQLAlchemy engine of a store given to ``create_app`` (tests share it with the tokens and
+def own_engine(store: Any) -> Engine | None:
+    """The engine of an SQL store given to ``create_app`` (tests share it with the tokens and
     webhooks), or None: ``ActiveStore`` deliberately has none, so a live API keeps its tables in
     the settings' database whichever read-model store is active."""
-    return getattr(store, "engine", None)
+    return store.engine if isinstance(store, SqlStore) else None
 
 
 def state(request: Request) -> ApiState:

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from projections.api.params import StrictDate
+
 
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -116,8 +118,19 @@ class Status(BaseModel):
 
 
 # ----------------------------------------------------------------------------- person level
-class Alert(_Open):
-    """An alert (风险隐患); rule-specific fields (hazard, program, period...) come along."""
+class Reasons(_Open):
+    """What is due, since when, and what would clear it - in Chinese and English."""
+
+    reason_zh: str | None = None
+    reason_en: str | None = None
+    clears_zh: str | None = None
+    clears_en: str | None = None
+
+
+class Alert(Reasons):
+    """An alert (风险隐患); rule-specific fields (hazard, program, period...) come along.  ``town`` is
+    where it was seen; ``person_town`` where the person lives now (access follows it); ``name`` and
+    ``phone`` only for a caseworker of that town or an admin."""
 
     alert_id: str
     rule: str
@@ -127,10 +140,18 @@ class Alert(_Open):
     event_ids: list[str]
     detected_at: str
     town: str | None = None
+    person_town: str | None = None
+    name: str | None = None
+    phone: str | None = None
     acknowledged_by: str | None = None
     acknowledged_at: str | None = None
     resolved_by: str | None = None
     resolved_at: str | None = None
+    assigned_to: str | None = None
+    assigned_at: str | None = None
+    escalated_at: str | None = Field(default=None, description="when it was published again as overdue (critical, "
+                                                                "unacknowledged past CARELEDGER_ESCALATE_AFTER_H)")
+    actions: list[dict[str, Any]] | None = None
 
 
 class Alerts(BaseModel):
@@ -138,16 +159,22 @@ class Alerts(BaseModel):
     items: list[Alert]
 
 
-class Warning(_Open):
-    """A need warning (需求预警) judged at ``as_of``."""
+class Warning(Reasons):
+    """A need warning (需求预警) judged at ``as_of``; ``warning_id`` names its rule, subject and due
+    date (stable across replays); ``snoozed`` says until when and why, when it was put aside."""
 
+    warning_id: str | None = None
     rule: str
     person_id: str
     since: str
     town: str | None = None
+    name: str | None = None
+    phone: str | None = None
     need_id: str | None = None
     need: str | None = None
+    period: str | None = None
     detail: str | None = None
+    snoozed: dict[str, Any] | None = None
 
 
 class Warnings(BaseModel):
@@ -175,6 +202,63 @@ class LookupOut(BaseModel):
 
 class ActionIn(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
+
+
+class AssignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    assignee: str = Field(min_length=1, max_length=200, pattern=r"\S", description="who is to act (a name)")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class SnoozeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    person_id: str = Field(min_length=1, max_length=128, description="whom the warning is about")
+    until: StrictDate = Field(description="the warning comes back on this date (YYYY-MM-DD)")
+    reason: str = Field(min_length=1, max_length=200, pattern=r"\S", description="why it is put aside")
+
+
+class AlertSummaryRow(BaseModel):
+    rule: str
+    town: str
+    count: int
+    critical: int
+    escalated: int
+    unacknowledged: int
+    oldest_detected_at: str | None
+
+
+class AlertSummary(BaseModel):
+    status: str
+    total: int
+    rows: list[AlertSummaryRow]
+
+
+class WarningSummaryRow(BaseModel):
+    rule: str
+    town: str
+    due: int
+    snoozed: int
+    oldest_since: str
+
+
+class WarningSummary(BaseModel):
+    as_of: str
+    total: int
+    rows: list[WarningSummaryRow]
+
+
+class PersonRecord(BaseModel):
+    """Everything a caseworker may see about one person (name and phone: their town's caseworkers and
+    admins only, like the rest of this page; every read is audited)."""
+
+    person: dict[str, Any] | None
+    as_of: str
+    events: list[dict[str, Any]]
+    open_alerts: list[Alert]
+    handled_alerts: list[Alert]
+    warnings: list[Warning]
 
 
 # ----------------------------------------------------------------------------- admin

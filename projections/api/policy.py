@@ -57,12 +57,17 @@ POLICIES: dict[str, str] = {
     "/api/status": VIEWER,
     # person level
     "/api/alerts": PERSON_LEVEL,
+    "/api/alerts/summary": PERSON_LEVEL,
+    "/api/alerts/{alert_id}/assign": PERSON_LEVEL,
     "/api/alerts/{alert_id}/acknowledge": PERSON_LEVEL,
     "/api/alerts/{alert_id}/resolve": PERSON_LEVEL,
     "/api/warnings": PERSON_LEVEL,
+    "/api/warnings/summary": PERSON_LEVEL,
+    "/api/warnings/{warning_id}/snooze": PERSON_LEVEL,
+    "/api/persons/{person_id}/record": PERSON_LEVEL,  # the person page: names and phone, audited
     "/api/persons/{person_id}/timeline": PERSON_LEVEL,
     "/api/persons/lookup": PERSON_LEVEL,  # POST {"id_number"}: the ID number never in a URL
-    "/api/alerts/stream": PERSON_LEVEL,  # SSE; caseworkers get the alerts of their towns
+    "/api/alerts/stream": PERSON_LEVEL,  # SSE: alerts and warnings; caseworkers get those of their towns
     # admin
     "/api/audit": ADMIN,
     "/api/events": ADMIN,  # POST: publishes events for any town, so admin only

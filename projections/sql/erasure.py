@@ -41,6 +41,19 @@ def forget(engine: Engine, person_id: str, tombstone_id: str, lock_key: int) -> 
         done["alert_outbox"] = 0
         for part in chunks(alert_ids):
             done["alert_outbox"] += conn.execute(delete(ob).where(ob.c.alert_id.in_(part))).rowcount or 0
+        done["alert_actions"] = 0  # their notes are free text about the person
+        for part in chunks(alert_ids):
+            done["alert_actions"] += conn.execute(delete(t.alert_actions)
+                                                  .where(t.alert_actions.c.alert_id.in_(part))).rowcount or 0
+        warning_ids = list(conn.scalars(select(t.warning_notices.c.warning_id)
+                                        .where(t.warning_notices.c.person_id == person_id)))
+        for part in chunks(warning_ids):
+            done["alert_outbox"] += conn.execute(delete(ob).where(ob.c.channel == "warning",
+                                                                  ob.c.alert_id.in_(part))).rowcount or 0
+        done["warning_notices"] = conn.execute(delete(t.warning_notices)
+                                               .where(t.warning_notices.c.person_id == person_id)).rowcount or 0
+        done["warning_snoozes"] = conn.execute(delete(t.warning_snoozes)
+                                               .where(t.warning_snoozes.c.person_id == person_id)).rowcount or 0
         done["alerts"] = conn.execute(delete(a).where(a.c.person_id == person_id)).rowcount or 0
         done["warnings"] = conn.execute(delete(w).where(w.c.person_id == person_id)).rowcount or 0
         done["needs"] = conn.execute(delete(n).where(n.c.person_id == person_id)).rowcount or 0

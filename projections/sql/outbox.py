@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from projections.sql import tables as t
@@ -39,6 +39,32 @@ class SqlOutbox:
         return [{"seq": int(seq), "channel": channel, "alert_id": aid, "alert": loads(body), "created_at": created}
                 for seq, channel, aid, body, created in rows]
 
+    def outbox_after(self, seq: int, limit: int = 500) -> list[dict[str, Any]]:
+        """Changes committed after ``seq``, in order (the SSE stream reads them): ``[{"seq",
+        "channel", "message": dict, "town"}]``; ``town`` is the person's current town (a move takes
+        the stream along, as it takes the alerts), else the message's.  Seqs are committed in order
+        (SQLite has one writer; the PostgreSQL store serialises batches with an advisory lock), so
+        a reader never sees seq N+1 before N."""
+        ob, p = t.alert_outbox, t.persons
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(ob.c.seq, ob.c.channel, ob.c.body).where(ob.c.seq > int(seq))
+                                .order_by(ob.c.seq).limit(max(0, int(limit)))).all()
+            items = [{"seq": int(s), "channel": channel, "message": loads(body)} for s, channel, body in rows]
+            persons = sorted({i["message"].get("person_id") for i in items} - {None})
+            towns: dict[str, str] = {}
+            for part in chunks(persons):
+                towns.update(dict(conn.execute(select(p.c.person_id, p.c.town).where(p.c.person_id.in_(part))).all()))
+        for item in items:
+            message = item["message"]
+            item["town"] = towns.get(message.get("person_id")) or message.get("town")
+        return items
+
+    def outbox_last_seq(self) -> int:
+        """The newest seq (0: empty): a stream without a position starts after it."""
+        ob = t.alert_outbox
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(ob.c.seq), 0))).scalar_one())
+
     def mark_sent(self, seqs: Iterable[int]) -> int:
         seq_list = sorted({int(s) for s in seqs})
         ob = t.alert_outbox
@@ -60,3 +86,12 @@ class SqlOutbox:
                 return None
             row = conn.execute(select(a).where(a.c.alert_id == alert_id)).one()
         return alert_item(row)
+
+    def record_snooze(self, warning_id: str, person_id: str, until: str, reason: str, by: str, at: str) -> None:
+        """Put a warning aside until a date at once (the API; the warning.snoozed event repeats
+        it with the same values)."""
+        z = t.warning_snoozes
+        with write_transaction(self.engine) as conn:
+            conn.execute(delete(z).where(z.c.warning_id == warning_id))
+            conn.execute(insert(z).values(warning_id=warning_id, person_id=person_id, until=until, reason=reason,
+                                          by=by, at=at))

@@ -109,6 +109,12 @@ class SqlStore:
     def outbox_pending(self, limit: int = 1000) -> list[dict[str, Any]]:
         return self.outbox.outbox_pending(limit)
 
+    def outbox_after(self, seq: int, limit: int = 500) -> list[dict[str, Any]]:
+        return self.outbox.outbox_after(seq, limit)
+
+    def outbox_last_seq(self) -> int:
+        return self.outbox.outbox_last_seq()
+
     def mark_sent(self, seqs: Any) -> int:
         return self.outbox.mark_sent(seqs)
 
@@ -119,6 +125,9 @@ class SqlStore:
     def record_alert_action(self, alert_id: str, who: str, at: str | datetime | None, action: str,
                             assignee: str | None = None) -> dict[str, Any] | None:
         return self.outbox.record_alert_action(alert_id, who, at, action, assignee)
+
+    def record_snooze(self, warning_id: str, person_id: str, until: str, reason: str, by: str, at: str) -> None:
+        self.outbox.record_snooze(warning_id, person_id, until, reason, by, at)
 
     def sweep_warnings(self, now: datetime | None = None) -> Published:
         """Publish the need warnings due today that were never published and clear the fulfilled

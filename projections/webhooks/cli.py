@@ -7,7 +7,8 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("deliver-webhooks",
-                            help="deliver careledger.alerts to webhook subscribers (signed POST, retries)")
+                            help="deliver careledger.alerts and careledger.warnings to webhook subscribers "
+                                 "(signed POST, retries)")
     parser.add_argument("--group", default=None,
                         help="Kafka consumer group (default: <CARELEDGER_PROCESSOR_GROUP>-webhooks)")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per HTTP attempt (default 5)")

@@ -1,9 +1,10 @@
-"""``careledger deliver-webhooks``: careledger.alerts → signed HTTP POSTs to subscribers.
+"""``careledger deliver-webhooks``: careledger.alerts and careledger.warnings → signed HTTP POSTs.
 
 One process, two kinds of threads:
 
-- the **consumer** (main thread) reads ``careledger.alerts`` with its own consumer group
-  (``<processor_group>-webhooks``), matches each alert change against the active subscriptions
+- the **consumer** (main thread) reads ``careledger.alerts`` (alert changes, escalations) and
+  ``careledger.warnings`` (need warnings due or cleared) with its own consumer group
+  (``<processor_group>-webhooks``), matches each message against the active subscriptions
   (rule / town filters; only changes committed after the subscription was created, i.e. with an
   outbox seq above the one recorded at its creation), persists one
   ``webhook_deliveries`` row per match (``INSERT ... ON CONFLICT DO NOTHING`` on the stable
@@ -82,14 +83,14 @@ class Subscription:
 
 def deliveries_for(subscriptions: list[Subscription], value: bytes,
                    forgotten: Container[str] = frozenset()) -> list[dict[str, Any]]:
-    """Delivery rows for one careledger.alerts message (empty when no subscription matches, the
-    message is not an alert change, or it is about a person in ``forgotten``: erased by
-    ``careledger forget`` after the alert reached the topic)."""
+    """Delivery rows for one careledger.alerts or careledger.warnings message (empty when no
+    subscription matches, the message is neither an alert change nor a warning, or it is about a
+    person in ``forgotten``: erased by ``careledger forget`` after it reached the topic)."""
     try:
         alert = json.loads(value)
-        alert_id, seq = str(alert["alert_id"]), int(alert["outbox_seq"])
-    except (ValueError, KeyError, TypeError):
-        log.warning("skipping a careledger.alerts message that is not an alert change")
+        alert_id, seq = str(alert.get("alert_id") or alert["warning_id"]), int(alert["outbox_seq"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.warning("skipping a message that is neither an alert change nor a need warning")
         return []
     if alert.get("person_id") in forgotten:
         return []
@@ -289,10 +290,12 @@ class Deliverer:
         # join the group only once the topic's partitions are known: a member that joins without
         # them is assigned nothing until the next metadata refresh (5 minutes by default)
         deadline = time.monotonic() + METADATA_WAIT_S
-        while not consumer.partitions_for_topic(self.settings.topics.alerts) and time.monotonic() < deadline:
+        topics = [self.settings.topics.alerts, self.settings.topics.warnings]
+        while (not all(consumer.partitions_for_topic(topic) for topic in topics)
+               and time.monotonic() < deadline):
             time.sleep(0.2)
-        consumer.subscribe([self.settings.topics.alerts])
-        log.info("delivering %s to %d subscription(s) (group %s)", self.settings.topics.alerts,
+        consumer.subscribe(topics)
+        log.info("delivering %s to %d subscription(s) (group %s)", " and ".join(topics),
                  len(self.subscriptions), self.group or consumer_group(self.settings))
         try:
             while not self.stop_event.is_set():

@@ -24,7 +24,6 @@ import uvicorn
 
 from careledger.settings import Settings
 from infra.process import free_port
-from projections.api.alert_stream import OutboxReader
 from projections.api.app import create_app
 from projections.webhooks.receiver import Receiver
 from projections.webhooks.signing import delivery_id
@@ -178,10 +177,10 @@ def test_alerts_reach_kafka_sse_and_webhook_subscribers(kafka_settings: Settings
         try:
             publish(settings, events())
             wait_caught_up(settings, {"sql": store}, workers=[w], timeout=180)
-            outbox = OutboxReader(store.engine).after(0, 10_000)
-            seqs = [s for s, _a, _b in outbox]
+            outbox = store.outbox_after(0, 10_000)
+            seqs = [r["seq"] for r in outbox]
             assert len(seqs) == EXPECTED_CHANGES
-            changes = {(a, s) for s, a, _b in outbox}
+            changes = {(r["message"]["alert_id"], r["seq"]) for r in outbox}
 
             # (a) Kafka: every change once (after de-duplication)
             consumer.join(timeout=120)

@@ -27,6 +27,7 @@ from producers.keystore import KeyStore
 from producers.pseudonym import Pseudonymiser
 from projections.sql.store import SqlStore
 from schemas.idnumber import checksum_char
+from schemas.privacy import ERASED, sensitive_fields
 from schemas.validation import decode_consumed
 from tests.support.pipeline import REPO_ROOT, open_test_store, wait_caught_up, worker
 from tests.support.servers import TestStack
@@ -168,8 +169,10 @@ def test_forget_end_to_end(stack: TestStack, kafka_settings: Settings, clickhous
         assert sql.alerts(person_id=victim_pid)["total"] == 0 and sql.alerts(person_id=tombstone)["total"] == 0
         assert sql.alerts(person_id="p-other")["total"] == 1  # the other person's hazard alert stays
         with sql.engine.connect() as conn:
-            rows = conn.exec_driver_sql("SELECT body FROM events WHERE person_id = ?", (tombstone,)).all()
-            assert len(rows) == 5 and all(json.loads(b)["erased"] for (b,) in rows)
+            rows = conn.exec_driver_sql("SELECT type, payload FROM ledger WHERE person_id = ?", (tombstone,)).all()
+            assert len(rows) == 5
+            assert all(json.loads(p).get(f) in (None, ERASED, []) for typ, p in rows for f in sensitive_fields(typ))
+            assert not any(victim_birth in p or "abuse_or_neglect" in p for _t, p in rows)
             assert not conn.exec_driver_sql("SELECT 1 FROM alert_outbox WHERE body LIKE ?",
                                             (f"%{victim_pid}%",)).all()
         ch_rows = ch._execute("SELECT category, body FROM events WHERE person_id IN (%(a)s, %(b)s)",
@@ -249,6 +252,6 @@ def test_forget_run_from_a_shell_purges_the_stores_of_the_local_servers(tmp_path
         careledger("down")
     assert forgot.returncode == 0, forgot.stdout + forgot.stderr
     sql_line = next(line for line in forgot.stdout.splitlines() if line.strip().startswith("sql ("))
-    assert "postgresql" in sql_line and "events 2" in sql_line, forgot.stdout
+    assert "postgresql" in sql_line and "ledger 2" in sql_line, forgot.stdout
     assert "data key destroyed" in forgot.stdout
     assert not (home / "projections.sqlite3").exists()  # no default SQLite store was made on the side

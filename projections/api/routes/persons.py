@@ -1,4 +1,5 @@
-"""Persons (policy ``person_level``): a person's timeline, and finding a person by ID number.
+"""Persons (policy ``person_level``): one person's record (the person page) and timeline, and
+finding a person by ID number.
 
 ``POST /api/persons/lookup`` (CONTRACT §2) takes the ID number in the body, never in a URL, hashes
 it at once with the ingest's pseudonymiser (``producers/pseudonym.py``, the deployment's HMAC key)
@@ -10,13 +11,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 
+from processors.domain.texts import alert_reason, warning_reason
 from producers.pseudonym import InvalidIdNumber
 from projections.api.context import Api
 from projections.api.guard import Caller, audit_person, not_an_id_number, require_person
-from projections.api.models import LookupIn, LookupOut, Timeline
+from projections.api.models import LookupIn, LookupOut, PersonRecord, Timeline
+from projections.api.params import AsOfDate
 from projections.api.problems import Problem, responses
+from projections.api.routes.aggregates import today_shanghai
 
 router = APIRouter(tags=["person level"])
 
@@ -45,3 +49,25 @@ def lookup(api: Api, caller: Caller, request: Request, body: LookupIn) -> dict[s
     if api.store.person_aggregate(person_id) is None:
         raise Problem(404, "no person with this ID number")
     return {"person_id": person_id}
+
+
+@router.get("/api/persons/{person_id}/record", summary="Everything a caseworker may see about one person",
+            response_model=PersonRecord, response_model_exclude_unset=True, responses=responses(404))
+def person(api: Api, caller: Caller,
+           person_id: Annotated[str, Path(max_length=128, description="a pseudonymous person_id")],
+           as_of: Annotated[AsOfDate | None, Query(description="warnings due at this date (default: today in "
+                                                               "Asia/Shanghai)")] = None) -> dict[str, Any]:
+    """Profile (with name and phone: this route is for caseworkers of the person's current town and
+    admins only, and audited), status, the timeline of events, open alerts and due warnings, and
+    the alerts people handled, each with what was done - every item with its reason in Chinese and
+    English."""
+    not_an_id_number(person_id, where="path")
+    require_person(caller, api.store, person_id)
+    record = api.store.person_record(person_id, as_of or today_shanghai(), identity=True)
+    if record is None:
+        raise Problem(404, "no person with this person_id")
+    for alert in (*record["open_alerts"], *record["handled_alerts"]):
+        alert.update(alert_reason(alert, api.rules).as_fields())
+    for warning in record["warnings"]:
+        warning.update(warning_reason(warning, api.rules).as_fields())
+    return record

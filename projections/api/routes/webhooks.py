@@ -19,7 +19,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field, field_validator
 
-from projections.api.alert_stream import OutboxReader, engine_of
 from projections.api.context import Api
 from projections.api.guard import PRINCIPAL_KEY
 from projections.api.models import Deliveries, Subscription, SubscriptionCreated, Subscriptions
@@ -64,8 +63,7 @@ def _creator(request: Request) -> str | None:
 @router.post("/api/webhooks", status_code=201, summary="Subscribe a URL to alerts (admin)",
              response_model=SubscriptionCreated)
 def create_subscription(api: Api, request: Request, body: SubscriptionIn) -> dict[str, Any]:
-    engine = engine_of(api.store)  # the outbox of the active read-model store
-    start = OutboxReader(engine).last_seq() if engine is not None else None
+    start = api.store.outbox_last_seq()  # only changes committed from now on (the active store's outbox)
     return api.webhooks().create(body.url, rules=body.rules, towns=body.towns, description=body.description,
                                  created_by=_creator(request), start_after_seq=start)
 

@@ -3,6 +3,8 @@ left alone, and only the way to another user's directory keeps "execute" for oth
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import pwd
 import stat
@@ -10,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from careledger import cli
 from careledger.home_permissions import PRIVATE_UMASK, loose_paths, tighten, use_private_umask
+from careledger.settings import Settings
+from processors.logging_setup import configure_logging
 
 
 def mode(path: Path) -> int:
@@ -92,3 +97,24 @@ def test_every_careledger_command_runs_with_the_private_umask(tmp_path: Path,
         assert os.umask(0o022) == 0o022  # restored for an in-process caller
     finally:
         os.umask(before)
+
+
+def test_a_json_logging_process_reports_the_tightening_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The worker's every stderr line is JSON (test_ops_worker): the notice waits for its logs."""
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o755)
+    monkeypatch.setenv("CARELEDGER_HOME", str(home))
+    try:
+        assert cli._check_home("process") is None
+        assert capsys.readouterr().err == ""  # nothing plain before the logs exist
+        configure_logging(Settings.from_env(), "processor-sql")
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+        assert [(e["process"], e["level"]) for e in lines] == [("processor-sql", "warning")]
+        assert "removed group/other access from 1 path(s)" in lines[0]["msg"]
+        home.chmod(0o755)
+        assert cli._check_home("up") is None
+        assert "removed group/other access" in capsys.readouterr().err  # up talks to a person: plain text
+    finally:
+        logging.getLogger().handlers.clear()

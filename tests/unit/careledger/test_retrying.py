@@ -95,3 +95,4 @@ def test_backoff_bounds() -> None:
         backoff.ceiling(0)
     with pytest.raises(ValueError):
         Backoff(0.0, 1.0)
+

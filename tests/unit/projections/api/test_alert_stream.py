@@ -1,4 +1,4 @@
-"""``GET /api/alerts/stream``: SSE frames, resume after Last-Event-ID, town filter, heartbeats."""
+"""``GET /api/alerts/stream``: SSE frames, resume after Last-Event-ID, filters, heartbeats."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from projections.api.alert_stream import REVALIDATE_S, OutboxReader, alert_events, frame, visible_rows
+from projections.api.alert_stream import REVALIDATE_S, StreamFilter, alert_events, frame, stream_towns
 from tests.support.reliability import record
 from tests.unit.projections.api.conftest import TOWN_A, TOWN_B, auth
 
@@ -31,29 +31,24 @@ def parse(text: str) -> list[dict[str, Any]]:
     return out
 
 
-class FakeReader:
-    """An outbox in memory; ``after`` honours the limit like the SQL reader."""
+class FakeOutbox:
+    """An outbox in memory; ``outbox_after`` honours the limit like the store."""
 
-    def __init__(self, rows: list[tuple[int, str, str]]) -> None:
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
         self.rows = rows
         self.reads: list[int] = []
 
-    def after(self, seq: int, limit: int = 500) -> list[tuple[int, str, str]]:
+    def outbox_after(self, seq: int, limit: int = 500) -> list[dict[str, Any]]:
         self.reads.append(seq)
-        return [r for r in self.rows if r[0] > seq][:limit]
+        return [r for r in self.rows if r["seq"] > seq][:limit]
 
-    def last_seq(self) -> int:
-        return max((r[0] for r in self.rows), default=0)
-
-    def towns_of(self, person_ids: set[str]) -> dict[str, str | None]:
-        return {p: TOWN_B for p in person_ids}
+    def outbox_last_seq(self) -> int:
+        return max((r["seq"] for r in self.rows), default=0)
 
 
-def row(seq: int, town: str | None = TOWN_A) -> tuple[int, str, str]:
-    body = {"alert_id": f"A{seq}", "rule": "visit_hazard", "person_id": f"p{seq}", "status": "open"}
-    if town is not None:
-        body["town"] = town
-    return (seq, f"A{seq}", json.dumps(body))
+def row(seq: int, town: str | None = TOWN_A, channel: str = "alert", rule: str = "visit_hazard") -> dict[str, Any]:
+    message = {"alert_id": f"A{seq}", "rule": rule, "person_id": f"p{seq}", "status": "open"}
+    return {"seq": seq, "channel": channel, "message": message, "town": town}
 
 
 async def collect(gen: Any, n: int) -> list[str]:
@@ -66,7 +61,10 @@ async def collect(gen: Any, n: int) -> list[str]:
     return out
 
 
-def run_stream(reader: FakeReader, cursor: int, *, towns: frozenset[str] | None = None, chunks: int = 50,
+ANY = StreamFilter()
+
+
+def run_stream(reader: FakeOutbox, cursor: int, *, shown_if: StreamFilter = ANY, chunks: int = 50,
                follow: bool = False, disconnect_after: int | None = None, heartbeat_s: float = 15.0) -> str:
     polls = {"n": 0}
     clock = {"t": 0.0}
@@ -78,7 +76,7 @@ def run_stream(reader: FakeReader, cursor: int, *, towns: frozenset[str] | None 
     async def sleep(seconds: float) -> None:
         clock["t"] += seconds
 
-    gen = alert_events(reader, cursor, towns=towns, is_disconnected=is_disconnected, follow=follow,
+    gen = alert_events(reader, cursor, shown_if=shown_if, is_disconnected=is_disconnected, follow=follow,
                        heartbeat_s=heartbeat_s, clock=lambda: clock["t"], sleep=sleep)
     return "".join(asyncio.run(collect(gen, chunks)))
 
@@ -93,7 +91,7 @@ def test_frame_format() -> None:
 
 
 def test_resume_after_last_event_id_has_no_gap_and_no_repeat() -> None:
-    reader = FakeReader([row(s) for s in range(1, 1201)])  # more than one read batch
+    reader = FakeOutbox([row(s) for s in range(1, 1201)])  # more than one read batch
     first = ids(run_stream(reader, 0))
     assert first == list(range(1, 1201))
     # a client that saw up to 700 reconnects with Last-Event-ID: 700
@@ -102,17 +100,32 @@ def test_resume_after_last_event_id_has_no_gap_and_no_repeat() -> None:
     assert ids(run_stream(reader, 1200)) == []
 
 
-def test_town_filter_moves_the_cursor_past_hidden_rows() -> None:
-    reader = FakeReader([row(1, TOWN_A), row(2, TOWN_B), row(3, None), row(4, TOWN_A)])
-    assert ids(run_stream(reader, 0, towns=frozenset({TOWN_A}))) == [1, 4]
-    assert ids(run_stream(reader, 0, towns=frozenset({TOWN_B}))) == [2, 3]  # 3: town looked up
-    assert ids(run_stream(reader, 0, towns=frozenset())) == []
-    assert ids(run_stream(reader, 0, towns=None)) == [1, 2, 3, 4]
-    assert [s for s, _a in visible_rows([row(5, TOWN_A)], frozenset({TOWN_B}), lambda p: {})] == []
+def test_filters_move_the_cursor_past_hidden_rows() -> None:
+    reader = FakeOutbox([row(1, TOWN_A), row(2, TOWN_B), row(3, None), row(4, TOWN_A),
+                         row(5, TOWN_A, "warning", "visit_overdue"), row(6, TOWN_B, "warning", "need_unmet")])
+    def shown(**f: Any) -> list[int]:
+        return ids(run_stream(reader, 0, shown_if=StreamFilter(**f)))
+    assert shown(towns=frozenset({TOWN_A})) == [1, 4, 5]
+    assert shown(towns=frozenset({TOWN_B})) == [2, 6]
+    assert shown(towns=frozenset()) == []
+    assert shown() == [1, 2, 3, 4, 5, 6]
+    assert shown(kinds=frozenset({"warning"})) == [5, 6]
+    assert shown(kinds=frozenset({"alert"}), towns=frozenset({TOWN_A})) == [1, 4]
+    assert shown(rules=frozenset({"visit_overdue", "need_unmet"}), towns=frozenset({TOWN_B})) == [6]
+    events = parse(run_stream(reader, 4))
+    assert [e["event"] for e in events if "id" in e] == ["warning", "warning"]
+
+
+def test_a_caseworker_cannot_widen_her_towns() -> None:
+    assert stream_towns(None, None) is None
+    assert stream_towns(None, [TOWN_B]) == {TOWN_B}
+    assert stream_towns([TOWN_A], None) == {TOWN_A}
+    assert stream_towns([TOWN_A], [TOWN_A, TOWN_B]) == {TOWN_A}
+    assert stream_towns([TOWN_A], [TOWN_B]) == frozenset()
 
 
 def test_live_tail_heartbeat_and_disconnect() -> None:
-    reader = FakeReader([row(1)])
+    reader = FakeOutbox([row(1)])
     # follow: polls every 0.5 s; no data for 15 s → a comment; the client leaves → the loop ends
     text = run_stream(reader, 0, follow=True, disconnect_after=40, heartbeat_s=15.0)
     events = parse(text)
@@ -123,9 +136,9 @@ def test_live_tail_heartbeat_and_disconnect() -> None:
 
 
 def test_endpoint_replays_and_resumes(client: TestClient, tokens: dict[str, str], store: Any) -> None:
-    outbox = OutboxReader(store.engine).after(0)
+    outbox = store.outbox_after(0)
     assert len(outbox) >= 2
-    all_seqs = [s for s, _a, _b in outbox]
+    all_seqs = [r["seq"] for r in outbox]
     answer = client.get("/api/alerts/stream?last_event_id=0&follow=false", headers=auth(tokens["admin"]))
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("text/event-stream")
@@ -133,7 +146,7 @@ def test_endpoint_replays_and_resumes(client: TestClient, tokens: dict[str, str]
     assert [int(e["id"]) for e in events] == all_seqs
     assert all(e["event"] == "alert" for e in events)
     first = json.loads(events[0]["data"])
-    assert first["outbox_seq"] == all_seqs[0] and first["alert_id"] == outbox[0][1]
+    assert first["outbox_seq"] == all_seqs[0] and first["alert_id"] == outbox[0]["message"]["alert_id"]
     # resume: the header wins over the query parameter
     resumed = client.get("/api/alerts/stream?last_event_id=0&follow=false",
                          headers={**auth(tokens["admin"]), "Last-Event-ID": str(all_seqs[0])})
@@ -159,7 +172,7 @@ def test_endpoint_town_filter_and_errors(client: TestClient, tokens: dict[str, s
 
 
 def test_the_generator_stops_when_the_token_is_revoked() -> None:
-    reader = FakeReader([row(1)])
+    reader = FakeOutbox([row(1)])
     checks = {"n": 0}
 
     def still_allowed() -> bool:
@@ -174,7 +187,7 @@ def test_the_generator_stops_when_the_token_is_revoked() -> None:
     async def connected() -> bool:
         return False
 
-    gen = alert_events(reader, 0, towns=None, is_disconnected=connected, follow=True, still_allowed=still_allowed,
+    gen = alert_events(reader, 0, shown_if=StreamFilter(), is_disconnected=connected, follow=True, still_allowed=still_allowed,
                        revalidate_s=2.0, clock=lambda: clock["t"], sleep=sleep)
     text = "".join(asyncio.run(collect(gen, 1000)))
     assert ids(text) == [1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from projections.api.policy import (
     check_policies,
     route_paths,
 )
+from projections.api.routes.aggregates import today_shanghai
 from tests.unit.producers.conftest import FakeProducer
 from tests.unit.projections.api.conftest import (
     ID_NUMBER,
@@ -38,6 +40,7 @@ from tests.unit.projections.api.conftest import (
 from tests.unit.schemas.examples import event as example_event
 
 DUP_ALERT = "A264cc357e6971c7d569f"  # duplicate_payment of a1 (town A)
+SNOOZE_UNTIL = (today_shanghai() + timedelta(days=30)).isoformat()
 
 # One concrete call per route; the test below insists every route of the app is listed here.
 CALLS: dict[str, tuple[str, str, Any]] = {
@@ -56,6 +59,13 @@ CALLS: dict[str, tuple[str, str, Any]] = {
     "/api/alerts": ("GET", "/api/alerts", None),
     "/api/alerts/{alert_id}/acknowledge": ("POST", f"/api/alerts/{DUP_ALERT}/acknowledge", {"note": "n"}),
     "/api/alerts/{alert_id}/resolve": ("POST", f"/api/alerts/{DUP_ALERT}/resolve", None),
+    "/api/alerts/{alert_id}/assign": ("POST", f"/api/alerts/{DUP_ALERT}/assign", {"assignee": "王芳"}),
+    "/api/alerts/summary": ("GET", "/api/alerts/summary", None),
+    "/api/warnings/summary": ("GET", "/api/warnings/summary?as_of=2024-06-30", None),
+    # a2's unmet employment need (town A), due today: WARNING is replaced by its warning_id
+    "/api/warnings/{warning_id}/snooze": ("POST", "/api/warnings/WARNING/snooze",
+                                          {"person_id": "a2", "until": SNOOZE_UNTIL, "reason": "住院中"}),
+    "/api/persons/{person_id}/record": ("GET", "/api/persons/a1/record", None),
     "/api/warnings": ("GET", "/api/warnings?as_of=2024-06-30", None),
     "/api/persons/{person_id}/timeline": ("GET", "/api/persons/a1/timeline", None),
     "/api/persons/lookup": ("POST", "/api/persons/lookup", {"id_number": ID_NUMBER}),
@@ -122,6 +132,9 @@ def test_authorisation_matrix(full_app: FastAPI, route: str, role: str | None) -
         elif role is not None:
             token = ts.create(role, role)
         method, url, body = CALLS[route]
+        if "WARNING" in url:
+            due = full_app.state.store.warnings(today_shanghai(), person_id="a2")["items"]
+            url = url.replace("WARNING", due[0]["warning_id"])
         response = client.request(method, url, headers=auth(token), json=body)
     expected = EXPECTED[POLICIES[route]][role]
     if expected == 200 and route in NOT_FOUND_WHEN_AUTHORISED:

@@ -294,3 +294,18 @@ def test_an_error_that_is_not_transient_is_not_retried(settings: Settings, store
     with pytest.raises(ValueError):
         deliverer.handle(records([alert(1)]))
     assert queue.calls == 1  # raised at once: the supervisor restarts the deliverer, the batch is re-read
+
+
+def test_warnings_are_delivered_with_the_same_filters() -> None:
+    """Issue 14.4: careledger.warnings messages (keyed by warning_id) match rule and town filters."""
+    subs = [Subscription("s-all", "http://x", "k", None, None),
+            Subscription("s-visits", "http://x", "k", frozenset({"visit_overdue"}), frozenset({"锦屏街道"}))]
+    due = json.dumps({"kind": "warning.due", "warning_id": "W0123456789abcdef0123", "rule": "visit_overdue",
+                      "person_id": "p1", "town": "锦屏街道", "since": "2024-05-01", "outbox_seq": 7}).encode()
+    other = json.dumps({"kind": "warning.due", "warning_id": "W1123456789abcdef0123", "rule": "need_unmet",
+                        "person_id": "p2", "town": "锦屏街道", "since": "2024-05-01", "outbox_seq": 8}).encode()
+    assert sorted(r["subscription_id"] for r in deliveries_for(subs, due)) == ["s-all", "s-visits"]
+    assert [r["alert_id"] for r in deliveries_for(subs, due)] == ["W0123456789abcdef0123"] * 2
+    assert [r["subscription_id"] for r in deliveries_for(subs, other)] == ["s-all"]
+    assert deliveries_for(subs, due, forgotten={"p1"}) == []
+    assert deliveries_for(subs, b'{"kind": "warning.due", "outbox_seq": 9}') == []
