@@ -14,7 +14,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from careledger.secret_files import (  # noqa: F401 - InsecureSecretFile is re-exported
@@ -85,6 +85,19 @@ def _clock_time(text: str, name: str) -> str:
     if len(parts) != 2 or not all(p.isdigit() for p in parts) or not (0 <= int(parts[0]) < 24 and 0 <= int(parts[1]) < 60):
         raise ValueError(f"{name} must be a time HH:MM, got {text!r}")
     return f"{int(parts[0]):02d}:{int(parts[1]):02d}"
+
+
+def _instant(text: str, name: str) -> datetime | None:
+    """An ISO 8601 time with its UTC offset (empty: None), or a clear error naming the variable."""
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise ValueError(f"{name} must be a time with its offset, e.g. 2024-07-01T08:00:00+08:00, got {text!r}")
+    return value
 
 
 def secret_env_var(name: str) -> str:
@@ -197,6 +210,9 @@ class Settings:
     # (CARELEDGER_ESCALATE_AFTER_H)
     warning_sweep_at: str = "07:30"
     escalate_after_h: float = 24.0
+    # drills and tests of the sweep and escalation only: the processes pretend the time was this
+    # when they started, and time flows on from there (CARELEDGER_NOW; careledger/clock.py)
+    pretend_now: datetime | None = None
     # --- input master data and plausibility (issue 15) ----------------------------------------
     # the district's towns (CARELEDGER_TOWNS); the window of occurred_at accepted at ingest
     # (CARELEDGER_OCCURRED_AT_EARLIEST, CARELEDGER_OCCURRED_AT_AHEAD_DAYS); see DEFAULT_TOWNS
@@ -283,6 +299,7 @@ class Settings:
             event_loop=_choice("CARELEDGER_EVENT_LOOP", "uvloop", ("uvloop", "asyncio")),
             warning_sweep_at=_clock_time(_env("CARELEDGER_WARNING_SWEEP_AT", "07:30"), "CARELEDGER_WARNING_SWEEP_AT"),
             escalate_after_h=float(_env("CARELEDGER_ESCALATE_AFTER_H", "24")),
+            pretend_now=_instant(_env("CARELEDGER_NOW", ""), "CARELEDGER_NOW"),
             towns=parse_towns(_env("CARELEDGER_TOWNS", ",".join(DEFAULT_TOWNS))),
             occurred_at_earliest=_parse_date(_env("CARELEDGER_OCCURRED_AT_EARLIEST",
                                                   DEFAULT_OCCURRED_AT_EARLIEST.isoformat()),
@@ -357,6 +374,7 @@ class Settings:
             "CARELEDGER_EVENT_LOOP": self.event_loop,
             "CARELEDGER_WARNING_SWEEP_AT": self.warning_sweep_at,
             "CARELEDGER_ESCALATE_AFTER_H": str(self.escalate_after_h),
+            "CARELEDGER_NOW": self.pretend_now.isoformat() if self.pretend_now else "",
             "CARELEDGER_TOWNS": ",".join(self.towns),
             "CARELEDGER_OCCURRED_AT_EARLIEST": self.occurred_at_earliest.isoformat(),
             "CARELEDGER_OCCURRED_AT_AHEAD_DAYS": str(self.occurred_at_ahead_days),

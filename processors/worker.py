@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -39,6 +39,7 @@ import mode.loop
 from faust.types import TP
 from mode.utils.times import want_seconds
 
+from careledger import clock
 from careledger.retrying import call_retrying
 from careledger.settings import Settings
 from processors.alert_relay import AlertRelay
@@ -58,7 +59,7 @@ from producers.publisher import EventPublisher
 log = logging.getLogger("careledger.processor")
 
 LAG_LOG_INTERVAL_S = 10.0
-HOUSEKEEPING_INTERVAL_S = 60.0
+HOUSEKEEPING_INTERVAL_S = 10.0
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
@@ -226,18 +227,22 @@ def build_app(settings: Settings, projection: str, pipeline: Pipeline, source: S
             await seek_to_store(stuck, f"{len(stuck)} partitions behind the log without progress")
 
     swept_on: list[date] = []  # the Shanghai dates whose warning sweep ran in this process
+    caught_up: list[bool] = [False]  # the last lag measurement found nothing left to apply
 
     @app.timer(interval=HOUSEKEEPING_INTERVAL_S)
     async def housekeeping() -> None:
-        """Need warnings due today are published once a day (at CARELEDGER_WARNING_SWEEP_AT, and
-        at start if that time has passed); overdue critical alerts are escalated every minute."""
+        """Need warnings due today are published once a day: at CARELEDGER_WARNING_SWEEP_AT (at
+        start if that time has passed), as soon as the worker has caught up with the log - a sweep
+        over a store still rebuilding would miss what the log holds.  Overdue critical alerts
+        are escalated at every tick."""
         keeper = pipeline.binding.housekeeping
         if keeper is None:
             return
-        now = datetime.now(UTC)
+        now = clock.utc_now()
         local = now.astimezone(SHANGHAI)
         try:
-            if local.strftime("%H:%M") >= settings.warning_sweep_at and local.date() not in swept_on:
+            if (local.strftime("%H:%M") >= settings.warning_sweep_at and local.date() not in swept_on
+                    and caught_up[0]):
                 done = await asyncio.to_thread(keeper.sweep_warnings, now)
                 swept_on.append(local.date())
                 log.info("warning sweep %s: %d became due, %d cleared", local.date(), done.due, done.cleared)
@@ -259,6 +264,7 @@ def build_app(settings: Settings, projection: str, pipeline: Pipeline, source: S
             log.warning("lag of %s not measured: %s: %s", projection, type(exc).__name__, exc)
             return
         ops.lag(report)
+        caught_up[0] = projection not in report.unavailable and report.per_projection.get(projection, 1) == 0
         await unstick(report)
         stats = pipeline.runtime.stats
         log.info("lag %s=%d (batches=%d applied=%d duplicates=%d poison=%d retries=%d reseeks=%d)", projection,

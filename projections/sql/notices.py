@@ -26,13 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
+from careledger import clock
 from processors.domain.rules_config import RulesConfig
 from projections.sql import tables as t
 from projections.sql.due import due_warnings, snoozed
@@ -45,7 +46,7 @@ Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
-    return datetime.now(UTC)
+    return clock.utc_now()
 
 
 def today_in_shanghai(now: datetime) -> date:

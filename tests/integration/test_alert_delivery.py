@@ -9,24 +9,20 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from careledger.settings import Settings
-from infra.process import free_port
 from projections.api.app import create_app
 from projections.webhooks.receiver import Receiver
 from projections.webhooks.signing import delivery_id
+from tests.support.delivery import ApiServer, read_sse, run_deliverer
 from tests.support.pipeline import REPO_ROOT, open_test_store, publish, tail, wait_caught_up, worker
 
 pytestmark = pytest.mark.integration
@@ -70,73 +66,10 @@ def doc_example() -> str:
     return code
 
 
-class ApiServer:
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
-                                                    access_log=False, lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ApiServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "API did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-def read_sse(url: str, token: str, want: int, *, last_event_id: int | None = None,
-             timeout: float = 60.0) -> list[tuple[int, dict[str, Any]]]:
-    """Read ``want`` alert events from the live stream, then hang up."""
-    headers = {"Authorization": f"Bearer {token}"}
-    if last_event_id is not None:
-        headers["Last-Event-ID"] = str(last_event_id)
-    got: list[tuple[int, dict[str, Any]]] = []
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=httpx.Timeout(5.0, read=20.0)) as client, \
-            client.stream("GET", url + "/api/alerts/stream", headers=headers) as response:
-        assert response.status_code == 200, response.read()
-        current: dict[str, str] = {}
-        for line in response.iter_lines():
-            if line == "":
-                if "id" in current:
-                    got.append((int(current["id"]), json.loads(current["data"])))
-                    if len(got) >= want:
-                        break
-                current = {}
-            elif not line.startswith(":"):
-                name, _, value = line.partition(": ")
-                current[name] = value
-            assert time.monotonic() < deadline, f"SSE: {len(got)} of {want} events"
-    return got
-
-
 @pytest.fixture
 def deliverer(kafka_settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
-    log_path = kafka_settings.home / "logs" / "webhooks.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "careledger.cli", "deliver-webhooks", "--base-delay", "0.2", "--max-delay", "1",
-             "--timeout", "5"],
-            env={**os.environ, **kafka_settings.to_env()}, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-    proc.log_path = log_path  # type: ignore[attr-defined]
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    with run_deliverer(kafka_settings) as proc:
+        yield proc
 
 
 def test_alerts_reach_kafka_sse_and_webhook_subscribers(kafka_settings: Settings,

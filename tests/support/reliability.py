@@ -5,8 +5,9 @@ done, offsets at the kill, differences found, examples run, rejections ...).  En
 into ``test-artifacts/reliability.json`` as they come (one entry per category + name, the latest
 run wins), so the file is complete at the end of the session whatever order the tests ran in.
 
-``python -m tests.support.reliability`` renders that file as a markdown table into README.md
-(between ``<!-- reliability:begin -->`` and ``<!-- reliability:end -->``) and docs/reliability.md.
+``python -m tests.support.reliability`` renders that file as a markdown table into
+docs/reliability.md and a few summary lines into README.md (between ``<!-- reliability:begin -->``
+and ``<!-- reliability:end -->``).
 
 Also here: small helpers the fault tests share (a private Kafka broker, a clean reference run,
 reading a topic back).
@@ -101,9 +102,28 @@ def render(entries: list[dict[str, Any]], details: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_summary(entries: list[dict[str, Any]]) -> str:
+    """The README's few lines: per class, how many scenarios the last run tried and two of them;
+    the whole table is docs/reliability.md's."""
+    if not entries:
+        return "_No reliability results recorded yet: run the fault and bad-input tests._\n"
+    latest = max(e["recorded_at"] for e in entries)
+    lines = [f"What the last test run tried on purpose (recorded by the tests, {latest[:10]}):", "",
+             "| class | scenarios | for example |", "|---|---:|---|"]
+    by_class: dict[str, list[dict[str, Any]]] = {}
+    for e in entries:
+        by_class.setdefault(e["category"], []).append(e)
+    for cat in sorted(by_class, key=lambda c: CATEGORY_ORDER.index(c) if c in CATEGORY_ORDER else 99):
+        shown = sorted(by_class[cat], key=lambda e: e["name"])[:2]
+        example = "; ".join(e["claim"] or e["name"] for e in shown)
+        lines.append(f"| {cat} | {len(by_class[cat])} | {example.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_readme(readme: Path, body: str) -> None:
     text = readme.read_text() if readme.exists() else ""
-    block = f"{BEGIN}\n## Reliability\n\n{body}\nHow each class is tested: [docs/reliability.md](docs/reliability.md).\n{END}"
+    block = (f"{BEGIN}\n{body}\nEvery scenario with its figures: [docs/reliability.md](docs/reliability.md).\n"
+             f"{END}")
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
         tail = rest.split(END, 1)[1]
@@ -129,7 +149,7 @@ def main(argv: list[str]) -> int:
     if not entries:
         print(f"no results in {source}: run the fault and bad-input tests first", file=sys.stderr)
         return 1
-    write_readme(REPO_ROOT / "README.md", render(entries))
+    write_readme(REPO_ROOT / "README.md", render_summary(entries))
     write_doc(REPO_ROOT / "docs" / "reliability.md", render(entries, details=True))
     print(f"rendered {len(entries)} results from {source} into README.md and docs/reliability.md")
     return 0

@@ -7,12 +7,13 @@ table of ``projections/api/suppression.py`` (small cells suppressed, with comple
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 
+from careledger import clock
 from projections.api.auth import Principal
 from projections.api.context import Api
 from projections.api.guard import Caller
@@ -35,7 +36,7 @@ REFUSED = "Without exact access: a range that is not a calendar period, or daily
 
 
 def today_shanghai() -> date:
-    return datetime.now(SHANGHAI).date()
+    return clock.utc_now().astimezone(SHANGHAI).date()
 
 
 def sees_exact(api: Api, caller: Principal, town: str | None) -> bool:

@@ -12,11 +12,11 @@ an ``alert.handled`` event first and recorded in the store only once Kafka ackno
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query
 
+from careledger import clock
 from processors.domain.texts import alert_reason
 from projections.api.alert_actions import record_alert_action_event
 from projections.api.auth import Principal
@@ -75,7 +75,7 @@ def _act(api: Api, caller: Principal, alert_id: str, action: str, note: str | No
     town = person_town(store, found["person_id"])  # access follows the person's current town
     if not caller.is_admin and not caller.may_see_town(town):
         raise Problem(403, "the alert is about a person outside the towns of this token")
-    at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    at = clock.utc_now().isoformat(timespec="milliseconds")
     publisher = api.publishers.get()
     try:  # on the log first: the store only records what the log already holds
         record_alert_action_event(action=action, alert=found, actor=caller.name or "", role=caller.role or "",

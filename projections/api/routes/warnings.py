@@ -9,11 +9,12 @@ the store (``projections/api/alert_actions.py``), so history and replays keep it
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from careledger import clock
 from processors.domain.texts import warning_reason
 from projections.api.alert_actions import record_snooze_event
 from projections.api.context import Api
@@ -79,7 +80,7 @@ def snooze(api: Api, caller: Caller, warning_id: WarningId, body: SnoozeIn) -> d
     found = next((w for w in due if w["warning_id"] == warning_id), None)
     if found is None:
         raise Problem(404, "no warning with this warning_id is due for this person today")
-    at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    at = clock.utc_now().isoformat(timespec="milliseconds")
     until = body.until.isoformat()
     try:  # on the log first: the store only records what the log already holds
         record_snooze_event(warning=found, until=until, reason=body.reason, actor=caller.name or "", at=at,

@@ -1,0 +1,56 @@
+"""Issue 13.3: an event of a person with 20 years of monthly payments in three programs costs what
+an event of a new person costs - the batch loads the same state for both, not the history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from processors.domain.batch import plan
+from processors.domain.model import Consumed
+from processors.domain.rules_config import default_rules
+from projections.sql.store import SqlStore
+from tests.unit.processors.domain.factories import payment, registered
+
+PROGRAMS = ("living_subsidy", "nursing_subsidy", "medical_insurance_subsidy")
+YEARS = range(2004, 2024)
+
+
+def history(person: str) -> list[dict[str, Any]]:
+    out = [registered(person=person, eid=f"reg-{person}", at="2004-01-02T09:00:00+08:00")]
+    for year in YEARS:
+        for month in range(1, 13):
+            for program in PROGRAMS:
+                out.append(payment(program, f"{year}-{month:02d}", 50_000, person=person,
+                                   eid=f"{person}-{program}-{year}-{month}", at=f"{year}-{month:02d}-05T10:00:00+08:00"))
+    return out
+
+
+def loaded(store: SqlStore, events: list[dict[str, Any]]) -> dict[str, int]:
+    """What the runtime's step 5 loads for ``events``: rows per kind of state."""
+    with store.writer.transaction() as uow:
+        aggs = uow.load(plan(events))
+    return {"persons": len(aggs), "payments": sum(len(a.payments) for a in aggs.values()),
+            "pending": sum(len(a.pending_reversals) for a in aggs.values()),
+            "alerts": sum(len(a.alerts) for a in aggs.values())}
+
+
+def test_a_long_history_is_not_loaded_for_a_new_event(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'bounded.sqlite3'}", default_rules())
+    store.migrate()
+    old = history("veteran")
+    assert len(old) == 1 + len(YEARS) * 12 * len(PROGRAMS)  # 721 events
+    records = [*old, registered(person="newcomer", eid="reg-newcomer", at="2024-01-02T09:00:00+08:00")]
+    for i in range(0, len(records), 500):
+        store.apply_batch([Consumed(0, i + j, e) for j, e in enumerate(records[i:i + 500])])
+
+    next_month = {p: payment("living_subsidy", "2024-01", 50_000, person=p, eid=f"{p}-next",
+                             at="2024-01-05T10:00:00+08:00") for p in ("veteran", "newcomer")}
+    veteran, newcomer = loaded(store, [next_month["veteran"]]), loaded(store, [next_month["newcomer"]])
+    assert veteran == newcomer == {"persons": 1, "payments": 0, "pending": 0, "alerts": 0}
+
+    # a payment of a period already paid loads that one group only (the duplicate rule needs it)
+    again = payment("nursing_subsidy", "2015-06", 50_000, person="veteran", eid="veteran-dup",
+                    at="2024-01-05T10:00:00+08:00")
+    assert loaded(store, [again])["payments"] == 1
+    store.close()
