@@ -204,6 +204,9 @@ class Settings:
     # the event loop of the projection workers (CARELEDGER_EVENT_LOOP: "uvloop" or "asyncio";
     # bench/pipeline.py measures both, docs/performance.md)
     event_loop: str = "uvloop"
+    # a projection worker applies its batches in a process of its own, beside the faust process
+    # (CARELEDGER_APPLY_PROCESS=0: in a thread of the faust process; processors/applier.py)
+    apply_process: bool = True
     # need warnings due today are published once a day at this Asia/Shanghai time
     # (CARELEDGER_WARNING_SWEEP_AT, HH:MM) and by the events that make them due; a critical alert
     # unacknowledged this many hours after it was raised is published again, escalated
@@ -297,6 +300,7 @@ class Settings:
             alerts_retention_days=float(_env("CARELEDGER_ALERTS_RETENTION_DAYS", "30")),
             dlq_retention_days=float(_env("CARELEDGER_DLQ_RETENTION_DAYS", "90")),
             event_loop=_choice("CARELEDGER_EVENT_LOOP", "uvloop", ("uvloop", "asyncio")),
+            apply_process=_choice("CARELEDGER_APPLY_PROCESS", "1", ("0", "1")) == "1",
             warning_sweep_at=_clock_time(_env("CARELEDGER_WARNING_SWEEP_AT", "07:30"), "CARELEDGER_WARNING_SWEEP_AT"),
             escalate_after_h=float(_env("CARELEDGER_ESCALATE_AFTER_H", "24")),
             pretend_now=_instant(_env("CARELEDGER_NOW", ""), "CARELEDGER_NOW"),
@@ -372,6 +376,7 @@ class Settings:
             "CARELEDGER_ALERTS_RETENTION_DAYS": str(self.alerts_retention_days),
             "CARELEDGER_DLQ_RETENTION_DAYS": str(self.dlq_retention_days),
             "CARELEDGER_EVENT_LOOP": self.event_loop,
+            "CARELEDGER_APPLY_PROCESS": "1" if self.apply_process else "0",
             "CARELEDGER_WARNING_SWEEP_AT": self.warning_sweep_at,
             "CARELEDGER_ESCALATE_AFTER_H": str(self.escalate_after_h),
             "CARELEDGER_NOW": self.pretend_now.isoformat() if self.pretend_now else "",

@@ -78,6 +78,7 @@ class WorkerMetrics:
         self.stopping = False
         self.crashed = False
         self._holes = 0
+        self._dead_letters = 0
         for metric in (RECORDS, APPLIED, POISON, DLQ, RETRIES, BATCHES, HOLES):
             metric.labels(projection)  # export zeros from the start
         READY.labels(projection).set(0)
@@ -107,8 +108,12 @@ class WorkerMetrics:
             HOLES.labels(self.projection).inc(total - self._holes)
             self._holes = total
 
-    def dead_lettered(self) -> None:
-        DLQ.labels(self.projection).inc()
+    def dead_letters(self, total: int) -> None:
+        """``total``: the applier's cumulative count of records handed to the DLQ topic."""
+        with self._lock:
+            if total > self._dead_letters:
+                DLQ.labels(self.projection).inc(total - self._dead_letters)
+                self._dead_letters = total
 
     def lag(self, report: LagReport) -> None:
         per_partition = report.per_partition.get(self.projection, {})
@@ -121,25 +126,10 @@ class WorkerMetrics:
         ASSIGNED.labels(self.projection).set(count)
 
     @staticmethod
-    def alerts_published(pending: list[dict[str, Any]]) -> None:
-        for row in pending:
-            alert = row.get("alert") or {}
-            ALERT_CHANGES.labels(str(alert.get("rule", "")), str(alert.get("status", ""))).inc()
-
-
-class CountingAlertPublisher:
-    """Wraps the relay's publisher: counts alert changes by rule and status once acknowledged."""
-
-    def __init__(self, publisher: Any) -> None:
-        self._publisher = publisher
-
-    def publish_alerts(self, pending: list[dict[str, Any]]) -> Any:
-        result = self._publisher.publish_alerts(pending)
-        WorkerMetrics.alerts_published(pending)
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._publisher, name)
+    def alert_changes(changes: list[tuple[str, str]]) -> None:
+        """(rule, status) of every alert change the relay published since the last report."""
+        for rule, status in changes:
+            ALERT_CHANGES.labels(rule, status).inc()
 
 
 class OpsServer:

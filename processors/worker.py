@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -42,19 +42,15 @@ from mode.utils.times import want_seconds
 from careledger import clock
 from careledger.retrying import call_retrying
 from careledger.settings import Settings
-from processors.alert_relay import AlertRelay
+from processors.applier import Applier, Housekept, start_applier
 from processors.kafka_auth import faust_broker_options
 from processors.lag import LagProbe
 from processors.logging_setup import configure_logging
-from processors.metrics import CountingAlertPublisher, OpsServer, WorkerMetrics
+from processors.metrics import OpsServer, WorkerMetrics
 from processors.positions import PositionGuard
-from processors.privacy import keystore_for
 from processors.replay.reader import first_record_from
-from processors.runtime.apply import ProjectionRuntime
 from processors.runtime.contracts import Binding, StoreSource
-from processors.runtime.decoding import RecordDecoder
-from processors.runtime.records import RawRecord
-from producers.publisher import EventPublisher
+from processors.runtime.records import BatchStats, RawRecord
 
 log = logging.getLogger("careledger.processor")
 
@@ -66,57 +62,41 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 class Pipeline:
     """The worker's state shared by the agent, the rebalance callbacks and the timers."""
 
-    def __init__(self, settings: Settings, projection: str, binding: Binding, publisher: EventPublisher,
+    def __init__(self, settings: Settings, projection: str, binding: Binding, applier: Applier,
                  metrics: WorkerMetrics) -> None:
         self.settings = settings
         self.projection = projection
-        self.binding = binding
-        self.publisher = publisher
+        self.binding = binding  # the worker's own connection to the store: positions, lag, ping
+        self.applier = applier  # the only writer (processors/applier.py)
         self.metrics = metrics
-        decoder = RecordDecoder(self.dead_letter, partial(keystore_for, settings))
-        self.relay = self._relay(binding)
-        self.runtime = ProjectionRuntime(binding.projection, binding.writer, decoder,
-                                         after_commit=[self._after_commit])
+        self.stats = BatchStats()  # the applier's cumulative stats, as of its last batch
         self.guard = PositionGuard(partial(first_record_from, settings))
         self.lag = LagProbe(settings, {projection: binding.writer})
         self.lock = threading.Lock()  # held while a batch is applied: shutdown and swaps wait for it
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"apply-{projection}")
         self.inflight: asyncio.Future[None] | None = None
 
-    def _relay(self, binding: Binding) -> AlertRelay | None:
-        if binding.outbox is None:
-            return None
-        return AlertRelay(binding.outbox, CountingAlertPublisher(self.publisher))
-
-    def dead_letter(self, raw: RawRecord, reasons: list[str]) -> None:
-        self.publisher.publish_dlq(raw.value.decode("utf-8", "replace"), reasons,
-                                   {"source": self.settings.topics.events, "partition": raw.partition,
-                                    "offset": raw.offset, "projection": self.projection})
-        self.metrics.dead_lettered()
-
-    def _after_commit(self, applied: int) -> None:
-        self.publisher.flush()  # this batch's dead letters are on Kafka before its positions move on
-        if self.relay is not None:
-            self.relay.drain()
-
     def apply(self, raws: list[RawRecord]) -> None:
-        """One batch, in the worker thread: admit (position guard), then the runtime."""
+        """One batch, in the worker thread: admit (position guard), then the applier."""
         with self.lock:
             started = time.perf_counter()
             admitted = self.guard.admit(raws)  # may ask the broker; raises PositionLost
             self.metrics.offset_holes(self.guard.holes)
-            self.runtime.apply(admitted)
-            self.metrics.batch_done(self.runtime.stats, len(raws), time.perf_counter() - started)
+            report = self.applier.apply(admitted)
+            self.stats = report.stats
+            self.metrics.batch_done(report.stats, len(raws), time.perf_counter() - started)
+            self.metrics.dead_letters(report.dead_letters)
+            self.metrics.alert_changes(report.alert_changes)
+
+    def drain(self) -> None:
+        with self.lock:
+            self.applier.drain()
 
     def switch(self, binding: Binding) -> Binding:
-        """A replay swapped another store in: drain the old outbox, use the new store from now on."""
+        """A replay swapped another store in: the applier moves to it, and so do the worker's reads."""
         with self.lock:
-            old = self.binding
-            if self.relay is not None:
-                self.relay.drain()
-            self.binding = binding
-            self.runtime.projection, self.runtime.writer = binding.projection, binding.writer
-            self.relay = self._relay(binding)
+            self.applier.switch()
+            old, self.binding = self.binding, binding
             self.lag.stores[self.projection] = binding.writer
             return old
 
@@ -181,7 +161,7 @@ def build_app(settings: Settings, projection: str, pipeline: Pipeline, source: S
         if exc is not None:  # never let it pass: faust would ack and skip the batch
             log.error("batch not applied (%s: %s); stopping so it is read again after the restart",
                       type(exc).__name__, exc)
-            pipeline.runtime.stopping = True
+            pipeline.applier.set_stopping()
             ops.crashed = True
             asyncio.ensure_future(app.crash(exc))
 
@@ -229,29 +209,30 @@ def build_app(settings: Settings, projection: str, pipeline: Pipeline, source: S
     swept_on: list[date] = []  # the Shanghai dates whose warning sweep ran in this process
     caught_up: list[bool] = [False]  # the last lag measurement found nothing left to apply
 
+    def housekeep(now: datetime, sweep: bool) -> Housekept | None:
+        with pipeline.lock:  # between batches: the applier does one thing at a time
+            return pipeline.applier.housekeeping(now, sweep, timedelta(hours=settings.escalate_after_h))
+
     @app.timer(interval=HOUSEKEEPING_INTERVAL_S)
     async def housekeeping() -> None:
         """Need warnings due today are published once a day: at CARELEDGER_WARNING_SWEEP_AT (at
         start if that time has passed), as soon as the worker has caught up with the log - a sweep
         over a store still rebuilding would miss what the log holds.  Overdue critical alerts
         are escalated at every tick."""
-        keeper = pipeline.binding.housekeeping
-        if keeper is None:
-            return
         now = clock.utc_now()
         local = now.astimezone(SHANGHAI)
+        sweep = (local.strftime("%H:%M") >= settings.warning_sweep_at and local.date() not in swept_on
+                 and caught_up[0])
         try:
-            if (local.strftime("%H:%M") >= settings.warning_sweep_at and local.date() not in swept_on
-                    and caught_up[0]):
-                done = await asyncio.to_thread(keeper.sweep_warnings, now)
+            done = await asyncio.to_thread(housekeep, now, sweep)
+            if done is None:
+                return
+            if sweep:
                 swept_on.append(local.date())
                 log.info("warning sweep %s: %d became due, %d cleared", local.date(), done.due, done.cleared)
-            done = await asyncio.to_thread(keeper.escalate, now, timedelta(hours=settings.escalate_after_h))
             if done.escalated:
                 log.info("escalated %d critical alerts unacknowledged for %.0f h", done.escalated,
                          settings.escalate_after_h)
-            if pipeline.relay is not None and (done.escalated or swept_on[-1:] == [local.date()]):
-                await asyncio.to_thread(pipeline.relay.drain)
         except Exception as exc:  # noqa: BLE001 - a timer error would crash the app; the next tick retries
             log.warning("housekeeping of %s not done: %s: %s", projection, type(exc).__name__, exc)
 
@@ -266,15 +247,14 @@ def build_app(settings: Settings, projection: str, pipeline: Pipeline, source: S
         ops.lag(report)
         caught_up[0] = projection not in report.unavailable and report.per_projection.get(projection, 1) == 0
         await unstick(report)
-        stats = pipeline.runtime.stats
+        stats = pipeline.stats
         log.info("lag %s=%d (batches=%d applied=%d duplicates=%d poison=%d retries=%d reseeks=%d)", projection,
                  report.total, stats.batches, stats.applied, stats.duplicates, stats.poison, stats.retries,
                  pipeline.guard.reseeks)
-        if pipeline.relay is not None:
-            try:
-                await asyncio.to_thread(pipeline.relay.drain)
-            except Exception as exc:  # noqa: BLE001 - the rows stay pending for the next drain
-                log.warning("alert relay not drained: %s: %s", type(exc).__name__, exc)
+        try:
+            await asyncio.to_thread(pipeline.drain)
+        except Exception as exc:  # noqa: BLE001 - the rows stay pending for the next drain
+            log.warning("alert relay not drained: %s: %s", type(exc).__name__, exc)
 
     return app
 
@@ -287,9 +267,9 @@ def run_worker(settings: Settings, projection: str, source: StoreSource,
         mode.loop.use("uvloop")
     # a store that is down at start is waited for here, as during a batch (not a crash loop)
     binding = call_retrying(source.open, f"store {projection}", logger=log)
-    publisher = EventPublisher(settings)
+    applier = start_applier(settings, projection, source)
     ops = WorkerMetrics(projection)
-    pipeline = Pipeline(settings, projection, binding, publisher, ops)
+    pipeline = Pipeline(settings, projection, binding, applier, ops)
     app = build_app(settings, projection, pipeline, source)
     server = OpsServer(ops, lambda: pipeline.binding.ping(), settings.metrics_port, settings.metrics_addr).start() \
         if settings.metrics_port else None
@@ -300,7 +280,7 @@ def run_worker(settings: Settings, projection: str, source: StoreSource,
         if ops.stopping:
             return
         ops.stopping = True
-        pipeline.runtime.stopping = True
+        pipeline.applier.set_stopping()
         log.info("stopping %s worker: finishing the current batch", projection)
 
     # mode's Worker turns SIGTERM/SIGINT into a graceful stop (consumer leaves the group, agents
@@ -318,7 +298,7 @@ def run_worker(settings: Settings, projection: str, source: StoreSource,
             pass
         if server is not None:
             server.stop()
-        publisher.close()
+        pipeline.applier.stop()
         pipeline.binding.close()
         log.info("%s worker stopped (exit %d)", projection, code)
     return code

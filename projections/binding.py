@@ -41,6 +41,10 @@ class ActiveStoreSource:
         self._signature: Any = None
         self._url: str | None = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Picklable (the worker's applier process opens its own): a fresh registry over there."""
+        return (ActiveStoreSource, (self.settings, self.projection, self.rules))
+
     def open(self) -> Binding:
         self._signature = self.registry.signature()
         self._url = self.registry.active_url(self.projection)

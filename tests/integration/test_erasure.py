@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +93,13 @@ def test_forget_end_to_end(stack: TestStack, kafka_settings: Settings, clickhous
     victim_id = id_number(4711)
     victim_birth = "1931-04-23"  # nobody else is born then, and no other value looks like it
     victim_village = f"erasure-village-{tag}"  # positive control: not sensitive, must stay findable
+    victim_name, victim_phone = f"遗忘测试{tag}", f"139{int(tag, 16) % 10**8:08d}"  # unique to this run
     other_birth = "1962-11-30"
     victim = {"id_number": victim_id}
     events = [
         ev("v-reg", "person.registered", victim, {"category": "mental", "grade": 1, "birth_date": victim_birth,
-                                                   "hardship": True, "certificate_expires": "2030-01-01"},
+                                                   "hardship": True, "certificate_expires": "2030-01-01",
+                                                   "name": victim_name, "phone": victim_phone},
            village=victim_village),
         ev("v-pay1", "payment.disbursed", victim, {"program": "living_subsidy", "amount_fen": 50000,
                                                    "period": "2024-03"}, village=victim_village),
@@ -133,6 +136,7 @@ def test_forget_end_to_end(stack: TestStack, kafka_settings: Settings, clickhous
     try:
         wait_caught_up(settings, {"sql": sql, "clickhouse": ch}, expected_end=9, timeout=240, workers=workers)
         assert sql.person_aggregate(victim_pid).birth_date == victim_birth  # unsealed for the live read model
+        assert sql.person_record(victim_pid, date(2024, 6, 30), identity=True)["person"]["name"] == victim_name
         payments_before = {name: s.counts("payment") for name, s in (("sql", sql), ("ch", ch))}
         assert payments_before["sql"] == payments_before["ch"] == {
             "events": 3, "persons": 2, "amount_fen": 130000, "positions": 0}
@@ -199,10 +203,12 @@ def test_forget_end_to_end(stack: TestStack, kafka_settings: Settings, clickhous
         dump = json.dumps([[list(map(str, r)) for r in conn.exec_driver_sql(f"SELECT * FROM {table}").all()]  # noqa: S608
                            for table in ("ledger", "persons", "needs", "warnings", "alerts", "alert_outbox")])
     assert victim_birth not in dump and victim_pid not in dump and "abuse_or_neglect" not in dump
+    assert victim_name not in dump and victim_phone not in dump
     assert other_birth in dump  # positive control: the others' profiles are there
 
     # (1) + at rest: bytes on disk - Kafka's log dir, SQLite files + key store, ClickHouse data, logs
     needles = {"victim birth date": victim_birth.encode(), "victim ID number": victim_id.encode(),
+               "victim name": victim_name.encode(), "victim phone": victim_phone.encode(),
                "csv ID number": csv_id.encode(), "certificate number": certificate.encode()}
     roots = [stack.settings.kafka_dir, settings.home, stack.clickhouse.root, stack.settings.logs_dir]
     found = scan(roots, {**needles, "control": victim_village.encode()})
