@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import threading
@@ -133,8 +132,8 @@ def test_alerts_reach_kafka_sse_and_webhook_subscribers(kafka_settings: Settings
             assert towns == {TOWN_A}
 
             # (c) webhooks: every change to the unfiltered subscription, town A hazards to the other
-            hazard_a = {(a, s) for s, a, b in outbox
-                        if json.loads(b)["rule"] == "visit_hazard" and json.loads(b)["town"] == TOWN_A}
+            hazard_a = {(r["message"]["alert_id"], r["seq"]) for r in outbox
+                        if r["message"]["rule"] == "visit_hazard" and r["message"]["town"] == TOWN_A}
             expected_ids = {delivery_id(sub["subscription_id"], a, s) for a, s in changes} | \
                            {delivery_id(hazard_only["subscription_id"], a, s) for a, s in hazard_a}
             if not receiver.wait_for(len(expected_ids), timeout=120):

@@ -226,10 +226,16 @@ def _process_with_kills(cluster: KafkaCluster, settings: Settings, flow: list[di
     victim = worker(settings, "sql", url, "faulted").start()
     failures: list[str] = []
     chunk = max(1, int(len(flow) / (flow_s * 4)))
+    kills_done = threading.Event()
 
     def publish_flow() -> None:  # events keep arriving while the worker processes
+        """Paced over ``flow_s``; the last chunk waits until every kill is done, so each kill lands
+        while events are still being published, however fast the worker and the cluster are."""
         try:
-            for start in range(0, len(flow), chunk):
+            starts = list(range(0, len(flow), chunk))
+            for start in starts:
+                if start == starts[-1]:
+                    kills_done.wait(900)
                 publish(settings, flow[start:start + chunk])  # acks=all, idempotent; raises on any failure
                 run.published_during_processing += len(flow[start:start + chunk])
                 time.sleep(0.25)
@@ -245,11 +251,13 @@ def _process_with_kills(cluster: KafkaCluster, settings: Settings, flow: list[di
             _wait(lambda p=point: offsets_sum(store) >= p, 600, f"worker progress to {point}")
             run.kills.append(_kill_busiest(cluster, settings, "processing", offsets_sum(store), publisher.is_alive(),
                                            down_s, log))
+        kills_done.set()
         publisher.join()
         assert not failures, f"publishing during processing failed: {failures}"
         run.catch_up_s = round(wait_caught_up(settings, {"faulted": store}, expected_end=backlog + len(flow),
                                               timeout=600, workers=[victim]), 1)
     finally:
+        kills_done.set()
         victim.stop()
         if publisher.is_alive():
             publisher.join()
