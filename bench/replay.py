@@ -26,22 +26,26 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import machine, publish_simulated, temp_stack  # noqa: E402
 from careledger.settings import Settings  # noqa: E402
+from processors.domain.batch import ReadModel  # noqa: E402
+from processors.domain.rules_config import default_rules  # noqa: E402
 from processors.replay.engine import BuildStats, decode_records, parallel_build  # noqa: E402
 from processors.replay.reader import LogRecord, crc32c_native, log_bounds, make_consumer  # noqa: E402
 from processors.runtime.decoding import RecordDecoder  # noqa: E402
 from projections.binding import StoreRef  # noqa: E402
 
 
-def raw_rate(settings: Settings, batch: int, decode: bool = False) -> tuple[int, float]:
+def raw_rate(settings: Settings, batch: int, decode: bool = False, fold: bool = False) -> tuple[int, float]:
     """Records/s of a bare read of the whole topic; ``decode``: each batch also goes through the
-    replay's own ``decode_records`` (parse, validate, upcast, unseal) - the ceiling of one replay
-    worker before any projection work."""
+    replay's own ``decode_records`` (typed decode, key check, unseal) - the ceiling of one replay
+    worker before any projection work; ``fold``: and through the read model's pure fold, with every
+    person's state kept in memory (no store at all) - the ceiling before the store's work."""
     from kafka import TopicPartition
 
     starts, ends = log_bounds(settings)
@@ -55,12 +59,16 @@ def raw_rate(settings: Settings, batch: int, decode: bool = False) -> tuple[int,
         started = time.perf_counter()
         stats = BuildStats()
         decoder = RecordDecoder(lambda raw, reasons: None, lambda create: None)
+        model = ReadModel(default_rules())
+        state: dict[str, Any] = {}
         while seen < total:
             for recs in consumer.poll(timeout_ms=500).values():
                 seen += len(recs)
-                if decode:
-                    decode_records(decoder, [LogRecord(r.partition, r.offset, r.timestamp, r.key, r.value)
-                                             for r in recs], None, stats)
+                if decode or fold:
+                    records = decode_records(decoder, [LogRecord(r.partition, r.offset, r.timestamp, r.key, r.value)
+                                                       for r in recs], None, stats)
+                    if fold:
+                        model.fold(state, [rec for rec in records if rec.event is not None])
         return seen, seen / (time.perf_counter() - started)
     finally:
         consumer.close()
@@ -99,6 +107,9 @@ def main() -> int:
         _, decoded = raw_rate(settings, args.batch_size, decode=True)
         print(f"read + decode only         : {decoded:>9,.0f} events/s ({decoded / raw:.0%} of raw): "
               "one worker's ceiling before any projection work", flush=True)
+        _, folded = raw_rate(settings, args.batch_size, fold=True)
+        print(f"read + decode + fold, no store: {folded:>6,.0f} events/s ({folded / raw:.0%} of raw): "
+              "one worker's ceiling before the store's work (state in memory)", flush=True)
         results: list[tuple[str, int, float]] = []
         for workers in args.workers:
             got, rate = replay_rate(settings, new_url(f"w{workers}"), workers, args.batch_size)
@@ -117,7 +128,8 @@ def main() -> int:
     one = results[0][2]
     print()
     print(f"summary ({args.events} events, {args.store}):")
-    print(f"  raw kafka-python read : {raw:,.0f}/s; read + decode only: {decoded:,.0f}/s")
+    print(f"  raw kafka-python read : {raw:,.0f}/s; read + decode only: {decoded:,.0f}/s; "
+          f"+ fold, no store: {folded:,.0f}/s")
     for label, _, rate in results:
         print(f"  replay {label:<28}: {rate:,.0f}/s  ratio to raw {rate / raw:.0%}  scaling x{rate / one:.2f}")
     two = next((rate for label, _, rate in results if label == "12 partitions, 2 worker(s)"), None)

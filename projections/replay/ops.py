@@ -23,6 +23,7 @@ from processors.replay.engine import (
 from projections.binding import StoreRef
 from projections.registry import Registry, RegistryError, projection_names, projection_spec, redact_url
 from projections.replay.shadow import drop_store, hand_over_sql, shadow_url, summary, verify_against
+from projections.sql.store import SqlStore
 from projections.store import ProjectionStore
 
 log = logging.getLogger("careledger.replay")
@@ -77,7 +78,7 @@ def rebuild(settings: Settings, projection: str, *, into: str | None = None, nam
             progress: bool = True, check_crcs: bool | None = None, say: Say = print) -> dict[str, Any]:
     """Build ``projection`` from offset 0 into a shadow store, catch up, verify, swap."""
     registry = Registry(settings)
-    spec = projection_spec(projection)
+    projection_spec(projection)  # an unknown projection fails here, before anything is built
     active_url = registry.active_url(projection)
     name = name or f"{projection}-{_stamp()}"
     url = into or shadow_url(settings, active_url, name)
@@ -112,10 +113,10 @@ def rebuild(settings: Settings, projection: str, *, into: str | None = None, nam
                 f"inspect it, then `careledger replay swap --projection {projection} {name}` or drop it")
             return result
         if swap:
-            if spec.kind == "sql":
+            if isinstance(store, SqlStore):
                 old = _open_active(registry, projection)
                 try:
-                    handed = hand_over_sql(store, old)
+                    handed = hand_over_sql(store, old if isinstance(old, SqlStore) else None)
                 finally:
                     if old is not None:
                         old.close()

@@ -31,7 +31,8 @@ from projections.binding import StoreRef
 from projections.clickhouse.store import parse_clickhouse_url
 from projections.sql import tables as t
 from projections.sql.rows import ALERT_STATE_COLUMNS, alert_from_row, alert_message
-from projections.store import PersonLevelStore, ProjectionStore
+from projections.sql.store import SqlStore
+from projections.store import ProjectionStore
 from schemas.jsontext import dumps_compact
 
 log = logging.getLogger("careledger.replay")
@@ -153,7 +154,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def hand_over_sql(shadow: PersonLevelStore, old: PersonLevelStore | None) -> dict[str, int]:
+def hand_over_sql(shadow: SqlStore, old: SqlStore | None) -> dict[str, int]:
     """Before a SQL shadow becomes active:
 
     1. its alert outbox holds one row per alert change in history, which the old store's relay
@@ -170,7 +171,7 @@ def hand_over_sql(shadow: PersonLevelStore, old: PersonLevelStore | None) -> dic
     now = _now()
     stats = {"outbox_marked_sent": 0, "alerts_requeued": 0, "acknowledgements_copied": 0}
     old_positions = _offsets(old) if old is not None else {}
-    with shadow.engine.begin() as conn:  # type: ignore[attr-defined]
+    with shadow.engine.begin() as conn:
         stats["outbox_marked_sent"] = conn.execute(
             update(ob).where(ob.c.sent_at.is_(None)).values(sent_at=now)).rowcount or 0
         if old is not None:
@@ -192,12 +193,12 @@ def hand_over_sql(shadow: PersonLevelStore, old: PersonLevelStore | None) -> dic
                 conn.execute(ob.insert(), rows)
             stats["alerts_requeued"] = len(rows)
     if old is not None:
-        with old.engine.connect() as conn:  # type: ignore[attr-defined]
+        with old.engine.connect() as conn:
             acks = conn.execute(select(a.c.alert_id, a.c.acknowledged_by, a.c.acknowledged_at,
                                        a.c.resolved_by, a.c.resolved_at)
                                 .where(or_(a.c.acknowledged_by.is_not(None), a.c.resolved_by.is_not(None)))).all()
         if acks:
-            with shadow.engine.begin() as conn:  # type: ignore[attr-defined]
+            with shadow.engine.begin() as conn:
                 for aid, ack_by, ack_at, res_by, res_at in acks:
                     values: dict[str, Any] = {"acknowledged_by": ack_by, "acknowledged_at": ack_at}
                     if res_by is not None:
@@ -208,7 +209,7 @@ def hand_over_sql(shadow: PersonLevelStore, old: PersonLevelStore | None) -> dic
     return stats
 
 
-def _copy_publication_state(old: Any, shadow: Any) -> dict[str, int]:
+def _copy_publication_state(old: SqlStore, shadow: SqlStore) -> dict[str, int]:
     n, a = t.warning_notices, t.alerts
     with old.engine.connect() as conn:
         notices = [dict(r._mapping) for r in conn.execute(select(n))]

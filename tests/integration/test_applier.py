@@ -58,7 +58,7 @@ def test_the_applier_process_equals_the_thread_applier(kafka_settings: Settings,
             batch = raws()
             first = applier.apply(batch[:30])
             report = applier.apply(batch[30:])
-            again = applier.apply(batch)  # redelivered: nothing new
+            again = applier.apply(batch[:-1])  # redelivered (the live worker's position guard drops these)
             assert again.stats.applied == report.stats.applied == len(batch) - 1
             assert first.dead_letters == 0 and report.dead_letters == 1
             assert ("duplicate_payment", "open") in first.alert_changes + report.alert_changes

@@ -4,7 +4,7 @@ A real broker, a real ``careledger process`` worker and the real webhook deliver
 runs with a shifted clock (``CARELEDGER_NOW`` = 2024-07-01 09:00 Shanghai, the sweep at 08:00,
 escalation after 0.01 h = 36 s), so the test sees in two minutes what a caseworker sees over days:
 
-1. an unmet employment need (registered 2024-03-01, 60-day deadline) is due: the first sweep
+1. an unmet employment need (registered 2024-03-01, due more than 60 days later) is due: the first sweep
    after the worker caught up publishes it;
 2. a profile change dated 2024-06-30 sets a certificate expiry within 60 days: the batch that
    applies it publishes that warning (the event path), without waiting for tomorrow's sweep;
@@ -117,7 +117,7 @@ def test_warnings_and_escalations_reach_every_channel_once(kafka_settings: Setti
             due = read_topic(settings, settings.topics.warnings, want=1, timeout=90)
             assert kinds(due) == {("warning.due", "need_unmet"): 1}, (due, tail(w.log_path))
             need_warning = due[0]["warning_id"]
-            assert due[0]["person_id"] == "p-old" and due[0]["since"] == "2024-04-30"
+            assert due[0]["person_id"] == "p-old" and due[0]["since"] == "2024-05-01"  # more than 60 days after
 
             # (2) the event that makes a warning due publishes it in its batch
             publish(settings, [ev("prof-new", "person.profile_changed", "p-new", TOWN_B, "2024-06-30",

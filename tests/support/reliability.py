@@ -103,7 +103,7 @@ def render(entries: list[dict[str, Any]], details: bool = False) -> str:
 
 
 def render_summary(entries: list[dict[str, Any]]) -> str:
-    """The README's few lines: per class, how many scenarios the last run tried and two of them;
+    """The README's few lines: per class, how many scenarios the last run tried and one of them;
     the whole table is docs/reliability.md's."""
     if not entries:
         return "_No reliability results recorded yet: run the fault and bad-input tests._\n"
@@ -114,8 +114,8 @@ def render_summary(entries: list[dict[str, Any]]) -> str:
     for e in entries:
         by_class.setdefault(e["category"], []).append(e)
     for cat in sorted(by_class, key=lambda c: CATEGORY_ORDER.index(c) if c in CATEGORY_ORDER else 99):
-        shown = sorted(by_class[cat], key=lambda e: e["name"])[:2]
-        example = "; ".join(e["claim"] or e["name"] for e in shown)
+        shown = min(by_class[cat], key=lambda e: len(e["claim"] or e["name"]))  # the shortest says it best
+        example = f"{shown['name']}: {shown['claim']}" if shown["claim"] else shown["name"]
         lines.append(f"| {cat} | {len(by_class[cat])} | {example.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
