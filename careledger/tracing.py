@@ -137,7 +137,13 @@ def header(headers: Iterable[tuple[str, bytes]] | Mapping[str, Any] | None) -> s
     (a mapping), as text; None when absent or not ASCII.  Not validated: :func:`parse` does that."""
     if not headers:
         return None
-    if isinstance(headers, Mapping):
+    value: Any = None
+    if isinstance(headers, list | tuple):  # Kafka (the worker's path: once per record)
+        for name, found in headers:
+            if name == TRACEPARENT:
+                value = found
+                break
+    elif isinstance(headers, Mapping):
         value = headers.get(TRACEPARENT)
     else:
         value = next((v for k, v in headers if k == TRACEPARENT), None)
