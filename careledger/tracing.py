@@ -155,6 +155,13 @@ def header(headers: Iterable[tuple[str, bytes]] | Mapping[str, Any] | None) -> s
     return value if isinstance(value, str) else None
 
 
+def valid(traceparent: str | bytes | None) -> str | None:
+    """``traceparent`` in its canonical form when valid, else None (what may be stored: a foreign
+    producer's header can be anything)."""
+    found = parse(traceparent)
+    return None if found is None else format_traceparent(found)
+
+
 def kafka_headers(traceparent: str) -> list[tuple[str, bytes]]:
     """The Kafka message headers that carry ``traceparent``."""
     return [(TRACEPARENT, traceparent.encode("ascii"))]
@@ -198,4 +205,4 @@ def event_traceparent(parent: str | bytes | None = None) -> str:
 
 
 __all__ = ["TRACEPARENT", "SpanKind", "TracingUnavailable", "child", "configure", "event_traceparent", "exporting",
-           "format_traceparent", "header", "kafka_headers", "parse", "provider", "shutdown", "span", "trace_id"]
+           "format_traceparent", "header", "kafka_headers", "parse", "provider", "shutdown", "span", "trace_id", "valid"]

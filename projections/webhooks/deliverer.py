@@ -11,6 +11,9 @@ One process, two kinds of threads:
   delivery id) and only then commits its Kafka offsets.  It never waits for HTTP, so a slow
   subscriber does not hold the topic back; a crash before the commit re-reads the batch and the
   inserts are no-ops.
+- each message's W3C ``traceparent`` header is stored with its deliveries, and every POST is a
+  ``deliver webhook`` span of that trace whose ``traceparent`` is a request header
+  (careledger/tracing.py): the receiver's logs join the trace of the event that raised the alert;
 - one **worker per subscription** (concurrency 1 per subscriber): claims up to ``batch`` due
   deliveries (a lease, so another deliverer process cannot send them at the same time), POSTs
   each with a timeout (5 s), and records the outcome (delivered / retry with backoff + jitter /
@@ -37,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from careledger import tracing
 from careledger.retrying import call_retrying
 from careledger.settings import Settings
 from projections.webhook_store import WebhookStore
@@ -82,10 +86,11 @@ class Subscription:
 
 
 def deliveries_for(subscriptions: list[Subscription], value: bytes,
-                   forgotten: Container[str] = frozenset()) -> list[dict[str, Any]]:
+                   forgotten: Container[str] = frozenset(), traceparent: str | None = None) -> list[dict[str, Any]]:
     """Delivery rows for one careledger.alerts or careledger.warnings message (empty when no
     subscription matches, the message is neither an alert change nor a warning, or it is about a
-    person in ``forgotten``: erased by ``careledger forget`` after it reached the topic)."""
+    person in ``forgotten``: erased by ``careledger forget`` after it reached the topic);
+    ``traceparent``: the message's header, kept with each delivery."""
     try:
         alert = json.loads(value)
         alert_id, seq = str(alert.get("alert_id") or alert["warning_id"]), int(alert["outbox_seq"])
@@ -96,7 +101,7 @@ def deliveries_for(subscriptions: list[Subscription], value: bytes,
         return []
     body = value.decode("utf-8")
     return [{"delivery_id": delivery_id(s.subscription_id, alert_id, seq), "subscription_id": s.subscription_id,
-             "alert_id": alert_id, "outbox_seq": seq, "body": body}
+             "alert_id": alert_id, "outbox_seq": seq, "body": body, "traceparent": traceparent}
             for s in subscriptions if s.matches(alert)]
 
 
@@ -108,7 +113,8 @@ class Attempt:
 
 
 def post(client: httpx.Client, sub: Subscription, delivery: dict[str, Any], now: float | None = None) -> Attempt:
-    """One signed POST (Standard Webhooks headers, ``processors/webhooks/signing.py``)."""
+    """One signed POST (Standard Webhooks headers, ``processors/webhooks/signing.py``), a
+    ``deliver webhook`` span, child of the delivery's ``traceparent``, sent as the W3C header."""
     body = delivery["body"].encode("utf-8")
     headers = {
         "Content-Type": "application/json; charset=utf-8",
@@ -116,10 +122,14 @@ def post(client: httpx.Client, sub: Subscription, delivery: dict[str, Any], now:
         SUBSCRIPTION_HEADER: sub.subscription_id,
         **signed_headers(sub.secret, delivery["delivery_id"], body, now),
     }
-    try:
-        response = client.post(sub.url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
-        return Attempt(False, None, f"{type(exc).__name__}: {exc}"[:500])
+    with tracing.span("deliver webhook", delivery.get("traceparent"), kind=tracing.SpanKind.CLIENT,
+                      attributes={"http.request.method": "POST", "careledger.delivery_id": delivery["delivery_id"]}
+                      ) as traceparent:
+        headers[tracing.TRACEPARENT] = traceparent
+        try:
+            response = client.post(sub.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return Attempt(False, None, f"{type(exc).__name__}: {exc}"[:500])
     if 200 <= response.status_code < 300:
         return Attempt(True, response.status_code, None)
     return Attempt(False, response.status_code, f"HTTP {response.status_code}: {response.text[:200]}")
@@ -264,7 +274,8 @@ class Deliverer:
         """Persist the deliveries of a batch of consumer records (before the offsets are committed)."""
         rows: list[dict[str, Any]] = []
         for record in records:
-            rows += deliveries_for(self.subscriptions, record.value, self.forgotten)
+            traceparent = tracing.valid(tracing.header(record.headers))  # a foreign header can be anything
+            rows += deliveries_for(self.subscriptions, record.value, self.forgotten, traceparent)
         # the offsets stay where they are until the rows are stored: wait out a busy/away database
         added = call_retrying(lambda: self.queue.enqueue(rows), f"webhook queue (storing {len(rows)} deliveries)",
                               give_up=self.stop_event.is_set, sleep=self.stop_event.wait, logger=log)

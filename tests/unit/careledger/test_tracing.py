@@ -84,3 +84,9 @@ def test_no_exporter_by_default_and_a_clear_error_when_export_cannot_work(tmp_pa
     monkeypatch.delenv("CARELEDGER_OTLP_ENDPOINT")
     tracing.configure(Settings.from_env(), "test")  # back to the default for the other tests
     assert not tracing.exporting()
+
+
+def test_only_a_valid_traceparent_is_kept() -> None:
+    good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert tracing.valid(good) == good and tracing.valid(good.encode()) == good
+    assert tracing.valid("00-garbage") is None and tracing.valid("x" * 1000) is None and tracing.valid(None) is None

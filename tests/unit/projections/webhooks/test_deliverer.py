@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -48,8 +49,10 @@ def alert(seq: int, town: str = "锦屏街道", rule: str = "visit_hazard") -> b
                       ensure_ascii=False).encode()
 
 
-def records(values: list[bytes]) -> list[Any]:
-    return [SimpleNamespace(value=v) for v in values]
+def records(values: list[bytes], traceparent: str | None = None) -> list[Any]:
+    """Consumer records as kafka-python gives them (value, headers)."""
+    headers = [("traceparent", traceparent.encode())] if traceparent else []
+    return [SimpleNamespace(value=v, headers=headers) for v in values]
 
 
 def dead_url() -> str:
@@ -309,3 +312,28 @@ def test_warnings_are_delivered_with_the_same_filters() -> None:
     assert [r["subscription_id"] for r in deliveries_for(subs, other)] == ["s-all"]
     assert deliveries_for(subs, due, forgotten={"p1"}) == []
     assert deliveries_for(subs, b'{"kind": "warning.due", "outbox_seq": 9}') == []
+
+
+def test_each_post_continues_the_trace_of_its_kafka_message(settings: Settings, store: WebhookStore) -> None:
+    relayed = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"  # the relay's "publish alert" span
+    with Receiver(fail_first=1) as receiver:
+        sub = store.create(receiver.url)
+        receiver.state.secrets.append(sub["secret"])
+        time.sleep(0.01)
+        deliverer = Deliverer(settings, store, FAST, batch=5)
+        deliverer.refresh()
+        try:
+            assert deliverer.handle(records([alert(1)], relayed)) == 1
+            assert deliverer.handle(records([alert(2)], "00-garbage")) == 1  # ignored, not an error
+            assert deliverer.handle(records([alert(3)])) == 1  # a message without a header
+            assert receiver.wait_for(3, timeout=20), receiver.state.tries
+        finally:
+            deliverer.stop_workers(timeout=5)
+    with store.engine.connect() as conn:
+        stored = dict(conn.execute(select(webhook_deliveries.c.outbox_seq, webhook_deliveries.c.traceparent)).all())
+    assert stored == {1: relayed, 2: None, 3: None}  # kept for every retry (only a valid one)
+    got = {r.body["outbox_seq"]: r.traceparent for r in receiver.state.accepted}
+    pattern = r"00-[0-9a-f]{32}-[0-9a-f]{16}-01"
+    assert all(tp is not None and re.fullmatch(pattern, tp) for tp in got.values()), got
+    assert got[1].split("-")[1] == relayed.split("-")[1] and got[1] != relayed  # a child span of the message's
+    assert got[2].split("-")[1] != got[3].split("-")[1]  # no usable parent: each starts its own trace
