@@ -40,10 +40,12 @@ from typing import Any
 
 import httpx
 
+from careledger import metrics as process_metrics
 from careledger import tracing
 from careledger.retrying import call_retrying
 from careledger.settings import Settings
 from projections.webhook_store import WebhookStore
+from projections.webhooks import metrics
 from projections.webhooks.queue import DeliveryQueue
 from projections.webhooks.signing import SUBSCRIPTION_HEADER, RetryPolicy, delivery_id, signed_headers
 
@@ -53,6 +55,7 @@ USER_AGENT = "careledger-webhooks/1"
 SUBSCRIPTION_REFRESH_S = 2.0
 IDLE_WAIT_S = 1.0
 REPORT_INTERVAL_S = 30.0
+PENDING_INTERVAL_S = 10.0  # how often the pending-deliveries gauge is measured
 METADATA_MAX_AGE_MS = 10_000  # a missed assignment is corrected within seconds, not minutes
 METADATA_WAIT_S = 30.0
 
@@ -196,14 +199,20 @@ class SubscriptionWorker(threading.Thread):
     def _attempt(self, client: httpx.Client, delivery: dict[str, Any]) -> None:
         now = datetime.now(UTC)
         age = (now - datetime.fromisoformat(delivery["created_at"])).total_seconds()
+        sid = self.sub.subscription_id
         if self.policy.gives_up(age):
             self.queue.failed_attempt(delivery["delivery_id"], "gave up: older than the maximum age "
                                       f"({self.policy.max_age_s:.0f}s) without a 2xx answer", None, None)
             self.stats.given_up += 1
+            metrics.ATTEMPTS.labels(sid, "expired").inc()
+            self._gave_up(delivery, "older than the maximum age")
             return
+        started = time.perf_counter()
         result = post(client, self.sub, delivery)
+        metrics.ATTEMPT_SECONDS.labels(sid).observe(time.perf_counter() - started)
         self.stats.attempts += 1
         if result.ok:
+            metrics.ATTEMPTS.labels(sid, "delivered").inc()
             if self.queue.delivered(delivery["delivery_id"], result.status or 200):
                 self.stats.delivered += 1
                 if self.on_delivered is not None:
@@ -213,10 +222,16 @@ class SubscriptionWorker(threading.Thread):
         attempt = int(delivery["attempts"]) + 1
         later = datetime.now(UTC) + timedelta(seconds=self.policy.delay(attempt))
         gives_up = self.policy.gives_up((later - datetime.fromisoformat(delivery["created_at"])).total_seconds())
+        metrics.ATTEMPTS.labels(sid, "failed" if gives_up else "retry").inc()
         if gives_up:
             self.stats.given_up += 1
+            self._gave_up(delivery, result.error or "failed")
         self.queue.failed_attempt(delivery["delivery_id"], result.error or "failed", result.status,
                                   None if gives_up else later)
+
+    def _gave_up(self, delivery: dict[str, Any], why: str) -> None:
+        log.warning("webhook %s: delivery %s of %s given up: %s", self.sub.subscription_id, delivery["delivery_id"],
+                    delivery["alert_id"], why, extra={"trace_id": tracing.trace_id(delivery.get("traceparent"))})
 
 
 @dataclass
@@ -235,6 +250,7 @@ class Deliverer:
     _keystore: Any = None
     _refreshed: float = 0.0
     _reported: float = 0.0
+    _measured: float = 0.0
 
     def __post_init__(self) -> None:
         self.queue = DeliveryQueue(self.store.engine)
@@ -257,6 +273,7 @@ class Deliverer:
                 worker.start()
             else:
                 worker.sub = sub
+        metrics.SUBSCRIPTIONS.set(len(wanted))
         self._refreshed = time.monotonic()
 
     def _forgotten_persons(self) -> Container[str]:
@@ -284,7 +301,23 @@ class Deliverer:
             if worker is not None:
                 worker.wake.set()
         self.enqueued += added
+        metrics.CONSUMED.inc(len(records))
+        metrics.ENQUEUED.inc(added)
         return added
+
+    def measure_pending(self, every_s: float = PENDING_INTERVAL_S) -> None:
+        """Set the pending-deliveries gauge of every active subscription (0 included)."""
+        now = time.monotonic()
+        if now - self._measured < every_s:
+            return
+        self._measured = now
+        try:
+            pending = self.queue.pending_by_subscription()
+        except Exception as exc:  # noqa: BLE001 - a gauge is not worth stopping for; the next tick retries
+            log.warning("pending deliveries not measured: %s: %s", type(exc).__name__, exc)
+            return
+        for sub in self.subscriptions:
+            metrics.PENDING.labels(sub.subscription_id).set(pending.get(sub.subscription_id, 0))
 
     def run(self) -> None:
         from kafka import KafkaConsumer
@@ -318,6 +351,7 @@ class Deliverer:
                     self.handle(records)
                     commit_or_reread(consumer)
                     self.consumed += len(records)
+                self.measure_pending()
                 self._report()
         finally:
             consumer.close()
@@ -375,6 +409,9 @@ def run_deliverer(settings: Settings, policy: RetryPolicy, *, group: str | None 
     from processors.logging_setup import configure_logging
 
     configure_logging(settings, "webhooks")
+    if settings.metrics_port:  # /metrics (``make up`` gives the deliverer a port; docs/metrics.md)
+        process_metrics.serve(settings.metrics_port, settings.metrics_addr)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_addr, settings.metrics_port)
     deliverer = Deliverer(settings, WebhookStore.from_settings(settings), policy, group=group, batch=batch)
 
     def _stop(signum: int, _frame: Any) -> None:

@@ -140,6 +140,13 @@ class DeliveryQueue:
             return conn.execute(select(func.min(D.c.next_attempt_at))
                                 .where(D.c.subscription_id == subscription_id, D.c.status == "pending")).scalar()
 
+    def pending_by_subscription(self) -> dict[str, int]:
+        """Pending deliveries per subscription (those with none are absent)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(D.c.subscription_id, func.count()).where(D.c.status == "pending")
+                                .group_by(D.c.subscription_id)).all()
+        return {sid: int(n) for sid, n in rows}
+
     def pending_count(self, subscription_id: str | None = None) -> int:
         conds = [D.c.status == "pending"]
         if subscription_id is not None:

@@ -337,3 +337,34 @@ def test_each_post_continues_the_trace_of_its_kafka_message(settings: Settings, 
     assert all(tp is not None and re.fullmatch(pattern, tp) for tp in got.values()), got
     assert got[1].split("-")[1] == relayed.split("-")[1] and got[1] != relayed  # a child span of the message's
     assert got[2].split("-")[1] != got[3].split("-")[1]  # no usable parent: each starts its own trace
+
+
+def test_metrics_count_outcomes_latency_and_the_backlog(settings: Settings, store: WebhookStore) -> None:
+    from careledger.metrics import REGISTRY
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    with Receiver(fail_first=1) as receiver:
+        ok = store.create(receiver.url)
+        receiver.state.secrets.append(ok["secret"])
+        dead = store.create(dead_url())
+        time.sleep(0.01)
+        sid, dead_sid = ok["subscription_id"], dead["subscription_id"]
+        consumed = value("careledger_webhook_messages_consumed_total")
+        deliverer = Deliverer(settings, store, FAST, batch=5)
+        deliverer.refresh()
+        try:
+            assert deliverer.handle(records([alert(1), alert(2)])) == 4
+            assert receiver.wait_for(2, timeout=20)
+            wait_until(lambda: value("careledger_webhook_attempts_total", subscription=dead_sid, outcome="retry") >= 2)
+        finally:
+            deliverer.stop_workers(timeout=5)
+        deliverer.measure_pending(every_s=0)
+    assert value("careledger_webhook_messages_consumed_total") - consumed == 2
+    assert value("careledger_webhook_attempts_total", subscription=sid, outcome="delivered") == 2
+    assert value("careledger_webhook_attempts_total", subscription=sid, outcome="retry") == 2  # fail_first=1
+    assert value("careledger_webhook_attempt_seconds_count", subscription=sid) == 4
+    assert value("careledger_webhook_pending_deliveries", subscription=sid) == 0
+    assert value("careledger_webhook_pending_deliveries", subscription=dead_sid) == 2  # still waiting
+    assert value("careledger_webhook_subscriptions") == 2
