@@ -39,7 +39,7 @@ import mode.loop
 from faust.types import TP
 from mode.utils.times import want_seconds
 
-from careledger import clock
+from careledger import clock, tracing
 from careledger.retrying import call_retrying
 from careledger.settings import Settings
 from processors.alert_relay import AlertRelay
@@ -89,9 +89,12 @@ class Pipeline:
         return AlertRelay(binding.outbox, CountingAlertPublisher(self.publisher))
 
     def dead_letter(self, raw: RawRecord, reasons: list[str]) -> None:
+        """The record to the DLQ, its reasons, where it was, and its trace (a child span of its header's)."""
+        parent = tracing.header(raw.headers)
         self.publisher.publish_dlq(raw.value.decode("utf-8", "replace"), reasons,
                                    {"source": self.settings.topics.events, "partition": raw.partition,
-                                    "offset": raw.offset, "projection": self.projection})
+                                    "offset": raw.offset, "projection": self.projection},
+                                   traceparent=tracing.child("dead-letter event", parent) if parent else None)
         self.metrics.dead_lettered()
 
     def _after_commit(self, applied: int) -> None:

@@ -163,8 +163,10 @@ class EventPublisher:
             return None  # sent at the next release (at the latest flush/close); failures surface there
         return self._send(self.topics.events, key, item, traceparent=traceparent)
 
-    def publish_dlq(self, record: Any, reasons: Iterable[str], origin: dict[str, Any]) -> Any:
-        """Dead-letter a rejected input with its reasons and where it came from (redacted)."""
+    def publish_dlq(self, record: Any, reasons: Iterable[str], origin: dict[str, Any],
+                    traceparent: str | None = None) -> Any:
+        """Dead-letter a rejected input with its reasons and where it came from (redacted);
+        ``traceparent``: the trace it belongs to (a record of the events topic that had one)."""
         safe = redact(record)
         if isinstance(safe, str) and len(safe) > MAX_DLQ_RECORD_CHARS:
             safe = safe[:MAX_DLQ_RECORD_CHARS] + "...[truncated]"
@@ -172,7 +174,7 @@ class EventPublisher:
             safe = encode_any(safe)[:MAX_DLQ_RECORD_CHARS] + "...[truncated]"
         body = {"reasons": [redact(r) for r in reasons], "origin": redact(origin), "record": safe}
         self.dead_lettered += 1
-        return self._send(self.topics.dlq, None, encode(body))
+        return self._send(self.topics.dlq, None, encode(body), traceparent=tracing.valid(traceparent))
 
     def publish_alerts(self, pending: Sequence[dict[str, Any]], timeout: float = 30.0) -> None:
         """Publish outbox rows - alert changes to the alerts topic, need warnings (``channel``

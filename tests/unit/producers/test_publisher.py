@@ -112,3 +112,11 @@ def test_relayed_alerts_carry_a_child_of_their_outbox_rows_trace(publisher: Even
     [warning] = fake_producer.traceparents("careledger.warnings")
     assert trace_of(alert) == CALLER.split("-")[1] and alert != CALLER
     assert trace_of(warning) != CALLER.split("-")[1]  # a row without a trace: the relay starts one
+
+
+def test_a_dead_letter_keeps_the_trace_of_its_record(publisher: EventPublisher, fake_producer: FakeProducer) -> None:
+    publisher.publish_dlq("{bad", ["not JSON"], {"source": "careledger.events"}, traceparent=CALLER)
+    publisher.publish_dlq("{bad", ["not JSON"], {"source": "careledger.events"}, traceparent="garbage")
+    publisher.publish_dlq("{bad", ["not JSON"], {"source": "f.jsonl", "line": 1})
+    publisher.flush()
+    assert fake_producer.traceparents("careledger.events.dlq") == [CALLER, None, None]
