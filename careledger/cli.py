@@ -15,6 +15,7 @@ import os
 import sys
 from importlib import metadata
 
+from careledger import tracing
 from careledger.home_permissions import defer_notice, use_private_umask
 
 COMMAND_MODULES = ("infra.cli", "producers.cli", "projections.cli", "projections.process_cli")
@@ -79,9 +80,27 @@ def main(argv: list[str] | None = None) -> int:
             refused = _check_home(args.command)
             if refused is not None:
                 return refused
+        refused = _configure_tracing(args)
+        if refused is not None:
+            return refused
         return int(args.func(args) or 0)
     finally:
         os.umask(previous_umask)  # matters only when called in-process (tests); a command exits
+        tracing.shutdown()  # spans still queued for export leave before the process does
+
+
+def _configure_tracing(args: argparse.Namespace) -> int | None:
+    """Name this process's spans (``careledger-process-sql``, ``careledger-serve``...) and export them
+    when ``CARELEDGER_OTLP_ENDPOINT`` says so; a configured export that cannot work stops here."""
+    from careledger.settings import get_settings
+
+    service = args.command + (f"-{vars(args)['projection']}" if vars(args).get("projection") else "")
+    try:
+        tracing.configure(get_settings(), service)
+    except tracing.TracingUnavailable as exc:
+        print(f"careledger {args.command}: {exc}", file=sys.stderr)
+        return 78  # EX_CONFIG
+    return None
 
 
 def _use_local_servers() -> None:

@@ -61,6 +61,15 @@ def histogram(name: str, documentation: str, labels: Sequence[str] = (),
     return _get(Histogram, name, documentation, labels, **kwargs)
 
 
+def declared() -> list[tuple[str, str, tuple[str, ...], str]]:
+    """Every metric declared in this process so far: ``(name, type, labels, help)``, by name
+    (docs/metrics.md is checked against it by ``tests/unit/careledger/test_metrics_doc.py``)."""
+    with _lock:
+        items = sorted(_metrics.items())
+    return [(name, type(metric).__name__.lower(), tuple(metric._labelnames), metric._documentation)
+            for name, metric in items]
+
+
 def exposition() -> tuple[bytes, str]:
     """The text exposition of every metric of this process and its content type."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -187,6 +187,10 @@ class Settings:
     # address it binds (CARELEDGER_METRICS_ADDR, loopback unless a scraper elsewhere needs it).
     metrics_port: int = 0
     metrics_addr: str = "127.0.0.1"
+    # OTLP/HTTP endpoint the processes export their trace spans to (CARELEDGER_OTLP_ENDPOINT, e.g.
+    # http://collector:4318/v1/traces; empty = no export, the default: trace ids still travel in
+    # Kafka and HTTP headers).  Needs the optional package of ``careledger[otlp]`` (careledger/tracing.py).
+    otlp_endpoint: str = ""
     # how long the consumer group waits for a silent worker (SIGKILL, power loss) before giving
     # its partitions to the others (CARELEDGER_SESSION_TIMEOUT_S; a clean stop leaves at once)
     session_timeout_s: float = 30.0
@@ -295,6 +299,7 @@ class Settings:
             keystore_url=_env("CARELEDGER_KEYSTORE_URL", ""),
             metrics_port=int(_env("CARELEDGER_METRICS_PORT", "0")),
             metrics_addr=_env("CARELEDGER_METRICS_ADDR", "127.0.0.1"),
+            otlp_endpoint=_env("CARELEDGER_OTLP_ENDPOINT", ""),
             session_timeout_s=float(_env("CARELEDGER_SESSION_TIMEOUT_S", "30")),
             ingest_workers=parse_workers(_env("CARELEDGER_INGEST_WORKERS", "auto")),
             alerts_retention_days=float(_env("CARELEDGER_ALERTS_RETENTION_DAYS", "30")),
@@ -371,6 +376,7 @@ class Settings:
             "CARELEDGER_ANONYMOUS_AGGREGATES": self.anonymous_aggregates,
             "CARELEDGER_METRICS_PORT": str(self.metrics_port),
             "CARELEDGER_METRICS_ADDR": self.metrics_addr,
+            "CARELEDGER_OTLP_ENDPOINT": self.otlp_endpoint,
             "CARELEDGER_SESSION_TIMEOUT_S": str(self.session_timeout_s),
             "CARELEDGER_INGEST_WORKERS": "auto" if self.ingest_workers is None else str(self.ingest_workers),
             "CARELEDGER_ALERTS_RETENTION_DAYS": str(self.alerts_retention_days),

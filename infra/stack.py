@@ -3,7 +3,9 @@
 Starts, in order: the Kafka broker (and topics), optionally private ClickHouse and PostgreSQL
 servers (``CARELEDGER_LOCAL_SERVERS=clickhouse,postgres``), one processor per projection, and the
 HTTP API; returns when the API answers.  Every process has a pid file (pid + start time) and a
-lock under ``$CARELEDGER_HOME/run`` and a log under ``$CARELEDGER_HOME/logs``; running ``up`` again
+lock under ``$CARELEDGER_HOME/run`` and a log under ``$CARELEDGER_HOME/logs``; every worker and the
+webhook deliverer serve Prometheus metrics on a loopback port of their own, listed (with the API's)
+in ``run/prometheus-targets.json`` and printed at the end (``infra/metrics_targets.py``); running ``up`` again
 only starts what is not running and refuses while a process of an earlier start survives without
 its supervisor; ``down`` stops everything it finds (``infra/process.py`` says how).
 """
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from careledger.settings import Settings
-from infra import process
+from infra import metrics_targets, process
 from infra.clickhouse_server import ClickHouseServer
 from infra.kafka_broker import KafkaBroker, ensure_topics
 from infra.postgres_server import PostgresServer
@@ -122,15 +124,18 @@ def _up(settings: Settings, out) -> Settings:  # noqa: ANN001
 
     cli = [sys.executable, "-m", "careledger.cli"]
     processors = ["sql"] + (["clickhouse"] if settings.clickhouse_url else [])
+    ports = metrics_targets.choose_ports(settings, [*(f"processor-{p}" for p in processors), "webhooks"],
+                                         lambda name: Service(name, settings).running())
     for projection in processors:
         service = Service(f"processor-{projection}", settings)
-        if service.start([*cli, "process", "--projection", projection], env):
+        if service.start([*cli, "process", "--projection", projection], _with_metrics(env, ports.get(service.name, 0))):
             out(f"processor  {projection} started (log {service.log_path})")
         else:
             out(f"processor  {projection} already running")
 
-    if Service("webhooks", settings).start([*cli, "deliver-webhooks"], env):
+    if Service("webhooks", settings).start([*cli, "deliver-webhooks"], _with_metrics(env, ports.get("webhooks", 0))):
         out(f"webhooks   deliverer started (log {Service('webhooks', settings).log_path})")
+    targets = metrics_targets.write(settings, ports)
     api = Service("api", settings)
     if api.running():
         out(f"api        already running on {settings.api_url}")
@@ -140,8 +145,16 @@ def _up(settings: Settings, out) -> Settings:  # noqa: ANN001
         waited = process.wait_until(lambda: _answers(settings.api_url + "/healthz"), timeout=API_START_TIMEOUT_S,
                                     what="HTTP API", log_path=api.log_path, alive=api.running)
         out(f"api        {settings.api_url} (ready in {waited:.1f}s)")
+    for name, url in metrics_targets.urls(settings, ports).items():
+        out(f"metrics    {name:<21}{url}")
+    out(f"prometheus {targets} (file_sd targets of all of them)")
     out(f"dashboard  {settings.api_url}/")
     return settings
+
+
+def _with_metrics(env: dict[str, str], port: int) -> dict[str, str]:
+    """The environment of a process that serves its metrics on ``port`` (docs/metrics.md)."""
+    return {**env, "CARELEDGER_METRICS_PORT": str(port)}
 
 
 def down(settings: Settings, out=print) -> None:  # noqa: ANN001

@@ -39,6 +39,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as MpEvent
 from typing import Any, Protocol
 
+from careledger import tracing
 from careledger.retrying import call_retrying
 from careledger.settings import Settings
 from processors.alert_relay import AlertRelay
@@ -129,9 +130,12 @@ class Applying:
         return None if binding.outbox is None else AlertRelay(binding.outbox, self.counting)  # type: ignore[arg-type]
 
     def _dead_letter(self, raw: RawRecord, reasons: list[str]) -> None:
+        """The record to the DLQ, its reasons, where it was, and its trace (a child span of its header's)."""
+        parent = tracing.header(raw.headers)
         self.publisher.publish_dlq(raw.value.decode("utf-8", "replace"), reasons,
                                    {"source": self.settings.topics.events, "partition": raw.partition,
-                                    "offset": raw.offset, "projection": self.projection})
+                                    "offset": raw.offset, "projection": self.projection},
+                                   traceparent=tracing.child("dead-letter event", parent) if parent else None)
         self.dead_letters += 1
 
     def _after_commit(self, applied: int) -> None:
@@ -275,6 +279,7 @@ def _serve(conn: Connection, settings: Settings, projection: str, source: StoreS
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_logging(settings, f"processor-{projection}")
     try:
+        tracing.configure(settings, f"processor-{projection}")  # a spawned interpreter: its own provider
         state = Applying(settings, projection, source)
     except BaseException as exc:  # noqa: BLE001 - reported to the worker, which crashes with it
         conn.send(("error", type(exc).__name__, str(exc)))
@@ -299,6 +304,7 @@ def _serve(conn: Connection, settings: Settings, projection: str, source: StoreS
                 conn.send(("error", type(exc).__name__, str(exc)))
     finally:
         state.close()
+        tracing.shutdown()
 
 
 def _when_stopping(stopping: MpEvent, state: Applying) -> None:

@@ -29,6 +29,9 @@ class JsonFormatter(logging.Formatter):
             "pid": os.getpid(),
             "msg": record.getMessage(),
         }
+        trace_id = getattr(record, "trace_id", None)  # ``extra={"trace_id": ...}`` (careledger/tracing.py)
+        if trace_id:
+            entry["trace_id"] = trace_id
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

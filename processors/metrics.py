@@ -1,25 +1,12 @@
 """Operations endpoint of a processor worker: Prometheus ``/metrics``, ``/healthz``, ``/readyz``.
 
-Enabled by ``CARELEDGER_METRICS_PORT`` (0 = off, the default); binds ``CARELEDGER_METRICS_ADDR``.
+Enabled by ``CARELEDGER_METRICS_PORT`` (0 = off, the default outside ``make up``); binds
+``CARELEDGER_METRICS_ADDR``.
 Metrics live in the process registry of ``careledger.metrics`` (one registry per process).
 Every series carries ``projection``; run several workers on one host with one port each.
 
-| metric | type | labels | meaning |
-|---|---|---|---|
-| ``careledger_processor_events_in_total`` | counter | projection, type | decoded events consumed (before de-duplication) |
-| ``careledger_processor_records_total`` | counter | projection | records consumed (events + poison) |
-| ``careledger_processor_events_applied_total`` | counter | projection | events newly applied to the store |
-| ``careledger_processor_poison_total`` | counter | projection | records dead-lettered (undecodable or failing) |
-| ``careledger_processor_dlq_published_total`` | counter | projection | dead letters handed to the DLQ topic |
-| ``careledger_processor_store_retries_total`` | counter | projection | transient store failures waited out |
-| ``careledger_processor_offset_holes_total`` | counter | projection | offsets skipped that hold no record on the broker (processors/positions.py) |
-| ``careledger_processor_batches_total`` | counter | projection | batches applied |
-| ``careledger_processor_batch_seconds`` | histogram | projection | projection write latency: one batch, decode → commit |
-| ``careledger_processor_lag_events`` | gauge | projection, partition | events on the topic not yet in the store |
-| ``careledger_processor_lag_total_events`` | gauge | projection | the sum over partitions |
-| ``careledger_processor_assigned_partitions`` | gauge | projection | partitions this worker owns now |
-| ``careledger_alert_changes_published_total`` | counter | rule, status | alert changes relayed to ``careledger.alerts`` (rule firings) |
-| ``careledger_processor_ready`` | gauge | projection | 1 while ``/readyz`` answers 200 |
+Every metric, its labels, meaning and a PromQL query for a Grafana panel: docs/metrics.md (a unit
+test holds that list to the declarations below).  ``make up`` gives every worker its own port.
 
 ``/healthz``: 200 while the worker runs (not crashed, not shutting down).  ``/readyz``: 200 once
 it owns partitions (or the group assigned it none) and its store answers a ping; 503 otherwise.

@@ -169,7 +169,8 @@ def build_app(settings: Settings, projection: str, pipeline: Pipeline, source: S
     async def apply_events(stream: faust.Stream) -> None:
         loop = asyncio.get_running_loop()
         async for batch in stream.take_events(settings.batch_size, within=want_seconds(settings.batch_within_s)):
-            raws = [RawRecord(e.message.partition, e.message.offset, e.message.key, e.message.value) for e in batch]
+            raws = [RawRecord(m.partition, m.offset, m.key, m.value, m.headers or ())  # headers: traceparent
+                    for m in (e.message for e in batch)]
             try:
                 await wait_inflight()  # the previous batch is committed before this one starts
             except Exception:  # noqa: BLE001 - crash_on_failure has stopped the app

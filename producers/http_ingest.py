@@ -13,6 +13,8 @@ Answer ``{"accepted": n, "duplicates": n, "rejected": [{"index": i, "reasons": [
 - 400 body not JSON / wrong shape, 413 body too large, 503 Kafka did not acknowledge (nothing is
   lost by retrying the whole request: event ids make re-sends harmless).
 The response is sent only after Kafka acknowledged every accepted event.
+A W3C ``traceparent`` request header is honoured: every event's span is a child of it, so the
+caller's trace continues through the worker to the alerts and webhooks (careledger/tracing.py).
 
 Wiring (the API app owns it)::
 
@@ -33,6 +35,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from careledger.tracing import TRACEPARENT
 from producers.pipeline import NO_RULES, input_rules, prepare
 from producers.pseudonym import Pseudonymiser, redact
 from producers.publisher import EventPublisher, PublishError
@@ -101,8 +104,9 @@ def get_input_rules(publisher: Annotated[EventPublisher, Depends(get_publisher)]
 
 
 def process(items: list[Any], publisher: EventPublisher, pseudonymiser: Pseudonymiser,
-            rules: InputRules = NO_RULES) -> dict[str, Any]:
-    """Validate, dead-letter and publish one request's events (blocking: run in a thread)."""
+            rules: InputRules = NO_RULES, parent: str | None = None) -> dict[str, Any]:
+    """Validate, dead-letter and publish one request's events (blocking: run in a thread);
+    ``parent``: the request's ``traceparent`` (absent or malformed: each event starts a trace)."""
     seen: set[str] = set()
     accepted: list[tuple[dict[str, Any], bytes | None]] = []
     rejected: list[dict[str, Any]] = []
@@ -118,7 +122,7 @@ def process(items: list[Any], publisher: EventPublisher, pseudonymiser: Pseudony
             continue
         seen.add(result.event["event_id"])
         accepted.append((result.event, value))
-    publisher.publish_and_wait(accepted)
+    publisher.publish_and_wait(accepted, parent=parent)
     return {"accepted": len(accepted), "duplicates": duplicates, "rejected": rejected}
 
 
@@ -131,7 +135,8 @@ async def post_events(
 ) -> JSONResponse:
     items = _events_of(await _read_body(request))
     try:
-        answer = await run_in_threadpool(process, items, publisher, pseudonymiser, rules)
+        answer = await run_in_threadpool(process, items, publisher, pseudonymiser, rules,
+                                         request.headers.get(TRACEPARENT))
     except PublishError as exc:
         raise HTTPException(status_code=503, detail=f"{exc}; retry the request") from None
     if not answer["rejected"]:

@@ -5,6 +5,10 @@ No-loss settings (see shared/notes/streaming-stack.md): ``acks="all"`` and
 off), lz4 batches, retries.  Every send's future is checked: failures are collected by the
 producer's I/O thread and raised from ``flush()``, so a caller that flushed without an error knows
 every event it published is on the broker.
+
+Every event message carries a W3C ``traceparent`` header: the ``publish event`` span of that event
+(careledger/tracing.py), so the alert it may cause and the webhook that delivers it share its trace
+id; alert and warning messages carry the ``publish alert`` span of their outbox row's trace.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from careledger import tracing
 from careledger.settings import Settings
 from producers.partitioner import KeyCachingPartitioner
 from producers.pseudonym import redact
@@ -77,9 +82,9 @@ class EventPublisher:
         # transaction per HOLD_MAX events instead of one per new person, and every key is
         # durable before an event sealed with it leaves this process.  Once anything is held,
         # everything is held (and released in order), so a person's events never overtake.
-        # Entries: (key, wire value) of an event to send as it is, or (key, the event) of one
-        # with sensitive fields still in clear, sealed at the release.
-        self._held: list[tuple[str, bytes | dict[str, Any]]] = []
+        # Entries: (key, wire value, traceparent) of an event to send as it is, or (key, the event,
+        # traceparent) of one with sensitive fields still in clear, sealed at the release.
+        self._held: list[tuple[str, bytes | dict[str, Any], str]] = []
 
     @property
     def sealer(self) -> Any:
@@ -105,15 +110,18 @@ class EventPublisher:
         held, self._held = self._held, []
         if not held:
             return
-        self._prefetch_keys(item for _, item in held if isinstance(item, dict))
-        for key, item in held:
-            self._send(self.topics.events, key, encode(self.sealer.seal(item)) if isinstance(item, dict) else item)
+        self._prefetch_keys(item for _, item, _ in held if isinstance(item, dict))
+        for key, item, traceparent in held:
+            self._send(self.topics.events, key, encode(self.sealer.seal(item)) if isinstance(item, dict) else item,
+                       traceparent=traceparent)
 
     # ---- sending --------------------------------------------------------------------------------
-    def _send(self, topic: str, key: str | None, value: bytes, track: bool = True) -> Any:
+    def _send(self, topic: str, key: str | None, value: bytes, track: bool = True,
+              traceparent: str | None = None) -> Any:
+        headers = {"headers": tracing.kafka_headers(traceparent)} if traceparent else {}
         try:
             future = self._producer.send(topic, key=key.encode("utf-8") if key is not None else None,
-                                         value=value)
+                                         value=value, **headers)
         except KafkaError as exc:
             self._record(topic, exc)
             return None
@@ -125,15 +133,16 @@ class EventPublisher:
         with self._lock:
             self._failures.append(f"{topic}: {type(exc).__name__}: {redact(str(exc))}")
 
-    def publish(self, event: dict[str, Any], *, value: bytes | None = None) -> Any:
+    def publish(self, event: dict[str, Any], *, value: bytes | None = None, parent: str | None = None) -> Any:
         """Send one validated, pseudonymised event keyed by ``partition_key``; returns the future.
 
-        ``value`` may carry the already encoded event (callers that scanned the bytes)."""
+        ``value`` may carry the already encoded event (callers that scanned the bytes); ``parent``
+        a ``traceparent`` the event's span continues (absent or malformed: a new trace)."""
         if "id_number" in event:
             raise ValueError("refusing to publish an event that still has id_number")
         if has_plain_sensitive(event):
-            return self._publish(partition_key(event), event)
-        return self._publish(partition_key(event), value if value is not None else encode(event))
+            return self._publish(partition_key(event), event, parent)
+        return self._publish(partition_key(event), value if value is not None else encode(event), parent)
 
     def publish_encoded(self, key: str, value: bytes, *, sensitive: bool) -> Any:
         """:meth:`publish` for an event already validated, pseudonymised and encoded elsewhere
@@ -142,18 +151,22 @@ class EventPublisher:
         None when the event is held for its person's data key."""
         return self._publish(key, loads(value) if sensitive else value)
 
-    def _publish(self, key: str, item: bytes | dict[str, Any]) -> Any:
-        """Send the wire value ``item``, or hold it (and an event to seal, always) for the release."""
+    def _publish(self, key: str, item: bytes | dict[str, Any], parent: str | None = None) -> Any:
+        """Send the wire value ``item``, or hold it (and an event to seal, always) for the release;
+        its span starts now (the moment it was accepted), whenever it leaves."""
         self.sent += 1
+        traceparent = tracing.event_traceparent(parent)
         if self._held or isinstance(item, dict):
-            self._held.append((key, item))
+            self._held.append((key, item, traceparent))
             if len(self._held) >= HOLD_MAX:
                 self._release()
             return None  # sent at the next release (at the latest flush/close); failures surface there
-        return self._send(self.topics.events, key, item)
+        return self._send(self.topics.events, key, item, traceparent=traceparent)
 
-    def publish_dlq(self, record: Any, reasons: Iterable[str], origin: dict[str, Any]) -> Any:
-        """Dead-letter a rejected input with its reasons and where it came from (redacted)."""
+    def publish_dlq(self, record: Any, reasons: Iterable[str], origin: dict[str, Any],
+                    traceparent: str | None = None) -> Any:
+        """Dead-letter a rejected input with its reasons and where it came from (redacted);
+        ``traceparent``: the trace it belongs to (a record of the events topic that had one)."""
         safe = redact(record)
         if isinstance(safe, str) and len(safe) > MAX_DLQ_RECORD_CHARS:
             safe = safe[:MAX_DLQ_RECORD_CHARS] + "...[truncated]"
@@ -161,21 +174,23 @@ class EventPublisher:
             safe = encode_any(safe)[:MAX_DLQ_RECORD_CHARS] + "...[truncated]"
         body = {"reasons": [redact(r) for r in reasons], "origin": redact(origin), "record": safe}
         self.dead_lettered += 1
-        return self._send(self.topics.dlq, None, encode(body))
+        return self._send(self.topics.dlq, None, encode(body), traceparent=tracing.valid(traceparent))
 
     def publish_alerts(self, pending: Sequence[dict[str, Any]], timeout: float = 30.0) -> None:
         """Publish outbox rows - alert changes to the alerts topic, need warnings (``channel``
         ``warning``) to the warnings topic - keyed by the alert or warning id, and wait for every
         acknowledgement (the relay marks them sent only after this returns).  The message carries
-        the outbox ``seq`` so subscribers can de-duplicate redeliveries."""
+        the outbox ``seq`` so subscribers can de-duplicate redeliveries, and the ``traceparent``
+        header of a ``publish alert`` span, child of the row's ``traceparent`` (if it has one)."""
         futures = []
         failures: list[str] = []
         for row in pending:
             body = {**row["alert"], "outbox_seq": row["seq"]}
             topic = self.topics.warnings if row.get("channel") == "warning" else self.topics.alerts
+            traceparent = tracing.child("publish alert", row.get("traceparent"), kind=tracing.SpanKind.PRODUCER)
             try:
                 futures.append(self._producer.send(topic, key=row["alert_id"].encode("utf-8"),
-                                                   value=encode(body)))
+                                                   value=encode(body), headers=tracing.kafka_headers(traceparent)))
             except KafkaError as exc:
                 failures.append(f"{type(exc).__name__}: {redact(str(exc))}")
         self._producer.flush(timeout=timeout)
@@ -188,9 +203,10 @@ class EventPublisher:
             raise PublishError(failures)
 
     def publish_and_wait(self, events: Sequence[tuple[dict[str, Any], bytes | None]],
-                         timeout: float = 30.0) -> None:
+                         timeout: float = 30.0, *, parent: str | None = None) -> None:
         """Send events and wait for exactly their acknowledgements (for request/response callers,
-        whose failures must not surface in someone else's ``flush``)."""
+        whose failures must not surface in someone else's ``flush``).  ``parent``: the caller's
+        ``traceparent`` (``POST /api/events``), which every event's span continues if valid."""
         self._release()  # what was held goes first, in order
         self._prefetch_keys(event for event, _ in events)
         futures = []
@@ -202,7 +218,8 @@ class EventPublisher:
             try:
                 futures.append(self._producer.send(
                     self.topics.events, key=partition_key(event).encode("utf-8"),
-                    value=value if value is not None else encode(event)))
+                    value=value if value is not None else encode(event),
+                    headers=tracing.kafka_headers(tracing.event_traceparent(parent))))
             except KafkaError as exc:
                 failures.append(f"{type(exc).__name__}: {redact(str(exc))}")
         self._producer.flush(timeout=timeout)

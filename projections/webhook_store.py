@@ -92,6 +92,8 @@ webhook_deliveries = Table(
     Column("next_attempt_at", String(40), nullable=True),
     Column("lease_until", String(40), nullable=True),  # an attempt is in flight until then
     Column("delivered_at", String(40), nullable=True),
+    # W3C trace context of the Kafka message it came from; each POST is a child span (careledger/tracing.py)
+    Column("traceparent", String(55), nullable=True),
     Index("ix_webhook_deliveries_due", "subscription_id", "status", "next_attempt_at"),
     Index("ix_webhook_deliveries_sub_seq", "subscription_id", "outbox_seq"),
 )

@@ -11,7 +11,9 @@ loading and the commit.  For the main read model that policy is:
 * :func:`fold` - runs the pure :class:`~processors.domain.reducer.Projector` over the events and
   returns a :class:`BatchChanges`: one ledger entry per event (what ``/api/counts`` reads), the
   payments whose reversal changed, changed person cores, needs, pending reversals, alerts and
-  their outbox messages, alert actions and the standing warnings of changed persons and needs.
+  their outbox messages, alert actions and the standing warnings of changed persons and needs,
+  and the ``traceparent`` each event arrived with (``traces``: the store gives the outbox rows an
+  event causes a span of that trace).
 
 Forgotten persons (events erased by ``processors.privacy``: a tombstone id and ``erased: true``)
 are counted - the ledger keeps history - but get no core, alert, need, warning or outbox row.
@@ -86,6 +88,9 @@ class BatchChanges:
     snoozes: list[WarningSnooze] = field(default_factory=list)
     person_warnings: dict[str, list[Warning]] = field(default_factory=dict)  # person -> standing warnings
     need_warnings: dict[tuple[str, str], list[Warning]] = field(default_factory=dict)
+    # (partition, offset) -> the W3C traceparent the event arrived with (events of persons, with one):
+    # the outbox rows the event causes (``outbox``, and warning notices of its person) continue its trace
+    traces: dict[tuple[int, int], str] = field(default_factory=dict)
 
     @property
     def applied(self) -> int:
@@ -177,6 +182,8 @@ def fold(projector: Projector, aggregates: dict[str, PersonAggregate], records: 
             out.pending[payment_id] = None if reversal is None else (reversal, person)
         if erased:
             continue  # counted, nothing person-level kept
+        if rec.trace is not None:
+            out.traces[(rec.partition, rec.offset)] = rec.trace
         if effects.person_changed:
             core_changed.add(person)
         for need_id in effects.needs_changed:

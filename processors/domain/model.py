@@ -154,9 +154,12 @@ class Consumed(NamedTuple):
 
     ``event`` is None for a poison record (undecodable, invalid, unknown version): it was sent
     to the dead-letter topic by the adapter, and only its position advances in the store.
+    ``trace`` is the W3C ``traceparent`` header the message arrived with (opaque text here: the
+    fold only carries it to the outbox rows the event causes, the store makes spans of it).
     (A named tuple, like :class:`FactKey`: one is built per record on every read path.)
     """
 
     partition: int
     offset: int
     event: Event | None
+    trace: str | None = None

@@ -145,7 +145,7 @@ def runtime_for(settings: Settings, binding: Binding) -> ProjectionRuntime[Any, 
 def decode_records(decoder: RecordDecoder, records: list[LogRecord], keep: Keep | None,
                    stats: BuildStats) -> tuple[list[Consumed], dict[tuple[int, int], RawRecord]]:
     """Decode (as the live worker does), then leave out what ``keep`` refuses (position only)."""
-    raws = [RawRecord(r.partition, r.offset, r.key, r.value) for r in records]
+    raws = [RawRecord(r.partition, r.offset, r.key, r.value, r.headers) for r in records]
     decoded = decoder.decode(raws)
     if keep is not None:
         for i, (rec, consumed) in enumerate(zip(records, decoded, strict=True)):

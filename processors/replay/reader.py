@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,7 @@ class LogRecord:
     timestamp_ms: int
     key: bytes | None
     value: bytes
+    headers: Sequence[tuple[str, bytes]] = ()  # the W3C traceparent of the event, among others
 
 
 def make_consumer(settings: Settings, *, max_records: int = 20_000, check_crcs: bool | None = None) -> Any:
@@ -158,7 +159,7 @@ def read_log(settings: Settings, starts: dict[int, int], stops: dict[int, int], 
                     if r.offset > expected[p]:
                         log.warning("partition %d of %s: no records at offsets %d..%d", p, topic, expected[p],
                                     r.offset - 1)
-                    out.append(LogRecord(p, r.offset, r.timestamp, r.key, r.value))
+                    out.append(LogRecord(p, r.offset, r.timestamp, r.key, r.value, r.headers or ()))
                     expected[p] = r.offset + 1
                 if expected[p] >= stop:
                     remaining.discard(p)

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Generic
 
 from careledger.retrying import MAX_BACKOFF_S, call_retrying, is_transient
+from careledger.tracing import trace_id
 from processors.domain.model import Consumed
 from processors.runtime.contracts import ChangesT, PlanT, Positions, Projection, StateT, Writer
 from processors.runtime.decoding import RecordDecoder
@@ -126,7 +127,8 @@ class ProjectionRuntime(Generic[PlanT, StateT, ChangesT]):
                 raise
             if len(records) == 1:
                 rec = records[0]
-                log.error("dead-lettering the event at %s/%s: %r", rec.partition, rec.offset, exc)
+                log.error("dead-lettering the event at %s/%s: %r", rec.partition, rec.offset, exc,
+                          extra={"trace_id": trace_id(rec.trace)})
                 raw = raw_of.get((rec.partition, rec.offset))
                 if raw is not None:
                     self.decoder.reject(raw, f"processing failed: {type(exc).__name__}: {exc}")

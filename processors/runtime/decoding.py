@@ -3,7 +3,9 @@
 * the value is decoded by ``schemas.wire.decode_event`` (typed, fast; the full validator gives
   the reasons for anything it refuses);
 * the key must be the event's partition key (a person's events stay in order on one partition);
-* sealed fields are opened, and a forgotten person's events erased, by ``processors.privacy``.
+* sealed fields are opened, and a forgotten person's events erased, by ``processors.privacy``;
+* the message's W3C ``traceparent`` header rides along (``Consumed.trace``) to the outbox rows
+  the event causes (careledger/tracing.py).
 
 A poison record travels on as ``Consumed(event=None)``: only its position advances.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from careledger.tracing import header as traceparent_header
 from processors.domain.model import Consumed
 from processors.privacy import Unsealer, unsealer_for
 from processors.runtime.records import DeadLetter, RawRecord
@@ -57,7 +60,9 @@ class RecordDecoder:
                 event = None
             events.append(event)
         events = self._unseal(events, raws)
-        return [Consumed(raw.partition, raw.offset, event) for raw, event in zip(raws, events, strict=True)]
+        return [Consumed(raw.partition, raw.offset, event,
+                         traceparent_header(raw.headers) if raw.headers and event is not None else None)
+                for raw, event in zip(raws, events, strict=True)]
 
     def _unseal(self, events: list[Event | None], raws: Sequence[RawRecord]) -> list[Event | None]:
         if self._unsealer is None:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 
 class RawRecord(NamedTuple):
-    """One message of the events topic as a consumer hands it over."""
+    """One message of the events topic as a consumer hands it over (``headers``: the Kafka
+    message headers, ``[(name, bytes)]``; the decoder reads the W3C ``traceparent`` among them)."""
 
     partition: int
     offset: int
     key: bytes | None
     value: bytes
+    headers: Sequence[tuple[str, bytes]] = ()
 
 
 DeadLetter = Callable[[RawRecord, list[str]], None]

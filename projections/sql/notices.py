@@ -67,16 +67,20 @@ class Published:
         self.rows += other.rows
 
 
-def _outbox_row(channel: str, key: str, message: dict[str, Any], now: str) -> dict[str, Any]:
-    return {"alert_id": key, "channel": channel, "body": dumps_compact(message), "created_at": now, "sent_at": None}
+def _outbox_row(channel: str, key: str, message: dict[str, Any], now: str,
+                traceparent: str | None = None) -> dict[str, Any]:
+    return {"alert_id": key, "channel": channel, "body": dumps_compact(message), "created_at": now, "sent_at": None,
+            "traceparent": traceparent}
 
 
 def reconcile(conn: Connection, rules: RulesConfig, now: datetime, persons: Iterable[str] | None = None,
-              recent: set[str] | None = None) -> Published:
+              recent: set[str] | None = None, trace_of: Callable[[str], str | None] | None = None) -> Published:
     """Publish newly due warnings and clear published ones that are no longer due.
 
     ``persons``: only these (a batch); None: everyone (the sweep).  ``recent``: of those, the persons
-    whose new due warnings may be published now (a batch: persons with recent events); None: all."""
+    whose new due warnings may be published now (a batch: persons with recent events); None: all.
+    ``trace_of``: person -> the traceparent of the batch's event that changed them (a batch)."""
+    trace = trace_of or _no_trace
     stamp = now.isoformat(timespec="milliseconds")
     today = today_in_shanghai(now)
     chosen = None if persons is None else sorted(set(persons))
@@ -107,7 +111,8 @@ def reconcile(conn: Connection, rules: RulesConfig, now: datetime, persons: Iter
     if new:
         conn.execute(insert(n), [{"warning_id": w["warning_id"], "person_id": w["person_id"], "rule": w["rule"],
                                   "state": "due", "due_at": stamp} for w in new])
-        out.rows += [_outbox_row("warning", w["warning_id"], {"kind": "warning.due", **w}, stamp) for w in new]
+        out.rows += [_outbox_row("warning", w["warning_id"], {"kind": "warning.due", **w}, stamp,
+                                 trace(w["person_id"])) for w in new]
         out.due = len(new)
     if gone:
         towns = _towns(conn, {pid for _, pid, _ in gone})
@@ -116,9 +121,13 @@ def reconcile(conn: Connection, rules: RulesConfig, now: datetime, persons: Iter
                          .values(state="cleared", cleared_at=stamp))
         out.rows += [_outbox_row("warning", wid, {k: v for k, v in {
             "kind": "warning.cleared", "warning_id": wid, "rule": rule, "person_id": pid,
-            "town": towns.get(pid)}.items() if v is not None}, stamp) for wid, pid, rule in gone]
+            "town": towns.get(pid)}.items() if v is not None}, stamp, trace(pid)) for wid, pid, rule in gone]
         out.cleared = len(gone)
     return out
+
+
+def _no_trace(_person_id: str) -> None:
+    return None
 
 
 def escalate(conn: Connection, now: datetime, after: timedelta) -> Published:

@@ -29,15 +29,18 @@ class SqlOutbox:
         self.engine = engine
 
     def outbox_pending(self, limit: int = 1000) -> list[dict[str, Any]]:
-        """Unsent changes, oldest first: ``[{"seq", "channel", "alert_id", "alert": dict, "created_at"}]``;
-        ``channel`` is ``alert`` (an alert changed or escalated) or ``warning`` (a need warning
-        became due or was cleared; ``alert_id`` is then the warning id)."""
+        """Unsent changes, oldest first: ``[{"seq", "channel", "alert_id", "alert": dict, "created_at",
+        "traceparent"}]``; ``channel`` is ``alert`` (an alert changed or escalated) or ``warning`` (a
+        need warning became due or was cleared; ``alert_id`` is then the warning id); ``traceparent``
+        continues the trace of the event that caused the change (None: no event did)."""
         ob = t.alert_outbox
         with self.engine.connect() as conn:
-            rows = conn.execute(select(ob.c.seq, ob.c.channel, ob.c.alert_id, ob.c.body, ob.c.created_at)
+            rows = conn.execute(select(ob.c.seq, ob.c.channel, ob.c.alert_id, ob.c.body, ob.c.created_at,
+                                       ob.c.traceparent)
                                 .where(ob.c.sent_at.is_(None)).order_by(ob.c.seq).limit(max(0, int(limit)))).all()
-        return [{"seq": int(seq), "channel": channel, "alert_id": aid, "alert": loads(body), "created_at": created}
-                for seq, channel, aid, body, created in rows]
+        return [{"seq": int(seq), "channel": channel, "alert_id": aid, "alert": loads(body), "created_at": created,
+                 "traceparent": traceparent}
+                for seq, channel, aid, body, created, traceparent in rows]
 
     def outbox_after(self, seq: int, limit: int = 500) -> list[dict[str, Any]]:
         """Changes committed after ``seq``, in order (the SSE stream reads them): ``[{"seq",

@@ -230,6 +230,9 @@ alert_outbox = Table(
     Column("body", Text, nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("sent_at", String(40), nullable=True),
+    # W3C trace context of the change (careledger/tracing.py): a span of the trace of the event that
+    # caused it; None for changes no event caused (sweep, escalation) and rows of older releases
+    Column("traceparent", String(55), nullable=True),
     Index("ix_alert_outbox_sent_seq", "sent_at", "seq"),
 )
 

@@ -26,6 +26,7 @@ from processors.runtime.contracts import Positions
 from projections.sql import tables as t
 from projections.sql.engines import write_transaction
 from projections.sql.notices import Clock, recent_persons, reconcile, utc_now
+from projections.sql.outbox_traces import ApplySpans
 from projections.sql.positions import SqlPositions
 from projections.sql.rows import (
     ALERT_COLUMNS,
@@ -94,7 +95,7 @@ def _statements(engine: Engine) -> Statements:
                     ("event_id",))
     s.upsert("snoozes", t.warning_snoozes, ("warning_id", "person_id", "until", "reason", "by", "at"),
              ("warning_id",))
-    s.insert("outbox", t.alert_outbox, ("alert_id", "channel", "body", "created_at", "sent_at"))
+    s.insert("outbox", t.alert_outbox, ("alert_id", "channel", "body", "created_at", "sent_at", "traceparent"))
     s.delete("warnings_of_rule", t.warnings, ("person_id", "rule"))
     s.delete("warning", t.warnings, ("person_id", "rule", "subject"))
     s.insert("warnings", t.warnings, WARNING_COLUMNS)
@@ -217,11 +218,12 @@ class SqlUnitOfWork:
         run(conn, "alert_actions", [(a.event_id, a.alert_id, a.action, a.by, a.at, a.note, a.assignee)
                                     for a in changes.alert_actions])
         run(conn, "snoozes", [(z.warning_id, z.person_id, z.until, z.reason, z.by, z.at) for z in changes.snoozes])
+        spans = ApplySpans(changes)  # the outbox rows continue the trace of the event that caused them
         if changes.outbox:
             published = w.replayed_until(conn)
             run(conn, "outbox", [
                 (alert.alert_id, "alert", dumps_compact(alert_message(alert)), stamp,
-                 stamp if offset <= published.get(partition, -1) else None)
+                 stamp if offset <= published.get(partition, -1) else None, spans.of_event(partition, offset))
                 for alert, partition, offset in changes.outbox])
         run(conn, "warnings_of_rule", [(p, rule) for p in changes.person_warnings for rule in PERSON_RULES])
         run(conn, "warnings", [warning_row(x) for ws in changes.person_warnings.values() for x in ws])
@@ -230,7 +232,8 @@ class SqlUnitOfWork:
         affected = ({*changes.persons, *(p for p, _ in changes.need_warnings), *(z.person_id for z in changes.snoozes)}
                     | {e.person_id for e in changes.ledger if e.key == NURSING_PROGRAM or e.type == REVERSAL})
         if affected and w.notify:  # warnings that became due or were fulfilled (projections/sql/notices.py)
-            notices = reconcile(conn, w.rules, now, affected - {""}, recent_persons(changes.ledger, now))
+            notices = reconcile(conn, w.rules, now, affected - {""}, recent_persons(changes.ledger, now),
+                                trace_of=spans.of_person)
             if notices.rows:
                 conn.execute(insert(t.alert_outbox), notices.rows)
         w.positions.write(conn, positions)

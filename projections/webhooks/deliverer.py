@@ -11,6 +11,9 @@ One process, two kinds of threads:
   delivery id) and only then commits its Kafka offsets.  It never waits for HTTP, so a slow
   subscriber does not hold the topic back; a crash before the commit re-reads the batch and the
   inserts are no-ops.
+- each message's W3C ``traceparent`` header is stored with its deliveries, and every POST is a
+  ``deliver webhook`` span of that trace whose ``traceparent`` is a request header
+  (careledger/tracing.py): the receiver's logs join the trace of the event that raised the alert;
 - one **worker per subscription** (concurrency 1 per subscriber): claims up to ``batch`` due
   deliveries (a lease, so another deliverer process cannot send them at the same time), POSTs
   each with a timeout (5 s), and records the outcome (delivered / retry with backoff + jitter /
@@ -37,9 +40,12 @@ from typing import Any
 
 import httpx
 
+from careledger import metrics as process_metrics
+from careledger import tracing
 from careledger.retrying import call_retrying
 from careledger.settings import Settings
 from projections.webhook_store import WebhookStore
+from projections.webhooks import metrics
 from projections.webhooks.queue import DeliveryQueue
 from projections.webhooks.signing import SUBSCRIPTION_HEADER, RetryPolicy, delivery_id, signed_headers
 
@@ -49,6 +55,7 @@ USER_AGENT = "careledger-webhooks/1"
 SUBSCRIPTION_REFRESH_S = 2.0
 IDLE_WAIT_S = 1.0
 REPORT_INTERVAL_S = 30.0
+PENDING_INTERVAL_S = 10.0  # how often the pending-deliveries gauge is measured
 METADATA_MAX_AGE_MS = 10_000  # a missed assignment is corrected within seconds, not minutes
 METADATA_WAIT_S = 30.0
 
@@ -82,10 +89,11 @@ class Subscription:
 
 
 def deliveries_for(subscriptions: list[Subscription], value: bytes,
-                   forgotten: Container[str] = frozenset()) -> list[dict[str, Any]]:
+                   forgotten: Container[str] = frozenset(), traceparent: str | None = None) -> list[dict[str, Any]]:
     """Delivery rows for one careledger.alerts or careledger.warnings message (empty when no
     subscription matches, the message is neither an alert change nor a warning, or it is about a
-    person in ``forgotten``: erased by ``careledger forget`` after it reached the topic)."""
+    person in ``forgotten``: erased by ``careledger forget`` after it reached the topic);
+    ``traceparent``: the message's header, kept with each delivery."""
     try:
         alert = json.loads(value)
         alert_id, seq = str(alert.get("alert_id") or alert["warning_id"]), int(alert["outbox_seq"])
@@ -96,7 +104,7 @@ def deliveries_for(subscriptions: list[Subscription], value: bytes,
         return []
     body = value.decode("utf-8")
     return [{"delivery_id": delivery_id(s.subscription_id, alert_id, seq), "subscription_id": s.subscription_id,
-             "alert_id": alert_id, "outbox_seq": seq, "body": body}
+             "alert_id": alert_id, "outbox_seq": seq, "body": body, "traceparent": traceparent}
             for s in subscriptions if s.matches(alert)]
 
 
@@ -108,7 +116,8 @@ class Attempt:
 
 
 def post(client: httpx.Client, sub: Subscription, delivery: dict[str, Any], now: float | None = None) -> Attempt:
-    """One signed POST (Standard Webhooks headers, ``processors/webhooks/signing.py``)."""
+    """One signed POST (Standard Webhooks headers, ``processors/webhooks/signing.py``), a
+    ``deliver webhook`` span, child of the delivery's ``traceparent``, sent as the W3C header."""
     body = delivery["body"].encode("utf-8")
     headers = {
         "Content-Type": "application/json; charset=utf-8",
@@ -116,10 +125,14 @@ def post(client: httpx.Client, sub: Subscription, delivery: dict[str, Any], now:
         SUBSCRIPTION_HEADER: sub.subscription_id,
         **signed_headers(sub.secret, delivery["delivery_id"], body, now),
     }
-    try:
-        response = client.post(sub.url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
-        return Attempt(False, None, f"{type(exc).__name__}: {exc}"[:500])
+    with tracing.span("deliver webhook", delivery.get("traceparent"), kind=tracing.SpanKind.CLIENT,
+                      attributes={"http.request.method": "POST", "careledger.delivery_id": delivery["delivery_id"]}
+                      ) as traceparent:
+        headers[tracing.TRACEPARENT] = traceparent
+        try:
+            response = client.post(sub.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return Attempt(False, None, f"{type(exc).__name__}: {exc}"[:500])
     if 200 <= response.status_code < 300:
         return Attempt(True, response.status_code, None)
     return Attempt(False, response.status_code, f"HTTP {response.status_code}: {response.text[:200]}")
@@ -186,14 +199,20 @@ class SubscriptionWorker(threading.Thread):
     def _attempt(self, client: httpx.Client, delivery: dict[str, Any]) -> None:
         now = datetime.now(UTC)
         age = (now - datetime.fromisoformat(delivery["created_at"])).total_seconds()
+        sid = self.sub.subscription_id
         if self.policy.gives_up(age):
             self.queue.failed_attempt(delivery["delivery_id"], "gave up: older than the maximum age "
                                       f"({self.policy.max_age_s:.0f}s) without a 2xx answer", None, None)
             self.stats.given_up += 1
+            metrics.ATTEMPTS.labels(sid, "expired").inc()
+            self._gave_up(delivery, "older than the maximum age")
             return
+        started = time.perf_counter()
         result = post(client, self.sub, delivery)
+        metrics.ATTEMPT_SECONDS.labels(sid).observe(time.perf_counter() - started)
         self.stats.attempts += 1
         if result.ok:
+            metrics.ATTEMPTS.labels(sid, "delivered").inc()
             if self.queue.delivered(delivery["delivery_id"], result.status or 200):
                 self.stats.delivered += 1
                 if self.on_delivered is not None:
@@ -203,10 +222,16 @@ class SubscriptionWorker(threading.Thread):
         attempt = int(delivery["attempts"]) + 1
         later = datetime.now(UTC) + timedelta(seconds=self.policy.delay(attempt))
         gives_up = self.policy.gives_up((later - datetime.fromisoformat(delivery["created_at"])).total_seconds())
+        metrics.ATTEMPTS.labels(sid, "failed" if gives_up else "retry").inc()
         if gives_up:
             self.stats.given_up += 1
+            self._gave_up(delivery, result.error or "failed")
         self.queue.failed_attempt(delivery["delivery_id"], result.error or "failed", result.status,
                                   None if gives_up else later)
+
+    def _gave_up(self, delivery: dict[str, Any], why: str) -> None:
+        log.warning("webhook %s: delivery %s of %s given up: %s", self.sub.subscription_id, delivery["delivery_id"],
+                    delivery["alert_id"], why, extra={"trace_id": tracing.trace_id(delivery.get("traceparent"))})
 
 
 @dataclass
@@ -225,6 +250,7 @@ class Deliverer:
     _keystore: Any = None
     _refreshed: float = 0.0
     _reported: float = 0.0
+    _measured: float = 0.0
 
     def __post_init__(self) -> None:
         self.queue = DeliveryQueue(self.store.engine)
@@ -247,6 +273,7 @@ class Deliverer:
                 worker.start()
             else:
                 worker.sub = sub
+        metrics.SUBSCRIPTIONS.set(len(wanted))
         self._refreshed = time.monotonic()
 
     def _forgotten_persons(self) -> Container[str]:
@@ -264,7 +291,8 @@ class Deliverer:
         """Persist the deliveries of a batch of consumer records (before the offsets are committed)."""
         rows: list[dict[str, Any]] = []
         for record in records:
-            rows += deliveries_for(self.subscriptions, record.value, self.forgotten)
+            traceparent = tracing.valid(tracing.header(record.headers))  # a foreign header can be anything
+            rows += deliveries_for(self.subscriptions, record.value, self.forgotten, traceparent)
         # the offsets stay where they are until the rows are stored: wait out a busy/away database
         added = call_retrying(lambda: self.queue.enqueue(rows), f"webhook queue (storing {len(rows)} deliveries)",
                               give_up=self.stop_event.is_set, sleep=self.stop_event.wait, logger=log)
@@ -273,7 +301,23 @@ class Deliverer:
             if worker is not None:
                 worker.wake.set()
         self.enqueued += added
+        metrics.CONSUMED.inc(len(records))
+        metrics.ENQUEUED.inc(added)
         return added
+
+    def measure_pending(self, every_s: float = PENDING_INTERVAL_S) -> None:
+        """Set the pending-deliveries gauge of every active subscription (0 included)."""
+        now = time.monotonic()
+        if now - self._measured < every_s:
+            return
+        self._measured = now
+        try:
+            pending = self.queue.pending_by_subscription()
+        except Exception as exc:  # noqa: BLE001 - a gauge is not worth stopping for; the next tick retries
+            log.warning("pending deliveries not measured: %s: %s", type(exc).__name__, exc)
+            return
+        for sub in self.subscriptions:
+            metrics.PENDING.labels(sub.subscription_id).set(pending.get(sub.subscription_id, 0))
 
     def run(self) -> None:
         from kafka import KafkaConsumer
@@ -307,6 +351,7 @@ class Deliverer:
                     self.handle(records)
                     commit_or_reread(consumer)
                     self.consumed += len(records)
+                self.measure_pending()
                 self._report()
         finally:
             consumer.close()
@@ -364,6 +409,9 @@ def run_deliverer(settings: Settings, policy: RetryPolicy, *, group: str | None 
     from processors.logging_setup import configure_logging
 
     configure_logging(settings, "webhooks")
+    if settings.metrics_port:  # /metrics (``make up`` gives the deliverer a port; docs/metrics.md)
+        process_metrics.serve(settings.metrics_port, settings.metrics_addr)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_addr, settings.metrics_port)
     deliverer = Deliverer(settings, WebhookStore.from_settings(settings), policy, group=group, batch=batch)
 
     def _stop(signum: int, _frame: Any) -> None:

@@ -51,12 +51,14 @@ class DeliveryQueue:
         upgrade_api_tables(self.engine)  # Alembic history; the API and the workers may start together
 
     def enqueue(self, rows: Sequence[dict[str, Any]], now: datetime | None = None) -> int:
-        """Persist deliveries (``delivery_id, subscription_id, alert_id, outbox_seq, body``);
+        """Persist deliveries (``delivery_id, subscription_id, alert_id, outbox_seq, body``, and the
+        message's ``traceparent``, optional);
         ids already present are left alone.  Returns how many rows were new."""
         if not rows:
             return 0
         at = utc_text(now)
-        values = [{**r, "status": "pending", "attempts": 0, "created_at": at, "next_attempt_at": at} for r in rows]
+        values = [{"traceparent": None, **r, "status": "pending", "attempts": 0, "created_at": at,
+                   "next_attempt_at": at} for r in rows]
         with self._write() as conn, conn.begin():
             res = conn.execute(self._insert, values)
         return max(0, int(res.rowcount or 0))
@@ -71,7 +73,7 @@ class DeliveryQueue:
         with self._write() as conn, conn.begin():
             rows = conn.execute(
                 select(D.c.delivery_id, D.c.subscription_id, D.c.alert_id, D.c.outbox_seq, D.c.body,
-                       D.c.attempts, D.c.created_at)
+                       D.c.attempts, D.c.created_at, D.c.traceparent)
                 .where(due).order_by(D.c.next_attempt_at, D.c.outbox_seq).limit(limit)
             ).all()
             if not rows:
@@ -137,6 +139,13 @@ class DeliveryQueue:
         with self.engine.connect() as conn:
             return conn.execute(select(func.min(D.c.next_attempt_at))
                                 .where(D.c.subscription_id == subscription_id, D.c.status == "pending")).scalar()
+
+    def pending_by_subscription(self) -> dict[str, int]:
+        """Pending deliveries per subscription (those with none are absent)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(D.c.subscription_id, func.count()).where(D.c.status == "pending")
+                                .group_by(D.c.subscription_id)).all()
+        return {sid: int(n) for sid, n in rows}
 
     def pending_count(self, subscription_id: str | None = None) -> int:
         conds = [D.c.status == "pending"]

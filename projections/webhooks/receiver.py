@@ -24,6 +24,7 @@ class Received:
     signature_ok: bool
     timestamp: str | None
     at: float  # time.time() when it arrived
+    traceparent: str | None = None  # the W3C header (the trace of the event that raised the alert)
 
 
 @dataclass
@@ -67,7 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if any(r.delivery_id == delivery for r in state.accepted):
                     state.duplicates.append(delivery)
                 item = Received(delivery, json.loads(body), signature_ok, self.headers.get(TIMESTAMP_HEADER),
-                                time.time())
+                                time.time(), self.headers.get("traceparent"))
                 state.accepted.append(item)
                 if state.on_accept is not None:
                     state.on_accept(item)

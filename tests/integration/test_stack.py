@@ -38,6 +38,18 @@ def status(api_port: int) -> dict[str, object]:
         return json.loads(response.read())
 
 
+def scrape(url: str, timeout: float = 90.0) -> str:
+    """The body of a metrics URL once it answers (a worker serves it once its store is open)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback URL of the test
+                return response.read().decode()
+        except OSError:
+            assert time.monotonic() < deadline, f"{url} did not answer in {timeout}s"
+            time.sleep(0.5)
+
+
 def pids(home: Path) -> list[int]:
     return [int(p.read_text().split()[0]) for p in (home / "run").glob("*.pid")]
 
@@ -70,6 +82,16 @@ def test_up_twice_two_homes_then_down_leaves_nothing_behind(tmp_path: Path) -> N
 
         assert status(ports[a][1])["caught_up"] is True
         assert status(ports[b][1])["caught_up"] is True
+        # metrics on by default: every worker and the deliverer on a port of its own, printed and recorded
+        targets = {e["labels"]["process"]: e["targets"][0]
+                   for e in json.loads((a / "run" / "prometheus-targets.json").read_text())}
+        assert set(targets) == {"processor-sql", "webhooks", "api"}
+        for name, host_port in targets.items():
+            assert f"metrics    {name:<21}http://{host_port}/metrics" in first.stdout + again.stdout, first.stdout
+        assert "careledger_processor_records_total{projection=\"sql\"}" in scrape(
+            f"http://{targets['processor-sql']}/metrics")
+        assert "careledger_webhook_subscriptions" in scrape(f"http://{targets['webhooks']}/metrics")
+        assert scrape(f"http://{targets['processor-sql']}/healthz").startswith('{"status": "ok"')
         assert (a / "admin-token").stat().st_mode & 0o777 == 0o600
         running = pids(a) + pids(b)
         assert running and all(pid_alive(pid) for pid in running)

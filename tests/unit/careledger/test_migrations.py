@@ -37,10 +37,19 @@ def load_dump(name: str, path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def rows(path: Path, table: str) -> list[tuple[Any, ...]]:
+def rows(path: Path, table: str, columns: list[str] | None = None) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(path)
+    names = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+    try:
+        return sorted(conn.execute(f"SELECT {names} FROM {table}").fetchall())  # noqa: S608 - our table names
+    finally:
+        conn.close()
+
+
+def column_names(path: Path, table: str) -> list[str]:
     conn = sqlite3.connect(path)
     try:
-        return sorted(conn.execute(f"SELECT * FROM {table}").fetchall())  # noqa: S608 - our table names
+        return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
     finally:
         conn.close()
 
@@ -77,6 +86,7 @@ def test_the_read_apis_tables_of_release_dd36c12_upgrade_without_loss(tmp_path: 
     url = load_dump("api", path)
     tables = ("api_tokens", "audit_log", "webhook_subscriptions", "webhook_deliveries")
     before = {table: rows(path, table) for table in tables}
+    columns = {table: column_names(path, table) for table in tables}
     assert [len(before[t]) for t in tables] == [3, 4, 1, 2]
 
     tokens = TokenStore(url)
@@ -86,7 +96,8 @@ def test_the_read_apis_tables_of_release_dd36c12_upgrade_without_loss(tmp_path: 
     webhooks.migrate()
     DeliveryQueue(engine).migrate()
     assert migrations.current(engine, migrations.API) == migrations.head(migrations.API)
-    assert {table: rows(path, table) for table in tables} == before  # every row, every column
+    assert {table: rows(path, table, columns[table]) for table in tables} == before  # every row, every column
+    assert rows(path, "webhook_deliveries", ["traceparent"]) == [(None,), (None,)]  # added by revision 0002
     viewer, caseworker = tokens.verify(MADE["tokens"]["viewer"]), tokens.verify(MADE["tokens"]["caseworker"])
     assert viewer is not None and viewer.role == "viewer"
     assert caseworker is not None and caseworker.towns == ("溪口镇", "莼湖镇")

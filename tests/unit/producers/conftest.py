@@ -34,14 +34,22 @@ class FakeFuture:
 @dataclass
 class FakeProducer:
     sent: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
+    headers: list[list[tuple[str, bytes]] | None] = field(default_factory=list)  # of each message in ``sent``
     fail_topics: set[str] = field(default_factory=set)
     closed: bool = False
 
-    def send(self, topic: str, key: bytes | None = None, value: bytes = b"") -> FakeFuture:
+    def send(self, topic: str, key: bytes | None = None, value: bytes = b"",
+             headers: list[tuple[str, bytes]] | None = None) -> FakeFuture:
         if topic in self.fail_topics:
             return FakeFuture(KafkaError("broker said no"))
         self.sent.append((topic, key, value))
+        self.headers.append(headers)
         return FakeFuture()
+
+    def traceparents(self, topic: str) -> list[str | None]:
+        """The ``traceparent`` header of each message sent to ``topic`` (None: none)."""
+        return [dict(h or {}).get("traceparent", b"").decode() or None
+                for (t, _k, _v), h in zip(self.sent, self.headers, strict=True) if t == topic]
 
     def flush(self, timeout: float | None = None) -> None:
         pass

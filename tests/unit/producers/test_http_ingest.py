@@ -84,3 +84,16 @@ def test_a_lone_surrogate_is_one_rejected_event(client: TestClient, fake_produce
     assert [e["event_id"] for _, e in fake_producer.messages("careledger.events")] == ["h-1", "h-3"]
     [(_, dead)] = fake_producer.messages("careledger.events.dlq")
     assert dead["record"]["village"] == "\\ud800"
+
+
+def test_a_callers_traceparent_is_the_parent_of_the_events_spans(client: TestClient,
+                                                                 fake_producer: FakeProducer) -> None:
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    items = [event("need.registered"), event("job.posted", event_id="j")]
+    assert client.post("/api/events", json=items, headers={"traceparent": caller}).status_code == 200
+    assert client.post("/api/events", json=[event("need.registered", event_id="n2")],
+                       headers={"traceparent": "00-zz-broken"}).status_code == 200  # ignored, not an error
+    first, second, third = fake_producer.traceparents("careledger.events")
+    assert first.split("-")[1] == second.split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+    assert len({first, second, caller}) == 3  # each event its own span of the caller's trace
+    assert third.split("-")[1] != "0af7651916cd43dd8448eb211c80319c"

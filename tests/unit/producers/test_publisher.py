@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from producers.publisher import MAX_DLQ_RECORD_CHARS, PRODUCER_DEFAULTS, EventPublisher, PublishError
@@ -67,3 +69,54 @@ def test_context_manager_closes(publisher: EventPublisher, fake_producer: FakePr
     with publisher:
         pass
     assert fake_producer.closed
+
+
+# ---- W3C trace context (careledger/tracing.py) -------------------------------------------------
+TRACEPARENT = r"00-[0-9a-f]{32}-[0-9a-f]{16}-01"
+CALLER = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def trace_of(traceparent: str | None) -> str:
+    assert traceparent is not None and re.fullmatch(TRACEPARENT, traceparent), traceparent
+    return traceparent.split("-")[1]
+
+
+def test_every_event_message_carries_its_own_traceparent(publisher: EventPublisher,
+                                                        fake_producer: FakeProducer) -> None:
+    payment = validate_event(event("payment.disbursed")).event
+    registered = validate_event(event("person.registered")).event  # sensitive: held, sealed, then sent
+    publisher.publish(payment)
+    publisher.publish(registered)
+    publisher.publish(validate_event(event("payment.disbursed", event_id="e-2")).event)
+    publisher.flush()
+    sent = fake_producer.traceparents("careledger.events")
+    assert len(sent) == 3
+    assert len({trace_of(tp) for tp in sent}) == 3  # one trace per ingested event
+
+
+def test_http_ingest_continues_the_callers_trace(publisher: EventPublisher, fake_producer: FakeProducer) -> None:
+    e = validate_event(event("payment.disbursed")).event
+    publisher.publish_and_wait([(e, None)], parent=CALLER)
+    publisher.publish_and_wait([(e, None)], parent="not-a-traceparent")  # ignored: a new trace
+    caller, garbage = fake_producer.traceparents("careledger.events")
+    assert trace_of(caller) == CALLER.split("-")[1] and caller != CALLER  # a child span of the caller's
+    assert trace_of(garbage) != CALLER.split("-")[1]
+
+
+def test_relayed_alerts_carry_a_child_of_their_outbox_rows_trace(publisher: EventPublisher,
+                                                                fake_producer: FakeProducer) -> None:
+    rows = [{"seq": 1, "channel": "alert", "alert_id": "A1", "alert": {"alert_id": "A1"}, "traceparent": CALLER},
+            {"seq": 2, "channel": "warning", "alert_id": "W1", "alert": {"warning_id": "W1"}, "traceparent": None}]
+    publisher.publish_alerts(rows)
+    [alert] = fake_producer.traceparents("careledger.alerts")
+    [warning] = fake_producer.traceparents("careledger.warnings")
+    assert trace_of(alert) == CALLER.split("-")[1] and alert != CALLER
+    assert trace_of(warning) != CALLER.split("-")[1]  # a row without a trace: the relay starts one
+
+
+def test_a_dead_letter_keeps_the_trace_of_its_record(publisher: EventPublisher, fake_producer: FakeProducer) -> None:
+    publisher.publish_dlq("{bad", ["not JSON"], {"source": "careledger.events"}, traceparent=CALLER)
+    publisher.publish_dlq("{bad", ["not JSON"], {"source": "careledger.events"}, traceparent="garbage")
+    publisher.publish_dlq("{bad", ["not JSON"], {"source": "f.jsonl", "line": 1})
+    publisher.flush()
+    assert fake_producer.traceparents("careledger.events.dlq") == [CALLER, None, None]

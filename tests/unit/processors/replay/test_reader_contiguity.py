@@ -44,7 +44,8 @@ class SkippingConsumer:
                 pos = self.positions[p] = pos + self.skip_at.pop(p)[1]  # the client loses records
             batch = [o for o in self.offsets[p] if o >= pos][:2]
             if batch:
-                out[TopicPartition(self.topic, p)] = [SimpleNamespace(offset=o, timestamp=0, key=None, value=b"")
+                out[TopicPartition(self.topic, p)] = [SimpleNamespace(offset=o, timestamp=0, key=None, value=b"",
+                                                                      headers=[])
                                                       for o in batch]
                 self.positions[p] = batch[-1] + 1
             else:

@@ -140,3 +140,14 @@ def test_poison_only_moves_its_position(runtime: Any) -> None:
     rt.apply([raw(0, visit("a")), RawRecord(0, 1, None, b"{not json"), raw(2, visit("c"))])
     assert store.totals == {"visit.completed": 2} and store.positions == {0: 2}
     assert [offset for offset, _r in dead] == [1] and "JSON" in dead[0][1][0]
+
+
+def test_the_log_line_of_a_dead_lettered_event_names_its_trace(runtime: Any, caplog: pytest.LogCaptureFixture) -> None:
+    rt, _store, dead = runtime
+    traced = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    boom = RawRecord(0, 1, None, json.dumps(visit("e1", "boom")).encode(), [("traceparent", traced.encode())])
+    with caplog.at_level("ERROR", logger="careledger.processor"):
+        rt.apply([raw(0, visit("e0")), boom])
+    [line] = [r for r in caplog.records if "dead-lettering" in r.getMessage()]
+    assert [offset for offset, _r in dead] == [1]
+    assert line.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -48,8 +49,10 @@ def alert(seq: int, town: str = "锦屏街道", rule: str = "visit_hazard") -> b
                       ensure_ascii=False).encode()
 
 
-def records(values: list[bytes]) -> list[Any]:
-    return [SimpleNamespace(value=v) for v in values]
+def records(values: list[bytes], traceparent: str | None = None) -> list[Any]:
+    """Consumer records as kafka-python gives them (value, headers)."""
+    headers = [("traceparent", traceparent.encode())] if traceparent else []
+    return [SimpleNamespace(value=v, headers=headers) for v in values]
 
 
 def dead_url() -> str:
@@ -309,3 +312,59 @@ def test_warnings_are_delivered_with_the_same_filters() -> None:
     assert [r["subscription_id"] for r in deliveries_for(subs, other)] == ["s-all"]
     assert deliveries_for(subs, due, forgotten={"p1"}) == []
     assert deliveries_for(subs, b'{"kind": "warning.due", "outbox_seq": 9}') == []
+
+
+def test_each_post_continues_the_trace_of_its_kafka_message(settings: Settings, store: WebhookStore) -> None:
+    relayed = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"  # the relay's "publish alert" span
+    with Receiver(fail_first=1) as receiver:
+        sub = store.create(receiver.url)
+        receiver.state.secrets.append(sub["secret"])
+        time.sleep(0.01)
+        deliverer = Deliverer(settings, store, FAST, batch=5)
+        deliverer.refresh()
+        try:
+            assert deliverer.handle(records([alert(1)], relayed)) == 1
+            assert deliverer.handle(records([alert(2)], "00-garbage")) == 1  # ignored, not an error
+            assert deliverer.handle(records([alert(3)])) == 1  # a message without a header
+            assert receiver.wait_for(3, timeout=20), receiver.state.tries
+        finally:
+            deliverer.stop_workers(timeout=5)
+    with store.engine.connect() as conn:
+        stored = dict(conn.execute(select(webhook_deliveries.c.outbox_seq, webhook_deliveries.c.traceparent)).all())
+    assert stored == {1: relayed, 2: None, 3: None}  # kept for every retry (only a valid one)
+    got = {r.body["outbox_seq"]: r.traceparent for r in receiver.state.accepted}
+    pattern = r"00-[0-9a-f]{32}-[0-9a-f]{16}-01"
+    assert all(tp is not None and re.fullmatch(pattern, tp) for tp in got.values()), got
+    assert got[1].split("-")[1] == relayed.split("-")[1] and got[1] != relayed  # a child span of the message's
+    assert got[2].split("-")[1] != got[3].split("-")[1]  # no usable parent: each starts its own trace
+
+
+def test_metrics_count_outcomes_latency_and_the_backlog(settings: Settings, store: WebhookStore) -> None:
+    from careledger.metrics import REGISTRY
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    with Receiver(fail_first=1) as receiver:
+        ok = store.create(receiver.url)
+        receiver.state.secrets.append(ok["secret"])
+        dead = store.create(dead_url())
+        time.sleep(0.01)
+        sid, dead_sid = ok["subscription_id"], dead["subscription_id"]
+        consumed = value("careledger_webhook_messages_consumed_total")
+        deliverer = Deliverer(settings, store, FAST, batch=5)
+        deliverer.refresh()
+        try:
+            assert deliverer.handle(records([alert(1), alert(2)])) == 4
+            assert receiver.wait_for(2, timeout=20)
+            wait_until(lambda: value("careledger_webhook_attempts_total", subscription=dead_sid, outcome="retry") >= 2)
+        finally:
+            deliverer.stop_workers(timeout=5)
+        deliverer.measure_pending(every_s=0)
+    assert value("careledger_webhook_messages_consumed_total") - consumed == 2
+    assert value("careledger_webhook_attempts_total", subscription=sid, outcome="delivered") == 2
+    assert value("careledger_webhook_attempts_total", subscription=sid, outcome="retry") == 2  # fail_first=1
+    assert value("careledger_webhook_attempt_seconds_count", subscription=sid) == 4
+    assert value("careledger_webhook_pending_deliveries", subscription=sid) == 0
+    assert value("careledger_webhook_pending_deliveries", subscription=dead_sid) == 2  # still waiting
+    assert value("careledger_webhook_subscriptions") == 2
