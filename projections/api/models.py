@@ -149,6 +149,8 @@ class Alert(Reasons):
     resolved_at: str | None = None
     assigned_to: str | None = None
     assigned_at: str | None = None
+    raised_at: str | None = Field(default=None, description="when careledger first raised it (wall clock): "
+                                                            "escalation counts from here")
     escalated_at: str | None = Field(default=None, description="when it was published again as overdue (critical, "
                                                                 "unacknowledged past CARELEDGER_ESCALATE_AFTER_H)")
     actions: list[dict[str, Any]] | None = None

@@ -23,7 +23,7 @@ from schemas.jsontext import loads
 
 MAX_LIMIT = 10_000
 _ALERT_OPTIONAL = ("town", "hazard", "program", "period", "acknowledged_by", "acknowledged_at",
-                   "resolved_by", "resolved_at", "assigned_to", "assigned_at", "escalated_at")
+                   "resolved_by", "resolved_at", "assigned_to", "assigned_at", "escalated_at", "raised_at")
 
 
 #: the work queue's severity order (critical first)
