@@ -209,6 +209,8 @@ def served() -> Iterator[Served]:
         pytest.fail("no CJK source font for the dashboard's font: `make font` installs fonts-wqy-microhei")
     events = list(generate(SimConfig(calibrate="2024H1", seed=2024, tail_months=6)))
     store = build_store(settings.sql_url, events)
+    # the processor's sweep with CARELEDGER_ESCALATE_AFTER_H=0: every critical alert not acknowledged is overdue
+    assert store.escalate(after=timedelta(0)).escalated > 0
     log = StoreLog(store, next_offset=len(events))
     api = Api(settings, store, log)
     try:
@@ -482,6 +484,8 @@ def test_caseworker_queue_person_page_actions_survive_a_replay(served: Served, b
             assert button.locator(".mc-count").inner_text() == f"{r['count']:,}", r
             if r["critical"]:
                 assert f"紧急 {r['critical']}" in button.inner_text(), r
+            if r["escalated"]:
+                assert f"超时 {r['escalated']}" in button.inner_text(), r
         assert f"共 {sum(r['count'] for r in summary)} 条" in page.inner_text("#alert-matrix-sub")
         page.wait_for_selector("#alerts-list .qitem[data-alert-id]")
         shown = page.eval_on_selector_all(
@@ -502,6 +506,15 @@ def test_caseworker_queue_person_page_actions_survive_a_replay(served: Served, b
                                " && r.every(i => i.dataset.rule === 'visit_hazard'); }")
         hazards = next(r["count"] for r in summary if r["rule"] == "visit_hazard")
         page.wait_for_function(f"document.querySelector('#alerts-total').textContent.includes('{hazards:,}')")
+        # the overdue ones only: critical, not acknowledged in time, marked so
+        overdue = next(r["escalated"] for r in summary if r["rule"] == "visit_hazard")
+        assert overdue > 0
+        page.check("#alert-escalated")
+        page.wait_for_function("location.hash.includes('escalated=true')")
+        page.wait_for_function(f"document.querySelector('#alerts-total').textContent === '共 {overdue:,} 条'")
+        marks = page.eval_on_selector_all("#alerts-list .qitem[data-alert-id]",
+                                          "items => items.map(i => i.classList.contains('escalated') && i.querySelector('.esc')?.textContent)")
+        assert marks and set(marks) == {"已超时"}
 
         # ---- finding a person by ID number: the number goes in a POST body, nowhere else
         page.fill("#lookup-input", LOOKUP_ID)
