@@ -27,7 +27,8 @@ applies it to the store at the next offset, as the processor would.  The tests c
 
 One browser serves every test (a new context each); screenshots go to test-artifacts/
 (dashboard.png, dashboard-inbox.png, dashboard-person-phone.png, ...).  With
-CARELEDGER_UPDATE_DOCS_IMG=1 the desk inbox and the phone person page are also copied to docs/img/.
+CARELEDGER_UPDATE_DOCS_IMG=1 the pictures of the docs are copied there too (docs/dashboard.png,
+docs/dashboard-phone.png, docs/img/inbox-desk.png, docs/img/person-phone.png).
 
 Chromium comes from Debian (``make test`` installs it: the Makefile's ``servers`` target); Playwright
 only drives it (``executable_path``), it never downloads a browser.
@@ -70,7 +71,7 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED_REPORT = REPO.parent / "shared" / "domain" / "h1-report.csv"
 PACKAGED_REPORT = REPO / "producers" / "simulate" / "h1-report.csv"
 ARTIFACTS = REPO / "test-artifacts"
-DOCS_IMG = REPO / "docs" / "img"
+DOCS = REPO / "docs"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -297,15 +298,19 @@ def assert_fits(page: Any, width: int, where: str) -> None:
     assert fit["wider"] == [], (where, fit["wider"][:10])
 
 
+SETTLED_JS = "async () => { await document.fonts.ready; await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))); }"
+
+
 def screenshot(page: Any, name: str, *, full_page: bool = False, docs: str | None = None) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     page.wait_for_function("!document.querySelector('#toast').classList.contains('show')")  # no toast
     page.wait_for_timeout(300)  # and faded out
+    page.evaluate(SETTLED_JS)  # every glyph drawn with the loaded font, not a box of the fallback
     path = ARTIFACTS / name
     page.screenshot(path=str(path), full_page=full_page)
-    if docs and os.environ.get("CARELEDGER_UPDATE_DOCS_IMG") == "1":
-        DOCS_IMG.mkdir(exist_ok=True)
-        shutil.copyfile(path, DOCS_IMG / docs)
+    if docs and os.environ.get("CARELEDGER_UPDATE_DOCS_IMG") == "1":  # the pictures of the docs
+        (DOCS / docs).parent.mkdir(exist_ok=True)
+        shutil.copyfile(path, DOCS / docs)
     return path
 
 
@@ -348,7 +353,7 @@ def test_dashboard_report_live_alert_and_acknowledge(served: Served, page: Any) 
     page.wait_for_selector("#alert-summary .sum-row[data-rule]")
     assert page.locator("#live").get_attribute("data-state") == "ok"
     page.evaluate("window.scrollTo(0, 0)")
-    screenshot(page, "dashboard.png", full_page=True)
+    screenshot(page, "dashboard.png", full_page=True, docs="dashboard.png")
 
     # ---- the work queue: a new alert arrives while the page is open, shown without a reload
     page.click('[data-nav="alerts"]')
@@ -498,7 +503,7 @@ def test_caseworker_queue_person_page_actions_survive_a_replay(served: Served, b
         text = page.inner_text("main")
         assert [n for n in others if n in text] == []
         page.evaluate("window.scrollTo(0, 0)")
-        screenshot(page, "dashboard-inbox.png", docs="inbox-desk.png")
+        screenshot(page, "dashboard-inbox.png", docs="img/inbox-desk.png")
         # a cell of the summary: that rule in that town
         page.click(f'#alert-matrix .mcell[data-rule="visit_hazard"][data-town="{town}"]')
         page.wait_for_function("() => { const r = [...document.querySelectorAll('#alerts-list .qitem[data-alert-id]')];"
@@ -572,7 +577,7 @@ def test_caseworker_queue_person_page_actions_survive_a_replay(served: Served, b
         page.wait_for_selector(where)
         assert_fits(page, PHONE["width"], "the person page")
         page.evaluate("window.scrollTo(0, 0)")
-        screenshot(page, "dashboard-person-phone.png", docs="person-phone.png")
+        screenshot(page, "dashboard-person-phone.png", docs="img/person-phone.png")
         acknowledge(page, where)
         page.wait_for_selector(f'{where}[data-state="acknowledged"]')
         page.click(f"{where} [data-action=resolve]")
@@ -850,10 +855,9 @@ def test_phone_without_cjk_fonts_fits_the_screen_and_draws_chinese(served: Serve
         assert page.locator("#report-table thead").is_hidden()  # stacked cards, each cell labelled
         home = page.locator('#report-table tr[data-metric="home_visit"] td[data-col="events"]')
         assert home.get_attribute("data-label") == "人次" and home.inner_text() == "3,548"
-        ARTIFACTS.mkdir(exist_ok=True)
         page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=False)
-        page.screenshot(path=str(ARTIFACTS / "dashboard-phone-full.png"), full_page=True)
+        screenshot(page, "dashboard-phone.png", docs="dashboard-phone.png")
+        screenshot(page, "dashboard-phone-full.png", full_page=True)
         # the work queues too: every town a card, every alert a card, all drawn in the served font
         page.evaluate("location.hash = '#/alerts'")
         page.wait_for_selector("#alerts-list .qitem[data-alert-id] .person-name")
