@@ -30,8 +30,8 @@ from typing import Any
 
 H1_FROM, H1_TO = "2024-01-01", "2024-06-30"
 HEADLINES = ("living_subsidy", "nursing_subsidy", "home_visit", "new_employment", "new_registrations")
-WARNING_RULES = (("visit_overdue", "走访逾期"), ("need_unmet", "需求未满足"), ("certificate_expiring", "残疾证即将到期"),
-                 ("nursing_subsidy_missing", "护理补贴缺发"))
+WARNING_RULES = (("visit_overdue", "入户访视逾期"), ("need_unmet", "需求未满足"), ("certificate_expiring", "残疾证即将到期"),
+                 ("nursing_subsidy_missing", "护理补贴未发放"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -244,6 +244,9 @@ def run(args: argparse.Namespace, settings: Any = None, out: Any = None) -> int:
     print(f"\n  dashboard    {settings.api_url}/", file=out)
     print(f"  admin token  {settings.admin_token_path}  (paste it into the dashboard's 访问令牌 field "
           "for the alerts inbox and need warnings)", file=out)
+    print("  caseworker   .venv/bin/careledger token create --name 溪口镇社工 --role caseworker --towns 溪口镇", file=out)
+    print("               (a caseworker's token shows the work queues and persons of their towns, with names:"
+          " docs/caseworker-guide.md)", file=out)
     print(f"  API docs     {settings.api_url}/docs", file=out)
     print("  running `careledger demo` again is harmless: the same event_ids are counted once", file=out)
     return 0 if ok else 1

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from producers.simulate import geo
+from producers.simulate.names import person_identity
 from producers.simulate.report import ReportRow, load_report
 
 BASE_PERSONS = 20_000
@@ -241,7 +242,7 @@ def _id_check(first17: str) -> str:
 class Person:
     __slots__ = ("idx", "pid", "idn", "birth", "group", "category", "grade", "hardship", "reg", "expires",
                  "town", "village", "changes", "moves", "end", "end_status", "report", "prio_l", "prio_n",
-                 "tier", "mutable")
+                 "tier", "mutable", "name", "phone")
 
     def __init__(self) -> None:
         self.changes: list[tuple[int, int, dict[str, Any], tuple[str, str] | None]] | None = None
@@ -494,6 +495,7 @@ class _World:
         villages, vcum = self.village_cum[town]
         p.town, p.village = town, rng.choices(villages, cum_weights=vcum)[0]
         p.expires = _plus_years(p.reg, 10)
+        p.name, p.phone = person_identity(self.cfg.seed, p.idx, male)  # hashed: no draw from rng
         digest = hashlib.blake2b(f"person:{self.cfg.seed}:{p.idx}".encode(), digest_size=16).hexdigest()
         p.pid = "p" + digest
         if self.cfg.id_number_fraction and self.idn_rng.random() < self.cfg.id_number_fraction:
@@ -508,12 +510,16 @@ class _World:
         self.persons.append(p)
         return p
 
+    @staticmethod
+    def registration(p: Person) -> dict[str, Any]:
+        """The ``person.registered`` payload (name and phone are sealed by the producer on the log)."""
+        return {"category": p.category, "grade": p.grade, "birth_date": _ds(p.birth), "hardship": p.hardship,
+                "certificate_expires": _ds(p.expires), "name": p.name, "phone": p.phone}
+
     def lifecycle(self, rng: random.Random, p: Person) -> None:
         """Registration, renewals, moves, hardship changes, death/cancellation up to the end of H1."""
         secs = _ri(rng, WORK_FROM, WORK_TO)
-        self.rec(p.reg, secs, REG, p.idx, {
-            "category": p.category, "grade": p.grade, "birth_date": _ds(p.birth), "hardship": p.hardship,
-            "certificate_expires": _ds(p.expires)})
+        self.rec(p.reg, secs, REG, p.idx, self.registration(p))
         # end of registration (death or cancellation), drawn now, recorded after the certificates
         end: int | None = None
         if p.reg < H1_START - 90 and rng.random() < (0.01, 0.02, 0.05, 0.12)[p.group]:
@@ -987,9 +993,7 @@ class _World:
             base_new = (self.report[("person", "")].events or 0) / 6
             for _ in range(round(base_new * self.scale * rng.uniform(0.8, 1.2))):
                 p = self.new_person(rng, lo, hi)
-                self.rec(p.reg, _ri(rng, WORK_FROM, WORK_TO), REG, p.idx, {
-                    "category": p.category, "grade": p.grade, "birth_date": _ds(p.birth),
-                    "hardship": p.hardship, "certificate_expires": _ds(p.expires)})
+                self.rec(p.reg, _ri(rng, WORK_FROM, WORK_TO), REG, p.idx, self.registration(p))
             targets = self.scaled(rng, 1 / 6)
             targets[("service", "accessibility_modification")] = Target(round(12 * self.scale))
             self.period(rng, lo, hi, targets, exact=False)

@@ -68,3 +68,15 @@ EMPLOYER_PREFIX = ("金", "华", "博", "东", "亚", "海", "恒", "达", "旭"
                    "溪口", "莼湖", "天", "润", "众", "新")
 EMPLOYER_TRADE = ("机械", "服饰", "电器", "食品", "塑业", "五金", "汽配", "文具", "包装", "气动元件",
                   "竹木制品", "电子", "纺织", "物流", "家居")
+
+# the registered persons' synthetic names: a surname (SURNAMES) and a one- or two-character given
+# name shaped like those of the persons' generations; none is meant to be anyone's
+GIVEN_MALE = ("伟", "军", "斌", "磊", "涛", "波", "强", "勇", "杰", "峰", "刚", "明")
+GIVEN_FEMALE = ("芳", "丽", "敏", "静", "红", "燕", "霞", "婷", "萍", "娟", "英", "琴")
+GIVEN_MALE_FIRST = ("建", "国", "志", "海", "晓", "永", "文", "德", "立", "浩", "子", "宇")
+GIVEN_MALE_SECOND = ("国", "华", "明", "军", "平", "东", "林", "强", "成", "杰", "轩", "涛")
+GIVEN_FEMALE_FIRST = ("秀", "美", "雪", "海", "亚", "丽", "彩", "晓", "佳", "雅", "欣", "梦")
+GIVEN_FEMALE_SECOND = ("英", "芬", "萍", "燕", "娟", "华", "琴", "红", "怡", "婷", "妍", "琪")
+# mainland mobile number prefixes (13x, 15x, 18x); eight more digits follow
+MOBILE_PREFIXES = ("130", "131", "132", "133", "135", "136", "137", "138", "139", "150", "151", "152", "153",
+                   "155", "156", "157", "158", "159", "180", "181", "182", "183", "186", "187", "188", "189")

@@ -60,7 +60,9 @@ def describe(app: FastAPI) -> dict[str, Any]:
     for name, sub in problem_schema.pop("$defs", {}).items():
         schemas[name] = sub
     schemas["Problem"] = problem_schema
-    schemas["IngestAnswer"] = IngestAnswer.model_json_schema(ref_template="#/components/schemas/{model}")
+    ingest_schema = IngestAnswer.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(ingest_schema.pop("$defs", {}))  # its refs point there: ReDoc stops at a dangling one
+    schemas["IngestAnswer"] = ingest_schema
     components["securitySchemes"] = {SCHEME: {"type": "http", "scheme": "bearer", "description":
                                               "Authorization: Bearer TOKEN (careledger token create)"}}
     for path, item in doc.get("paths", {}).items():

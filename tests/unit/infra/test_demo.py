@@ -37,6 +37,6 @@ def test_print_warnings_asks_each_rule_at_the_end_of_the_half_year(monkeypatch: 
     assert {q["as_of"][0] for _, q, _ in asked} == {"2024-06-30"} and {t for _, _, t in asked} == {"tok"}
     assert [q["rule"][0] for _, q, _ in asked] == list(totals)
     text = out.getvalue()
-    assert "7,841" in text and "7,283" in text and "走访逾期" in text
+    assert "7,841" in text and "7,283" in text and "入户访视逾期" in text
     assert demo.print_warnings(settings, None, io.StringIO()) is None  # no admin token: nothing asked
     assert len(asked) == 4

@@ -149,6 +149,25 @@ def test_every_person_event_follows_registration(calibrated):
             assert e["person_id"] in registered, e
 
 
+def test_registered_persons_have_a_synthetic_name_and_mobile(calibrated):
+    import re
+
+    regs = [e for e in calibrated if e["type"] == "person.registered"]
+    names = [e["payload"]["name"] for e in regs]
+    phones = [e["payload"]["phone"] for e in regs]
+    assert all(re.fullmatch(r"[\u4e00-\u9fff]{2,3}", n) for n in names), names[:5]
+    assert all(re.fullmatch(r"1[358][0-9]{9}", p) for p in phones), phones[:5]
+    assert len(set(names)) > 400 and len(set(phones)) > 0.99 * len(phones)  # varied, as in a real registry
+    assert {n[0] for n in names} == set("王周陈李张孙蒋胡毛应邬竺俞汪林赵徐吴方沈袁楼裘董")
+    # deterministic per seed, different for another seed
+    again = [(e["payload"]["name"], e["payload"]["phone"]) for e in generate(SMALL) if e["type"] == "person.registered"]
+    assert again == [(e["payload"]["name"], e["payload"]["phone"]) for e in generate(SMALL)
+                     if e["type"] == "person.registered"]
+    other = [(e["payload"]["name"], e["payload"]["phone"]) for e in generate(SimConfig(seed=8, persons=1500))
+             if e["type"] == "person.registered"]
+    assert sum(a != b for a, b in zip(again, other, strict=False)) > 0.9 * len(again)
+
+
 def test_every_event_is_valid(calibrated):
     validation = pytest.importorskip("schemas.validation")
     for e in calibrated:

@@ -25,16 +25,23 @@ export const S = {
   lang: storedLang === "en" ? "en" : "zh",
   token: storedToken,
   tokenState: storedToken ? "ok" : "none",
+  view: "overview",  // the view the address (#/...) names: overview, alerts, warnings, person
   period: "auto", custom: { from: "", to: "" },
   periods: null,  // half-years and years with data, newest first (periods.js)
   kind: "payment", measure: "events",
-  alertStatus: "open", alertRule: "", alertOffset: 0,
-  warnRule: "", warnOffset: 0, warnDate: "",
   report: null, trend: null, towns: null, targets: null, status: null, statusError: null,
-  alerts: null, alertsKey: "", summary: null, warnings: null,
+  // the alerts work queue: its filters (from the address), the summary per rule and town, one page of the list
+  aq: { status: "open", rule: "", town: "", sort: "queue", escalated: false, offset: 0 },
+  alertSummary: null, alertMatrix: null, alertList: null, alertsKey: "",
+  // the warnings work queue, as of a date (default: today in Asia/Shanghai, as the API judges it)
+  wq: { rule: "", town: "", snoozed: false, offset: 0, asOf: "" },
+  warnSummary: null, warnList: null,
+  // the person page
+  personId: "", person: null, personError: null, personAll: false,
+  lastQueue: "", tokenEditing: false,
   seenAlerts: null, freshAlerts: new Set(), kpiPrev: {}, kpiPeriod: "",
   fingerprint: "", lastAgg: 0, lastAlerts: 0, lastWarn: 0, lastOk: 0, lastPeriods: 0,
-  dirtyAgg: true, dirtyAlerts: true, dirtyWarn: true,
+  dirtyAgg: true, dirtyAlerts: true, dirtyWarn: true, dirtyPerson: false,
   sse: "absent", sseCtrl: null, lastEventId: "",
   running: false, again: false,
 };
@@ -58,6 +65,16 @@ export function name(group, id, fallback) {
   return S.lang === "en" ? entry[1] : entry[0];
 }
 export const townName = (town) => (town ? name("town", town, town) : "—");
+/* The district's towns in their usual order (the master data the dashboard knows), then any other. */
+export const TOWNS = Object.keys(NAMES.town);
+export function townOrder(towns) {
+  const rank = (tn) => { const i = TOWNS.indexOf(tn); return i < 0 ? TOWNS.length : i; };
+  return [...new Set(towns)].sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
+}
+/* An alert's or a warning's reason and what clears it, in the page's language. */
+export const reasonOf = (item) => (S.lang === "en" ? item.reason_en || item.reason_zh : item.reason_zh || item.reason_en) || "";
+export const clearsOf = (item) => (S.lang === "en" ? item.clears_en || item.clears_zh : item.clears_zh || item.clears_en) || "";
+export const personHref = (personId) => "#/person/" + encodeURIComponent(personId);
 
 // ------------------------------------------------------------------ DOM
 export function h(tag, attrs, ...children) {
@@ -114,6 +131,32 @@ export function todayIso() {
   const d = new Date();
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
 }
+/* Today as the API judges it (Asia/Shanghai), whatever the browser's zone. */
+const DAY_FMT = new Intl.DateTimeFormat("sv-SE", { timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit" });
+export const todayShanghai = () => DAY_FMT.format(new Date());
+export function addDays(iso, n) {
+  const d = new Date(iso + "T00:00:00Z");
+  d.setUTCDate(d.getUTCDate() + n);
+  return d.toISOString().slice(0, 10);
+}
+export const daysBetween = (fromIso, toIso) =>
+  Math.round((Date.parse(toIso.slice(0, 10) + "T00:00:00Z") - Date.parse(fromIso.slice(0, 10) + "T00:00:00Z")) / 86400000);
+/* How long, in the largest sensible unit: 45分钟, 5小时, 12天, 3个月, 1年2个月. */
+export function fmtDuration(ms) {
+  const min = Math.max(0, Math.floor(ms / 60000));
+  if (min < 60) return t("dur_min", { n: min });
+  const hours = Math.floor(min / 60);
+  if (hours < 48) return t("dur_hour", { n: hours });
+  const days = Math.floor(hours / 24);
+  if (days < 60) return t("dur_day", { n: days });
+  const months = Math.floor(days / 30.44);
+  if (months < 12) return t("dur_month", { n: months });
+  const y = Math.floor(months / 12), m = months % 12;
+  return m ? t("dur_year", { y, m }) : t("dur_year0", { y });
+}
+/* Whole days (warnings are judged per day): 12天, 3个月, 1年2个月. */
+export const fmtDays = (days) => (days < 60 ? t("dur_day", { n: Math.max(0, days) }) : fmtDuration(days * 86400000));
+export const sinceNow = (iso) => fmtDuration(Date.now() - new Date(iso).getTime());
 
 // ------------------------------------------------------------------ the API
 export class ApiError extends Error {
@@ -153,6 +196,13 @@ export function authFailure(err) {
   if (err && err.status === 401) { S.tokenState = "invalid"; return true; }
   if (err && err.status === 403) { S.tokenState = "forbidden"; return true; }
   return false;
+}
+/* The sentence of a failed action or lookup: ours for the statuses a user can act on, else the API's. */
+export function actionError(err) {
+  if (err && err.status === 503) return t("kafka_down");
+  if (err && err.status === 401) return t("token_invalid");
+  if (err && err.status === 403) return t("person_forbidden");
+  return t("action_failed", { msg: (err && err.message) || "?" });
 }
 export function tokenMessage() {
   if (!S.token) return t("token_none");

@@ -43,7 +43,6 @@ export function trendMonths(p) {
   }
   return out;
 }
-export const warnDate = () => S.warnDate || period().to;
 
 /* Half-years and years (newest first) of the months given. */
 export function periodsOf(months) {

@@ -57,3 +57,26 @@ def test_every_error_is_documented_as_a_problem(doc: dict[str, Any]) -> None:
             assert {"type": "null"} not in parameter["schema"].get("anyOf", []), (method, path, parameter["name"])
     dates = [p["schema"] for _, _, op in operations(doc) for p in op.get("parameters", []) if p["name"] == "from"]
     assert dates and all(s["pattern"] == "^[0-9]{4}-[0-9]{2}-[0-9]{2}$" for s in dates)
+
+
+def test_every_reference_resolves_within_the_document(doc: dict[str, Any]) -> None:
+    """ReDoc stops drawing at the first ``$ref`` it cannot follow (a pydantic ``$defs`` left nested)."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                found.append(ref)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(doc)
+    schemas = doc["components"]["schemas"]
+    assert found
+    dangling = sorted({ref for ref in found if ref.removeprefix("#/components/schemas/") not in schemas})
+    assert dangling == [], dangling
+    assert not [name for name, schema in schemas.items() if "$defs" in schema]

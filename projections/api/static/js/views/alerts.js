@@ -1,121 +1,172 @@
-/* The alerts inbox (风险隐患收件箱) with acknowledge / resolve, and the open-alerts summary card. */
+/* 风险隐患: the work queue (summary per town × rule, then the list in queue order) and the open-alerts
+ * card of the overview.
+ *
+ * The API answers only the persons of a caseworker's towns (admins: all), with names.  The list
+ * has no town parameter: a town's list is read in the queue's own order, 500 at a time, keeping
+ * that town's alerts (its total comes from the summary), so the order stays the API's.
+ */
 import {
-  $, ALERT_RULES, PAGE, RULE_SEVERITY, S, api, app, authFailure, fmtInt, fmtTime, h, name, shortId, t, td,
-  toast, tokenMessage, townName,
+  $, ALERT_RULES, PAGE, RULE_SEVERITY, S, api, app, authFailure, fmtInt, h, name, sinceNow, t, tokenMessage, townName, townOrder,
 } from "../core.js";
+import { rememberAssignees } from "./actions.js";
+import { alertItem, itemHead } from "./items.js";
+import { renderMatrix } from "./matrix.js";
 import { pager } from "./pager.js";
 
+const SCAN = 500;
+
+/* Read the open-alerts summary (every pass: the overview card, the KPI and the tab's badge) and,
+ * on the alerts view, the queue's summary and one page of its list. */
 export async function loadAlerts() {
-  if (!S.token || S.tokenState === "invalid") { S.alerts = null; S.summary = null; renderAlerts(); renderSummary(); return; }
-  const base = `/api/alerts?limit=${PAGE}&offset=${S.alertOffset}` +
-    (S.alertStatus ? `&status=${S.alertStatus}` : "") + (S.alertRule ? `&rule=${S.alertRule}` : "");
+  if (!S.token || S.tokenState === "invalid" || S.tokenState === "forbidden") { clear(); return; }
   try {
-    const [page, ...counts] = await Promise.all([
-      api(base, { auth: true }),
-      ...ALERT_RULES.map((r) => api(`/api/alerts?status=open&rule=${r}&limit=0`, { auth: true })),
-    ]);
+    const q = S.aq;
+    const open = await api("/api/alerts/summary?status=open", { auth: true });
     S.tokenState = "ok";
-    S.summary = ALERT_RULES.map((r, i) => ({ rule: r, total: counts[i].total }));
-    const key = JSON.stringify(page);
-    if (key !== S.alertsKey) {
-      const ids = page.items.map((a) => a.alert_id);
-      if (S.seenAlerts !== null) for (const id of ids) if (!S.seenAlerts.has(id)) S.freshAlerts.add(id);
-      S.seenAlerts = S.seenAlerts || new Set();
-      for (const id of ids) S.seenAlerts.add(id);
-      S.alerts = page; S.alertsKey = key;
-      renderAlerts();
+    S.alertSummary = open;
+    if (S.view === "alerts") {
+      const summary = q.status === "open" ? open : await api(`/api/alerts/summary?status=${q.status}`, { auth: true });
+      const list = await loadList(q, summary);
+      S.alertMatrix = summary;
+      const key = JSON.stringify([list, S.lang]);
+      if (key !== S.alertsKey) {
+        const ids = list.items.map((a) => a.alert_id);
+        if (S.seenAlerts !== null) for (const id of ids) if (!S.seenAlerts.has(id)) S.freshAlerts.add(id);
+        S.seenAlerts = S.seenAlerts || new Set();
+        for (const id of ids) S.seenAlerts.add(id);
+        S.alertList = list; S.alertsKey = key;
+        rememberAssignees(list.items);
+        renderAlertList();
+      }
+      renderAlertMatrix();
     }
   } catch (err) {
     if (!authFailure(err)) throw err;
-    S.alerts = null; S.summary = null; S.alertsKey = "";
-    renderAlerts();
+    clear();
   }
   renderSummary();
 }
 
+function clear() {
+  S.alertSummary = null; S.alertMatrix = null; S.alertList = null; S.alertsKey = "";
+  renderAlertMatrix(); renderAlertList(); renderSummary();
+}
+
+function listUrl(q) {
+  return `/api/alerts?sort=${q.sort}&status=${q.status}` + (q.rule ? `&rule=${encodeURIComponent(q.rule)}` : "") +
+    (q.escalated ? "&escalated=true" : "");
+}
+
+async function loadList(q, summary) {
+  if (!q.town) {
+    const page = await api(`${listUrl(q)}&limit=${PAGE}&offset=${q.offset}`, { auth: true });
+    return { total: page.total, items: page.items };
+  }
+  const total = summary.rows.filter((r) => r.town === q.town && (!q.rule || r.rule === q.rule))
+    .reduce((a, r) => a + (q.escalated ? r.escalated : r.count), 0);
+  const items = [];
+  let skip = q.offset, from = 0;
+  for (;;) {
+    const page = await api(`${listUrl(q)}&limit=${SCAN}&offset=${from}`, { auth: true });
+    for (const a of page.items) {
+      if ((a.person_town || a.town) !== q.town) continue;
+      if (skip > 0) skip -= 1; else if (items.length < PAGE) items.push(a);
+    }
+    from += page.items.length;
+    if (items.length >= PAGE || !page.items.length || from >= page.total) return { total, items };
+  }
+}
+
+// ------------------------------------------------------------------ the overview's card
 export function renderSummary() {
   const box = $("alert-summary");
-  if (!S.summary) { box.replaceChildren(h("div", { class: "locked", text: "🔒 " + tokenMessage() })); return; }
-  const max = Math.max(1, ...S.summary.map((s) => s.total));
-  box.replaceChildren(...S.summary.map((s) => h("div", {
-    class: "sum-row", "data-rule": s.rule, title: name("rule", s.rule),
-    onclick: () => {
-      S.alertRule = s.rule; S.alertOffset = 0; S.alertStatus = "open"; $("alert-status").value = "open";
-      $("alert-rule").value = s.rule; S.dirtyAlerts = true; app.refresh();
-      $("alerts-card").scrollIntoView({ behavior: "smooth" });
-    },
+  $("nav-alerts-count").textContent = S.alertSummary ? fmtInt(S.alertSummary.total) : "";
+  if (!S.alertSummary) { box.replaceChildren(h("div", { class: "locked lock", text: lockedText() })); return; }
+  const totals = ALERT_RULES.map((rule) => ({ rule, total: S.alertSummary.rows.filter((r) => r.rule === rule).reduce((a, r) => a + r.count, 0) }));
+  const max = Math.max(1, ...totals.map((s) => s.total));
+  box.replaceChildren(...totals.map((s) => h("a", {
+    class: "sum-row", "data-rule": s.rule, title: name("rule", s.rule), href: `#/alerts?rule=${s.rule}`,
   },
   h("span", { class: "sum-label", text: name("rule", s.rule) }),
   h("span", { class: "sum-bar" }, h("span", { class: "sev-bg-" + RULE_SEVERITY[s.rule], style: `width:${(100 * s.total / max).toFixed(1)}%` })),
   h("span", { class: "num", text: fmtInt(s.total) }))));
 }
 
-function alertState(a) {
-  if (a.status === "resolved") return "resolved";
-  return a.acknowledged_by ? "acknowledged" : "open";
-}
-function alertDetail(a) {
-  if (a.hazard) return name("hazard", a.hazard);
-  if (a.program) return `${name("program", a.program)} · ${a.period || ""}`;
-  return "";
+export function lockedText() {
+  return S.tokenState === "forbidden" ? t("locked_person_level") : tokenMessage();
 }
 
-export function renderAlerts() {
-  const body = $("alerts-table").tBodies[0];
-  if (!S.alerts) {
-    body.replaceChildren(h("tr", {}, h("td", { colspan: 8, class: "locked", text: "🔒 " + tokenMessage() })));
+// ------------------------------------------------------------------ the queue
+export function renderAlertMatrix() {
+  const locked = $("alerts-locked"), table = $("alert-matrix");
+  const sum = S.alertMatrix;
+  locked.hidden = Boolean(sum);
+  $("alerts-card").hidden = !sum;
+  if (!sum) {
+    locked.replaceChildren(h("div", { class: "locked lock", text: lockedText() }));
+    table.replaceChildren();
+    $("alert-matrix-sub").textContent = "";
+    return;
+  }
+  $("alert-matrix-sub").textContent = t("alert_matrix_sub", { n: fmtInt(sum.total) });
+  renderMatrix(table, {
+    rules: ALERT_RULES, rows: sum.rows, count: (r) => r.count,
+    subs: (r) => [
+      r.critical ? [t("m_critical", { n: fmtInt(r.critical) }), "crit"] : null,
+      r.escalated ? [t("m_escalated", { n: fmtInt(r.escalated) }), "esc"] : null,
+      r.unacknowledged && sum.status === "open" ? [t("m_unacked", { n: fmtInt(r.unacknowledged) }), ""] : null,
+      r.oldest_detected_at && sum.status === "open" ? [t("m_oldest", { d: sinceNow(r.oldest_detected_at) }), "age"] : null,
+    ].filter(Boolean),
+    pick: (rule, town) => app.go("alerts", Object.assign({}, S.aq, { rule, town, offset: 0 }), true),
+    selected: { rule: S.aq.rule, town: S.aq.town },
+    empty: t(sum.status === "open" ? "matrix_empty_open" : "matrix_empty_resolved"),
+  });
+  renderAlertFilters();
+}
+
+export function renderAlertList() {
+  const box = $("alerts-list");
+  const list = S.alertList;
+  const q = S.aq;
+  const what = [q.rule ? name("rule", q.rule) : t("all_rules"), q.town ? townName(q.town) : t("all_towns"),
+    t("status_" + q.status)].join(" · ");
+  $("alert-list-title").textContent = `${t("alert_list_title")} · ${what}`;
+  if (!list) {
+    box.replaceChildren();
     $("alerts-total").textContent = "";
     $("alerts-pager").replaceChildren();
     return;
   }
-  $("alerts-total").textContent = t("total", { n: fmtInt(S.alerts.total) });
-  body.replaceChildren(...S.alerts.items.map((a) => {
-    const state = alertState(a);
-    const fresh = S.freshAlerts.has(a.alert_id);
-    const by = state === "resolved" ? `${a.resolved_by || ""} · ${fmtTime(a.resolved_at)}` :
-      state === "acknowledged" ? `${a.acknowledged_by} · ${fmtTime(a.acknowledged_at)}` : "";
-    return h("tr", {
-      "data-alert-id": a.alert_id, "data-severity": a.severity, "data-rule": a.rule,
-      "data-event-ids": (a.event_ids || []).join(" "), "data-person": a.person_id,
-      class: `sev-row-${a.severity}${fresh ? " fresh" : ""}`,
-    },
-    td(t("col_severity"), {}, h("span", { class: `sev sev-${a.severity}`, text: t("sev_" + a.severity) })),
-    td(t("col_rule"), {}, h("div", { class: "cell-stack" },
-      h("div", { class: "rule", text: name("rule", a.rule) }), h("div", { class: "detail", text: alertDetail(a) }))),
-    td(t("col_person"), { class: "mono", title: a.person_id, text: shortId(a.person_id, 12) }),
-    td(t("col_town"), { text: townName(a.town) }),
-    td(t("col_detected"), { class: "nowrap", text: fmtTime(a.detected_at) }),
-    td(t("col_events_ids"), { class: "mono ids" }, h("div", { class: "cell-stack" },
-      ...(a.event_ids || []).map((id) => h("span", { class: "chip", title: id, text: shortId(id, 8) })))),
-    td(t("col_status"), { class: "status-cell", "data-state": state }, h("div", { class: "cell-stack" },
-      h("span", { class: "pill st-" + state, text: t("status_" + state) }),
-      by ? h("div", { class: "by", text: by }) : null)),
-    td(t("col_actions"), { class: "actions" },
-      h("button", { type: "button", class: "btn small", "data-action": "acknowledge", disabled: state !== "open",
-        text: t("ack"), onclick: (ev) => act(a, "acknowledge", ev.currentTarget) }),
-      h("button", { type: "button", class: "btn small ghost", "data-action": "resolve", disabled: state === "resolved",
-        text: t("resolve"), onclick: (ev) => act(a, "resolve", ev.currentTarget) })));
-  }));
-  pager($("alerts-pager"), S.alerts.total, S.alertOffset, (off) => { S.alertOffset = off; S.dirtyAlerts = true; app.refresh(); });
+  $("alerts-total").textContent = t("total", { n: fmtInt(list.total) });
+  const redraw = (updated) => {
+    S.alertList = Object.assign({}, S.alertList, {
+      items: S.alertList.items.map((a) => (a.alert_id === updated.alert_id ? Object.assign({}, a, updated) : a)) });
+    S.alertsKey = "";
+    renderAlertList();
+  };
+  box.replaceChildren(
+    ...(list.items.length ? [itemHead(true)] : [h("div", { class: "locked empty", text: t("queue_empty") })]),
+    ...list.items.map((a) => alertItem(a, redraw, { fresh: S.freshAlerts.has(a.alert_id) })));
+  pager($("alerts-pager"), list.total, q.offset, (off) => { S.aq.offset = off; S.dirtyAlerts = true; app.refresh(); });
   if (S.freshAlerts.size) setTimeout(() => S.freshAlerts.clear(), 6000);
 }
 
-async function act(alert, action, button) {
-  const row = button.closest("tr");
-  for (const b of row.querySelectorAll("button")) b.disabled = true;
-  try {
-    const updated = await api(`/api/alerts/${encodeURIComponent(alert.alert_id)}/${action}`,
-      { method: "POST", auth: true, body: {} });
-    const items = S.alerts.items.map((a) => (a.alert_id === updated.alert_id ? Object.assign({}, a, updated) : a));
-    S.alerts = Object.assign({}, S.alerts, { items });
-    S.alertsKey = "";
-    renderAlerts();
-    toast(t(action === "resolve" ? "resolved_toast" : "acked_toast", { id: alert.alert_id }));
-    S.dirtyAlerts = true;
-    app.refresh();
-  } catch (err) {
-    authFailure(err);
-    toast(t("action_failed", { msg: err.message }), true);
-    renderAlerts();
-  }
+/* The filter controls follow the address (#/alerts?rule=..&town=..). */
+export function renderAlertFilters() {
+  const q = S.aq;
+  $("alert-status").value = q.status;
+  $("alert-rule").replaceChildren(h("option", { value: "", text: t("all_rules") }),
+    ...ALERT_RULES.map((r) => h("option", { value: r, text: name("rule", r) })));
+  $("alert-rule").value = q.rule;
+  const towns = S.alertMatrix ? S.alertMatrix.rows.map((r) => r.town) : [];
+  townOptions($("alert-town"), towns, q.town);
+  $("alert-sort").value = q.sort;
+  $("alert-escalated").checked = q.escalated;
+}
+
+export function townOptions(select, towns, current) {
+  const all = townOrder([...towns, ...(current ? [current] : [])]);
+  select.replaceChildren(h("option", { value: "", text: t("all_towns") }),
+    ...all.map((tn) => h("option", { value: tn, text: townName(tn) })));
+  select.value = current;
 }

@@ -6,7 +6,7 @@ export function renderKpis() {
   const rows = (S.report && S.report.rows) || [];
   const sum = (pred, field) => rows.filter(pred).reduce((a, r) => a + (r[field] || 0), 0);
   const pick = (metric, field) => { const r = rows.find((x) => x.metric === metric); return r ? r[field] : null; };
-  const openAlerts = S.summary ? S.summary.reduce((a, s) => a + s.total, 0) : null;
+  const openAlerts = S.alertSummary ? S.alertSummary.total : null;
   const shown = S.report ? `${S.report.from}..${S.report.to}` : "";
   if (shown !== S.kpiPeriod) { S.kpiPrev = {}; S.kpiPeriod = shown; }  // ▲ marks growth, not another period
   const kpis = [
@@ -18,7 +18,7 @@ export function renderKpis() {
       S.report ? sum((r) => r.kind === "service", "events") : null],
     ["visits", t("kpi_visits"), fmtInt(pick("home_visit", "events")), t("unit_times"), pick("home_visit", "events")],
     ["jobs", t("kpi_jobs"), fmtInt(pick("new_employment", "persons")), t("unit_persons"), pick("new_employment", "persons")],
-    ["alerts", t("kpi_alerts"), openAlerts === null ? "🔒" : fmtInt(openAlerts),
+    ["alerts", t("kpi_alerts"), openAlerts === null ? "—" : fmtInt(openAlerts),
       openAlerts === null ? t("needs_token") : t("unit_items"), openAlerts],
   ];
   box.replaceChildren(...kpis.map(([id, label, value, unit, raw]) => {

@@ -1,42 +1,120 @@
-/* Need warnings (需求预警) as of a date: the default date is the end of the chosen period. */
-import { $, PAGE, S, api, app, authFailure, fmtInt, h, name, shortId, t, td, tokenMessage, townName } from "../core.js";
-import { warnDate } from "../periods.js";
+/* 需求预警: the work queue as of a date (default today in Asia/Shanghai, as the API judges it):
+ * summary per town × rule, then the list, longest overdue first, with the snooze action.
+ *
+ * Like the alerts, the list has no town parameter: a town's list is read in the API's order, 500
+ * at a time, keeping that town's warnings; its total comes from the summary. */
+import {
+  $, PAGE, S, WARNING_RULES, api, app, authFailure, daysBetween, fmtDays, fmtInt, h, name, t, todayShanghai, townName,
+} from "../core.js";
+import { lockedText, townOptions } from "./alerts.js";
+import { itemHead, warningItem } from "./items.js";
+import { renderMatrix } from "./matrix.js";
 import { pager } from "./pager.js";
 
+const SCAN = 500;
+export const warnDate = () => S.wq.asOf || todayShanghai();
+
+/* The summary (the tab's badge, on every view now and then) and, on the warnings view, one page of the list. */
 export async function loadWarnings() {
-  if (!S.token || S.tokenState === "invalid") { S.warnings = null; renderWarnings(); return; }
-  const url = `/api/warnings?as_of=${warnDate()}&limit=${PAGE}&offset=${S.warnOffset}` +
-    (S.warnRule ? `&rule=${S.warnRule}` : "");
-  $("warnings-total").textContent = t("loading");
+  if (!S.token || S.tokenState === "invalid" || S.tokenState === "forbidden") { S.warnSummary = null; S.warnList = null; renderWarnings(); return; }
+  const asOf = warnDate();
   try {
-    S.warnings = await api(url, { auth: true });
+    const summary = await api(`/api/warnings/summary?as_of=${asOf}`, { auth: true });
+    let list = S.warnList;
+    if (S.view === "warnings") {
+      $("warnings-total").textContent = t("loading");
+      list = await loadList(S.wq, summary, asOf);
+    }
+    S.tokenState = "ok";
+    S.warnSummary = summary; S.warnList = list;
   } catch (err) {
     if (!authFailure(err)) throw err;
-    S.warnings = null;
+    S.warnSummary = null; S.warnList = null;
   }
   renderWarnings();
 }
 
-function detail(w) {
-  if (!w.need_id) return w.detail || "";
-  return `${name("need", w.need || "", w.need || "")} ${w.need_id}`.trim() + (w.detail ? ` · ${w.detail}` : "");
+async function loadList(q, summary, asOf) {
+  const base = `/api/warnings?as_of=${asOf}` + (q.rule ? `&rule=${encodeURIComponent(q.rule)}` : "") +
+    (q.snoozed ? "&snoozed=true" : "");
+  if (!q.town) {
+    const page = await api(`${base}&limit=${PAGE}&offset=${q.offset}`, { auth: true });
+    return { total: page.total, items: page.items, asOf };
+  }
+  const total = summary.rows.filter((r) => r.town === q.town && (!q.rule || r.rule === q.rule))
+    .reduce((a, r) => a + r.due + (q.snoozed ? r.snoozed : 0), 0);
+  const items = [];
+  let skip = q.offset, from = 0;
+  for (;;) {
+    const page = await api(`${base}&limit=${SCAN}&offset=${from}`, { auth: true });
+    for (const w of page.items) {
+      if (w.town !== q.town) continue;
+      if (skip > 0) skip -= 1; else if (items.length < PAGE) items.push(w);
+    }
+    from += page.items.length;
+    if (items.length >= PAGE || !page.items.length || from >= page.total) return { total, items, asOf };
+  }
 }
 
 export function renderWarnings() {
-  const body = $("warnings-table").tBodies[0];
+  renderBadge();
+  const sum = S.warnSummary;
+  const locked = $("warnings-locked");
+  locked.hidden = Boolean(sum);
+  $("warnings-card").hidden = !sum;
   $("warnings-date").value = warnDate();
-  if (!S.warnings) {
-    body.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "locked", text: "🔒 " + tokenMessage() })));
-    $("warnings-total").textContent = t("warnings_sub");
-    $("warnings-pager").replaceChildren();
+  if (!sum) {
+    locked.replaceChildren(h("div", { class: "locked lock", text: lockedText() }));
+    $("warning-matrix").replaceChildren();
+    $("warning-matrix-sub").textContent = "";
     return;
   }
-  $("warnings-total").textContent = `${t("warnings_sub")} · ${t("total", { n: fmtInt(S.warnings.total) })}`;
-  body.replaceChildren(...S.warnings.items.map((w) => h("tr", { "data-rule": w.rule, "data-person": w.person_id },
-    td(t("col_rule"), {}, h("span", { class: "wrule wr-" + w.rule, text: name("rule", w.rule) })),
-    td(t("col_person"), { class: "mono", title: w.person_id, text: shortId(w.person_id, 12) }),
-    td(t("col_town"), { text: townName(w.town) }),
-    td(t("col_since"), { class: "nowrap", text: w.since || "—" }),
-    td(t("col_detail"), { class: "detail", text: detail(w) }))));
-  pager($("warnings-pager"), S.warnings.total, S.warnOffset, (off) => { S.warnOffset = off; S.dirtyWarn = true; app.refresh(); });
+  const q = S.wq;
+  $("warning-matrix-sub").textContent = t("warning_matrix_sub", { d: sum.as_of, n: fmtInt(sum.total) });
+  renderMatrix($("warning-matrix"), {
+    rules: WARNING_RULES, rows: sum.rows, count: (r) => r.due + (q.snoozed ? r.snoozed : 0),
+    subs: (r) => [
+      r.due ? [t("m_oldest", { d: fmtDays(daysBetween(r.oldest_since, sum.as_of)) }), "age"] : null,
+      r.snoozed ? [t("m_snoozed", { n: fmtInt(r.snoozed) }), ""] : null,
+    ].filter(Boolean),
+    pick: (rule, town) => app.go("warnings", Object.assign({}, q, { rule, town, offset: 0 }), true),
+    selected: { rule: q.rule, town: q.town },
+    empty: t("matrix_empty_warnings", { d: sum.as_of }),
+  });
+  renderFilters();
+  renderList();
+}
+
+function renderFilters() {
+  const q = S.wq;
+  $("warning-rule").replaceChildren(h("option", { value: "", text: t("all_rules") }),
+    ...WARNING_RULES.map((r) => h("option", { value: r, text: name("rule", r) })));
+  $("warning-rule").value = q.rule;
+  townOptions($("warning-town"), S.warnSummary ? S.warnSummary.rows.map((r) => r.town) : [], q.town);
+  $("warning-snoozed").checked = q.snoozed;
+}
+
+function renderList() {
+  const box = $("warnings-list");
+  const list = S.warnList;
+  const q = S.wq;
+  const what = [q.rule ? name("rule", q.rule) : t("all_rules"), q.town ? townName(q.town) : t("all_towns")].join(" · ");
+  $("warning-list-title").textContent = `${t("warning_list_title")} · ${what}`;
+  if (!list) { box.replaceChildren(); $("warnings-total").textContent = ""; $("warnings-pager").replaceChildren(); return; }
+  $("warnings-total").textContent = t("total", { n: fmtInt(list.total) });
+  const redraw = (updated) => {
+    const items = q.snoozed ? S.warnList.items.map((w) => (w.warning_id === updated.warning_id ? updated : w))
+      : S.warnList.items.filter((w) => w.warning_id !== updated.warning_id);
+    S.warnList = Object.assign({}, S.warnList, { items, total: S.warnList.total - (q.snoozed ? 0 : 1) });
+    renderList();
+  };
+  box.replaceChildren(
+    ...(list.items.length ? [itemHead(true, true)] : [h("div", { class: "locked empty", text: t("queue_empty") })]),
+    ...list.items.map((w) => warningItem(w, list.asOf, redraw)));
+  pager($("warnings-pager"), list.total, q.offset, (off) => { S.wq.offset = off; S.dirtyWarn = true; app.refresh(); });
+}
+
+function renderBadge() {
+  const el = $("nav-warnings-count");
+  el.textContent = S.warnSummary ? fmtInt(S.warnSummary.total) : "";
 }
