@@ -90,6 +90,15 @@ def person_town(store: Any, person_id: str) -> str | None:
     return None if agg is None else agg.town
 
 
+def towns_asked(principal: Principal, town: str | None) -> list[str] | None:
+    """The towns a person-level list shows: the caller's (None: all, for admins), narrowed to
+    ``town`` when asked - a caseworker asking for another town gets an empty list, not an error."""
+    allowed = principal.town_filter()
+    if town is None:
+        return allowed
+    return [town] if allowed is None or town in allowed else []
+
+
 def require_person(principal: Principal, store: Any, person_id: str) -> None:
     """Caseworkers may only look at persons of their towns (403 otherwise, unknown included)."""
     if principal.is_admin:
@@ -99,4 +108,5 @@ def require_person(principal: Principal, store: Any, person_id: str) -> None:
 
 
 __all__ = ["AUDIT_KEY", "BEARER", "PRINCIPAL_KEY", "Caller", "audit_person", "authorize", "not_an_id_number",
+           "towns_asked",
            "person_town", "require_person"]

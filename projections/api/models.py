@@ -332,3 +332,13 @@ class Deliveries(BaseModel):
     total: int
     by_status: dict[str, int]
     items: list[Delivery]
+
+
+class Me(BaseModel):
+    """The caller as the token says: anonymous callers have no name or role."""
+
+    name: str | None
+    role: str | None = Field(description="viewer, caseworker or admin (null: anonymous)")
+    towns: list[str] = Field(description="a caseworker's towns (empty for the other roles)")
+    person_level: bool = Field(description="may read person-level data (alerts, warnings, person pages)")
+    admin: bool

@@ -55,6 +55,7 @@ POLICIES: dict[str, str] = {
     "/api/report": VIEWER,
     "/api/targets": VIEWER,
     "/api/status": VIEWER,
+    "/api/me": VIEWER,
     # person level
     "/api/alerts": PERSON_LEVEL,
     "/api/alerts/summary": PERSON_LEVEL,

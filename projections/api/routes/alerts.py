@@ -21,9 +21,9 @@ from processors.domain.texts import alert_reason
 from projections.api.alert_actions import record_alert_action_event
 from projections.api.auth import Principal
 from projections.api.context import Api
-from projections.api.guard import Caller, not_an_id_number, person_town, require_person
+from projections.api.guard import Caller, not_an_id_number, person_town, require_person, towns_asked
 from projections.api.models import ActionIn, Alert, Alerts, AlertSummary, AssignIn
-from projections.api.params import Limit, Offset, PersonId, Rule, Snapshot, StrictBool
+from projections.api.params import Limit, Offset, PersonId, Rule, Snapshot, StrictBool, Town
 from projections.api.problems import Problem, responses
 
 log = logging.getLogger("careledger.api")
@@ -46,12 +46,13 @@ def alerts(
         description="newest: detected last first; queue: critical first, then the longest waiting")] = "newest",
     assigned_to: Annotated[str | None, Query(max_length=200, description="only alerts assigned to this name")] = None,
     escalated: Annotated[StrictBool | None, Query(description="only escalated (true) or not escalated (false)")] = None,
+    town: Town = None,  # only persons now living there (within the caller's towns)
 ) -> dict[str, Any]:
     not_an_id_number(person_id)
     source = api.source(snapshot, person_level=True)
     if person_id is not None:
         require_person(caller, source, person_id)
-    answer = source.alerts(rule=rule, person_id=person_id, status=status, towns=caller.town_filter(), limit=limit,
+    answer = source.alerts(rule=rule, person_id=person_id, status=status, towns=towns_asked(caller, town), limit=limit,
                            offset=offset, sort=sort, assigned_to=assigned_to, escalated=escalated, identity=True)
     for item in answer["items"]:
         item.update(alert_reason(item, api.rules).as_fields())

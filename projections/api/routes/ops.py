@@ -1,5 +1,6 @@
-"""Operations: liveness, readiness, Prometheus metrics (policy ``public``) and ``/api/status``
-(policy ``viewer``: the lag of every projection behind ``careledger.events``, CONTRACT §2)."""
+"""Operations: liveness, readiness, Prometheus metrics (policy ``public``), ``/api/status``
+(policy ``viewer``: the lag of every projection behind ``careledger.events``, CONTRACT §2) and
+``/api/me`` (policy ``viewer``: who the token is)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from fastapi.responses import Response
 from projections.api import metrics, problems
 from projections.api.context import Api, KafkaUnavailable
 from projections.api.guard import Caller
-from projections.api.models import Health, Ready, Status
+from projections.api.models import Health, Me, Ready, Status
 from projections.api.problems import Problem, responses
 
 router = APIRouter()
@@ -72,3 +73,12 @@ def status(api: Api, caller: Caller) -> dict[str, Any]:
             # a projection whose store does not answer is listed with lag null; "lag" covers the rest
             "degraded": bool(report.unavailable), "projections": projections,
             "events_end_offsets": {str(p): n for p, n in sorted(report.end_offsets.items())}}
+
+
+@router.get("/api/me", tags=["ops"], summary="Who the token is: name, role, towns (and what it may do)",
+            response_model=Me)
+def me(caller: Caller) -> dict[str, Any]:
+    """The dashboard shows who is signed in and offers the caller as assignee; a token that is
+    sent must be valid (401), none at all is anonymous."""
+    return {"name": caller.name, "role": caller.role, "towns": list(caller.towns),
+            "person_level": caller.role in ("caseworker", "admin"), "admin": caller.is_admin}

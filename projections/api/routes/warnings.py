@@ -18,9 +18,19 @@ from careledger import clock
 from processors.domain.texts import warning_reason
 from projections.api.alert_actions import record_snooze_event
 from projections.api.context import Api
-from projections.api.guard import Caller, not_an_id_number, require_person
+from projections.api.guard import Caller, not_an_id_number, require_person, towns_asked
 from projections.api.models import SnoozeIn, Warning, Warnings, WarningSummary
-from projections.api.params import MAX_LIMIT, AsOfDate, Limit, Offset, PersonId, Rule, Snapshot, StrictBool
+from projections.api.params import (
+    MAX_LIMIT,
+    AsOfDate,
+    Limit,
+    Offset,
+    PersonId,
+    Rule,
+    Snapshot,
+    StrictBool,
+    Town,
+)
 from projections.api.problems import Problem, invalid, responses
 from projections.api.routes.aggregates import today_shanghai
 
@@ -42,13 +52,14 @@ def warnings(
     offset: Offset = 0,
     snapshot: Snapshot = None,
     snoozed: Annotated[StrictBool, Query(description="true: also the snoozed ones (marked)")] = False,
+    town: Town = None,  # only persons now living there (within the caller's towns)
 ) -> dict[str, Any]:
     not_an_id_number(person_id)
     source = api.source(snapshot, person_level=True)
     if person_id is not None:
         require_person(caller, source, person_id)
     when = as_of or today_shanghai()
-    answer = source.warnings(when, rule=rule, person_id=person_id, towns=caller.town_filter(), limit=limit,
+    answer = source.warnings(when, rule=rule, person_id=person_id, towns=towns_asked(caller, town), limit=limit,
                              offset=offset, snoozed_too=snoozed, identity=True)
     for item in answer["items"]:
         item.update(warning_reason(item, api.rules).as_fields())

@@ -10,7 +10,7 @@
  * fallback; warning frames re-read the warnings, frames about the open person re-read the page.
  */
 import {
-  $, LS_LANG, LS_TOKEN, S, api, app, errorText, sleep, t, tokenMessage,
+  $, LS_LANG, LS_TOKEN, S, api, app, authFailure, errorText, sleep, t, tokenMessage,
 } from "./js/core.js";
 import { loadPeriods, period, renderPeriodOptions, trendMonths } from "./js/periods.js";
 import { loadAlerts, renderAlertList, renderAlertMatrix, renderSummary } from "./js/views/alerts.js";
@@ -304,11 +304,26 @@ function setToken(token) {
   S.alertSummary = null; S.alertMatrix = null; S.alertList = null; S.warnSummary = null; S.warnList = null; S.person = null;
   S.dirtyAlerts = true; S.dirtyWarn = true; S.dirtyAgg = true; S.dirtyPerson = true;
   if (S.sseCtrl) S.sseCtrl.abort();
-  renderToken(); tick();
+  S.me = null;
+  renderToken(); loadMe(); tick();
+}
+
+/* Who the token is: shown in the token bar, offered as assignee; a viewer's token is known as such
+ * before any person-level call answers 403. */
+async function loadMe() {
+  if (!S.token) { S.me = null; renderToken(); return; }
+  try {
+    S.me = await api("/api/me", { auth: true });
+    if (!S.me.person_level) S.tokenState = "forbidden";
+  } catch (err) {
+    if (!authFailure(err)) S.me = null;
+  }
+  renderToken();
 }
 
 wire();
 applyI18n();
+loadMe();
 parseRoute();
 loop();
 sseLoop();

@@ -25,6 +25,7 @@ export const S = {
   lang: storedLang === "en" ? "en" : "zh",
   token: storedToken,
   tokenState: storedToken ? "ok" : "none",
+  me: null,  // who the token is (GET /api/me): name, role, towns
   view: "overview",  // the view the address (#/...) names: overview, alerts, warnings, person
   period: "auto", custom: { from: "", to: "" },
   periods: null,  // half-years and years with data, newest first (periods.js)
@@ -208,6 +209,10 @@ export function tokenMessage() {
   if (!S.token) return t("token_none");
   if (S.tokenState === "invalid") return t("token_invalid");
   if (S.tokenState === "forbidden") return t("token_forbidden");
+  if (S.me && S.me.name) {
+    const towns = (S.me.towns || []).map((x) => townName(x)).join("、");
+    return t("token_me", { name: S.me.name, role: t("role_" + S.me.role), towns: towns ? ` · ${towns}` : "" });
+  }
   return t("token_saved");
 }
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -56,6 +56,7 @@ CALLS: dict[str, tuple[str, str, Any]] = {
     "/api/report": ("GET", "/api/report?from=2024-01-01&to=2024-06-30", None),
     "/api/targets": ("GET", "/api/targets", None),
     "/api/status": ("GET", "/api/status", None),
+    "/api/me": ("GET", "/api/me", None),
     "/api/alerts": ("GET", "/api/alerts", None),
     "/api/alerts/{alert_id}/acknowledge": ("POST", f"/api/alerts/{DUP_ALERT}/acknowledge", {"note": "n"}),
     "/api/alerts/{alert_id}/resolve": ("POST", f"/api/alerts/{DUP_ALERT}/resolve", None),

@@ -15,7 +15,7 @@ from producers.publisher import EventPublisher
 from projections.api.app import create_app
 from projections.api.routes.aggregates import today_shanghai
 from tests.unit.producers.conftest import FakeProducer
-from tests.unit.projections.api.conftest import TOWN_A, StubProbe, auth, ev
+from tests.unit.projections.api.conftest import TOWN_A, TOWN_B, StubProbe, auth, ev
 
 NAME, PHONE = "张秀英", "13800001111"
 
@@ -172,3 +172,28 @@ def test_names_are_gone_after_forget(client: TestClient, tokens: dict[str, str],
         assert NAME not in client.get(url, headers=admin).text and PHONE not in client.get(url, headers=admin).text
     rows = json.dumps(store.snapshot_rows(), ensure_ascii=False, default=str)
     assert NAME not in rows and PHONE not in rows
+
+
+def test_lists_narrow_to_a_town_within_the_callers(client: TestClient, tokens: dict[str, str]) -> None:
+    """The dashboard's town cell: ``town=`` narrows a list; a caseworker never widens hers."""
+    admin, cw = auth(tokens["admin"]), auth(tokens["caseworker"])
+    every = client.get("/api/alerts", headers=admin).json()
+    b_only = client.get(f"/api/alerts?town={TOWN_B}", headers=admin).json()
+    assert 0 < b_only["total"] < every["total"]
+    assert {a["person_town"] for a in b_only["items"]} == {TOWN_B}
+    assert client.get(f"/api/alerts?town={TOWN_B}", headers=cw).json() == {"total": 0, "items": []}
+    assert client.get(f"/api/alerts?town={TOWN_A}", headers=cw).json()["total"] == \
+        client.get("/api/alerts", headers=cw).json()["total"]
+    warned = client.get(f"/api/warnings?as_of=2024-06-30&town={TOWN_A}", headers=admin).json()
+    assert warned["total"] > 0 and {w["town"] for w in warned["items"]} == {TOWN_A}
+    assert client.get(f"/api/warnings?as_of=2024-06-30&town={TOWN_A}",
+                      headers=auth(tokens["caseworker_b"])).json()["total"] == 0
+
+
+def test_me_says_who_the_token_is(client: TestClient, tokens: dict[str, str]) -> None:
+    assert client.get("/api/me", headers=auth(tokens["caseworker"])).json() == {
+        "name": "cw-a", "role": "caseworker", "towns": [TOWN_A], "person_level": True, "admin": False}
+    assert client.get("/api/me", headers=auth(tokens["viewer"])).json()["person_level"] is False
+    assert client.get("/api/me").json() == {"name": None, "role": None, "towns": [], "person_level": False,
+                                            "admin": False}
+    assert client.get("/api/me", headers=auth("cl_not-a-token")).status_code == 401

@@ -96,7 +96,7 @@ export function assign(alert, onDone) {
   openDialog({
     title: t("assign_title"), about: about(alert), submitLabel: t("assign_go"),
     fields: [
-      { name: "assignee", label: t("assignee_label"), required: true, maxlength: 200, value: alert.assigned_to || "",
+      { name: "assignee", label: t("assignee_label"), required: true, maxlength: 200, value: alert.assigned_to || (S.me && S.me.name) || "",
         list: [...assignees] },
       { name: "note", label: t("note_label"), type: "textarea", maxlength: 2000 },
     ],

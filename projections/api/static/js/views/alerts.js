@@ -1,9 +1,8 @@
 /* 风险隐患: the work queue (summary per town × rule, then the list in queue order) and the open-alerts
  * card of the overview.
  *
- * The API answers only the persons of a caseworker's towns (admins: all), with names.  The list
- * has no town parameter: a town's list is read in the queue's own order, 500 at a time, keeping
- * that town's alerts (its total comes from the summary), so the order stays the API's.
+ * The API answers only the persons of a caseworker's towns (admins: all), with names; a town cell
+ * of the summary asks for that town's list (``town=``, within the caller's).
  */
 import {
   $, ALERT_RULES, PAGE, RULE_SEVERITY, S, api, app, authFailure, fmtInt, h, name, sinceNow, t, tokenMessage, townName, townOrder,
@@ -13,7 +12,6 @@ import { alertItem, itemHead } from "./items.js";
 import { renderMatrix } from "./matrix.js";
 import { pager } from "./pager.js";
 
-const SCAN = 500;
 
 /* Read the open-alerts summary (every pass: the overview card, the KPI and the tab's badge) and,
  * on the alerts view, the queue's summary and one page of its list. */
@@ -26,7 +24,7 @@ export async function loadAlerts() {
     S.alertSummary = open;
     if (S.view === "alerts") {
       const summary = q.status === "open" ? open : await api(`/api/alerts/summary?status=${q.status}`, { auth: true });
-      const list = await loadList(q, summary);
+      const list = await loadList(q);
       S.alertMatrix = summary;
       const key = JSON.stringify([list, S.lang]);
       if (key !== S.alertsKey) {
@@ -54,27 +52,12 @@ function clear() {
 
 function listUrl(q) {
   return `/api/alerts?sort=${q.sort}&status=${q.status}` + (q.rule ? `&rule=${encodeURIComponent(q.rule)}` : "") +
-    (q.escalated ? "&escalated=true" : "");
+    (q.escalated ? "&escalated=true" : "") + (q.town ? `&town=${encodeURIComponent(q.town)}` : "");
 }
 
-async function loadList(q, summary) {
-  if (!q.town) {
-    const page = await api(`${listUrl(q)}&limit=${PAGE}&offset=${q.offset}`, { auth: true });
-    return { total: page.total, items: page.items };
-  }
-  const total = summary.rows.filter((r) => r.town === q.town && (!q.rule || r.rule === q.rule))
-    .reduce((a, r) => a + (q.escalated ? r.escalated : r.count), 0);
-  const items = [];
-  let skip = q.offset, from = 0;
-  for (;;) {
-    const page = await api(`${listUrl(q)}&limit=${SCAN}&offset=${from}`, { auth: true });
-    for (const a of page.items) {
-      if ((a.person_town || a.town) !== q.town) continue;
-      if (skip > 0) skip -= 1; else if (items.length < PAGE) items.push(a);
-    }
-    from += page.items.length;
-    if (items.length >= PAGE || !page.items.length || from >= page.total) return { total, items };
-  }
+async function loadList(q) {
+  const page = await api(`${listUrl(q)}&limit=${PAGE}&offset=${q.offset}`, { auth: true });
+  return { total: page.total, items: page.items };
 }
 
 // ------------------------------------------------------------------ the overview's card

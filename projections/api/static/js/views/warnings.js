@@ -1,8 +1,6 @@
 /* 需求预警: the work queue as of a date (default today in Asia/Shanghai, as the API judges it):
  * summary per town × rule, then the list, longest overdue first, with the snooze action.
- *
- * Like the alerts, the list has no town parameter: a town's list is read in the API's order, 500
- * at a time, keeping that town's warnings; its total comes from the summary. */
+ * A town cell of the summary asks the API for that town's list (``town=``, within the caller's). */
 import {
   $, PAGE, S, WARNING_RULES, api, app, authFailure, daysBetween, fmtDays, fmtInt, h, name, t, todayShanghai, townName,
 } from "../core.js";
@@ -11,7 +9,6 @@ import { itemHead, warningItem } from "./items.js";
 import { renderMatrix } from "./matrix.js";
 import { pager } from "./pager.js";
 
-const SCAN = 500;
 export const warnDate = () => S.wq.asOf || todayShanghai();
 
 /* The summary (the tab's badge, on every view now and then) and, on the warnings view, one page of the list. */
@@ -35,25 +32,10 @@ export async function loadWarnings() {
 }
 
 async function loadList(q, summary, asOf) {
-  const base = `/api/warnings?as_of=${asOf}` + (q.rule ? `&rule=${encodeURIComponent(q.rule)}` : "") +
-    (q.snoozed ? "&snoozed=true" : "");
-  if (!q.town) {
-    const page = await api(`${base}&limit=${PAGE}&offset=${q.offset}`, { auth: true });
-    return { total: page.total, items: page.items, asOf };
-  }
-  const total = summary.rows.filter((r) => r.town === q.town && (!q.rule || r.rule === q.rule))
-    .reduce((a, r) => a + r.due + (q.snoozed ? r.snoozed : 0), 0);
-  const items = [];
-  let skip = q.offset, from = 0;
-  for (;;) {
-    const page = await api(`${base}&limit=${SCAN}&offset=${from}`, { auth: true });
-    for (const w of page.items) {
-      if (w.town !== q.town) continue;
-      if (skip > 0) skip -= 1; else if (items.length < PAGE) items.push(w);
-    }
-    from += page.items.length;
-    if (items.length >= PAGE || !page.items.length || from >= page.total) return { total, items, asOf };
-  }
+  const url = `/api/warnings?as_of=${asOf}` + (q.rule ? `&rule=${encodeURIComponent(q.rule)}` : "") +
+    (q.snoozed ? "&snoozed=true" : "") + (q.town ? `&town=${encodeURIComponent(q.town)}` : "");
+  const page = await api(`${url}&limit=${PAGE}&offset=${q.offset}`, { auth: true });
+  return { total: page.total, items: page.items, asOf };
 }
 
 export function renderWarnings() {
