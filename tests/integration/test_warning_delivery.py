@@ -139,7 +139,7 @@ def test_warnings_and_escalations_reach_every_channel_once(kafka_settings: Setti
             # (4) the fulfilling events: one clearing each
             publish(settings, [
                 ev("job-old", "job.placed", "p-old", TOWN_A, "2024-07-01",
-                   {"placement_kind": "supported", "employer": "emp1", "need_id": "n-old"}),
+                   {"placement_kind": "proportional", "employer": "emp1", "need_id": "n-old"}),
                 ev("prof-new-2", "person.profile_changed", "p-new", TOWN_B, "2024-07-01",
                    {"certificate_expires": "2029-07-01"}),
             ])
