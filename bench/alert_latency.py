@@ -71,8 +71,13 @@ class Arrivals:
 def kafka_client(settings: Settings, arrivals: Arrivals, stop: threading.Event) -> None:
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(settings.topics.alerts, **settings.kafka_client_options(), group_id="bench-kafka",
-                             enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100)
+    consumer = KafkaConsumer(**settings.kafka_client_options(), group_id="bench-kafka", enable_auto_commit=False,
+                             auto_offset_reset="earliest", fetch_max_wait_ms=100, metadata_max_age_ms=5000)
+    # join the group once the topic's partitions are known: a member that joins without them is
+    # assigned nothing until its next metadata refresh (the deliverer does the same)
+    while not consumer.partitions_for_topic(settings.topics.alerts) and not stop.is_set():
+        time.sleep(0.2)
+    consumer.subscribe([settings.topics.alerts])
     try:
         while not stop.is_set():
             for records in consumer.poll(timeout_ms=200).values():

@@ -292,7 +292,7 @@ class Settings:
             targets_path=Path(_env("CARELEDGER_TARGETS", str(DEFAULT_TARGETS_PATH))),
             processor_group=_env("CARELEDGER_PROCESSOR_GROUP", "careledger-processor"),
             batch_size=int(_env("CARELEDGER_BATCH_SIZE", "5000")),
-            batch_within_s=float(_env("CARELEDGER_BATCH_WITHIN_S", "0.5")),
+            batch_within_s=float(_env("CARELEDGER_BATCH_WITHIN_S", "0.1")),
             kafka_security=security,
             small_cell_threshold=int(_env("CARELEDGER_SMALL_CELL", "5")),
             anonymous_aggregates=_env("CARELEDGER_ANONYMOUS_AGGREGATES", "suppressed"),
