@@ -44,7 +44,7 @@ demo: up
 	$(BIN)/careledger demo
 
 test: jars servers font
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=30
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit

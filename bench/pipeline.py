@@ -148,6 +148,8 @@ def main() -> int:
     parser.add_argument("--clickhouse", action="store_true", help="also run the ClickHouse projection")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
                         help="event loop of the bare agent and of the workers")
+    parser.add_argument("--apply", choices=["process", "thread"], default="process",
+                        help="where the worker applies its batches (CARELEDGER_APPLY_PROCESS; default process)")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="careledger-bench-pipeline-"))
@@ -155,7 +157,8 @@ def main() -> int:
     port = free_port()
     settings = dataclasses.replace(Settings.from_env(), home=home, kafka_port=port, kafka_controller_port=free_port(),
                                    kafka_bootstrap=f"127.0.0.1:{port}", kafka_security={},
-                                   processor_group="bench", event_loop=args.loop)
+                                   processor_group="bench", event_loop=args.loop,
+                                   apply_process=args.apply == "process")
     broker = KafkaBroker(settings)
     clickhouse = ClickHouseServer(settings) if args.clickhouse else None
     broker.start()
@@ -204,7 +207,8 @@ def main() -> int:
                 w.stop()
         raw_rate, ours_rate = n / raw_s, n / ours_s
         first_rate, last_rate = decile_rates(progress, n)
-        print(f"machine: {os.cpu_count()} cores; events: {n:,}; projections: {', '.join(urls)}; loop: {args.loop}")
+        print(f"machine: {os.cpu_count()} cores; events: {n:,}; projections: {', '.join(urls)}; loop: {args.loop}; "
+              f"apply in a {args.apply}")
         print(f"raw aiokafka consumer (json.loads each): {raw_rate:>10,.0f} events/s ({raw_s:.1f} s)")
         print(f"bare faust agent (json.loads each):     {ceiling:>10,.0f} events/s "
               f"({ceiling_steady:,.0f}/s after its first batch): the ceiling of any Faust agent here")
@@ -215,7 +219,7 @@ def main() -> int:
               f"({last_rate / first_rate:.0%} of the first; goal >= 90%)")
         for name, peak in peaks.items():
             print(f"processor {name} peak RSS (all its processes): {peak:,.0f} MB (goal < 500 MB)")
-        flags = (" --clickhouse" if args.clickhouse else "") + f" --loop {args.loop}"
+        flags = (" --clickhouse" if args.clickhouse else "") + f" --loop {args.loop} --apply {args.apply}"
         print(f"reproduce: .venv/bin/python bench/pipeline.py --events {args.events} --persons {args.persons}{flags}")
     finally:
         if clickhouse:

@@ -65,8 +65,9 @@ def raw_rate(settings: Settings, batch: int, decode: bool = False, fold: bool = 
             for recs in consumer.poll(timeout_ms=500).values():
                 seen += len(recs)
                 if decode or fold:
-                    records = decode_records(decoder, [LogRecord(r.partition, r.offset, r.timestamp, r.key, r.value)
-                                                       for r in recs], None, stats)
+                    records, _raws = decode_records(decoder, [LogRecord(r.partition, r.offset, r.timestamp, r.key,
+                                                                        r.value, r.headers or ()) for r in recs],
+                                                    None, stats)
                     if fold:
                         model.fold(state, [rec for rec in records if rec.event is not None])
         return seen, seen / (time.perf_counter() - started)

@@ -27,7 +27,14 @@ from typing import Any
 
 from careledger.retrying import call_retrying
 from careledger.settings import Settings
-from projections.registry import redact_url
+from processors.domain.rules_config import load_rules
+from producers.keystore import KeyStore
+from producers.pseudonym import InvalidIdNumber, Pseudonymiser
+from projections import open_store
+from projections.registry import Registry, redact_url
+from projections.store import ErasableStore, ProjectionStore
+from projections.webhook_store import sql_engine
+from projections.webhooks.queue import DeliveryQueue
 
 __all__ = ["ForgetReport", "forget_person", "register"]
 
@@ -62,17 +69,13 @@ class ForgetReport:
         return out
 
 
-def store_label(store: Any, name: str | None = None) -> str:
+def store_label(store: ProjectionStore, name: str | None = None) -> str:
     """A store's label in the summary: its registry name or projection, and where it is."""
-    url = getattr(store, "url", None)
-    where = f" ({redact_url(url)})" if url else ""
+    where = f" ({redact_url(store.url)})" if store.url else ""
     return f"{name or store.name}{where}"
 
 
 def _default_stores(settings: Settings) -> list[tuple[str, Any]]:
-    from processors.domain.rules_config import load_rules
-    from projections import open_store
-    from projections.registry import Registry
 
     rules = load_rules(settings.rules_path)
     urls = [settings.sql_url] + ([settings.clickhouse_url] if settings.clickhouse_url else [])
@@ -84,7 +87,7 @@ def _default_stores(settings: Settings) -> list[tuple[str, Any]]:
             urls.append(entry["url"])
             store = registry.open_named(entry["name"], rules)
             stores.append((store_label(store, entry["name"]), store))
-    stores = [(label, store) for label, store in stores if hasattr(store, "forget")]
+    stores = [(label, store) for label, store in stores if isinstance(store, ErasableStore)]
     for _, store in stores:
         store.migrate()
     return stores
@@ -97,8 +100,6 @@ class _WebhookDeliveries:
     name = "webhook deliveries"
 
     def __init__(self, settings: Settings) -> None:
-        from projections.webhook_store import sql_engine
-        from projections.webhooks.queue import DeliveryQueue
 
         self.queue = DeliveryQueue(sql_engine(settings.sql_url))
 
@@ -113,7 +114,6 @@ def forget_person(settings: Settings, person_id: str, *, keystore: Any = None, s
                   settle_s: float | None = None) -> ForgetReport:
     """Forget one person (by pseudonym) in the key store and every projection store.  ``stores``:
     stores or ``(label, store)`` pairs (default: every store of this home, and the webhook log)."""
-    from producers.keystore import KeyStore
 
     own_keystore = keystore is None
     keystore = keystore if keystore is not None else KeyStore.from_settings(settings)
@@ -158,7 +158,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _forget(args: argparse.Namespace) -> int:
-    from producers.pseudonym import InvalidIdNumber, Pseudonymiser
 
     settings = Settings.from_env()
     if (args.person_id is None) == (args.id_number is None):

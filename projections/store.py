@@ -21,6 +21,7 @@ COUNT_KINDS = ("payment", "service", "visit", "job", "need", "person", "posting"
 @runtime_checkable
 class ProjectionStore(Protocol):
     name: str  # projection name its positions are kept under (and shown in /api/status)
+    url: str  # where it is (shown redacted: projections.registry.redact_url)
 
     def migrate(self) -> None:
         """Create or upgrade the schema (idempotent)."""

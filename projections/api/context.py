@@ -11,7 +11,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
@@ -47,6 +47,14 @@ def kafka_listening(bootstrap: str, timeout: float = 2.0) -> None:
     raise OSError("no bootstrap server accepts connections (" + "; ".join(errors) + ")")
 
 
+class Probe(Protocol):
+    """What the API asks of a lag probe (``processors.lag.LagProbe``; tests give stand-ins)."""
+
+    def measure(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
 class CheckedProbe:
     """The real lag probe, after a quick TCP check of the brokers."""
 
@@ -80,7 +88,7 @@ class LagService:
 
     def __init__(self, factory: Callable[[], Any]) -> None:
         self._factory = factory
-        self._probe: Any = None
+        self._probe: Probe | None = None
         self._lock = threading.Lock()
 
     def measure(self) -> Any:
@@ -100,11 +108,10 @@ class LagService:
             self._probe = None
 
 
-def _close(probe: Any) -> None:
-    close = getattr(probe, "close", None)  # test stand-ins need not have one
-    if close is not None:
+def _close(probe: Probe | None) -> None:
+    if probe is not None:
         try:
-            close()
+            probe.close()
         except Exception:  # noqa: BLE001 - closing a broken client
             pass
 

@@ -45,6 +45,9 @@ def payment(event_id: str, person: str = "p-bad-input", **changes: Any) -> dict[
 
 
 class _StubProbe:
+    def close(self) -> None:
+        pass
+
     def measure(self) -> Any:
         from processors.lag import LagReport
 

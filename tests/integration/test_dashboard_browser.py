@@ -107,6 +107,11 @@ class StoreLag:
     def __init__(self, store: Any) -> None:
         self.store = store
 
+    def close(self) -> None:
+
+        pass
+
+
     def measure(self) -> LagReport:
         ends = {p: off + 1 for p, off in self.store.offsets().items()}
         return LagReport(per_projection={"sql": 0}, per_partition={"sql": {p: 0 for p in ends}}, end_offsets=ends)

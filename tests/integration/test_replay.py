@@ -178,6 +178,9 @@ def test_snapshot_until_a_date_equals_a_clean_run_of_those_events(stack: TestSta
     from projections.api.auth import TokenStore
 
     class NoLag:
+        def close(self) -> None:
+            pass
+
         def measure(self) -> Any:
             raise RuntimeError("not used")
 

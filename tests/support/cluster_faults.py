@@ -194,9 +194,15 @@ def _ingest_with_kills(cluster: KafkaCluster, settings: Settings, events: list[d
                                 stderr=subprocess.STDOUT)
     assert proc.stdin is not None
     chunk = max(1, int(len(lines) / (ingest_s * 10)))
+    kills_done = threading.Event()
 
-    def feed() -> None:  # paced, so the kills land while lines are still being written
-        for start in range(0, len(lines), chunk):
+    def feed() -> None:
+        """Paced over ``ingest_s``; the last chunk waits until every kill is done, so each kill lands
+        while lines are still being written, however long a kill and its recovery take."""
+        starts = list(range(0, len(lines), chunk))
+        for start in starts:
+            if start == starts[-1]:
+                kills_done.wait(900)
             proc.stdin.write(b"\n".join(lines[start:start + chunk]) + b"\n")  # type: ignore[union-attr]
             proc.stdin.flush()  # type: ignore[union-attr]
             time.sleep(0.1)
@@ -210,9 +216,11 @@ def _ingest_with_kills(cluster: KafkaCluster, settings: Settings, events: list[d
             _wait(lambda t=threshold: sum(_sizes(settings).values()) >= t, 300, f"ingest progress to {threshold}")
             written = sum(_sizes(settings).values())  # some lines are still to come: a kill mid-ingest
             run.kills.append(_kill_busiest(cluster, settings, "ingest", written, written < len(events), down_s, log))
+        kills_done.set()
         writer.join()
         run.ingest_exit = proc.wait(timeout=300)
     finally:
+        kills_done.set()
         if proc.poll() is None:
             proc.kill()
     log(f"ingest exited with {run.ingest_exit}")

@@ -44,6 +44,9 @@ POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]  # 
 
 
 class _Probe:
+    def close(self) -> None:
+        pass
+
     def measure(self) -> LagReport:
         return LagReport(per_projection={"sql": 0}, per_partition={"sql": {0: 0}}, end_offsets={0: 20})
 

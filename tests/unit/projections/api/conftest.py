@@ -85,6 +85,11 @@ class StubProbe:
     error: Exception | None = None
     calls: int = 0
 
+    def close(self) -> None:
+
+        pass
+
+
     def measure(self) -> LagReport:
         self.calls += 1
         if self.error is not None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from projections.api.alert_stream import REVALIDATE_S, StreamFilter, alert_events, frame, stream_towns
+from projections.api.alert_stream import POLL_S, REVALIDATE_S, StreamFilter, alert_events, frame, stream_towns
 from tests.support.reliability import record
 from tests.unit.projections.api.conftest import TOWN_A, TOWN_B, auth
 
@@ -126,8 +126,8 @@ def test_a_caseworker_cannot_widen_her_towns() -> None:
 
 def test_live_tail_heartbeat_and_disconnect() -> None:
     reader = FakeOutbox([row(1)])
-    # follow: polls every 0.5 s; no data for 15 s → a comment; the client leaves → the loop ends
-    text = run_stream(reader, 0, follow=True, disconnect_after=40, heartbeat_s=15.0)
+    # follow: polls every POLL_S; no data for 30 polls → a comment; the client leaves after 40 → the loop ends
+    text = run_stream(reader, 0, follow=True, disconnect_after=40, heartbeat_s=30 * POLL_S)
     events = parse(text)
     assert events[0] == {"retry": "2000"}
     assert ids(text) == [1]
