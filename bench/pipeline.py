@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -105,19 +106,62 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def peak_rss_mb(pid: int) -> float:
-    """The sum of the peak RSS of ``pid`` and all its descendants (supervisor, faust process,
-    applier process): what the worker costs the machine, counted high rather than low."""
-    total = 0
+def peak_rss_mb(pid: int) -> dict[int, float]:
+    """The peak RSS (VmHWM, MB) of ``pid`` and each of its descendants (supervisor, faust process,
+    applier process); their sum is what the worker costs the machine, counted high rather than low."""
+    peaks: dict[int, float] = {}
     for p in [pid, *descendants(pid)]:
         try:
             with open(f"/proc/{p}/status") as fh:
                 for line in fh:
                     if line.startswith("VmHWM:"):
-                        total += int(line.split()[1])
+                        peaks[p] = int(line.split()[1]) / 1024
         except OSError:
             pass
-    return total / 1024
+    return peaks
+
+
+def profile_workers(workers: list[Any], progress: list[tuple[float, int]], after: int, seconds: float,
+                    home: Path) -> None:
+    """py-spy (sampling, from outside: the workers run unmodified) on every worker process once
+    ``after`` events are applied; prints each process's top functions by own and by total time."""
+    while not progress or progress[-1][1] < after:
+        time.sleep(0.2)
+    procs = [(w.projection, pid) for w in workers if w.proc is not None for pid in [w.proc.pid, *descendants(w.proc.pid)]]
+    spy = Path(sys.executable).with_name("py-spy")
+    runs = [(name, pid, home / f"py-spy-{name}-{pid}.txt") for name, pid in procs]
+    running = [subprocess.Popen([str(spy), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
+                                 "--format", "raw", "--nonblocking", "--output", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _, pid, out in runs]
+    for proc in running:
+        proc.wait()
+    for name, pid, out in runs:
+        if out.exists():
+            print(summarise_stacks(f"{name} pid {pid}", out.read_text()))
+
+
+def summarise_stacks(title: str, collapsed: str, top: int = 12) -> str:
+    """Own and total share of the samples per function, from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        samples += count
+        frames = [f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].split(":")[0].rstrip(")") for f in stack.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            total[frame] = total.get(frame, 0) + count
+    if not samples:
+        return f"{title}: no samples"
+    lines = [f"{title}: {samples} samples"]
+    for label, table in (("own", own), ("total", total)):
+        for frame, count in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            lines.append(f"  {label:5s} {count / samples:6.1%}  {frame}")
+    return "\n".join(lines)
 
 
 def decile_rates(progress: list[tuple[float, int]], total: int) -> tuple[float, float]:
@@ -150,6 +194,9 @@ def main() -> int:
                         help="event loop of the bare agent and of the workers")
     parser.add_argument("--apply", choices=["process", "thread"], default="process",
                         help="where the worker applies its batches (CARELEDGER_APPLY_PROCESS; default process)")
+    parser.add_argument("--py-spy", type=float, default=0.0, metavar="SECONDS",
+                        help="once 20%% of the events are applied, record every worker process with py-spy for "
+                             "SECONDS and print where each spends its time (collapsed stacks kept in the run's home)")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="careledger-bench-pipeline-"))
@@ -176,7 +223,7 @@ def main() -> int:
             urls["clickhouse"] = clickhouse.url("bench")
         stores = {name: open_test_store(settings, url) for name, url in urls.items()}
         workers = [worker(settings, name, url, name) for name, url in urls.items()]
-        peaks: dict[str, float] = {}
+        peaks: dict[str, dict[int, float]] = {}  # projection -> pid -> peak RSS (MB)
         progress: list[tuple[float, int]] = []  # (seconds since start, events the SQL store applied)
         started = time.perf_counter()
         for w in workers:
@@ -191,12 +238,19 @@ def main() -> int:
                 if tick % 5 == 0:
                     for w in workers:
                         if w.proc is not None:
-                            peaks[w.projection] = max(peaks.get(w.projection, 0.0), peak_rss_mb(w.proc.pid))
+                            seen = peaks.setdefault(w.projection, {})
+                            for pid, mb in peak_rss_mb(w.proc.pid).items():
+                                seen[pid] = max(seen.get(pid, 0.0), mb)
                 tick += 1
                 time.sleep(0.2)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        profiler = None
+        if args.py_spy:
+            profiler = threading.Thread(target=profile_workers, daemon=True,
+                                        args=(workers, progress, n // 5, args.py_spy, home))
+            profiler.start()
         try:
             wait_caught_up(settings, stores, expected_end=n, timeout=7200, workers=workers)
             ours_s = time.perf_counter() - started
@@ -205,6 +259,8 @@ def main() -> int:
             sampler.join()
             for w in workers:
                 w.stop()
+        if profiler is not None:
+            profiler.join()
         raw_rate, ours_rate = n / raw_s, n / ours_s
         first_rate, last_rate = decile_rates(progress, n)
         print(f"machine: {os.cpu_count()} cores; events: {n:,}; projections: {', '.join(urls)}; loop: {args.loop}; "
@@ -217,8 +273,10 @@ def main() -> int:
               f"{ours_rate / raw_rate:.0%}")
         print(f"SQL store, first 10% of the events: {first_rate:,.0f} events/s; last 10%: {last_rate:,.0f} events/s "
               f"({last_rate / first_rate:.0%} of the first; goal >= 90%)")
-        for name, peak in peaks.items():
-            print(f"processor {name} peak RSS (all its processes): {peak:,.0f} MB (goal < 500 MB)")
+        for name, by_pid in peaks.items():
+            parts = " + ".join(f"{mb:,.0f}" for mb in by_pid.values())
+            print(f"processor {name} peak RSS (all its processes): {sum(by_pid.values()):,.0f} MB = {parts} "
+                  f"(supervisor, faust, applier; goal < 500 MB)")
         flags = (" --clickhouse" if args.clickhouse else "") + f" --loop {args.loop} --apply {args.apply}"
         print(f"reproduce: .venv/bin/python bench/pipeline.py --events {args.events} --persons {args.persons}{flags}")
     finally:

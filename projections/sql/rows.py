@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from processors.domain.aggregate import Need, Payment, PersonAggregate
+from processors.domain.aggregate import PROFILE_FIELDS, Need, Payment, PersonAggregate
 from processors.domain.batch import LedgerEntry
 from processors.domain.calendar import instant_key
 from processors.domain.model import Alert, Warning
@@ -44,22 +44,20 @@ def person_row(agg: PersonAggregate) -> tuple[Any, ...]:
 
 
 _N_PROFILE = len(PROFILE_COLUMNS)
+_HARDSHIP = 1 + PROFILE_COLUMNS.index("hardship")
+if PROFILE_COLUMNS != PROFILE_FIELDS:  # person_from_row builds the aggregate positionally
+    raise ImportError("projections.sql.tables.PROFILE_COLUMNS must list PersonAggregate's profile fields in order")
 
 
 def person_from_row(row: tuple[Any, ...] | Any) -> PersonAggregate:
-    """A partial aggregate: the core only (payments, needs, alerts are loaded separately)."""
-    profile = row[1:1 + _N_PROFILE]
-    stamps = row[1 + _N_PROFILE:1 + 2 * _N_PROFILE]
-    rest = row[1 + 2 * _N_PROFILE:]
-    agg = PersonAggregate(row[0])
-    for name, value in zip(PROFILE_COLUMNS, profile, strict=True):
-        setattr(agg, name, value)
-    if agg.hardship is not None:
-        agg.hardship = bool(agg.hardship)
-    agg.profile_stamps = {n: s for n, s in zip(PROFILE_COLUMNS, stamps, strict=True) if s is not None}
-    (agg.registered_on, agg.status, agg.status_effective, agg.status_stamp, agg.end_date, agg.end_event_id,
-     agg.end_occurred_at, agg.last_home_visit) = rest
-    return agg
+    """A partial aggregate: the core only (payments, needs, alerts are loaded separately).
+    Positional construction: one call per loaded person is on the write path's hot loop."""
+    profile = list(row[1:1 + _N_PROFILE])
+    if profile[_HARDSHIP - 1] is not None:
+        profile[_HARDSHIP - 1] = bool(profile[_HARDSHIP - 1])
+    stamps = {n: s for n, s in zip(PROFILE_COLUMNS, row[1 + _N_PROFILE:1 + 2 * _N_PROFILE], strict=True)
+              if s is not None}
+    return PersonAggregate(row[0], *profile, stamps, *row[1 + 2 * _N_PROFILE:])
 
 
 def payment_from_row(row: tuple[Any, ...] | Any) -> tuple[str, str, Payment]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
+
 from processors.domain.batch import plan
 from processors.domain.model import Consumed
 from processors.domain.rules_config import default_rules
@@ -53,4 +55,38 @@ def test_a_long_history_is_not_loaded_for_a_new_event(tmp_path: Path) -> None:
     again = payment("nursing_subsidy", "2015-06", 50_000, person="veteran", eid="veteran-dup",
                     at="2024-01-05T10:00:00+08:00")
     assert loaded(store, [again])["payments"] == 1
+    store.close()
+
+
+def test_every_load_query_searches_an_index(tmp_path: Path) -> None:
+    """Bounded rows are not enough: a query that returns one group but scans the whole ledger grows
+    with history all the same (the row-value ``IN (VALUES ...)`` did, on SQLite).  Every query of
+    step 5 must be an index search on each table it reads."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'plans.sqlite3'}", default_rules())
+    store.migrate()
+    old = history("veteran")
+    store.apply_batch([Consumed(0, i, e) for i, e in enumerate(old)])
+    executed: list[tuple[str, Any]] = []
+
+    def remember(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        executed.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", remember)
+    again = payment("nursing_subsidy", "2015-06", 50_000, person="veteran", eid="veteran-dup2",
+                    at="2024-01-05T10:00:00+08:00")
+    other = payment("living_subsidy", "2016-02", 50_000, person="veteran", eid="veteran-dup3",
+                    at="2024-01-05T10:00:00+08:00")
+    loaded(store, [again, other, registered(person="veteran", eid="reg-again", at="2024-01-06T09:00:00+08:00")])
+    event.remove(store.engine, "before_cursor_execute", remember)
+    selects = [(s, p) for s, p in executed if s.lstrip().upper().startswith(("SELECT", "WITH"))]
+    assert any("ledger" in s for s, _ in selects)
+    raw = store.engine.raw_connection()
+    try:
+        for statement, parameters in selects:
+            plan_rows = raw.execute(f"EXPLAIN QUERY PLAN {statement}", parameters).fetchall()
+            scans = [row[3] for row in plan_rows if row[3].startswith("SCAN ") and "CONSTANT ROW" not in row[3]
+                     and "subquery" not in row[3] and not row[3].startswith("SCAN _keys")]
+            assert not scans, f"{statement[:120]}... scans {scans}"
+    finally:
+        raw.close()
     store.close()
