@@ -115,11 +115,18 @@ def sse_client(url: str, token: str, arrivals: Arrivals, stop: threading.Event) 
             time.sleep(0.5)
 
 
+BACKGROUND_PERSONS = 50_000
+
+
 def payment(i: int) -> dict[str, Any]:
+    """The ``i``-th background payment: 50,000 persons paid in turn, one month per round, so that
+    no background event raises an alert (the subscribers see the measured alerts, not a flood)."""
+    month = i // BACKGROUND_PERSONS
     return {"event_id": f"bg-{i}", "type": "payment.disbursed", "version": 1,
-            "occurred_at": "2024-04-05T10:00:00+08:00", "person_id": f"bg-p{i % 50_000}", "town": "岳林街道",
-            "village": None, "source": "bench",
-            "payload": {"program": "living_subsidy", "amount_fen": 50_000, "period": f"{2000 + i // 600_000}-01"}}
+            "occurred_at": "2024-04-05T10:00:00+08:00", "person_id": f"bg-p{i % BACKGROUND_PERSONS}",
+            "town": "岳林街道", "village": None, "source": "bench",
+            "payload": {"program": "living_subsidy", "amount_fen": 50_000,
+                        "period": f"{2000 + month // 12}-{month % 12 + 1:02d}"}}
 
 
 def background(settings: Settings, rate: float, stop: threading.Event, sent: list[int]) -> None:

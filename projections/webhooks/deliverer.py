@@ -46,7 +46,7 @@ from careledger.retrying import call_retrying
 from careledger.settings import Settings
 from projections.webhook_store import WebhookStore
 from projections.webhooks import metrics
-from projections.webhooks.queue import DeliveryQueue
+from projections.webhooks.queue import DeliveryQueue, Outcome
 from projections.webhooks.signing import SUBSCRIPTION_HEADER, RetryPolicy, delivery_id, signed_headers
 
 log = logging.getLogger("careledger.webhooks")
@@ -54,6 +54,7 @@ log = logging.getLogger("careledger.webhooks")
 USER_AGENT = "careledger-webhooks/1"
 SUBSCRIPTION_REFRESH_S = 2.0
 IDLE_WAIT_S = 1.0
+RECORD_EVERY_S = 0.5  # outcomes of a claimed batch are written together, at the latest this often
 REPORT_INTERVAL_S = 30.0
 PENDING_INTERVAL_S = 10.0  # how often the pending-deliveries gauge is measured
 METADATA_MAX_AGE_MS = 10_000  # a missed assignment is corrected within seconds, not minutes
@@ -178,10 +179,7 @@ class SubscriptionWorker(threading.Thread):
                     log.exception("webhook %s: could not read due deliveries", self.sub.subscription_id)
                     self.stopping.wait(IDLE_WAIT_S)
                     continue
-                for delivery in claimed:
-                    if self.stopping.is_set():
-                        break  # the lease expires; another start picks them up
-                    self._attempt(client, delivery)
+                self._deliver(client, claimed)
                 if not claimed:
                     self.wake.wait(self._idle_wait())
                     self.wake.clear()
@@ -196,28 +194,48 @@ class SubscriptionWorker(threading.Thread):
         wait = (datetime.fromisoformat(due) - datetime.now(UTC)).total_seconds()
         return min(IDLE_WAIT_S, max(0.01, wait))
 
-    def _attempt(self, client: httpx.Client, delivery: dict[str, Any]) -> None:
+    def _deliver(self, client: httpx.Client, claimed: list[dict[str, Any]]) -> None:
+        """Attempt the claimed deliveries in order; their outcomes are recorded together, at the
+        latest every ``RECORD_EVERY_S`` (one write per batch: each write waits for the read model's
+        writer on SQLite, and per POST that wait was the deliverer's throughput)."""
+        outcomes: list[tuple[dict[str, Any], Outcome]] = []
+        recorded = time.monotonic()
+        for delivery in claimed:
+            if self.stopping.is_set():
+                break  # the lease expires; another start picks them up
+            outcomes.append((delivery, self._attempt(client, delivery)))
+            if time.monotonic() - recorded >= RECORD_EVERY_S:
+                self._record(outcomes)
+                outcomes, recorded = [], time.monotonic()
+        self._record(outcomes)
+
+    def _record(self, outcomes: list[tuple[dict[str, Any], Outcome]]) -> None:
+        done = call_retrying(lambda: self.queue.record([o for _, o in outcomes]),
+                             f"webhook queue (outcomes of {self.sub.subscription_id})",
+                             give_up=self.stopping.is_set, sleep=self.stopping.wait, logger=log)
+        for delivery, outcome in outcomes:
+            if delivery["delivery_id"] in done:
+                self.stats.delivered += 1
+                if self.on_delivered is not None:
+                    self.on_delivered(delivery, Attempt(True, outcome.http_status, None))
+
+    def _attempt(self, client: httpx.Client, delivery: dict[str, Any]) -> Outcome:
         now = datetime.now(UTC)
         age = (now - datetime.fromisoformat(delivery["created_at"])).total_seconds()
         sid = self.sub.subscription_id
         if self.policy.gives_up(age):
-            self.queue.failed_attempt(delivery["delivery_id"], "gave up: older than the maximum age "
-                                      f"({self.policy.max_age_s:.0f}s) without a 2xx answer", None, None)
             self.stats.given_up += 1
             metrics.ATTEMPTS.labels(sid, "expired").inc()
             self._gave_up(delivery, "older than the maximum age")
-            return
+            return Outcome(delivery["delivery_id"], None, "gave up: older than the maximum age "
+                           f"({self.policy.max_age_s:.0f}s) without a 2xx answer")
         started = time.perf_counter()
         result = post(client, self.sub, delivery)
         metrics.ATTEMPT_SECONDS.labels(sid).observe(time.perf_counter() - started)
         self.stats.attempts += 1
         if result.ok:
             metrics.ATTEMPTS.labels(sid, "delivered").inc()
-            if self.queue.delivered(delivery["delivery_id"], result.status or 200):
-                self.stats.delivered += 1
-                if self.on_delivered is not None:
-                    self.on_delivered(delivery, result)
-            return
+            return Outcome(delivery["delivery_id"], result.status or 200)
         self.stats.failures += 1
         attempt = int(delivery["attempts"]) + 1
         later = datetime.now(UTC) + timedelta(seconds=self.policy.delay(attempt))
@@ -226,8 +244,7 @@ class SubscriptionWorker(threading.Thread):
         if gives_up:
             self.stats.given_up += 1
             self._gave_up(delivery, result.error or "failed")
-        self.queue.failed_attempt(delivery["delivery_id"], result.error or "failed", result.status,
-                                  None if gives_up else later)
+        return Outcome(delivery["delivery_id"], result.status, result.error or "failed", None if gives_up else later)
 
     def _gave_up(self, delivery: dict[str, Any], why: str) -> None:
         log.warning("webhook %s: delivery %s of %s given up: %s", self.sub.subscription_id, delivery["delivery_id"],

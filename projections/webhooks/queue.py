@@ -17,6 +17,7 @@ same alert change (same ``outbox_seq``) cannot create a second delivery.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,17 @@ from projections.webhook_store import utc_text, webhook_deliveries
 from schemas.jsontext import dumps_compact
 
 D = webhook_deliveries
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt ended: delivered (``error`` None), to retry at ``retry_at``, or given up
+    (an error and no ``retry_at``)."""
+
+    delivery_id: str
+    http_status: int | None
+    error: str | None = None
+    retry_at: datetime | None = None
 
 
 def _insert_ignore(dialect: str) -> Any:
@@ -84,25 +96,37 @@ class DeliveryQueue:
 
     def delivered(self, delivery_id: str, http_status: int, now: datetime | None = None) -> bool:
         """Mark delivered; False if it already was (or was cancelled meanwhile)."""
-        at = utc_text(now)
-        with self._write() as conn, conn.begin():
-            res = conn.execute(
-                update(D).where(D.c.delivery_id == delivery_id, D.c.status == "pending")
-                .values(status="delivered", attempts=D.c.attempts + 1, last_status=http_status, last_error=None,
-                        delivered_at=at, next_attempt_at=None, lease_until=None))
-        return bool(res.rowcount)
+        return delivery_id in self.record([Outcome(delivery_id, http_status)], now)
 
     def failed_attempt(self, delivery_id: str, error: str, http_status: int | None,
                        next_attempt_at: datetime | None) -> None:
         """Record a failed try: retry at ``next_attempt_at``, or give up (``failed``) when None."""
-        values: dict[str, Any] = {"attempts": D.c.attempts + 1, "last_error": error[:1000],
-                                  "last_status": http_status, "lease_until": None}
-        if next_attempt_at is None:
-            values.update(status="failed", next_attempt_at=None)
-        else:
-            values["next_attempt_at"] = utc_text(next_attempt_at)
+        self.record([Outcome(delivery_id, http_status, error, next_attempt_at)])
+
+    def record(self, outcomes: Sequence[Outcome], now: datetime | None = None) -> set[str]:
+        """Record the outcomes of several attempts in one write transaction (a worker records a
+        claimed batch at once: one write per batch, not per POST, so a busy read model's writer
+        does not make each delivery wait for the lock).  Only rows still ``pending`` change.
+        Returns the ids newly marked delivered."""
+        if not outcomes:
+            return set()
+        at = utc_text(now)
+        done: set[str] = set()
         with self._write() as conn, conn.begin():
-            conn.execute(update(D).where(D.c.delivery_id == delivery_id, D.c.status == "pending").values(**values))
+            for o in outcomes:
+                values: dict[str, Any] = {"attempts": D.c.attempts + 1, "last_status": o.http_status,
+                                          "lease_until": None}
+                if o.error is None:
+                    values.update(status="delivered", last_error=None, delivered_at=at, next_attempt_at=None)
+                elif o.retry_at is None:
+                    values.update(status="failed", last_error=o.error[:1000], next_attempt_at=None)
+                else:
+                    values.update(last_error=o.error[:1000], next_attempt_at=utc_text(o.retry_at))
+                res = conn.execute(update(D).where(D.c.delivery_id == o.delivery_id, D.c.status == "pending")
+                                   .values(**values))
+                if o.error is None and res.rowcount:
+                    done.add(o.delivery_id)
+        return done
 
     def give_up_old(self, subscription_id: str, older_than: datetime) -> int:
         """Mark pending deliveries created before ``older_than`` failed without trying them again."""

@@ -16,12 +16,12 @@ from typing import Any
 
 import kafka.errors as kafka_errors
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from careledger.settings import Settings
 from projections.webhook_store import SecretBox, WebhookStore, webhook_deliveries, webhook_subscriptions
 from projections.webhooks.deliverer import Deliverer, Subscription, commit_or_reread, deliveries_for
-from projections.webhooks.queue import DeliveryQueue
+from projections.webhooks.queue import DeliveryQueue, Outcome
 from projections.webhooks.receiver import Receiver
 from projections.webhooks.signing import RetryPolicy, delivery_id
 
@@ -171,6 +171,47 @@ def test_deliver_with_retries_slow_and_dead_subscribers(settings: Settings, stor
         slow_log = store.deliveries(slow_sub["subscription_id"])
         assert slow_log["by_status"].get("delivered", 0) == 0
         assert any("Timeout" in (i["last_error"] or "") for i in slow_log["items"])
+
+
+def test_a_claimed_batch_is_recorded_in_one_write(settings: Settings, store: WebhookStore) -> None:
+    """Per POST, a write transaction waited for the read model's writer on SQLite (the deliverer
+    managed ~20 deliveries/s next to a busy worker): a batch's outcomes are written together."""
+    writes: list[str] = []
+    event.listen(store.engine, "begin", lambda conn: writes.append(
+        conn.get_execution_options().get("sqlite_begin", "read")))
+    with Receiver() as receiver:
+        sub = store.create(receiver.url)
+        receiver.state.secrets.append(sub["secret"])
+        deliverer = Deliverer(settings, store, FAST, batch=50)
+        deliverer.refresh()
+        try:
+            writes.clear()
+            assert deliverer.handle(records([alert(i) for i in range(1, 41)])) == 40
+            assert receiver.wait_for(40, timeout=30)
+            deadline = time.monotonic() + 10
+            while store.deliveries(sub["subscription_id"], status="delivered")["total"] < 40:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            deliverer.stop_workers(timeout=5)
+    # one write to enqueue, then per claimed batch one claim and one record of its outcomes
+    # (a batch is recorded early only after RECORD_EVERY_S, which 40 local POSTs do not take)
+    assert writes.count("immediate") <= 1 + 2 * 2, writes
+    log = store.deliveries(sub["subscription_id"], limit=100)
+    assert log["by_status"] == {"delivered": 40} and {i["attempts"] for i in log["items"]} == {1}
+
+
+def test_queue_records_mixed_outcomes_together(store: WebhookStore) -> None:
+    q = DeliveryQueue(store.engine)
+    q.enqueue([{"delivery_id": f"d{i}", "subscription_id": "wh_1", "alert_id": f"A{i}", "outbox_seq": i,
+                "body": "{}"} for i in range(3)])
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    done = q.record([Outcome("d0", 204), Outcome("d1", 503, "HTTP 503", later), Outcome("d2", None, "gave up")])
+    assert done == {"d0"}
+    assert q.record([Outcome("d0", 200)]) == set()  # never delivered twice
+    with store.engine.connect() as conn:
+        rows = {r.delivery_id: (r.status, r.attempts, r.last_status) for r in conn.execute(select(webhook_deliveries))}
+    assert rows == {"d0": ("delivered", 1, 204), "d1": ("pending", 1, 503), "d2": ("failed", 1, None)}
 
 
 def test_give_up_after_max_age(settings: Settings, store: WebhookStore) -> None:
