@@ -43,8 +43,20 @@ down:
 demo: up
 	$(BIN)/careledger demo
 
+# The unit tests run alongside the integration tests (which mostly wait for servers and workers):
+# the whole suite in about the integration tests' time.  Each run has its own pytest temp directory;
+# the unit tests' report is printed after the integration tests' one.
 test: jars servers font
-	$(BIN)/pytest -q --durations=30
+	@mkdir -p test-artifacts
+	@$(BIN)/pytest -q -p no:cacheprovider --basetemp=.pytest-tmp/unit tests/unit > test-artifacts/unit-tests.log 2>&1 & \
+	unit=$$!; \
+	$(BIN)/pytest -q -p no:cacheprovider --basetemp=.pytest-tmp/integration --durations=30 tests/integration; \
+	integration=$$?; \
+	wait $$unit; unit_rc=$$?; \
+	echo "==================== unit tests (run alongside the integration tests) ===================="; \
+	cat test-artifacts/unit-tests.log; \
+	echo "integration tests: exit $$integration; unit tests: exit $$unit_rc"; \
+	test $$integration -eq 0 && test $$unit_rc -eq 0
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit
