@@ -44,8 +44,8 @@ def main() -> None:
 
     app = faust.App(f"bench-ceiling-{uuid.uuid4().hex[:8]}", broker=f"kafka://{args.bootstrap}", store="memory://",
                     web_enabled=False, topic_disable_leader=True, consumer_auto_offset_reset="earliest",
-                    broker_commit_every=args.batch, stream_buffer_maxsize=max(4 * args.batch, 8192),
-                    consumer_max_fetch_size=4 * 1024 * 1024, datadir=tempfile.mkdtemp(prefix="bench-ceiling-"))
+                    broker_commit_every=args.batch, stream_buffer_maxsize=args.batch,  # the worker's own faust settings
+                    consumer_max_fetch_size=512 * 1024, datadir=tempfile.mkdtemp(prefix="bench-ceiling-"))
     topic = app.topic(args.topic, value_serializer="raw", key_serializer="raw")
     seen = 0
     first_batch: float | None = None

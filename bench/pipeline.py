@@ -195,7 +195,7 @@ def main() -> int:
     parser.add_argument("--apply", choices=["process", "thread"], default="process",
                         help="where the worker applies its batches (CARELEDGER_APPLY_PROCESS; default process)")
     parser.add_argument("--py-spy", type=float, default=0.0, metavar="SECONDS",
-                        help="once 20%% of the events are applied, record every worker process with py-spy for "
+                        help="once half of the events are applied, record every worker process with py-spy for "
                              "SECONDS and print where each spends its time (collapsed stacks kept in the run's home)")
     args = parser.parse_args()
 
@@ -249,7 +249,7 @@ def main() -> int:
         profiler = None
         if args.py_spy:
             profiler = threading.Thread(target=profile_workers, daemon=True,
-                                        args=(workers, progress, n // 5, args.py_spy, home))
+                                        args=(workers, progress, n // 2, args.py_spy, home))
             profiler.start()
         try:
             wait_caught_up(settings, stores, expected_end=n, timeout=7200, workers=workers)

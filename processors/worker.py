@@ -114,8 +114,11 @@ def build_app(settings: Settings, projection: str, pipeline: Pipeline, source: S
         consumer_auto_offset_reset="earliest",
         datadir=str(datadir),
         broker_commit_every=settings.batch_size,
-        stream_buffer_maxsize=max(4 * settings.batch_size, 8192),
-        consumer_max_fetch_size=4 * 1024 * 1024,
+        # memory: what faust holds ahead of the applier is bounded by one batch in its stream buffer
+        # and 512 KiB per partition fetch; 4x the batch and 4 MiB per partition held ~175 MB more at
+        # the same rate (bench/pipeline.py, docs/performance.md)
+        stream_buffer_maxsize=settings.batch_size,
+        consumer_max_fetch_size=512 * 1024,
         producer_acks=-1,
         broker_session_timeout=settings.session_timeout_s,
     )

@@ -62,7 +62,7 @@ def _sqlite_engine(url: str, echo: bool) -> Engine:
         cur.execute("PRAGMA journal_size_limit=67108864")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA temp_store=MEMORY")
-        cur.execute("PRAGMA cache_size=-65536")
+        cur.execute("PRAGMA cache_size=-16384")  # 16 MiB per connection (64 MiB: +50 MB RSS, no faster)
         cur.close()
 
     @event.listens_for(engine, "begin")
