@@ -47,7 +47,7 @@ demo: up
 # the whole suite in about the integration tests' time.  Each run has its own pytest temp directory;
 # the unit tests' report is printed after the integration tests' one.
 test: jars servers font
-	@mkdir -p test-artifacts
+	@mkdir -p test-artifacts .pytest-tmp
 	@$(BIN)/pytest -q -p no:cacheprovider --basetemp=.pytest-tmp/unit tests/unit > test-artifacts/unit-tests.log 2>&1 & \
 	unit=$$!; \
 	$(BIN)/pytest -q -p no:cacheprovider --basetemp=.pytest-tmp/integration --durations=30 tests/integration; \
