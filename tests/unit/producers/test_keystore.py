@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from producers.keystore import (
     PersonForgotten,
     SealedDataError,
     Sealer,
+    _Nonces,
     open_box,
     seal_event,
 )
@@ -160,3 +162,22 @@ def test_sealer_caches_and_notices_forget(keystore: KeyStore) -> None:
     keystore.forget("p1")
     with pytest.raises(PersonForgotten):
         sealer.seal(visit(eid="v2"))
+
+
+def test_nonces_are_unique_and_never_shared_with_a_forked_child() -> None:
+    """AES-GCM breaks if a nonce repeats under one key: the buffered nonces are handed out once,
+    and a child forked with a half-used buffer reads fresh ones instead of continuing it."""
+    nonces = _Nonces()
+    seen = [nonces.take() for _ in range(3 * _Nonces.BATCH + 5)]  # across refills
+    assert len(set(seen)) == len(seen) and {len(n) for n in seen} == {12}
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next nonces must not be the parent's
+        os.write(write, b"".join(nonces.take() for _ in range(8)))
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 8 * 12)
+    os.waitpid(pid, 0)
+    parent = b"".join(nonces.take() for _ in range(8))
+    assert len(child) == 96 and child != parent
+    assert not {child[i:i + 12] for i in range(0, 96, 12)} & {parent[i:i + 12] for i in range(0, 96, 12)}
