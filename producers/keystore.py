@@ -160,7 +160,7 @@ def event_aad(event: dict[str, Any]) -> bytes:
 
 class _Nonces:
     """96-bit AES-GCM nonces from the OS's CSPRNG, read 1,024 at a time: one ``getrandom`` call per
-    nonce was 17 µs on this VM, a fifth of sealing (profile in docs/performance.md).  The buffer is
+    nonce was ~17 µs on this VM under cProfile, a quarter of sealing (docs/performance.md).  The buffer is
     refilled in a forked child (never shared by two processes) and each nonce is handed out once."""
 
     SIZE = 12

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from processors.domain.aggregate import PROFILE_FIELDS, Need, Payment, PersonAggregate
+from processors.domain.aggregate import Need, Payment, PersonAggregate
 from processors.domain.batch import LedgerEntry
 from processors.domain.calendar import instant_key
 from processors.domain.model import Alert, Warning
@@ -45,8 +45,6 @@ def person_row(agg: PersonAggregate) -> tuple[Any, ...]:
 
 _N_PROFILE = len(PROFILE_COLUMNS)
 _HARDSHIP = 1 + PROFILE_COLUMNS.index("hardship")
-if PROFILE_COLUMNS != PROFILE_FIELDS:  # person_from_row builds the aggregate positionally
-    raise ImportError("projections.sql.tables.PROFILE_COLUMNS must list PersonAggregate's profile fields in order")
 
 
 def person_from_row(row: tuple[Any, ...] | Any) -> PersonAggregate:

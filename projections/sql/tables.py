@@ -38,15 +38,16 @@ from sqlalchemy import (
     Text,
 )
 
+from processors.domain.aggregate import PROFILE_FIELDS
+
 # SQLite only aliases rowid (autoincrement) for a column typed exactly INTEGER.
 SEQ_TYPE = BigInteger().with_variant(Integer(), "sqlite")
 
 VERSION_TABLE = "projections_alembic_version"
 
-#: the profile fields of a person, each with a ``stamp_<field>`` column (latest stamp wins)
-PROFILE_COLUMNS: tuple[str, ...] = (
-    "town", "village", "category", "grade", "birth_date", "hardship", "certificate_expires", "name", "phone",
-)
+#: the profile fields of a person, each with a ``stamp_<field>`` column (latest stamp wins): the
+#: aggregate's own list, in its order (``rows.person_from_row`` builds the aggregate positionally)
+PROFILE_COLUMNS: tuple[str, ...] = PROFILE_FIELDS
 
 metadata = MetaData()
 

@@ -453,6 +453,14 @@ def history(page: Any, alert_id: str) -> list[list[str]]:
         " li.querySelector('.h-note')?.textContent || ''])")
 
 
+def summary_cells(page: Any, table: str, town: str) -> Any:
+    """Wait for a queue's summary ``table``; it must show ``town``'s row only.  Returns the
+    rule → summary button lookup of that row."""
+    page.wait_for_selector(f"{table} tbody tr[data-town]")
+    assert page.eval_on_selector_all(f"{table} tbody tr[data-town]", "rs => rs.map(r => r.dataset.town)") == [town]
+    return lambda rule: page.locator(f'{table} tbody .mcell[data-rule="{rule}"][data-town="{town}"]')
+
+
 def wait_resolved_on_person_page(page: Any, alert_id: str) -> None:
     page.wait_for_selector(f'#person-handled .handled[data-alert-id="{alert_id}"][data-state="resolved"]')
     assert page.locator(f'#person-open .qitem[data-alert-id="{alert_id}"]').count() == 0
@@ -487,10 +495,9 @@ def test_caseworker_queue_person_page_actions_survive_a_replay(served: Served, b
     desk = Tab(browser, served.url, served.caseworker, DESK, "#/alerts")
     try:
         page = desk.page
-        page.wait_for_selector("#alert-matrix tbody tr[data-town]")
-        assert page.eval_on_selector_all("#alert-matrix tbody tr[data-town]", "rs => rs.map(r => r.dataset.town)") == [town]
+        cell_of = summary_cells(page, "#alert-matrix", town)
         for r in summary:
-            button = page.locator(f'#alert-matrix tbody .mcell[data-rule="{r["rule"]}"][data-town="{town}"]')
+            button = cell_of(r["rule"])
             assert button.locator(".mc-count").inner_text() == f"{r['count']:,}", r
             if r["critical"]:
                 assert f"紧急 {r['critical']}" in button.inner_text(), r
@@ -638,11 +645,9 @@ def test_warnings_queue_summary_list_and_snooze(served: Served, browser: Any) ->
     tab = Tab(browser, served.url, served.caseworker, PHONE, "#/warnings")
     try:
         page = tab.page
-        page.wait_for_selector("#warning-matrix tbody tr[data-town]")
-        assert page.eval_on_selector_all("#warning-matrix tbody tr[data-town]", "rs => rs.map(r => r.dataset.town)") == [town]
+        cell_of = summary_cells(page, "#warning-matrix", town)
         for r in summary:
-            button = page.locator(f'#warning-matrix tbody .mcell[data-rule="{r["rule"]}"][data-town="{town}"]')
-            assert button.locator(".mc-count").inner_text() == f"{r['due']:,}", r
+            assert cell_of(r["rule"]).locator(".mc-count").inner_text() == f"{r['due']:,}", r
         total = sum(r["due"] for r in summary)
         assert f"截至 {as_of}" in page.inner_text("#warning-matrix-sub")
         assert f"共 {total:,} 条" in page.inner_text("#warning-matrix-sub")

@@ -194,9 +194,10 @@ def test_a_claimed_batch_is_recorded_in_one_write(settings: Settings, store: Web
                 time.sleep(0.05)
         finally:
             deliverer.stop_workers(timeout=5)
-    # one write to enqueue, then per claimed batch one claim and one record of its outcomes
-    # (a batch is recorded early only after RECORD_EVERY_S, which 40 local POSTs do not take)
-    assert writes.count("immediate") <= 1 + 2 * 2, writes
+    # one write to enqueue, then per claimed batch one claim and one record of its outcomes (a slow
+    # machine may record a batch in parts, every RECORD_EVERY_S, and claim once more when idle): a
+    # handful of writes for 40 deliveries, where one write per POST made it 44
+    assert writes.count("immediate") <= 10, writes
     log = store.deliveries(sub["subscription_id"], limit=100)
     assert log["by_status"] == {"delivered": 40} and {i["attempts"] for i in log["items"]} == {1}
 
