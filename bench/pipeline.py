@@ -6,7 +6,8 @@ One run, one private broker: N simulated events are published first (not timed),
 ceiling for any Faust agent, whose per-event asyncio machinery costs more than the client),
 (3) the careledger workers (faust-streaming → SQLite, and → ClickHouse with --clickhouse) start
 from nothing and the clock stops when /api/status-style lag is 0 for every projection.
-Peak RSS of each worker process (VmHWM) is read from /proc.  The store's positions are sampled
+Peak RSS (VmHWM) and CPU time of each worker process and of the broker are read from /proc, so
+the run says where the CPU per event goes (the bare agent's run is measured the same way).  The store's positions are sampled
 every 0.2 s, so the rate over the first and the last 10 % of the events is known too (issue 13:
 the last must be >= 90 % of the first - work per event must not grow with history).
 ``--loop uvloop`` runs the bare agent and the workers on uvloop (the default: asyncio's own).
@@ -23,6 +24,7 @@ import dataclasses
 import itertools
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -38,7 +40,7 @@ from kafka import KafkaProducer  # noqa: E402
 from careledger.settings import Settings  # noqa: E402
 from infra.clickhouse_server import ClickHouseServer  # noqa: E402
 from infra.kafka_broker import KafkaBroker, ensure_topics  # noqa: E402
-from infra.process import free_port  # noqa: E402
+from infra.process import free_port, read_pid  # noqa: E402
 from producers.publisher import PRODUCER_DEFAULTS  # noqa: E402
 from producers.simulate.generator import SimConfig, generate  # noqa: E402
 from schemas.validation import partition_key  # noqa: E402
@@ -76,6 +78,21 @@ async def raw_consume(settings: Settings, total: int) -> float:
     finally:
         await consumer.stop()
     return time.perf_counter() - started
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) ``pid`` has used so far; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def faust_ceiling(settings: Settings, total: int, home: Path, loop: str) -> tuple[float, float]:
@@ -216,7 +233,12 @@ def main() -> int:
         print(f"publishing {args.events:,} events (not timed) ...", file=sys.stderr)
         n = publish_raw(settings, args.events, args.persons)
         raw_s = asyncio.run(raw_consume(settings, n))
+        broker_pid = read_pid(broker.pid_path)
+        assert broker_pid is not None, "the broker is not running"
+        cpu_before = children_cpu_seconds(), cpu_seconds(broker_pid)
         ceiling, ceiling_steady = faust_ceiling(settings, n, home, args.loop)
+        bare_cpu = {"bare faust agent": children_cpu_seconds() - cpu_before[0],
+                    "broker": cpu_seconds(broker_pid) - cpu_before[1]}
 
         urls = {"sql": f"sqlite:///{home / 'bench.sqlite3'}"}
         if clickhouse:
@@ -224,6 +246,8 @@ def main() -> int:
         stores = {name: open_test_store(settings, url) for name, url in urls.items()}
         workers = [worker(settings, name, url, name) for name, url in urls.items()]
         peaks: dict[str, dict[int, float]] = {}  # projection -> pid -> peak RSS (MB)
+        cpu: dict[int, float] = {}  # pid -> CPU seconds used, as of the last sample
+        broker_cpu_at_start = cpu_seconds(broker_pid)
         progress: list[tuple[float, int]] = []  # (seconds since start, events the SQL store applied)
         started = time.perf_counter()
         for w in workers:
@@ -235,6 +259,11 @@ def main() -> int:
             tick = 0
             while not stop_sampling.is_set():
                 progress.append((time.perf_counter() - started, sum(o + 1 for o in stores["sql"].offsets().values())))
+                for w in workers:
+                    if w.proc is not None:
+                        for pid in [w.proc.pid, *descendants(w.proc.pid)]:
+                            cpu[pid] = max(cpu.get(pid, 0.0), cpu_seconds(pid))
+                cpu[broker_pid] = cpu_seconds(broker_pid) - broker_cpu_at_start
                 if tick % 5 == 0:
                     for w in workers:
                         if w.proc is not None:
@@ -277,6 +306,13 @@ def main() -> int:
             parts = " + ".join(f"{mb:,.0f}" for mb in by_pid.values())
             print(f"processor {name} peak RSS (all its processes): {sum(by_pid.values()):,.0f} MB = {parts} "
                   f"(supervisor, faust, applier; goal < 500 MB)")
+        budget = "; ".join(f"{name} {seconds / n * 1e6:.0f}" for name, seconds in bare_cpu.items())
+        print(f"CPU per event, bare faust run (µs): {budget}; total {sum(bare_cpu.values()) / n * 1e6:.0f}")
+        ours_cpu = {f"pid {pid}" if pid != broker_pid else "broker": seconds for pid, seconds in cpu.items()}
+        budget = "; ".join(f"{name} {seconds / n * 1e6:.0f}" for name, seconds in ours_cpu.items())
+        print(f"CPU per event, careledger run (µs, start-up included): {budget}; total "
+              f"{sum(ours_cpu.values()) / n * 1e6:.0f} (supervisor, faust, applier, broker; 2 cores = "
+              f"{2e6 / ours_rate:.0f} µs per event at this rate)")
         flags = (" --clickhouse" if args.clickhouse else "") + f" --loop {args.loop} --apply {args.apply}"
         print(f"reproduce: .venv/bin/python bench/pipeline.py --events {args.events} --persons {args.persons}{flags}")
     finally:

@@ -27,16 +27,20 @@ worker down the same way; a worker that dies closes the pipe, and the applier ex
 
 from __future__ import annotations
 
+import itertools
 import logging
-import multiprocessing as mp
+import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from multiprocessing.connection import Connection
-from multiprocessing.synchronize import Event as MpEvent
 from typing import Any, Protocol
 
 from careledger import tracing
@@ -52,6 +56,9 @@ from processors.runtime.records import BatchStats, RawRecord
 from producers.publisher import EventPublisher
 
 log = logging.getLogger("careledger.processor")
+
+#: the worker tells its applier process it is stopping (a store outage is no longer waited out)
+STOPPING_SIGNAL = signal.SIGUSR1
 
 
 class ApplyFailed(RuntimeError):
@@ -75,7 +82,15 @@ class Housekept:
 
 
 class Applier(Protocol):
-    def apply(self, raws: list[RawRecord]) -> BatchReport: ...
+    def submit(self, raws: list[RawRecord]) -> int:
+        """Hand a batch over without waiting for it; the ticket to :meth:`collect` its report.
+        Batches are applied in the order they were submitted; after one fails, none is."""
+
+    def collect(self, ticket: int) -> BatchReport:
+        """Wait for a submitted batch (tickets are collected in the order they were given)."""
+
+    def apply(self, raws: list[RawRecord]) -> BatchReport:
+        """``collect(submit(raws))``."""
 
     def housekeeping(self, now: datetime, sweep: bool, escalate_after: timedelta) -> Housekept | None:
         """None: the projection has no housekeeping."""
@@ -125,6 +140,7 @@ class Applying:
         self.runtime = ProjectionRuntime(self.binding.projection, self.binding.writer, decoder,
                                          after_commit=[self._after_commit])
         self.relay = self._relay(self.binding)
+        self.failed: str | None = None  # the error of a batch that failed: no later batch is applied
 
     def _relay(self, binding: Binding) -> AlertRelay | None:
         return None if binding.outbox is None else AlertRelay(binding.outbox, self.counting)  # type: ignore[arg-type]
@@ -144,7 +160,15 @@ class Applying:
             self.relay.drain()
 
     def apply(self, raws: list[RawRecord]) -> BatchReport:
-        self.runtime.apply(raws)
+        # with batches submitted ahead, the next may already be here when one fails: it must not be
+        # applied over the hole (the worker crashes and reads both again from the store's positions)
+        if self.failed is not None:
+            raise ApplyFailed(f"not applied: an earlier batch failed ({self.failed})")
+        try:
+            self.runtime.apply(raws)
+        except Exception as exc:
+            self.failed = f"{type(exc).__name__}: {exc}"
+            raise
         return BatchReport(self.runtime.stats, self.dead_letters, self.counting.take())
 
     def housekeeping(self, now: datetime, sweep: bool, escalate_after: timedelta) -> Housekept | None:
@@ -183,10 +207,20 @@ class ThreadApplier:
     def __init__(self, settings: Settings, projection: str, source: StoreSource) -> None:
         self.state = Applying(settings, projection, source)
         self.lock = threading.Lock()
+        self.submitted: dict[int, list[RawRecord]] = {}
+        self.tickets = itertools.count()
+
+    def submit(self, raws: list[RawRecord]) -> int:
+        ticket = next(self.tickets)
+        self.submitted[ticket] = raws
+        return ticket
+
+    def collect(self, ticket: int) -> BatchReport:
+        with self.lock:
+            return self.state.apply(self.submitted.pop(ticket))
 
     def apply(self, raws: list[RawRecord]) -> BatchReport:
-        with self.lock:
-            return self.state.apply(raws)
+        return self.collect(self.submit(raws))
 
     def housekeeping(self, now: datetime, sweep: bool, escalate_after: timedelta) -> Housekept | None:
         with self.lock:
@@ -209,42 +243,77 @@ class ThreadApplier:
 
 
 class ProcessApplier:
-    """The applier in a child process; requests go over a pipe, one at a time."""
+    """The applier in a child process; requests go over a socket pair and are answered in order.
+
+    Requests are *pipelined*: a batch can be sent while the one before is still being applied, so
+    the applier reads the next batch as soon as it has answered the last, instead of idling while
+    the faust process receives the answer, wakes its agent and sends again (a quarter of the
+    applier's time in bench/pipeline.py).  Each request gets a ticket when it is sent; answers are
+    received in ticket order, by whichever thread holds that ticket.
+
+    The child is a fresh interpreter (``python -m processors.applier_process``: no faust or event
+    loop state inherited) started with :mod:`subprocess`, not :mod:`multiprocessing`: a spawned
+    ``multiprocessing`` child brings multiprocessing's resource tracker, a third process of 13 MB
+    that the worker has no use for (bench/pipeline.py counts it)."""
 
     def __init__(self, settings: Settings, projection: str, source: StoreSource,
                  start_timeout_s: float = 600.0) -> None:
-        context = mp.get_context("spawn")  # a clean interpreter: no faust or event loop state inherited
-        self.conn, child = context.Pipe()
-        self.stopping = context.Event()
-        self.lock = threading.Lock()
-        self.process = context.Process(target=_serve, args=(child, settings, projection, source, self.stopping),
-                                       name=f"careledger-apply-{projection}", daemon=True)
-        self.process.start()
-        child.close()
+        ours, theirs = socket.socketpair()
+        self.send_lock = threading.Lock()
+        self.turn = threading.Condition()  # whose answer is next
+        self.sent = 0  # tickets handed out
+        self.received = 0  # answers received
+        try:
+            self.process = subprocess.Popen([sys.executable, "-m", "processors.applier_process", str(theirs.fileno()),
+                                             projection], pass_fds=[theirs.fileno()])
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+        self.conn.send((settings, projection, source))
         if not self.conn.poll(start_timeout_s):
+            self.stop(timeout_s=1.0)
             raise ApplyFailed(f"the applier process of {projection} did not start within {start_timeout_s:.0f} s")
         self._answer()  # ("ok", None) once its store is open
 
     def _call(self, *request: Any) -> Any:
-        with self.lock:
+        return self._receive(self._send(request))
+
+    def _send(self, request: tuple[Any, ...]) -> int:
+        with self.send_lock:
             try:
                 self.conn.send(request)
             except (BrokenPipeError, OSError) as exc:
                 raise ApplyFailed(f"the applier process is gone ({exc})") from None
-            return self._answer()
+            self.sent += 1
+            return self.sent - 1
+
+    def _receive(self, ticket: int) -> Any:
+        with self.turn:
+            self.turn.wait_for(lambda: self.received == ticket)
+            try:
+                return self._answer()
+            finally:
+                self.received += 1
+                self.turn.notify_all()
 
     def _answer(self) -> Any:
         try:
             reply = self.conn.recv()
         except (EOFError, OSError) as exc:
-            raise ApplyFailed(f"the applier process died (exit code {self.process.exitcode}): {exc!r}") from None
+            raise ApplyFailed(f"the applier process died (exit code {self.process.poll()}): {exc!r}") from None
         if reply[0] == "error":
             raise ApplyFailed(f"{reply[1]}: {reply[2]}")
         return reply[1]
 
-    def apply(self, raws: list[RawRecord]) -> BatchReport:
-        report: BatchReport = self._call("apply", raws)
+    def submit(self, raws: list[RawRecord]) -> int:
+        return self._send(("apply", raws))
+
+    def collect(self, ticket: int) -> BatchReport:
+        report: BatchReport = self._receive(ticket)
         return report
+
+    def apply(self, raws: list[RawRecord]) -> BatchReport:
+        return self.collect(self.submit(raws))
 
     def housekeeping(self, now: datetime, sweep: bool, escalate_after: timedelta) -> Housekept | None:
         done: Housekept | None = self._call("housekeeping", now, sweep, escalate_after)
@@ -258,42 +327,76 @@ class ProcessApplier:
         self._call("switch")
 
     def set_stopping(self) -> None:
-        self.stopping.set()
+        if self.process.poll() is None:  # not exited (and not reaped: the pid is still the child's)
+            try:
+                os.kill(self.process.pid, STOPPING_SIGNAL)
+            except ProcessLookupError:
+                pass
 
     def stop(self, timeout_s: float = 60.0) -> None:
-        if self.process.is_alive():
+        """After what was sent before it (the applier answers requests in order); answers nobody
+        collected (a batch sent as the worker was cancelled) are dropped with the connection."""
+        if self.process.poll() is None:
             try:
-                self._call("stop")
+                self._send(("stop",))
             except ApplyFailed:
                 pass
-        self.process.join(timeout_s)
-        if self.process.is_alive():
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
             self.process.terminate()
-            self.process.join(10)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         self.conn.close()
 
 
-def _serve(conn: Connection, settings: Settings, projection: str, source: StoreSource, stopping: MpEvent) -> None:
-    """The applier process: answer requests until ``stop`` or until the worker goes away."""
+def serve(conn: Connection) -> None:
+    """The applier process (``processors/applier_process.py``): its settings, projection and store
+    source come first on the connection; then it answers requests until ``stop`` or until the
+    worker goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when to stop, and says so
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    states: list[Applying] = []  # the one state, once built
+    asked_to_stop = [False]
+
+    def on_stopping(signum: int, frame: Any) -> None:  # the worker is stopping (set_stopping)
+        asked_to_stop[0] = True
+        for state in states:
+            state.runtime.stopping = True
+
+    signal.signal(STOPPING_SIGNAL, on_stopping)
+    try:
+        settings, projection, source = conn.recv()
+    except (EOFError, OSError):
+        return  # the worker is gone before it said what to apply
     configure_logging(settings, f"processor-{projection}")
     try:
-        tracing.configure(settings, f"processor-{projection}")  # a spawned interpreter: its own provider
+        tracing.configure(settings, f"processor-{projection}")  # a fresh interpreter: its own provider
         state = Applying(settings, projection, source)
     except BaseException as exc:  # noqa: BLE001 - reported to the worker, which crashes with it
         conn.send(("error", type(exc).__name__, str(exc)))
         return
-    threading.Thread(target=_when_stopping, args=(stopping, state), daemon=True).start()
+    states.append(state)
+    state.runtime.stopping = asked_to_stop[0]
     conn.send(("ok", None))
     handlers: dict[str, Callable[..., Any]] = {"apply": state.apply, "housekeeping": state.housekeeping,
                                                "drain": state.drain, "switch": state.switch}
+    spent = {"waiting": 0.0, "receiving": 0.0, "working": 0.0}  # where the applier's time went
     try:
         while True:
+            started = time.perf_counter()
             try:
+                conn.poll(None)
+                arrived = time.perf_counter()
                 request = conn.recv()
             except (EOFError, OSError):
                 return  # the worker is gone
+            received = time.perf_counter()
+            spent["waiting"] += arrived - started
+            spent["receiving"] += received - arrived
             if request[0] == "stop":
                 conn.send(("ok", None))
                 return
@@ -302,14 +405,12 @@ def _serve(conn: Connection, settings: Settings, projection: str, source: StoreS
             except Exception as exc:  # noqa: BLE001 - the worker decides (it crashes and restarts)
                 log.error("applier: %s failed: %s: %s", request[0], type(exc).__name__, exc)
                 conn.send(("error", type(exc).__name__, str(exc)))
+            spent["working"] += time.perf_counter() - received
     finally:
+        log.info("applier of %s stopped: %.1f s waiting for requests, %.1f s receiving them, %.1f s working",
+                 projection, spent["waiting"], spent["receiving"], spent["working"])
         state.close()
         tracing.shutdown()
-
-
-def _when_stopping(stopping: MpEvent, state: Applying) -> None:
-    stopping.wait()
-    state.runtime.stopping = True
 
 
 def start_applier(settings: Settings, projection: str, source: StoreSource) -> Applier:

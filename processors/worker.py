@@ -7,9 +7,11 @@ same projection share the partitions (Kafka rebalances them); the store's positi
 What runs where:
 
 * the faust agent (event loop) takes batches (``take_events`` with a ``within``) and hands each
-  to the projection runtime (``processors.runtime``) in a worker thread - *pipelined*: while one
-  batch is decoded, folded and committed, the agent already collects the next one, so faust's
-  per-event machinery and the projection's work overlap (SQLite and PostgreSQL release the GIL);
+  to the applier (``processors/applier.py``, the projection runtime in a process of its own) -
+  *pipelined*: a sender thread admits a batch (position guard) and submits it, a receiver thread
+  waits for its report, and up to ``MAX_IN_FLIGHT`` batches are submitted ahead, so while one
+  batch is decoded, folded and committed the agent collects the next and the applier already has
+  it when it is done: faust's per-event machinery and the projection's work overlap;
 * the runtime owns the batch: decode → positions → de-duplication → load → fold → write +
   positions in one transaction → alert relay (``processors/runtime/apply.py`` lists the steps).
 
@@ -24,6 +26,7 @@ behind catches up from its own positions, whatever the group committed, and says
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import logging
 import threading
@@ -55,6 +58,9 @@ from processors.runtime.records import BatchStats, RawRecord
 log = logging.getLogger("careledger.processor")
 
 LAG_LOG_INTERVAL_S = 10.0
+#: batches handed to the applier and not yet reported: 2 keeps it busy (the next batch is there when
+#: it finishes one) without holding more than one extra batch in memory (bench/pipeline.py)
+MAX_IN_FLIGHT = 2
 HOUSEKEEPING_INTERVAL_S = 10.0
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -72,21 +78,32 @@ class Pipeline:
         self.stats = BatchStats()  # the applier's cumulative stats, as of its last batch
         self.guard = PositionGuard(partial(first_record_from, settings))
         self.lag = LagProbe(settings, {projection: binding.writer})
-        self.lock = threading.Lock()  # held while a batch is applied: shutdown and swaps wait for it
-        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"apply-{projection}")
-        self.inflight: asyncio.Future[None] | None = None
+        self.lock = threading.Lock()  # timers' requests and swaps: one at a time, never during a swap
+        self.sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"submit-{projection}")
+        self.receiver = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"collect-{projection}")
+        self.inflight: collections.deque[asyncio.Future[None]] = collections.deque()  # oldest first
+        self.spent = {"collecting": 0.0, "waiting": 0.0, "submitting": 0.0}  # the agent's time, logged at stop
 
-    def apply(self, raws: list[RawRecord]) -> None:
-        """One batch, in the worker thread: admit (position guard), then the applier."""
-        with self.lock:
-            started = time.perf_counter()
-            admitted = self.guard.admit(raws)  # may ask the broker; raises PositionLost
-            self.metrics.offset_holes(self.guard.holes)
-            report = self.applier.apply(admitted)
-            self.stats = report.stats
-            self.metrics.batch_done(report.stats, len(raws), time.perf_counter() - started)
-            self.metrics.dead_letters(report.dead_letters)
-            self.metrics.alert_changes(report.alert_changes)
+    def submit(self, raws: list[RawRecord]) -> tuple[int, int, float]:
+        """The sender thread, one batch after the other in the agent's order: admit (position
+        guard), then hand the batch to the applier; the ticket to collect it with."""
+        started = time.perf_counter()
+        admitted = self.guard.admit(raws)  # may ask the broker; raises PositionLost
+        self.metrics.offset_holes(self.guard.holes)
+        return self.applier.submit(admitted), len(raws), started
+
+    def collect(self, submitted: tuple[int, int, float]) -> None:
+        """The receiver thread, in submission order: wait for a batch's report."""
+        ticket, count, started = submitted
+        report = self.applier.collect(ticket)
+        self.stats = report.stats
+        self.metrics.batch_done(report.stats, count, time.perf_counter() - started)
+        self.metrics.dead_letters(report.dead_letters)
+        self.metrics.alert_changes(report.alert_changes)
+
+    def idle(self) -> bool:
+        """No batch submitted and not yet reported."""
+        return all(f.done() for f in self.inflight)
 
     def drain(self) -> None:
         with self.lock:
@@ -149,41 +166,60 @@ def build_app(settings: Settings, projection: str, pipeline: Pipeline, source: S
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
-        await wait_inflight()
+        await wait_inflight(0)
         pipeline.guard.forget(tp.partition for tp in revoked if tp.topic == topic_name)
 
-    async def wait_inflight() -> None:
-        if pipeline.inflight is not None:
+    async def wait_inflight(most: int) -> None:
+        """Until at most ``most`` batches are in flight (the oldest finish first); re-raises a
+        batch's failure (crash_on_failure has stopped the app by then)."""
+        while len(pipeline.inflight) > most:
             try:
-                await pipeline.inflight
+                await pipeline.inflight[0]
             finally:
-                pipeline.inflight = None
+                pipeline.inflight.popleft()
+
+    def crash(exc: BaseException) -> None:
+        """Never let a failed batch pass: faust would ack and skip it."""
+        log.error("batch not applied (%s: %s); stopping so it is read again after the restart",
+                  type(exc).__name__, exc)
+        pipeline.applier.set_stopping()
+        ops.crashed = True
+        asyncio.ensure_future(app.crash(exc))
 
     def crash_on_failure(future: asyncio.Future[None]) -> None:
         exc = None if future.cancelled() else future.exception()
-        if exc is not None:  # never let it pass: faust would ack and skip the batch
-            log.error("batch not applied (%s: %s); stopping so it is read again after the restart",
-                      type(exc).__name__, exc)
-            pipeline.applier.set_stopping()
-            ops.crashed = True
-            asyncio.ensure_future(app.crash(exc))
+        if exc is not None and not ops.crashed:  # the first failure; the batches after it fail with it
+            crash(exc)
 
     @app.agent(events_topic, name=f"{group}-apply")
     async def apply_events(stream: faust.Stream) -> None:
         loop = asyncio.get_running_loop()
+        mark = time.perf_counter()
         async for batch in stream.take_events(settings.batch_size, within=want_seconds(settings.batch_within_s)):
+            pipeline.spent["collecting"] += time.perf_counter() - mark
             raws = [RawRecord(m.partition, m.offset, m.key, m.value, m.headers or ())  # headers: traceparent
                     for m in (e.message for e in batch)]
             try:
-                await wait_inflight()  # the previous batch is committed before this one starts
-            except Exception:  # noqa: BLE001 - crash_on_failure has stopped the app
+                mark = time.perf_counter()
+                await wait_inflight(MAX_IN_FLIGHT - 1)  # room for this one
+                pipeline.spent["waiting"] += time.perf_counter() - mark
+                for partition, offset in pipeline.guard.take_reseeks().items():
+                    await wait_inflight(0)  # what was admitted before the reseek is applied first
+                    await app.consumer.seek(TP(topic_name, partition), offset)
+                if source is not None and await asyncio.to_thread(source.swapped):  # replay swapped a store in
+                    await wait_inflight(0)
+                    await switch_store()
+                mark = time.perf_counter()
+                submitted = await loop.run_in_executor(pipeline.sender, pipeline.submit, raws)
+                pipeline.spent["submitting"] += time.perf_counter() - mark
+            except Exception as exc:  # noqa: BLE001 - a batch failed, or could not be admitted or sent
+                if not ops.crashed:
+                    crash(exc)
                 return
-            for partition, offset in pipeline.guard.take_reseeks().items():
-                await app.consumer.seek(TP(topic_name, partition), offset)
-            if source is not None and await asyncio.to_thread(source.swapped):  # replay swapped a store in
-                await switch_store()
-            pipeline.inflight = loop.run_in_executor(pipeline.executor, pipeline.apply, raws)
-            pipeline.inflight.add_done_callback(crash_on_failure)
+            collected = loop.run_in_executor(pipeline.receiver, pipeline.collect, submitted)
+            collected.add_done_callback(crash_on_failure)
+            pipeline.inflight.append(collected)
+            mark = time.perf_counter()
 
     async def switch_store() -> None:
         assert source is not None
@@ -204,7 +240,7 @@ def build_app(settings: Settings, projection: str, pipeline: Pipeline, source: S
         assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == topic_name]
         stuck = [p for p in assigned
                  if lags.get(p, 0) > 0 and p in progress_seen and progress_seen[p] == pipeline.guard.next.get(p)
-                 and (pipeline.inflight is None or pipeline.inflight.done())]
+                 and pipeline.idle()]
         for p in assigned:
             progress_seen[p] = pipeline.guard.next.get(p)
         if stuck:
@@ -297,14 +333,16 @@ def run_worker(settings: Settings, projection: str, source: StoreSource,
     except SystemExit as exit_:
         code = int(exit_.code or 0)
     finally:
-        pipeline.executor.shutdown(wait=True)
+        pipeline.sender.shutdown(wait=True)  # a batch being handed over is handed over,
+        pipeline.receiver.shutdown(wait=True)  # and every batch handed over is committed (or failed)
         with pipeline.lock:
             pass
         if server is not None:
             server.stop()
         pipeline.applier.stop()
         pipeline.binding.close()
-        log.info("%s worker stopped (exit %d)", projection, code)
+        log.info("%s worker stopped (exit %d); its agent spent %s", projection, code,
+                 ", ".join(f"{seconds:.1f} s {what}" for what, seconds in pipeline.spent.items()))
     return code
 
 

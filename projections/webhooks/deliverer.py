@@ -55,6 +55,7 @@ USER_AGENT = "careledger-webhooks/1"
 SUBSCRIPTION_REFRESH_S = 2.0
 IDLE_WAIT_S = 1.0
 RECORD_EVERY_S = 0.5  # outcomes of a claimed batch are written together, at the latest this often
+LEASE_MARGIN_S = 10.0  # a claimed batch's lease: every POST at its timeout, and this for the writes
 REPORT_INTERVAL_S = 30.0
 PENDING_INTERVAL_S = 10.0  # how often the pending-deliveries gauge is measured
 METADATA_MAX_AGE_MS = 10_000  # a missed assignment is corrected within seconds, not minutes
@@ -166,20 +167,25 @@ class SubscriptionWorker(threading.Thread):
         self.stopping.set()
         self.wake.set()
 
+    def lease_s(self) -> float:
+        """Long enough for every POST of a claimed batch to run into its timeout: a lease that ran
+        out mid-batch let another deliverer process claim and send the rows this one still held."""
+        return self.batch * self.policy.timeout_s + LEASE_MARGIN_S
+
     def run(self) -> None:
-        lease_s = self.policy.timeout_s * 2 + 10
         with httpx.Client(timeout=self.policy.timeout_s, follow_redirects=False) as client:
             while not self.stopping.is_set():
                 try:
+                    leased_until = time.monotonic() + self.lease_s()  # before the claim: never later than the row's
                     claimed = call_retrying(
-                        lambda: self.queue.claim(self.sub.subscription_id, limit=self.batch, lease_s=lease_s),
+                        lambda: self.queue.claim(self.sub.subscription_id, limit=self.batch, lease_s=self.lease_s()),
                         f"webhook queue (due deliveries of {self.sub.subscription_id})",
                         give_up=self.stopping.is_set, sleep=self.stopping.wait, logger=log)
                 except Exception:  # noqa: BLE001 - not transient (or stopping): log it, try again later
                     log.exception("webhook %s: could not read due deliveries", self.sub.subscription_id)
                     self.stopping.wait(IDLE_WAIT_S)
                     continue
-                self._deliver(client, claimed)
+                self._deliver(client, claimed, leased_until)
                 if not claimed:
                     self.wake.wait(self._idle_wait())
                     self.wake.clear()
@@ -194,15 +200,16 @@ class SubscriptionWorker(threading.Thread):
         wait = (datetime.fromisoformat(due) - datetime.now(UTC)).total_seconds()
         return min(IDLE_WAIT_S, max(0.01, wait))
 
-    def _deliver(self, client: httpx.Client, claimed: list[dict[str, Any]]) -> None:
+    def _deliver(self, client: httpx.Client, claimed: list[dict[str, Any]], leased_until: float) -> None:
         """Attempt the claimed deliveries in order; their outcomes are recorded together, at the
         latest every ``RECORD_EVERY_S`` (one write per batch: each write waits for the read model's
-        writer on SQLite, and per POST that wait was the deliverer's throughput)."""
+        writer on SQLite, and per POST that wait was the deliverer's throughput).  No POST starts
+        that could still run when the lease ends (writes held up by a busy database)."""
         outcomes: list[tuple[dict[str, Any], Outcome]] = []
         recorded = time.monotonic()
         for delivery in claimed:
-            if self.stopping.is_set():
-                break  # the lease expires; another start picks them up
+            if self.stopping.is_set() or time.monotonic() + self.policy.timeout_s >= leased_until:
+                break  # the lease expires; this or another deliverer claims the rest again
             outcomes.append((delivery, self._attempt(client, delivery)))
             if time.monotonic() - recorded >= RECORD_EVERY_S:
                 self._record(outcomes)

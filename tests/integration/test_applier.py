@@ -8,17 +8,21 @@ import dataclasses
 import json
 import os
 import signal
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from careledger.settings import Settings
+from infra.clickhouse_server import ClickHouseServer
 from processors.applier import ApplyFailed, ProcessApplier, ThreadApplier
 from processors.domain.rules_config import load_rules
 from processors.runtime.records import RawRecord
 from projections.binding import ActiveStoreSource
 from tests.support.pipeline import open_test_store
 from tests.support.reliability import topic_records
+from tests.support.servers import TestStack
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +83,7 @@ def test_a_dead_applier_process_is_an_error_not_a_skip(kafka_settings: Settings)
         applier.apply(raws()[:5])
         assert applier.process.pid is not None
         os.kill(applier.process.pid, signal.SIGKILL)
-        applier.process.join(10)
+        applier.process.wait(10)
         with pytest.raises(ApplyFailed, match="died|gone"):
             applier.apply(raws()[5:10])
     finally:
@@ -87,3 +91,52 @@ def test_a_dead_applier_process_is_an_error_not_a_skip(kafka_settings: Settings)
     store = open_test_store(kafka_settings, kafka_settings.sql_url)
     assert store.offsets() == {0: 4}  # the second batch was never applied, and the worker knows it
     store.close()
+
+
+@pytest.mark.parametrize("applier_class", [ProcessApplier, ThreadApplier])
+def test_a_stopping_worker_stops_its_applier_waiting_out_a_store_outage(
+        stack: TestStack, tmp_path: Path, applier_class: type[ProcessApplier | ThreadApplier]) -> None:
+    """While the store is down the applier waits the outage out inside the batch; once the worker
+    is stopping (SIGTERM: ``set_stopping``) the batch gives up at its next failure, so a worker can
+    be stopped during an outage, and the batch is not applied (it is read again later).  A batch
+    submitted behind it is not applied either, even once the store is back: applying it would move
+    the positions past the failed batch, whose events would then never be applied."""
+    settings = stack.fresh_settings()
+    server = ClickHouseServer(dataclasses.replace(settings, home=tmp_path / "clickhouse-home"))
+    server.start()
+    settings = dataclasses.replace(settings, clickhouse_url=server.url("stopping"))
+    applier = applier_class(settings, "clickhouse",
+                            ActiveStoreSource(settings, "clickhouse", load_rules(settings.rules_path)))
+    outcome: list[BaseException | None] = []
+
+    def collect(ticket: int) -> None:
+        try:
+            applier.collect(ticket)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - what the test looks at
+            outcome.append(exc)
+
+    try:
+        assert applier.apply(raws()[:5]).stats.applied == 5
+        server.stop()
+        second, third = applier.submit(raws()[5:10]), applier.submit(raws()[10:15])
+        waiting = threading.Thread(target=collect, args=(second,))
+        waiting.start()
+        waiting.join(6)
+        assert waiting.is_alive(), f"the batch did not wait the outage out: {outcome}"
+        applier.set_stopping()
+        waiting.join(60)
+        assert not waiting.is_alive(), "the applier kept waiting after the worker said it is stopping"
+        assert isinstance(outcome[0], ApplyFailed), outcome
+        server.start()
+        with pytest.raises(ApplyFailed):
+            applier.collect(third)
+    finally:
+        server.start()  # first: a batch still waiting would hold the applier (and stop()) forever
+        applier.stop()
+    store = open_test_store(settings, settings.clickhouse_url)
+    try:
+        assert store.offsets() == {0: 4}  # neither the failed batch nor the one behind it was applied
+    finally:
+        store.close()
+        server.stop()

@@ -20,6 +20,7 @@ from sqlalchemy import event, select
 
 from careledger.settings import Settings
 from projections.webhook_store import SecretBox, WebhookStore, webhook_deliveries, webhook_subscriptions
+from projections.webhooks import deliverer as deliverer_module
 from projections.webhooks.deliverer import Deliverer, Subscription, commit_or_reread, deliveries_for
 from projections.webhooks.queue import DeliveryQueue, Outcome
 from projections.webhooks.receiver import Receiver
@@ -410,3 +411,36 @@ def test_metrics_count_outcomes_latency_and_the_backlog(settings: Settings, stor
     assert value("careledger_webhook_pending_deliveries", subscription=sid) == 0
     assert value("careledger_webhook_pending_deliveries", subscription=dead_sid) == 2  # still waiting
     assert value("careledger_webhook_subscriptions") == 2
+
+
+@pytest.mark.parametrize("short", ["margin", "lease"])
+def test_two_deliverers_never_send_a_claimed_row_twice(settings: Settings, store: WebhookStore,
+                                                       monkeypatch: pytest.MonkeyPatch, short: str) -> None:
+    """A lease that ran out while its claimed batch was still being sent (20 POSTs to a subscriber
+    at its 5 s timeout against a 20 s lease) let a second deliverer process claim and send the same
+    rows.  ``margin``: the lease now covers every POST of the batch at its timeout; ``lease``: even
+    a lease too short for the batch (a database held up the writes) is not overrun - no POST starts
+    that could end after it, and the rest is claimed again once the lease has ended."""
+    if short == "margin":
+        monkeypatch.setattr(deliverer_module, "LEASE_MARGIN_S", 0.3)
+    else:
+        monkeypatch.setattr(deliverer_module.SubscriptionWorker, "lease_s", lambda self: 1.2)
+    policy = dataclasses.replace(FAST, timeout_s=0.5)
+    other_store = WebhookStore.from_settings(settings)  # the second process's own connections
+    with Receiver(delay_s=0.25) as slow:
+        sub = store.create(slow.url)
+        slow.state.secrets.append(sub["secret"])
+        first, second = Deliverer(settings, store, policy, batch=8), Deliverer(settings, other_store, policy, batch=8)
+        first.refresh()
+        second.refresh()
+        try:
+            assert first.handle(records([alert(i) for i in range(1, 9)])) == 8
+            assert slow.wait_for(8, timeout=30), slow.state.tries
+            wait_until(lambda: store.deliveries(sub["subscription_id"], status="delivered")["total"] == 8)
+            time.sleep(1.5)  # the second deliverer's next claims
+        finally:
+            first.stop_workers(timeout=5)
+            second.stop_workers(timeout=5)
+            other_store.engine.dispose()
+    assert not slow.state.duplicates, slow.state.tries
+    assert sorted(slow.state.tries.values()) == [1] * 8
