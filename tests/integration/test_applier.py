@@ -127,9 +127,9 @@ def test_a_stopping_worker_stops_its_applier_waiting_out_a_store_outage(
         applier.set_stopping()
         waiting.join(60)
         assert not waiting.is_alive(), "the applier kept waiting after the worker said it is stopping"
-        assert isinstance(outcome[0], ApplyFailed), outcome
+        assert outcome[0] is not None, "the batch was applied while the store was down"  # the store's error
         server.start()
-        with pytest.raises(ApplyFailed):
+        with pytest.raises(ApplyFailed, match="earlier batch failed"):
             applier.collect(third)
     finally:
         server.start()  # first: a batch still waiting would hold the applier (and stop()) forever
