@@ -239,6 +239,7 @@ def main() -> int:
         ceiling, ceiling_steady = faust_ceiling(settings, n, home, args.loop)
         bare_cpu = {"bare faust agent": children_cpu_seconds() - cpu_before[0],
                     "broker": cpu_seconds(broker_pid) - cpu_before[1]}
+        bare_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child so far
 
         urls = {"sql": f"sqlite:///{home / 'bench.sqlite3'}"}
         if clickhouse:
@@ -305,7 +306,7 @@ def main() -> int:
         for name, by_pid in peaks.items():
             parts = " + ".join(f"{mb:,.0f}" for mb in by_pid.values())
             print(f"processor {name} peak RSS (all its processes): {sum(by_pid.values()):,.0f} MB = {parts} "
-                  f"(supervisor, faust, applier; goal < 500 MB)")
+                  f"(supervisor, faust, applier; goal < 500 MB); the bare faust agent's process: {bare_rss_mb:,.0f} MB")
         budget = "; ".join(f"{name} {seconds / n * 1e6:.0f}" for name, seconds in bare_cpu.items())
         print(f"CPU per event, bare faust run (µs): {budget}; total {sum(bare_cpu.values()) / n * 1e6:.0f}")
         ours_cpu = {f"pid {pid}" if pid != broker_pid else "broker": seconds for pid, seconds in cpu.items()}
