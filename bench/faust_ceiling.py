@@ -8,7 +8,8 @@ asyncio hand-off per event) from what careledger's projection costs.
     .venv/bin/python bench/faust_ceiling.py --bootstrap 127.0.0.1:9092 --topic careledger.events \
         --events 300000 --result /tmp/ceiling.txt
 
-Writes "<events/s from process start> <events/s from the first batch>" to ``--result`` and exits.
+Writes "<events/s from process start> <events/s from the first batch> <peak RSS, MB>" to ``--result``
+and exits.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -60,7 +62,8 @@ def main() -> None:
             seen += len(batch)
             if seen >= args.events:
                 now = time.perf_counter()
-                args.result.write_text(f"{seen / (now - STARTED):.0f} {seen / (now - first_batch):.0f}\n")
+                peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                args.result.write_text(f"{seen / (now - STARTED):.0f} {seen / (now - first_batch):.0f} {peak_mb:.0f}\n")
                 os._exit(0)  # the measurement is done; a graceful Faust stop takes seconds
 
     sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]

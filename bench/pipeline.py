@@ -95,17 +95,17 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def faust_ceiling(settings: Settings, total: int, home: Path, loop: str) -> tuple[float, float]:
+def faust_ceiling(settings: Settings, total: int, home: Path, loop: str) -> tuple[float, float, float]:
     """events/s of a bare faust agent that only decodes (bench/faust_ceiling.py), from its process
-    start and from its first batch."""
+    start and from its first batch, and its peak RSS (MB)."""
     result = home / "faust-ceiling.txt"
     subprocess.run([sys.executable, str(Path(__file__).with_name("faust_ceiling.py")),
                     "--bootstrap", settings.kafka_bootstrap, "--topic", settings.topics.events,
                     "--events", str(total), "--result", str(result), "--batch", str(settings.batch_size),
                     "--within", str(settings.batch_within_s), "--loop", loop],
                    check=True, timeout=3600, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    whole, steady = result.read_text().split()
-    return float(whole), float(steady)
+    whole, steady, peak_mb = result.read_text().split()
+    return float(whole), float(steady), float(peak_mb)
 
 
 def descendants(pid: int) -> list[int]:
@@ -236,10 +236,9 @@ def main() -> int:
         broker_pid = read_pid(broker.pid_path)
         assert broker_pid is not None, "the broker is not running"
         cpu_before = children_cpu_seconds(), cpu_seconds(broker_pid)
-        ceiling, ceiling_steady = faust_ceiling(settings, n, home, args.loop)
+        ceiling, ceiling_steady, bare_rss_mb = faust_ceiling(settings, n, home, args.loop)
         bare_cpu = {"bare faust agent": children_cpu_seconds() - cpu_before[0],
                     "broker": cpu_seconds(broker_pid) - cpu_before[1]}
-        bare_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child so far
 
         urls = {"sql": f"sqlite:///{home / 'bench.sqlite3'}"}
         if clickhouse:
