@@ -72,6 +72,9 @@ class BatchReport:
     stats: BatchStats  # cumulative
     dead_letters: int = 0  # cumulative: records handed to the DLQ topic
     alert_changes: list[tuple[str, str]] = field(default_factory=list)  # (rule, status) since the last report
+    #: cumulative seconds the applier spent waiting for requests, receiving them and working on them
+    #: (working: up to the request before this one - this one is still being answered)
+    spent: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -141,6 +144,7 @@ class Applying:
                                          after_commit=[self._after_commit])
         self.relay = self._relay(self.binding)
         self.failed: str | None = None  # the error of a batch that failed: no later batch is applied
+        self.spent = {"waiting": 0.0, "receiving": 0.0, "working": 0.0}  # kept by whoever hands it requests
 
     def _relay(self, binding: Binding) -> AlertRelay | None:
         return None if binding.outbox is None else AlertRelay(binding.outbox, self.counting)  # type: ignore[arg-type]
@@ -169,7 +173,7 @@ class Applying:
         except Exception as exc:
             self.failed = f"{type(exc).__name__}: {exc}"
             raise
-        return BatchReport(self.runtime.stats, self.dead_letters, self.counting.take())
+        return BatchReport(self.runtime.stats, self.dead_letters, self.counting.take(), dict(self.spent))
 
     def housekeeping(self, now: datetime, sweep: bool, escalate_after: timedelta) -> Housekept | None:
         keeper = self.binding.housekeeping
@@ -217,7 +221,11 @@ class ThreadApplier:
 
     def collect(self, ticket: int) -> BatchReport:
         with self.lock:
-            return self.state.apply(self.submitted.pop(ticket))
+            started = time.perf_counter()
+            try:
+                return self.state.apply(self.submitted.pop(ticket))
+            finally:
+                self.state.spent["working"] += time.perf_counter() - started
 
     def apply(self, raws: list[RawRecord]) -> BatchReport:
         return self.collect(self.submit(raws))
@@ -384,7 +392,7 @@ def serve(conn: Connection) -> None:
     conn.send(("ok", None))
     handlers: dict[str, Callable[..., Any]] = {"apply": state.apply, "housekeeping": state.housekeeping,
                                                "drain": state.drain, "switch": state.switch}
-    spent = {"waiting": 0.0, "receiving": 0.0, "working": 0.0}  # where the applier's time went
+    spent = state.spent  # where the applier's time goes: logged at the end, in every report
     try:
         while True:
             started = time.perf_counter()

@@ -52,6 +52,9 @@ ASSIGNED = m.gauge("careledger_processor_assigned_partitions", "Partitions this 
 ALERT_CHANGES = m.counter("careledger_alert_changes_published_total",
                           "Alert changes relayed to careledger.alerts, by rule and status", ["rule", "status"])
 READY = m.gauge("careledger_processor_ready", "1 while the worker is ready", ["projection"])
+SECONDS = m.counter("careledger_processor_seconds_total",
+                    "Where the worker's time goes: applier_working / applier_waiting / applier_receiving, "
+                    "agent_collecting / agent_waiting / agent_submitting", ["projection", "part"])
 
 
 class WorkerMetrics:
@@ -66,6 +69,7 @@ class WorkerMetrics:
         self.crashed = False
         self._holes = 0
         self._dead_letters = 0
+        self._spent: dict[str, float] = {}  # "<process>_<part>" -> seconds exported so far
         for metric in (RECORDS, APPLIED, POISON, DLQ, RETRIES, BATCHES, HOLES):
             metric.labels(projection)  # export zeros from the start
         READY.labels(projection).set(0)
@@ -88,6 +92,17 @@ class WorkerMetrics:
                 if delta > 0:
                     EVENTS_IN.labels(p, kind).inc(delta)
                 seen.by_type[kind] = count
+
+    def time_spent(self, process: str, totals: dict[str, float]) -> None:
+        """``totals``: cumulative seconds per part of ``process`` (``applier``, ``agent``).  The share
+        of wall time the applier works says which side is the bottleneck (docs/metrics.md)."""
+        with self._lock:
+            for part, total in totals.items():
+                key = f"{process}_{part}"
+                delta = total - self._spent.get(key, 0.0)
+                if delta > 0:
+                    SECONDS.labels(self.projection, key).inc(delta)
+                    self._spent[key] = total
 
     def offset_holes(self, total: int) -> None:
         """``total``: the position guard's cumulative count."""

@@ -100,6 +100,8 @@ class Pipeline:
         self.metrics.batch_done(report.stats, count, time.perf_counter() - started)
         self.metrics.dead_letters(report.dead_letters)
         self.metrics.alert_changes(report.alert_changes)
+        self.metrics.time_spent("applier", report.spent)
+        self.metrics.time_spent("agent", self.spent)
 
     def idle(self) -> bool:
         """No batch submitted and not yet reported."""

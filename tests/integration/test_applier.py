@@ -65,6 +65,7 @@ def test_the_applier_process_equals_the_thread_applier(kafka_settings: Settings,
             again = applier.apply(batch[:-1])  # redelivered (the live worker's position guard drops these)
             assert again.stats.applied == report.stats.applied == len(batch) - 1
             assert first.dead_letters == 0 and report.dead_letters == 1
+            assert report.spent["working"] > 0  # the first batch's time, for the worker's metrics
             assert ("duplicate_payment", "open") in first.alert_changes + report.alert_changes
             assert applier.drain() == 0
         finally:
