@@ -27,6 +27,7 @@ worker down the same way; a worker that dies closes the pipe, and the applier ex
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import logging
 import os
@@ -255,9 +256,10 @@ class ProcessApplier:
 
     Requests are *pipelined*: a batch can be sent while the one before is still being applied, so
     the applier reads the next batch as soon as it has answered the last, instead of idling while
-    the faust process receives the answer, wakes its agent and sends again (a quarter of the
-    applier's time in bench/pipeline.py).  Each request gets a ticket when it is sent; answers are
-    received in ticket order, by whichever thread holds that ticket.
+    the faust process receives the answer, wakes its agent and sends again (10 % of the applier's
+    time in bench/pipeline.py's 1M run).  Each request gets a ticket and a future when it is sent;
+    one reader thread receives the answers in order and resolves the futures, so an answer nobody
+    waits for (a batch sent as the worker was cancelled) never holds up the ones after it.
 
     The child is a fresh interpreter (``python -m processors.applier_process``: no faust or event
     loop state inherited) started with :mod:`subprocess`, not :mod:`multiprocessing`: a spawned
@@ -267,10 +269,11 @@ class ProcessApplier:
     def __init__(self, settings: Settings, projection: str, source: StoreSource,
                  start_timeout_s: float = 600.0) -> None:
         ours, theirs = socket.socketpair()
-        self.send_lock = threading.Lock()
-        self.turn = threading.Condition()  # whose answer is next
+        self.send_lock = threading.Lock()  # held while a request is sent and its future registered
         self.sent = 0  # tickets handed out
-        self.received = 0  # answers received
+        self.answers: dict[int, concurrent.futures.Future[Any]] = {}  # ticket -> its answer, until collected
+        self.gone: ApplyFailed | None = None  # set once the applier process has gone away
+        self.reader: threading.Thread | None = None  # receives the answers, once the process has started
         try:
             self.process = subprocess.Popen([sys.executable, "-m", "processors.applier_process", str(theirs.fileno()),
                                              projection], pass_fds=[theirs.fileno()])
@@ -281,37 +284,71 @@ class ProcessApplier:
         if not self.conn.poll(start_timeout_s):
             self.stop(timeout_s=1.0)
             raise ApplyFailed(f"the applier process of {projection} did not start within {start_timeout_s:.0f} s")
-        self._answer()  # ("ok", None) once its store is open
+        reply = self._reply()  # ("ok", None) once its store is open
+        if isinstance(reply, ApplyFailed):
+            self.stop(timeout_s=10.0)
+            raise reply
+        self.reader = threading.Thread(target=self._read_answers, name=f"applier-answers-{projection}", daemon=True)
+        self.reader.start()
 
     def _call(self, *request: Any) -> Any:
         return self._receive(self._send(request))
 
     def _send(self, request: tuple[Any, ...]) -> int:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         with self.send_lock:
-            try:
-                self.conn.send(request)
-            except (BrokenPipeError, OSError) as exc:
-                raise ApplyFailed(f"the applier process is gone ({exc})") from None
+            ticket = self.sent
+            self.answers[ticket] = future
             self.sent += 1
-            return self.sent - 1
+            if self.gone is None:
+                try:
+                    self.conn.send(request)
+                except (BrokenPipeError, OSError) as exc:  # no answer will come, to this or any later request
+                    self.gone = ApplyFailed(f"the applier process is gone ({exc})")
+            if self.gone is not None:
+                future.set_exception(self.gone)
+        return ticket
 
     def _receive(self, ticket: int) -> Any:
-        with self.turn:
-            self.turn.wait_for(lambda: self.received == ticket)
-            try:
-                return self._answer()
-            finally:
-                self.received += 1
-                self.turn.notify_all()
+        try:
+            return self.answers[ticket].result()
+        finally:
+            del self.answers[ticket]
 
-    def _answer(self) -> Any:
+    def _reply(self) -> Any:
+        """The next answer on the connection: its value, or an :class:`ApplyFailed` (not raised)."""
         try:
             reply = self.conn.recv()
         except (EOFError, OSError) as exc:
-            raise ApplyFailed(f"the applier process died (exit code {self.process.poll()}): {exc!r}") from None
+            return ApplyFailed(f"the applier process died (exit code {self.process.poll()}): {exc!r}")
         if reply[0] == "error":
-            raise ApplyFailed(f"{reply[1]}: {reply[2]}")
+            return ApplyFailed(f"{reply[1]}: {reply[2]}")
         return reply[1]
+
+    def _read_answers(self) -> None:
+        """The reader thread: answers arrive in the order the requests were sent; once the process
+        is gone (end of the connection), every request still waiting fails, and so does any later."""
+        ticket = 0
+        while True:
+            try:
+                reply = self.conn.recv()
+            except (EOFError, OSError) as exc:
+                with self.send_lock:
+                    self.gone = self.gone or ApplyFailed(
+                        f"the applier process died (exit code {self.process.poll()}): {exc!r}")
+                    waiting = [answer for t, answer in list(self.answers.items()) if t >= ticket]
+                for answer in waiting:
+                    if not answer.done():
+                        answer.set_exception(self.gone)
+                return
+            pending = self.answers.get(ticket)
+            ticket += 1
+            if pending is None or pending.done():
+                continue
+            if reply[0] == "error":
+                pending.set_exception(ApplyFailed(f"{reply[1]}: {reply[2]}"))
+            else:
+                pending.set_result(reply[1])
 
     def submit(self, raws: list[RawRecord]) -> int:
         return self._send(("apply", raws))
@@ -358,6 +395,8 @@ class ProcessApplier:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.reader is not None:  # it ends at the end of the connection, which the process's exit closed
+            self.reader.join(10)
         self.conn.close()
 
 
