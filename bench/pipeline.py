@@ -7,8 +7,8 @@ ceiling for any Faust agent, whose per-event asyncio machinery costs more than t
 (3) the careledger workers (faust-streaming → SQLite, and → ClickHouse with --clickhouse) start
 from nothing and the clock stops when /api/status-style lag is 0 for every projection.
 Peak RSS (VmHWM) and CPU time of each worker process and of the broker are read from /proc, so
-the run says where the CPU per event goes (the bare agent's run is measured the same way).  The store's positions are sampled
-every 0.2 s, so the rate over the first and the last 10 % of the events is known too (issue 13:
+the run says where the CPU per event goes (the bare agent's run is measured the same way).  The
+store's positions are sampled every 0.2 s, so the rate over the first and the last 10 % of the events is known too (issue 13:
 the last must be >= 90 % of the first - work per event must not grow with history).
 ``--loop uvloop`` runs the bare agent and the workers on uvloop (the default: asyncio's own).
 
@@ -246,8 +246,9 @@ def main() -> int:
         stores = {name: open_test_store(settings, url) for name, url in urls.items()}
         workers = [worker(settings, name, url, name) for name, url in urls.items()]
         peaks: dict[str, dict[int, float]] = {}  # projection -> pid -> peak RSS (MB)
-        cpu: dict[int, float] = {}  # pid -> CPU seconds used, as of the last sample
+        cpu: dict[str, dict[int, float]] = {}  # projection -> pid -> CPU seconds used, as of the last sample
         broker_cpu_at_start = cpu_seconds(broker_pid)
+        broker_cpu = 0.0
         progress: list[tuple[float, int]] = []  # (seconds since start, events the SQL store applied)
         started = time.perf_counter()
         for w in workers:
@@ -259,11 +260,13 @@ def main() -> int:
             tick = 0
             while not stop_sampling.is_set():
                 progress.append((time.perf_counter() - started, sum(o + 1 for o in stores["sql"].offsets().values())))
+                nonlocal broker_cpu
                 for w in workers:
                     if w.proc is not None:
+                        used = cpu.setdefault(w.projection, {})
                         for pid in [w.proc.pid, *descendants(w.proc.pid)]:
-                            cpu[pid] = max(cpu.get(pid, 0.0), cpu_seconds(pid))
-                cpu[broker_pid] = cpu_seconds(broker_pid) - broker_cpu_at_start
+                            used[pid] = max(used.get(pid, 0.0), cpu_seconds(pid))
+                broker_cpu = cpu_seconds(broker_pid) - broker_cpu_at_start
                 if tick % 5 == 0:
                     for w in workers:
                         if w.proc is not None:
@@ -308,11 +311,11 @@ def main() -> int:
                   f"(supervisor, faust, applier; goal < 500 MB); the bare faust agent's process: {bare_rss_mb:,.0f} MB")
         budget = "; ".join(f"{name} {seconds / n * 1e6:.0f}" for name, seconds in bare_cpu.items())
         print(f"CPU per event, bare faust run (µs): {budget}; total {sum(bare_cpu.values()) / n * 1e6:.0f}")
-        ours_cpu = {f"pid {pid}" if pid != broker_pid else "broker": seconds for pid, seconds in cpu.items()}
-        budget = "; ".join(f"{name} {seconds / n * 1e6:.0f}" for name, seconds in ours_cpu.items())
-        print(f"CPU per event, careledger run (µs, start-up included): {budget}; total "
-              f"{sum(ours_cpu.values()) / n * 1e6:.0f} (supervisor, faust, applier, broker; 2 cores = "
-              f"{2e6 / ours_rate:.0f} µs per event at this rate)")
+        for name, by_pid in cpu.items():
+            parts = " + ".join(f"{seconds / n * 1e6:.0f}" for seconds in by_pid.values())
+            print(f"CPU per event, careledger run (µs, start-up included): processor {name} "
+                  f"{sum(by_pid.values()) / n * 1e6:.0f} = {parts} (supervisor, faust, applier); broker "
+                  f"{broker_cpu / n * 1e6:.0f}; 2 cores = {2e6 / ours_rate:.0f} µs per event at this rate")
         flags = (" --clickhouse" if args.clickhouse else "") + f" --loop {args.loop} --apply {args.apply}"
         print(f"reproduce: .venv/bin/python bench/pipeline.py --events {args.events} --persons {args.persons}{flags}")
     finally:

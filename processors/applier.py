@@ -8,21 +8,25 @@ about half of a bare faust agent.  In two processes they run on two cores: the f
 receives records, guards their positions and ships each batch (raw bytes) to the applier process,
 which decodes, folds, writes and commits through the projection runtime - the same runtime, the
 same commit order, positions in the same transaction.  Exactly-once does not change: the applier
-is the only writer of the worker's batches, and the agent waits for its answer before it sends the
-next batch.  The applier also owns everything else that writes: housekeeping (the warning sweep,
-escalation) and the outbox relay.
+is the only writer of the worker's batches and applies them one at a time, in the order they were
+sent, and none after one that failed.  The applier also owns everything else that writes:
+housekeeping (the warning sweep, escalation) and the outbox relay.
 
-Requests to the applier process, one at a time, each answered (``ProcessApplier`` serialises them):
+Requests to the applier process, answered in the order they were sent (the worker keeps up to two
+batches in flight; ``ProcessApplier`` matches the answers to them):
 
-* ``apply(raws)`` → a :class:`BatchReport` (cumulative stats, dead letters, alert changes published);
+* ``apply(raws)`` (``submit`` + ``collect``) → a :class:`BatchReport` (cumulative stats, dead
+  letters, alert changes published, where the applier's time went);
 * ``housekeeping(now, sweep, escalate_after)`` → what became due, was cleared, was escalated;
 * ``drain()`` → outbox rows published;
 * ``switch()`` → reopen the store (a replay swapped another one in);
 * ``stop()``.
 
+``set_stopping()`` is a signal (``SIGUSR1``), not a request: it must reach an applier that is
+inside a batch, waiting out a store outage.
 A failure inside the applier comes back as :class:`ApplyFailed` (the worker then crashes and is
 restarted: the batch is read again from the store's positions).  An applier that dies takes the
-worker down the same way; a worker that dies closes the pipe, and the applier exits.
+worker down the same way; a worker that dies closes the connection, and the applier exits.
 """
 
 from __future__ import annotations
@@ -284,10 +288,13 @@ class ProcessApplier:
         if not self.conn.poll(start_timeout_s):
             self.stop(timeout_s=1.0)
             raise ApplyFailed(f"the applier process of {projection} did not start within {start_timeout_s:.0f} s")
-        reply = self._reply()  # ("ok", None) once its store is open
-        if isinstance(reply, ApplyFailed):
+        try:
+            started = self._result(self.conn.recv())  # ("ok", None) once its store is open
+        except (EOFError, OSError) as exc:
+            started = self._died(exc)
+        if isinstance(started, ApplyFailed):
             self.stop(timeout_s=10.0)
-            raise reply
+            raise started
         self.reader = threading.Thread(target=self._read_answers, name=f"applier-answers-{projection}", daemon=True)
         self.reader.start()
 
@@ -315,15 +322,13 @@ class ProcessApplier:
         finally:
             del self.answers[ticket]
 
-    def _reply(self) -> Any:
-        """The next answer on the connection: its value, or an :class:`ApplyFailed` (not raised)."""
-        try:
-            reply = self.conn.recv()
-        except (EOFError, OSError) as exc:
-            return ApplyFailed(f"the applier process died (exit code {self.process.poll()}): {exc!r}")
-        if reply[0] == "error":
-            return ApplyFailed(f"{reply[1]}: {reply[2]}")
-        return reply[1]
+    def _died(self, exc: BaseException) -> ApplyFailed:
+        return ApplyFailed(f"the applier process died (exit code {self.process.poll()}): {exc!r}")
+
+    @staticmethod
+    def _result(reply: tuple[Any, ...]) -> Any:
+        """An answer's value, or its error as an :class:`ApplyFailed` (not raised)."""
+        return ApplyFailed(f"{reply[1]}: {reply[2]}") if reply[0] == "error" else reply[1]
 
     def _read_answers(self) -> None:
         """The reader thread: answers arrive in the order the requests were sent; once the process
@@ -334,8 +339,7 @@ class ProcessApplier:
                 reply = self.conn.recv()
             except (EOFError, OSError) as exc:
                 with self.send_lock:
-                    self.gone = self.gone or ApplyFailed(
-                        f"the applier process died (exit code {self.process.poll()}): {exc!r}")
+                    self.gone = self.gone or self._died(exc)
                     waiting = [answer for t, answer in list(self.answers.items()) if t >= ticket]
                 for answer in waiting:
                     if not answer.done():
@@ -345,10 +349,11 @@ class ProcessApplier:
             ticket += 1
             if pending is None or pending.done():
                 continue
-            if reply[0] == "error":
-                pending.set_exception(ApplyFailed(f"{reply[1]}: {reply[2]}"))
+            result = self._result(reply)
+            if isinstance(result, ApplyFailed):
+                pending.set_exception(result)
             else:
-                pending.set_result(reply[1])
+                pending.set_result(result)
 
     def submit(self, raws: list[RawRecord]) -> int:
         return self._send(("apply", raws))
@@ -406,15 +411,6 @@ def serve(conn: Connection) -> None:
     worker goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when to stop, and says so
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    states: list[Applying] = []  # the one state, once built
-    asked_to_stop = [False]
-
-    def on_stopping(signum: int, frame: Any) -> None:  # the worker is stopping (set_stopping)
-        asked_to_stop[0] = True
-        for state in states:
-            state.runtime.stopping = True
-
-    signal.signal(STOPPING_SIGNAL, on_stopping)
     try:
         settings, projection, source = conn.recv()
     except (EOFError, OSError):
@@ -426,8 +422,11 @@ def serve(conn: Connection) -> None:
     except BaseException as exc:  # noqa: BLE001 - reported to the worker, which crashes with it
         conn.send(("error", type(exc).__name__, str(exc)))
         return
-    states.append(state)
-    state.runtime.stopping = asked_to_stop[0]
+
+    def on_stopping(signum: int, frame: Any) -> None:  # set_stopping: no longer wait out a store outage
+        state.runtime.stopping = True
+
+    signal.signal(STOPPING_SIGNAL, on_stopping)  # before "ok": the worker signals only after it
     conn.send(("ok", None))
     handlers: dict[str, Callable[..., Any]] = {"apply": state.apply, "housekeeping": state.housekeeping,
                                                "drain": state.drain, "switch": state.switch}

@@ -173,12 +173,13 @@ class SubscriptionWorker(threading.Thread):
         return self.batch * self.policy.timeout_s + LEASE_MARGIN_S
 
     def run(self) -> None:
+        lease_s = self.lease_s()
         with httpx.Client(timeout=self.policy.timeout_s, follow_redirects=False) as client:
             while not self.stopping.is_set():
                 try:
-                    leased_until = time.monotonic() + self.lease_s()  # before the claim: never later than the row's
+                    leased_until = time.monotonic() + lease_s  # before the claim: never later than the row's
                     claimed = call_retrying(
-                        lambda: self.queue.claim(self.sub.subscription_id, limit=self.batch, lease_s=self.lease_s()),
+                        lambda: self.queue.claim(self.sub.subscription_id, limit=self.batch, lease_s=lease_s),
                         f"webhook queue (due deliveries of {self.sub.subscription_id})",
                         give_up=self.stopping.is_set, sleep=self.stopping.wait, logger=log)
                 except Exception:  # noqa: BLE001 - not transient (or stopping): log it, try again later
