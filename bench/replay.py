@@ -38,6 +38,7 @@ from processors.domain.rules_config import default_rules  # noqa: E402
 from processors.replay.engine import BuildStats, decode_records, parallel_build  # noqa: E402
 from processors.replay.reader import LogRecord, crc32c_native, log_bounds, make_consumer  # noqa: E402
 from processors.runtime.decoding import RecordDecoder  # noqa: E402
+from processors.runtime.heap import settle_after_start  # noqa: E402
 from projections.binding import StoreRef  # noqa: E402
 
 
@@ -77,6 +78,7 @@ def raw_rate(settings: Settings, batch: int, decode: bool = False, fold: bool = 
 
 def replay_rate(settings: Settings, url: str, workers: int, batch: int) -> tuple[int, float]:
     starts, ends = log_bounds(settings)
+    settle_after_start()  # as `careledger replay` does (projections/replay/cli.py)
     stats = parallel_build(settings, StoreRef("sql", url), starts, ends, workers=workers, batch_size=batch)
     return stats.records, stats.rate
 

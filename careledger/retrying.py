@@ -16,7 +16,6 @@ Each wait is logged as ``"<what> unavailable (<error>); retrying in <s>s"`` befo
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -24,12 +23,11 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_never
-from tenacity.wait import wait_base
+
+from careledger.backoff import FIRST_BACKOFF_S, MAX_BACKOFF_S, Backoff
 
 log = logging.getLogger("careledger.retry")
 
-FIRST_BACKOFF_S = 0.5
-MAX_BACKOFF_S = 30.0
 T = TypeVar("T")
 
 __all__ = [
@@ -61,32 +59,6 @@ def is_concurrent_ddl(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError | ProgrammingError | IntegrityError)
 
 
-class Backoff(wait_base):
-    """Exponential backoff with equal jitter: after the n-th failure wait a uniformly random time in
-    ``[c/2, c]`` where ``c = min(max_s, first_s * 2**(n-1))``."""
-
-    def __init__(self, first_s: float = FIRST_BACKOFF_S, max_s: float = MAX_BACKOFF_S,
-                 rand: Callable[[], float] = random.random) -> None:
-        if first_s <= 0 or max_s < first_s:
-            raise ValueError("backoff needs 0 < first_s <= max_s")
-        self.first_s = first_s
-        self.max_s = max_s
-        self.rand = rand
-
-    def ceiling(self, attempt: int) -> float:
-        """The longest wait after the ``attempt``-th failure (1-based), before jitter."""
-        if attempt < 1:
-            raise ValueError("attempt is 1-based")
-        return min(self.max_s, self.first_s * (2.0 ** min(attempt - 1, 60)))  # 2**n overflows for absurd n
-
-    def delay(self, attempt: int, rand: Callable[[], float] | None = None) -> float:
-        top = self.ceiling(attempt)
-        return top / 2.0 + (rand or self.rand)() * top / 2.0
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        return self.delay(retry_state.attempt_number)
-
-
 def retrying(what: str, *, transient: Callable[[BaseException], bool] = is_transient,
              first_s: float = FIRST_BACKOFF_S, max_s: float = MAX_BACKOFF_S, attempts: int | None = None,
              give_up: Callable[[], bool] = lambda: False, sleep: Callable[[float], None] = time.sleep,
@@ -94,7 +66,7 @@ def retrying(what: str, *, transient: Callable[[BaseException], bool] = is_trans
              logger: logging.Logger = log, level: int = logging.WARNING) -> Retrying:
     """A tenacity ``Retrying`` with careledger's policy: retry while ``transient(error)`` and not
     ``give_up()`` (a stopping process), at most ``attempts`` tries (None: for as long as it takes),
-    :class:`Backoff` waits, one log line per wait.  The last error is re-raised as itself."""
+    :class:`~careledger.backoff.Backoff` waits, one log line per wait.  The last error is re-raised as itself."""
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None

@@ -1,7 +1,7 @@
 """Keep one long-running command alive: ``python -m infra.supervise NAME -- CMD...``.
 
 Restarts the command when it exits abnormally, waiting the project's backoff between restarts
-(``careledger.retrying.Backoff``: a crash loop does not spin, and services that crashed together do
+(``careledger.backoff.Backoff``: a crash loop does not spin, and services that crashed together do
 not come back in the same instant), and forwards SIGTERM/SIGINT to it, waiting for its graceful
 shutdown.  ``make up`` runs processors and the API under it; ``make down`` stops the supervisor's
 process group - the child is in it, so it is found even if the supervisor itself was SIGKILLed.
@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from careledger.retrying import Backoff
+from careledger.backoff import Backoff
 from infra.process import LOCK_FD_ENV
 
 BACKOFF_START_S = 1.0

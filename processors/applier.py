@@ -57,6 +57,7 @@ from processors.privacy import keystore_for
 from processors.runtime.apply import ProjectionRuntime
 from processors.runtime.contracts import Binding, StoreSource
 from processors.runtime.decoding import RecordDecoder
+from processors.runtime.heap import GcClock, settle_after_start
 from processors.runtime.records import BatchStats, RawRecord
 from producers.publisher import EventPublisher
 
@@ -427,10 +428,12 @@ def serve(conn: Connection) -> None:
         state.runtime.stopping = True
 
     signal.signal(STOPPING_SIGNAL, on_stopping)  # before "ok": the worker signals only after it
+    spent = state.spent  # where the applier's time goes: logged at the end, in every report
+    settle_after_start()  # the garbage collector leaves the start-up heap alone (processors/runtime/heap.py)
+    GcClock(spent).install()
     conn.send(("ok", None))
     handlers: dict[str, Callable[..., Any]] = {"apply": state.apply, "housekeeping": state.housekeeping,
                                                "drain": state.drain, "switch": state.switch}
-    spent = state.spent  # where the applier's time goes: logged at the end, in every report
     try:
         while True:
             started = time.perf_counter()
@@ -453,8 +456,9 @@ def serve(conn: Connection) -> None:
                 conn.send(("error", type(exc).__name__, str(exc)))
             spent["working"] += time.perf_counter() - received
     finally:
-        log.info("applier of %s stopped: %.1f s waiting for requests, %.1f s receiving them, %.1f s working",
-                 projection, spent["waiting"], spent["receiving"], spent["working"])
+        log.info("applier of %s stopped: %.1f s waiting for requests, %.1f s receiving them, %.1f s working "
+                 "(%.1f s of it in the garbage collector)", projection, spent["waiting"], spent["receiving"],
+                 spent["working"], spent["gc"])
         state.close()
         tracing.shutdown()
 

@@ -35,6 +35,7 @@ from processors.replay.reader import LogRecord, log_bounds, read_log
 from processors.runtime.apply import ProjectionRuntime
 from processors.runtime.contracts import Binding, Positions
 from processors.runtime.decoding import RecordDecoder
+from processors.runtime.heap import settle_after_start
 from processors.runtime.records import RawRecord
 
 log = logging.getLogger("careledger.replay")
@@ -230,6 +231,7 @@ def _worker_main(settings: Settings, target: BuildTarget, alias: str | None, sta
                  result_q: Any) -> None:
     try:
         binding = target.open(settings, alias)
+        settle_after_start()  # a process of its own: the collector leaves the start-up heap alone
         try:
             stats = replay_range(binding, settings, starts, stops, batch_size=batch_size, keep=make_keep(keep_spec),
                                  progress=progress_q.put, check_crcs=check_crcs)

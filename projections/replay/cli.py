@@ -75,8 +75,10 @@ def _settings():  # noqa: ANN202 - lazy import keeps `careledger --help` fast
 
 
 def _run(fn, *args, **kwargs) -> int:  # noqa: ANN001
+    from processors.runtime.heap import settle_after_start
     from projections.registry import RegistryError
 
+    settle_after_start()  # a replay command is a process of its own: the collector leaves its start-up heap alone
     try:
         fn(*args, **kwargs)
     except (RegistryError, ValueError, FileExistsError) as exc:

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from careledger.retrying import Backoff
+from careledger.backoff import Backoff
 
 # Standard Webhooks headers
 ID_HEADER = "webhook-id"
@@ -137,7 +137,7 @@ def delivery_id(subscription_id: str, alert_id: str, outbox_seq: int) -> str:
 @dataclass(frozen=True)
 class RetryPolicy:
     """When to try a failed delivery again, and when to give up.  The waits are the project's one
-    backoff (``careledger.retrying.Backoff``); the schedule is kept in the delivery table, not in a
+    backoff (``careledger.backoff.Backoff``); the schedule is kept in the delivery table, not in a
     sleeping thread, so it survives restarts."""
 
     base_delay_s: float = 1.0

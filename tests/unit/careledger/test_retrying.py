@@ -8,7 +8,7 @@ import logging
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from careledger.retrying import Backoff, call_retrying, is_concurrent_ddl, is_transient
+from careledger.retrying import call_retrying, is_concurrent_ddl, is_transient
 
 
 def _flaky(failures: list[BaseException], result: str = "done"):  # noqa: ANN202
@@ -84,15 +84,3 @@ def test_classification() -> None:
     assert not is_transient(ValueError("bad data")) and not is_transient(KeyError("x"))
     assert is_concurrent_ddl(IntegrityError("CREATE", {}, Exception("duplicate key pg_type")))
     assert not is_concurrent_ddl(ValueError())
-
-
-def test_backoff_bounds() -> None:
-    backoff = Backoff(1.0, 60.0)
-    assert [backoff.ceiling(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
-    assert backoff.ceiling(10_000) == 60.0
-    assert backoff.delay(3, rand=lambda: 0.0) == 2.0 and backoff.delay(3, rand=lambda: 1.0) == 4.0
-    with pytest.raises(ValueError):
-        backoff.ceiling(0)
-    with pytest.raises(ValueError):
-        Backoff(0.0, 1.0)
-
