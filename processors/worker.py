@@ -53,6 +53,7 @@ from processors.metrics import OpsServer, WorkerMetrics
 from processors.positions import PositionGuard
 from processors.replay.reader import first_record_from
 from processors.runtime.contracts import Binding, StoreSource
+from processors.runtime.heap import GcClock
 from processors.runtime.records import BatchStats, RawRecord
 
 log = logging.getLogger("careledger.processor")
@@ -312,6 +313,7 @@ def run_worker(settings: Settings, projection: str, source: StoreSource,
     applier = start_applier(settings, projection, source)
     ops = WorkerMetrics(projection)
     pipeline = Pipeline(settings, projection, binding, applier, ops)
+    GcClock(pipeline.spent).install()  # the process's garbage collector, next to the agent's time
     app = build_app(settings, projection, pipeline, source)
     server = OpsServer(ops, lambda: pipeline.binding.ping(), settings.metrics_port, settings.metrics_addr).start() \
         if settings.metrics_port else None
