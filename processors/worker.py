@@ -313,7 +313,7 @@ def run_worker(settings: Settings, projection: str, source: StoreSource,
     applier = start_applier(settings, projection, source)
     ops = WorkerMetrics(projection)
     pipeline = Pipeline(settings, projection, binding, applier, ops)
-    GcClock(pipeline.spent).install()  # the process's garbage collector, next to the agent's time
+    gc_clock = GcClock(pipeline.spent).install()  # the process's garbage collector, next to the agent's time
     app = build_app(settings, projection, pipeline, source)
     server = OpsServer(ops, lambda: pipeline.binding.ping(), settings.metrics_port, settings.metrics_addr).start() \
         if settings.metrics_port else None
@@ -345,6 +345,7 @@ def run_worker(settings: Settings, projection: str, source: StoreSource,
             server.stop()
         pipeline.applier.stop()
         pipeline.binding.close()
+        gc_clock.remove()
         log.info("%s worker stopped (exit %d); its agent spent %s", projection, code,
                  ", ".join(f"{seconds:.1f} s {what}" for what, seconds in pipeline.spent.items()))
     return code
