@@ -7,9 +7,13 @@ in batches as the live worker forms them, once per variant, and prints CPU (all 
 * ``pages=N``: the writer checkpoints automatically every N WAL pages (the product: 50,000);
 * ``background=K``: automatic checkpoints off; a thread with its own connection runs
   ``wal_checkpoint(PASSIVE)`` after every commit, and every K-th batch waits for it before its
-  transaction begins, so the WAL can restart from its beginning.
+  transaction begins, so the WAL can restart from its beginning;
+* ``coalesced=K``: automatic checkpoints off; after every K-th commit the thread copies the K
+  batches' pages (a page several batches dirtied, once), and before the transaction of the batch
+  after the next one a pass in the foreground copies what came since, so the WAL restarts.
 
     .venv/bin/python bench/proto_sqlite_checkpoints.py --events 1000000 --variants pages=10000 pages=50000 background=4
+    .venv/bin/python bench/proto_sqlite_checkpoints.py --events 1000000 --variants pages=50000 coalesced=6
 """
 
 from __future__ import annotations
@@ -42,31 +46,41 @@ from tests.support.runtime import runtime_for  # noqa: E402
 class BackgroundCheckpoints:
     """PASSIVE checkpoints in a thread after each commit; every ``every``-th batch waits for one."""
 
-    def __init__(self, path: str, every: int) -> None:
+    def __init__(self, path: str, every: int, coalesce: bool = False) -> None:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=30000")
         self.every = every
+        self.coalesce = coalesce
         self.pool = concurrent.futures.ThreadPoolExecutor(1)
         self.pending: concurrent.futures.Future[Any] | None = None
         self.commits = 0
         self.restarts = 0
+        self.waited = 0.0  # seconds the applying thread spent in before_begin
 
     def _pass(self) -> tuple[int, int, int]:
         return self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()  # type: ignore[no-any-return]
 
     def after_commit(self) -> None:
         self.commits += 1
-        if self.pending is None or self.pending.done():
+        if self.coalesce:
+            if self.commits % self.every == 0:
+                self.pending = self.pool.submit(self._pass)
+        elif self.pending is None or self.pending.done():
             self.pending = self.pool.submit(self._pass)
 
     def before_begin(self) -> None:
-        if self.pending is None or self.commits % self.every:
+        if self.coalesce:
+            if self.pending is None or self.commits % self.every != 1:
+                return
+        elif self.pending is None or self.commits % self.every:
             return
+        started = time.perf_counter()
         _busy, log, done = self.pending.result()
         if log != done:  # the pass began before the last commit: finish here
             _busy, log, done = self._pass()
         self.restarts += log == done
+        self.waited += time.perf_counter() - started
 
 
 def run(raws: list[Any], batch: int, variant: str) -> str:
@@ -81,7 +95,8 @@ def run(raws: list[Any], batch: int, variant: str) -> str:
         dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={pages}")
 
     store.engine.dispose()
-    background = BackgroundCheckpoints(path, int(value)) if kind == "background" else None
+    background = (BackgroundCheckpoints(path, int(value), coalesce=kind == "coalesced")
+                  if kind in ("background", "coalesced") else None)
     commits: list[float] = []
     plain_commit, plain_transaction = DefaultDialect.do_commit, SqlWriter.transaction
 
@@ -115,7 +130,8 @@ def run(raws: list[Any], batch: int, variant: str) -> str:
     median = statistics.median(batches)
     slow = [c for c in batches if c > 3 * median]
     n = len(raws)
-    extra = f"; WAL restarted {background.restarts} times" if background is not None else ""
+    extra = (f"; WAL restarted {background.restarts} times; {background.waited:.1f} s waited for (or ran) the "
+             f"passes before a transaction" if background is not None else "")
     return (f"{variant:<16} {cpu / n * 1e6:6.1f} µs CPU {wall / n * 1e6:6.1f} µs wall per event; commits "
             f"{sum(batches):.1f} s (median {median * 1e3:.0f} ms), {len(slow)} of {len(batches)} over 3x the median "
             f"(checkpoints): {sum(slow):.1f} s{extra}")
