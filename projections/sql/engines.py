@@ -60,7 +60,7 @@ def _sqlite_engine(url: str, echo: bool) -> Engine:
         cur.execute("PRAGMA synchronous=NORMAL")
         # a checkpoint (copy the WAL into the file, two fsyncs) every 50,000 pages (≤ 200 MB of WAL)
         # rather than every 10,000: a page that several batches dirty is copied once, and the fsyncs
-        # are fewer - 6 % less wall time per event at 1M (docs/performance.md); 100,000: no better
+        # are fewer - 4-8 % less wall time per event at 1M in process (docs/performance.md); 100,000: no better
         cur.execute("PRAGMA wal_autocheckpoint=50000")
         cur.execute("PRAGMA journal_size_limit=67108864")
         cur.execute("PRAGMA busy_timeout=30000")
