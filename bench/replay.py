@@ -79,7 +79,9 @@ def raw_rate(settings: Settings, batch: int, decode: bool = False, fold: bool = 
 def replay_rate(settings: Settings, url: str, workers: int, batch: int) -> tuple[int, float]:
     starts, ends = log_bounds(settings)
     settle_after_start()  # as `careledger replay` does (projections/replay/cli.py)
-    stats = parallel_build(settings, StoreRef("sql", url), starts, ends, workers=workers, batch_size=batch)
+    # a new store nothing else writes, as `careledger replay rebuild` builds its shadow
+    stats = parallel_build(settings, StoreRef("sql", url, private=True), starts, ends, workers=workers,
+                           batch_size=batch)
     return stats.records, stats.rate
 
 
@@ -100,6 +102,7 @@ def main() -> int:
             return f"sqlite:///{stack.settings.home / f'replay-{tag}.sqlite3'}"
 
         settings = stack.fresh_topics(12)
+        settle_after_start()  # the ceilings below run in this process: the collector as a replay worker sets it
         persons = max(500, args.events // 9)
         started = time.perf_counter()
         n = publish_simulated(settings, args.events, persons=persons, tail_months=0)

@@ -198,6 +198,10 @@ class Settings:
     # (CARELEDGER_INGEST_WORKERS; None = "auto": one per core but one, for files over 16 MB;
     # 0 = validate in the ingest process itself)
     ingest_workers: int | None = None
+    # a replay that alone builds a store it found empty (a shard, a new shadow or snapshot) keeps
+    # the read model's state in memory for up to this many events per worker process, then reads
+    # it from the store again (CARELEDGER_REPLAY_RESIDENT_EVENTS; ~0.5 KB per event; 0 = never)
+    replay_resident_events: int = 1_000_000
     # How long Kafka keeps alert messages and dead letters, in days (CARELEDGER_ALERTS_RETENTION_DAYS,
     # CARELEDGER_DLQ_RETENTION_DAYS; -1 = forever).  Both carry sensitive text in clear (hazards;
     # rejected input, ID numbers masked) and are delivery channels, not records: the alerts stay
@@ -302,6 +306,7 @@ class Settings:
             otlp_endpoint=_env("CARELEDGER_OTLP_ENDPOINT", ""),
             session_timeout_s=float(_env("CARELEDGER_SESSION_TIMEOUT_S", "30")),
             ingest_workers=parse_workers(_env("CARELEDGER_INGEST_WORKERS", "auto")),
+            replay_resident_events=int(_env("CARELEDGER_REPLAY_RESIDENT_EVENTS", "1000000")),
             alerts_retention_days=float(_env("CARELEDGER_ALERTS_RETENTION_DAYS", "30")),
             dlq_retention_days=float(_env("CARELEDGER_DLQ_RETENTION_DAYS", "90")),
             event_loop=_choice("CARELEDGER_EVENT_LOOP", "uvloop", ("uvloop", "asyncio")),
@@ -379,6 +384,7 @@ class Settings:
             "CARELEDGER_OTLP_ENDPOINT": self.otlp_endpoint,
             "CARELEDGER_SESSION_TIMEOUT_S": str(self.session_timeout_s),
             "CARELEDGER_INGEST_WORKERS": "auto" if self.ingest_workers is None else str(self.ingest_workers),
+            "CARELEDGER_REPLAY_RESIDENT_EVENTS": str(self.replay_resident_events),
             "CARELEDGER_ALERTS_RETENTION_DAYS": str(self.alerts_retention_days),
             "CARELEDGER_DLQ_RETENTION_DAYS": str(self.dlq_retention_days),
             "CARELEDGER_EVENT_LOOP": self.event_loop,

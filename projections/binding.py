@@ -65,6 +65,7 @@ class StoreRef:
     projection: str
     url: str
     rules_path: str | None = None
+    private: bool = False  # nothing but this build writes it (a shard, a new shadow or snapshot)
 
     def rules(self, settings: Settings) -> RulesConfig:
         return load_rules(Path(self.rules_path) if self.rules_path else settings.rules_path)
@@ -80,7 +81,8 @@ class StoreRef:
         (only into an empty target; otherwise the workers write the target itself, taking turns)."""
         if sqlite_file(self.url) is None or count > MAX_SHARDS or projection_spec(self.projection).kind != "sql":
             return None
-        shards = [StoreRef(self.projection, shard_url(self.url, k), self.rules_path) for k in range(count)]
+        shards = [StoreRef(self.projection, shard_url(self.url, k), self.rules_path, private=True)
+                  for k in range(count)]
         for shard in shards:
             remove_shard(shard.url)  # left over by a crashed build: start clean
         return shards

@@ -224,6 +224,13 @@ class ReadModel:
     def fold(self, state: dict[str, PersonAggregate], records: list[Consumed]) -> BatchChanges:
         return fold(self.projector, state, records)
 
+    @staticmethod
+    def resident_state() -> dict[str, PersonAggregate]:
+        """The state a build keeps resident (``processors/runtime/resident.py``): :func:`fold` adds
+        new persons and updates the others in place, so after every batch it holds each person's
+        whole aggregate - a superset of what :func:`plan` would have loaded."""
+        return {}
+
     def applied(self, changes: BatchChanges) -> int:
         return changes.applied
 

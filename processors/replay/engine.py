@@ -35,8 +35,9 @@ from processors.replay.reader import LogRecord, log_bounds, read_log
 from processors.runtime.apply import ProjectionRuntime
 from processors.runtime.contracts import Binding, Positions
 from processors.runtime.decoding import RecordDecoder
-from processors.runtime.heap import settle_after_start
+from processors.runtime.heap import collector_paused, settle_after_start
 from processors.runtime.records import RawRecord
+from processors.runtime.resident import ResidentWriter
 
 log = logging.getLogger("careledger.replay")
 
@@ -51,6 +52,7 @@ class BuildTarget(Protocol):
     """Where a build writes (picklable: worker processes open it themselves)."""
 
     projection: str
+    private: bool  # nothing but this build writes the store (a shard, a new shadow or snapshot)
 
     def open(self, settings: Settings, alias: str | None = None) -> Binding:
         """The target's store, migrated; positions kept under ``alias`` (default: the projection)."""
@@ -138,9 +140,15 @@ def _not_dead_lettered(raw: RawRecord, reasons: list[str]) -> None:
     log.debug("poison at %d/%d left out: %s", raw.partition, raw.offset, "; ".join(reasons))
 
 
-def runtime_for(settings: Settings, binding: Binding) -> ProjectionRuntime[Any, Any, Any]:
+def runtime_for(settings: Settings, binding: Binding, *, private: bool = False) -> ProjectionRuntime[Any, Any, Any]:
+    """The runtime of a build; ``private``: nothing else writes the store, so one that is empty
+    now keeps its state resident (``processors/runtime/resident.py``)."""
     decoder = RecordDecoder(_not_dead_lettered, lambda create: keystore_for(settings, create))
-    return ProjectionRuntime(binding.projection, binding.writer, decoder)
+    writer = binding.writer
+    limit = settings.replay_resident_events
+    if private and limit > 0 and binding.resident is not None and not writer.offsets():
+        writer = ResidentWriter(writer, binding.resident(), limit)
+    return ProjectionRuntime(binding.projection, writer, decoder)
 
 
 def decode_records(decoder: RecordDecoder, records: list[LogRecord], keep: Keep | None,
@@ -171,10 +179,12 @@ def _batches(settings: Settings, starts: Positions, stops: Positions, batch_size
 
 def replay_range(binding: Binding, settings: Settings, starts: Positions, stops: Positions, *,
                  batch_size: int = DEFAULT_BATCH, keep: Keep | None = None,
-                 progress: Callable[[int], None] | None = None, check_crcs: bool | None = None) -> BuildStats:
+                 progress: Callable[[int], None] | None = None, check_crcs: bool | None = None,
+                 private: bool = False) -> BuildStats:
     """Apply ``[starts[p], stops[p])`` of every partition through the runtime (one process):
-    reading and decoding in a feeder thread, applying in this one."""
-    runtime = runtime_for(settings, binding)
+    reading and decoding in a feeder thread, applying in this one.  ``private``: nothing else
+    writes the store while this runs (see :func:`runtime_for`)."""
+    runtime = runtime_for(settings, binding, private=private)
     stats = BuildStats()
     started = time.perf_counter()
     q: queue.Queue[Any] = queue.Queue(maxsize=2)
@@ -199,17 +209,18 @@ def replay_range(binding: Binding, settings: Settings, starts: Positions, stops:
     feeder = threading.Thread(target=feed, name="replay-feed", daemon=True)
     feeder.start()
     try:
-        while True:
-            item = q.get()
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            records, raw_of = item
-            stats.applied += runtime.apply_decoded(records, raw_of)
-            stats.batches += 1
-            if progress is not None:
-                progress(len(records))
+        with collector_paused(isinstance(runtime.writer, ResidentWriter)):  # processors/runtime/heap.py
+            while True:
+                item = q.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                records, raw_of = item
+                stats.applied += runtime.apply_decoded(records, raw_of)
+                stats.batches += 1
+                if progress is not None:
+                    progress(len(records))
     finally:
         stop_flag.set()
         feeder.join(timeout=10)
@@ -234,7 +245,9 @@ def _worker_main(settings: Settings, target: BuildTarget, alias: str | None, sta
         settle_after_start()  # a process of its own: the collector leaves the start-up heap alone
         try:
             stats = replay_range(binding, settings, starts, stops, batch_size=batch_size, keep=make_keep(keep_spec),
-                                 progress=progress_q.put, check_crcs=check_crcs)
+                                 progress=progress_q.put, check_crcs=check_crcs,
+                                 # several workers under aliases share one store: not private to any of them
+                                 private=target.private and alias is None)
         finally:
             binding.close()
         result_q.put(("ok", alias, stats))
@@ -245,24 +258,27 @@ def _worker_main(settings: Settings, target: BuildTarget, alias: str | None, sta
 def parallel_build(settings: Settings, target: BuildTarget, starts: Positions, stops: Positions, *,
                    workers: int, batch_size: int = DEFAULT_BATCH, keep_spec: tuple[str, Any] | None = None,
                    progress: Callable[[int], None] | None = None, check_crcs: bool | None = None) -> BuildStats:
-    """``workers`` processes, each owning some partitions, build ``target`` in parallel."""
+    """``workers`` processes, each owning some partitions, build ``target`` in parallel.
+
+    Into SQLite, each worker builds a scratch shard that is merged into the target at the end
+    (one writer per file); so does a single worker whose target is private (a new shadow or
+    snapshot): a shard needs no WAL or fsync while it is built, and the merge builds the target's
+    indexes by sorting (docs/performance.md)."""
     groups = split_partitions([p for p in stops if stops[p] > starts.get(p, 0)], workers)
-    if len(groups) <= 1:
-        binding = target.open(settings)
-        try:
-            return replay_range(binding, settings, starts, stops, batch_size=batch_size,
-                                keep=make_keep(keep_spec), progress=progress, check_crcs=check_crcs)
-        finally:
-            binding.close()
-    shards = target.shards(len(groups))
+    shards = target.shards(len(groups)) if len(groups) > 1 or (len(groups) == 1 and target.private) else None
+    if shards is None and len(groups) <= 1:
+        return _build_here(settings, target, starts, stops, batch_size, keep_spec, progress, check_crcs)
     if shards is not None:
         try:
-            jobs: list[tuple[BuildTarget, str | None, list[int]]] = [
-                (shard, None, group) for shard, group in zip(shards, groups, strict=True)]
-            total = _run_workers(settings, jobs, starts, stops, batch_size, keep_spec, progress, check_crcs)
+            if len(shards) == 1:
+                total = _build_here(settings, shards[0], starts, stops, batch_size, keep_spec, progress, check_crcs)
+            else:
+                jobs: list[tuple[BuildTarget, str | None, list[int]]] = [
+                    (shard, None, group) for shard, group in zip(shards, groups, strict=True)]
+                total = _run_workers(settings, jobs, starts, stops, batch_size, keep_spec, progress, check_crcs)
             merging = time.perf_counter()
             target.merge(settings, shards)
-            log.info("merged %d shards into %s in %.1fs", len(shards), target.projection,
+            log.info("merged %d shard(s) into %s in %.1fs", len(shards), target.projection,
                      time.perf_counter() - merging)
             total.seconds += time.perf_counter() - merging
             return total
@@ -272,6 +288,18 @@ def parallel_build(settings: Settings, target: BuildTarget, starts: Positions, s
     total = _run_workers(settings, jobs, starts, stops, batch_size, keep_spec, progress, check_crcs)
     target.consolidate(settings, [alias for _t, alias, _g in jobs if alias is not None])
     return total
+
+
+def _build_here(settings: Settings, target: BuildTarget, starts: Positions, stops: Positions, batch_size: int,
+                keep_spec: tuple[str, Any] | None, progress: Callable[[int], None] | None,
+                check_crcs: bool | None) -> BuildStats:
+    """One build in this process (no worker to spawn)."""
+    binding = target.open(settings)
+    try:
+        return replay_range(binding, settings, starts, stops, batch_size=batch_size, keep=make_keep(keep_spec),
+                            progress=progress, check_crcs=check_crcs, private=target.private)
+    finally:
+        binding.close()
 
 
 def _run_workers(settings: Settings, jobs: list[tuple[BuildTarget, str | None, list[int]]], starts: Positions,

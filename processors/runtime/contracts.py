@@ -130,6 +130,9 @@ class Binding:
     ping: Callable[[], bool]
     outbox: OutboxSource | None = None  # projections that publish alert changes
     housekeeping: Housekeeping | None = None
+    # an empty state that the projection's fold keeps whole when handed it batch after batch
+    # (processors/runtime/resident.py); None: this projection's state is only ever loaded
+    resident: Callable[[], Any] | None = None
 
 
 @runtime_checkable

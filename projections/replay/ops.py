@@ -82,7 +82,7 @@ def rebuild(settings: Settings, projection: str, *, into: str | None = None, nam
     active_url = registry.active_url(projection)
     name = name or f"{projection}-{_stamp()}"
     url = into or shadow_url(settings, active_url, name)
-    ref = StoreRef(projection, url, _rules_path(settings, None))
+    ref = StoreRef(projection, url, _rules_path(settings, None), private=into is None)  # a new shadow: ours alone
     store = ref.open_store(settings)
     try:
         if into and store.offsets() and not force:
@@ -248,7 +248,7 @@ def snapshot(settings: Settings, name: str, *, projection: str = "sql", until: s
             "rules_path": str(rules_copy), "rules_source": str(rules_src), "status": "building",
             "log_end": {str(p): e for p, e in sorted(ends.items())}}
     registry.register(name, url, projection, "snapshot", owned=into is None, **meta)
-    ref = StoreRef(projection, url, str(rules_copy))
+    ref = StoreRef(projection, url, str(rules_copy), private=into is None)  # a new snapshot: ours alone
     bar = _bar(sum(max(0, stops[p] - starts.get(p, 0)) for p in stops), f"snapshot {name}", progress)
     try:
         stats = parallel_build(settings, ref, starts, stops, workers=workers, batch_size=batch_size,

@@ -93,7 +93,8 @@ class SqlStore:
         return self.writer.offsets()
 
     def binding(self) -> Binding:
-        return Binding(self.read_model, self.writer, self.close, self.ping, self.outbox, self)
+        return Binding(self.read_model, self.writer, self.close, self.ping, self.outbox, self,
+                       resident=self.read_model.resident_state)
 
     def drop_positions(self, projections: list[str]) -> None:
         po = t.projection_offsets

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from processors.runtime.heap import GEN0_THRESHOLD, GcClock
+from processors.runtime.heap import GEN0_THRESHOLD, GcClock, collector_paused
 
 
 def test_the_clock_adds_each_collection_to_spent() -> None:
@@ -38,3 +38,25 @@ def test_settling_freezes_the_start_up_heap_and_raises_the_young_threshold() -> 
         subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
     assert before[0] == 700 and after == [GEN0_THRESHOLD, before[1], before[2]]
     assert frozen > 1_000 and frozen_later == frozen
+
+
+def test_the_collector_is_paused_only_inside_the_block_and_only_when_asked() -> None:
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with collector_paused(False):
+        assert gc.isenabled()
+    try:
+        with collector_paused():
+            raise RuntimeError("a build failed")
+    except RuntimeError:
+        pass
+    assert gc.isenabled()
+    gc.disable()  # someone else paused it: the block leaves it as it found it
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
