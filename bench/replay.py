@@ -82,6 +82,8 @@ def replay_rate(settings: Settings, url: str, workers: int, batch: int) -> tuple
     # a new store nothing else writes, as `careledger replay rebuild` builds its shadow
     stats = parallel_build(settings, StoreRef("sql", url, private=True), starts, ends, workers=workers,
                            batch_size=batch)
+    if stats.peak_rss_mb:
+        print(f"  peak RSS of the largest replay worker process: {stats.peak_rss_mb:,.0f} MB", flush=True)
     return stats.records, stats.rate
 
 

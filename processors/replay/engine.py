@@ -21,10 +21,12 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import queue
+import resource
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from careledger.settings import Settings
@@ -35,7 +37,7 @@ from processors.replay.reader import LogRecord, log_bounds, read_log
 from processors.runtime.apply import ProjectionRuntime
 from processors.runtime.contracts import Binding, Positions
 from processors.runtime.decoding import RecordDecoder
-from processors.runtime.heap import collector_paused, settle_after_start
+from processors.runtime.heap import CollectorPause, settle_after_start
 from processors.runtime.records import RawRecord
 from processors.runtime.resident import ResidentWriter
 
@@ -83,6 +85,7 @@ class BuildStats:
     seconds: float = 0.0
     by_version: dict[str, int] = field(default_factory=dict)
     workers: int = 1
+    peak_rss_mb: float = 0.0  # the largest peak resident memory of a worker process (0: not measured)
 
     def add(self, other: BuildStats) -> None:
         self.records += other.records
@@ -92,6 +95,7 @@ class BuildStats:
         self.batches += other.batches
         for k, v in other.by_version.items():
             self.by_version[k] = self.by_version.get(k, 0) + v
+        self.peak_rss_mb = max(self.peak_rss_mb, other.peak_rss_mb)
 
     @property
     def rate(self) -> float:
@@ -209,7 +213,8 @@ def replay_range(binding: Binding, settings: Settings, starts: Positions, stops:
     feeder = threading.Thread(target=feed, name="replay-feed", daemon=True)
     feeder.start()
     try:
-        with collector_paused(isinstance(runtime.writer, ResidentWriter)):  # processors/runtime/heap.py
+        resident = runtime.writer if isinstance(runtime.writer, ResidentWriter) else None
+        with CollectorPause(resident is not None) as collector:  # processors/runtime/heap.py
             while True:
                 item = q.get()
                 if item is None:
@@ -221,12 +226,26 @@ def replay_range(binding: Binding, settings: Settings, starts: Positions, stops:
                 stats.batches += 1
                 if progress is not None:
                     progress(len(records))
+                if resident is not None and not resident.resident:
+                    collector.resume()  # the state was dropped: nothing large and long-lived any more
     finally:
         stop_flag.set()
         feeder.join(timeout=10)
     stats.poison = runtime.decoder.poison
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: ``VmHWM`` (belongs to the process image, so a spawned
+    worker does not inherit its parent's peak as ``ru_maxrss`` does across exec), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ----------------------------------------------------------------------------- parallel builds
@@ -250,6 +269,7 @@ def _worker_main(settings: Settings, target: BuildTarget, alias: str | None, sta
                                  private=target.private and alias is None)
         finally:
             binding.close()
+        stats.peak_rss_mb = peak_rss_mb()
         result_q.put(("ok", alias, stats))
     except BaseException as exc:  # noqa: BLE001 - reported to the coordinator
         result_q.put(("error", alias, f"{type(exc).__name__}: {exc}"))

@@ -225,5 +225,6 @@ def _copy_publication_state(old: SqlStore, shadow: SqlStore) -> dict[str, int]:
 
 
 def summary(stats: BuildStats) -> str:
+    memory = f"; worker peak RSS {stats.peak_rss_mb:,.0f} MB" if stats.peak_rss_mb else ""
     return (f"{stats.records} records in {stats.seconds:.1f}s ({stats.rate:,.0f}/s, {stats.workers} worker(s)): "
-            f"{stats.applied} applied, {stats.poison} poison, {stats.filtered} left out")
+            f"{stats.applied} applied, {stats.poison} poison, {stats.filtered} left out{memory}")

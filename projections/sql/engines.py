@@ -28,7 +28,8 @@ SCRATCH_QUERY = "careledger_scratch=1"
 def scratch_url(url: str) -> str:
     """A SQLite store that is thrown away whenever the work writing it fails (a replay's shard):
     no WAL and no fsync (``synchronous=OFF``: a power cut may corrupt it, a process crash does
-    not), and a 256 MiB page cache - 10 % less time per event in a bulk build (docs/performance.md)."""
+    not), and a 64 MiB page cache: 8 % less time per event in a bulk build in process (256 MiB:
+    12 %, but 170 MB more per worker and no faster end to end; docs/performance.md)."""
     return url + ("&" if "?" in url else "?") + SCRATCH_QUERY
 
 
@@ -73,7 +74,7 @@ def _sqlite_engine(url: str, echo: bool, scratch: bool = False) -> Engine:
         if scratch:  # see scratch_url; a rollback journal in memory still undoes a failed batch
             cur.execute("PRAGMA journal_mode=MEMORY")
             cur.execute("PRAGMA synchronous=OFF")
-            cur.execute("PRAGMA cache_size=-262144")
+            cur.execute("PRAGMA cache_size=-65536")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA temp_store=MEMORY")
             cur.close()

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from processors.runtime.heap import GEN0_THRESHOLD, GcClock, collector_paused
+from processors.runtime.heap import GEN0_THRESHOLD, CollectorPause, GcClock
 
 
 def test_the_clock_adds_each_collection_to_spent() -> None:
@@ -40,22 +40,26 @@ def test_settling_freezes_the_start_up_heap_and_raises_the_young_threshold() -> 
     assert frozen > 1_000 and frozen_later == frozen
 
 
-def test_the_collector_is_paused_only_inside_the_block_and_only_when_asked() -> None:
+def test_the_collector_is_paused_only_inside_the_block_until_resumed_and_only_when_asked() -> None:
     assert gc.isenabled()
-    with collector_paused():
+    with CollectorPause() as pause:
         assert not gc.isenabled()
+        pause.resume()
+        assert gc.isenabled()
     assert gc.isenabled()
-    with collector_paused(False):
+    with CollectorPause(False):
         assert gc.isenabled()
     try:
-        with collector_paused():
+        with CollectorPause():
             raise RuntimeError("a build failed")
     except RuntimeError:
         pass
     assert gc.isenabled()
     gc.disable()  # someone else paused it: the block leaves it as it found it
     try:
-        with collector_paused():
+        with CollectorPause() as pause:
+            assert not gc.isenabled()
+            pause.resume()
             assert not gc.isenabled()
         assert not gc.isenabled()
     finally:
