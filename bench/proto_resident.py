@@ -1,0 +1,81 @@
+"""Prototype measurement (in process, no Kafka): what a scratch store and resident state save a build.
+
+Applies ``--events`` simulator events through the projection runtime into a new SQLite store in
+batches of ``--batch`` (the replay's 20,000), as one replay worker does after decoding, in one of
+three ways, and prints CPU and wall time per event (docs/performance.md, "replay with resident state"):
+
+* ``store``: the store as every worker opens it (WAL, ``synchronous=NORMAL``, 16 MiB cache);
+* ``scratch``: a replay shard (``projections/sql/engines.py`` ``scratch_url``: no WAL, no fsync,
+  64 MiB cache; ``--cache-mib`` another size);
+* ``resident``: a scratch shard whose state the build keeps in memory
+  (``processors/runtime/resident.py``), the collector paused as the replay does.
+
+    .venv/bin/python bench/proto_resident.py --events 500000 --mode store
+    .venv/bin/python bench/proto_resident.py --events 500000 --mode resident
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import event  # noqa: E402
+
+from bench.proto_person_cache import raw_records  # noqa: E402
+from processors.domain.rules_config import default_rules  # noqa: E402
+from processors.replay.engine import peak_rss_mb  # noqa: E402
+from processors.runtime.apply import ProjectionRuntime  # noqa: E402
+from processors.runtime.decoding import RecordDecoder  # noqa: E402
+from processors.runtime.heap import CollectorPause, settle_after_start  # noqa: E402
+from processors.runtime.resident import ResidentWriter  # noqa: E402
+from projections.sql.engines import scratch_url  # noqa: E402
+from projections.sql.store import SqlStore  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--batch", type=int, default=20_000)
+    parser.add_argument("--mode", choices=["store", "scratch", "resident"], default="resident")
+    parser.add_argument("--cache-mib", type=int, default=0, help="another page cache for scratch stores")
+    args = parser.parse_args()
+    raws = raw_records(args.events)
+    url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='proto-resident-')) / 'build.sqlite3'}"
+    store = SqlStore(url if args.mode == "store" else scratch_url(url), default_rules())
+    store.migrate()
+    if args.cache_mib:
+        @event.listens_for(store.engine, "connect")
+        def _cache(dbapi_conn: Any, _rec: Any) -> None:
+            dbapi_conn.execute(f"PRAGMA cache_size=-{args.cache_mib * 1024}")
+        store.engine.dispose()
+    binding = store.binding()
+    writer: Any = binding.writer
+    if args.mode == "resident":
+        assert binding.resident is not None
+        writer = ResidentWriter(writer, binding.resident(), args.events)
+    runtime: ProjectionRuntime[Any, Any, Any] = ProjectionRuntime(
+        binding.projection, writer, RecordDecoder(lambda raw, reasons: None, lambda create: None))
+    settle_after_start()
+    before = peak_rss_mb()
+    wall, cpu = time.perf_counter(), time.process_time()
+    with CollectorPause(args.mode == "resident"):
+        for i in range(0, len(raws), args.batch):
+            runtime.apply(raws[i:i + args.batch])
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    store.close()
+    n = len(raws)
+    print(f"{args.mode}: {n} events, {cpu / n * 1e6:.1f} µs CPU and {wall / n * 1e6:.1f} µs wall per event; "
+          f"peak RSS {peak_rss_mb():,.0f} MB ({before:,.0f} MB with the input in memory)")
+    print(f"reproduce: .venv/bin/python bench/proto_resident.py {shlex.join(sys.argv[1:])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
