@@ -31,12 +31,11 @@ from sqlalchemy import event  # noqa: E402
 from bench.proto_person_cache import raw_records  # noqa: E402
 from processors.domain.rules_config import default_rules  # noqa: E402
 from processors.replay.engine import peak_rss_mb  # noqa: E402
-from processors.runtime.apply import ProjectionRuntime  # noqa: E402
-from processors.runtime.decoding import RecordDecoder  # noqa: E402
 from processors.runtime.heap import CollectorPause, settle_after_start  # noqa: E402
 from processors.runtime.resident import ResidentWriter  # noqa: E402
 from projections.sql.engines import scratch_url  # noqa: E402
 from projections.sql.store import SqlStore  # noqa: E402
+from tests.support.runtime import runtime_for  # noqa: E402
 
 
 def main() -> int:
@@ -55,13 +54,10 @@ def main() -> int:
         def _cache(dbapi_conn: Any, _rec: Any) -> None:
             dbapi_conn.execute(f"PRAGMA cache_size=-{args.cache_mib * 1024}")
         store.engine.dispose()
-    binding = store.binding()
-    writer: Any = binding.writer
-    if args.mode == "resident":
-        assert binding.resident is not None
-        writer = ResidentWriter(writer, binding.resident(), args.events)
-    runtime: ProjectionRuntime[Any, Any, Any] = ProjectionRuntime(
-        binding.projection, writer, RecordDecoder(lambda raw, reasons: None, lambda create: None))
+    runtime = runtime_for(store)  # as a replay worker runs it (tests/support/runtime.py)
+    resident = store.binding().resident
+    if args.mode == "resident" and resident is not None:
+        runtime.writer = ResidentWriter(runtime.writer, resident(), args.events)
     settle_after_start()
     before = peak_rss_mb()
     wall, cpu = time.perf_counter(), time.process_time()

@@ -69,9 +69,9 @@ def main() -> int:
     resident = os.environ.get("CARELEDGER_REPLAY_RESIDENT_EVENTS", "default")
     print(f"{published} events, {args.workers} worker(s), resident events per worker: {resident}")
     print(f"build: {stats.records / took:,.0f} events/s ({took:.1f} s); {merge.line or 'no merge'}")
-    print(f"garbage collector in this process: {spent['gc']:.1f} s; "
-          f"largest worker's peak RSS: {stats.peak_rss_mb:,.0f} MB" if stats.peak_rss_mb else
-          f"garbage collector in this process (the worker): {spent['gc']:.1f} s")
+    # one worker builds in this process; more are spawned and report their own peak
+    workers = f"; largest worker's peak RSS: {stats.peak_rss_mb:,.0f} MB" if stats.peak_rss_mb else " (the worker)"
+    print(f"garbage collector in this process: {spent['gc']:.1f} s{workers}")
     env = "" if resident == "default" else f"CARELEDGER_REPLAY_RESIDENT_EVENTS={resident} "
     print(f"reproduce: {env}.venv/bin/python bench/replay_build.py {shlex.join(sys.argv[1:])}")
     return 0

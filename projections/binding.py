@@ -8,6 +8,7 @@ and this module provides them from the registry's stores, so ``processors`` neve
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ class StoreRef:
             remove_shard(shard.url)  # left over by a crashed build: start clean
         return shards
 
-    def merge(self, settings: Settings, shards: list[Any]) -> None:
+    def merge(self, settings: Settings, shards: Sequence[Any]) -> None:
         store = self.open_store(settings)
         try:
             if store.offsets():
@@ -96,7 +97,7 @@ class StoreRef:
         finally:
             store.close()
 
-    def drop_shards(self, shards: list[Any]) -> None:
+    def drop_shards(self, shards: Sequence[Any]) -> None:
         for shard in shards:
             remove_shard(shard.url)
 

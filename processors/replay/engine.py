@@ -24,7 +24,7 @@ import queue
 import resource
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,22 +53,27 @@ Keep = Callable[[LogRecord, dict[str, Any]], bool]
 class BuildTarget(Protocol):
     """Where a build writes (picklable: worker processes open it themselves)."""
 
-    projection: str
-    private: bool  # nothing but this build writes the store (a shard, a new shadow or snapshot)
+    @property
+    def projection(self) -> str: ...
+
+    @property
+    def private(self) -> bool:
+        """Nothing but this build writes the store (a shard, a new shadow or snapshot)."""
+        ...
 
     def open(self, settings: Settings, alias: str | None = None) -> Binding:
         """The target's store, migrated; positions kept under ``alias`` (default: the projection)."""
         ...
 
-    def shards(self, count: int) -> list[BuildTarget] | None:
+    def shards(self, count: int) -> Sequence[BuildTarget] | None:
         """``count`` empty stores to build in parallel and merge (None: write the target itself)."""
         ...
 
-    def merge(self, settings: Settings, shards: list[BuildTarget]) -> None:
+    def merge(self, settings: Settings, shards: Sequence[BuildTarget]) -> None:
         """Copy built shards into the target (which must still be empty), then remove them."""
         ...
 
-    def drop_shards(self, shards: list[BuildTarget]) -> None: ...
+    def drop_shards(self, shards: Sequence[BuildTarget]) -> None: ...
 
     def consolidate(self, settings: Settings, aliases: list[str]) -> None:
         """Make the workers' positions (kept under ``aliases``) the projection's own."""

@@ -36,9 +36,8 @@ class CollectorPause:
 
     For a build that keeps its state resident (processors/runtime/resident.py): its decoded
     batches and its growing state survive every young collection, so each collection walked them
-    and found almost nothing - at 400,000 events 102 collections took 3.1 s and freed 6,010
-    objects; at 1M events a one-worker build spent 8.5 of 68.5 s in the collector and ran in 61.6 s
-    without it (docs/performance.md).  Reference counting still frees everything that is not in a
+    and found almost nothing: at 1M events a one-worker build spent 8.5 of 68.5 s in the collector
+    and ran in 61.6 s without it (docs/performance.md).  Reference counting still frees everything that is not in a
     cycle; the few cycles wait until the state is dropped or the build ends."""
 
     def __init__(self, paused: bool = True) -> None:

@@ -2,7 +2,7 @@
 
 Why: a replay worker building a shard or a new shadow reads back, batch after batch, the state it
 wrote itself - the load and de-duplication queries and turning rows back into aggregates were a
-fifth of its time at 500,000 events (docs/performance.md, "Replay"). When the store was empty at
+fifth of its time at 500,000 events (docs/performance.md, "replay with resident state"). When the store was empty at
 the start and nothing else writes it, what this runtime wrote *is* the store's state, so the unit
 of work answers ``known`` from the event ids it has written and ``load`` with the state that the
 projection's fold keeps up to date in place (``Binding.resident``). Every write still goes to the

@@ -3,9 +3,10 @@ and PostgreSQL.
 
 SQLite: WAL (readers never block the writer), ``synchronous=NORMAL`` (a commit is durable once the
 WAL is checkpointed; a power cut may lose the last batches, which are re-read from Kafka because
-their positions are lost with them), a checkpoint every ~40 MB of WAL rather than every 4 MB, and
-``BEGIN IMMEDIATE`` for writers so a batch's reads and writes share one transaction and the write
-lock is taken up front (no deadlock between two writers that both read first).
+their positions are lost with them), a checkpoint every 50,000 WAL pages (~200 MB) rather than
+SQLite's 1,000, and ``BEGIN IMMEDIATE`` for writers so a batch's reads and writes share one
+transaction and the write lock is taken up front (no deadlock between two writers that both read
+first).  Scratch stores (:func:`scratch_url`) trade durability for speed.
 
 PostgreSQL: psycopg 3, ``pool_pre_ping`` so a connection the server dropped is replaced rather
 than failing a batch.
@@ -27,9 +28,11 @@ SCRATCH_QUERY = "careledger_scratch=1"
 
 def scratch_url(url: str) -> str:
     """A SQLite store that is thrown away whenever the work writing it fails (a replay's shard):
-    no WAL and no fsync (``synchronous=OFF``: a power cut may corrupt it, a process crash does
-    not), and a 64 MiB page cache: 8 % less time per event in a bulk build in process (256 MiB:
-    12 %, but 170 MB more per worker and no faster end to end; docs/performance.md)."""
+    the rollback journal in memory and no fsync (``journal_mode=MEMORY``, ``synchronous=OFF``: a
+    process killed in the middle of a batch, or a power cut, may leave the file corrupt - which is
+    why only a store that is removed after any failure may be opened so), and a 64 MiB page cache.
+    In process, 8-10 % less wall time per event than the durable store (256 MiB: 12 %, but 170 MB
+    more per worker and no faster end to end; docs/performance.md)."""
     return url + ("&" if "?" in url else "?") + SCRATCH_QUERY
 
 
@@ -71,25 +74,22 @@ def _sqlite_engine(url: str, echo: bool, scratch: bool = False) -> Engine:
     def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
         cur = dbapi_conn.cursor()
-        if scratch:  # see scratch_url; a rollback journal in memory still undoes a failed batch
+        if scratch:  # see scratch_url; the rollback journal in memory still undoes a failed batch
             cur.execute("PRAGMA journal_mode=MEMORY")
             cur.execute("PRAGMA synchronous=OFF")
-            cur.execute("PRAGMA cache_size=-65536")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA temp_store=MEMORY")
-            cur.close()
-            return
-        if not memory:
-            cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        # a checkpoint (copy the WAL into the file, two fsyncs) every 50,000 pages (≤ 200 MB of WAL)
-        # rather than every 10,000: a page that several batches dirty is copied once, and the fsyncs
-        # are fewer - 4-8 % less wall time per event at 1M in process (docs/performance.md); 100,000: no better
-        cur.execute("PRAGMA wal_autocheckpoint=50000")
-        cur.execute("PRAGMA journal_size_limit=67108864")
+            cur.execute("PRAGMA cache_size=-65536")  # 64 MiB
+        else:
+            if not memory:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            # a checkpoint (copy the WAL into the file, two fsyncs) every 50,000 pages (≤ 200 MB of WAL)
+            # rather than every 10,000: a page that several batches dirty is copied once, and the fsyncs
+            # are fewer - 4-8 % less wall time per event at 1M in process (docs/performance.md); 100,000: no better
+            cur.execute("PRAGMA wal_autocheckpoint=50000")
+            cur.execute("PRAGMA journal_size_limit=67108864")
+            cur.execute("PRAGMA cache_size=-16384")  # 16 MiB per connection (64 MiB: +50 MB RSS, no faster)
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA temp_store=MEMORY")
-        cur.execute("PRAGMA cache_size=-16384")  # 16 MiB per connection (64 MiB: +50 MB RSS, no faster)
         cur.close()
 
     @event.listens_for(engine, "begin")

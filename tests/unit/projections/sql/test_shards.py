@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from projections.sql.shards import merge_shards, remove_shard, shard_url, sqlite_file
-from tests.unit.projections.sql.test_resident_build import build, contents, raws, store_at
+from tests.support.sql_builds import build, simulated_raws, store_at, store_rows
 
 
 def indexes(path: Path) -> list[tuple[str, str, str]]:
@@ -17,7 +17,7 @@ def indexes(path: Path) -> list[tuple[str, str, str]]:
 
 
 def test_merged_shards_equal_a_direct_build_and_keep_every_index(tmp_path: Path) -> None:
-    records = raws(2000)
+    records = simulated_raws(2000)
     direct = store_at(tmp_path, "direct")
     build(direct, records, 200, None)
     target = store_at(tmp_path, "target")
@@ -31,7 +31,7 @@ def test_merged_shards_equal_a_direct_build_and_keep_every_index(tmp_path: Path)
     merge_shards(target, urls)
     assert indexes(tmp_path / "target.sqlite3") == before == indexes(tmp_path / "direct.sqlite3")
     # the merge renumbers the ledger and the outbox shard by shard: compare them without seq
-    assert contents(target, skip=("seq",)) == contents(direct, skip=("seq",))
+    assert store_rows(target, skip=("seq",)) == store_rows(direct, skip=("seq",))
     for url in urls:
         remove_shard(url)
         assert not Path(f"{sqlite_file(url)}").exists()
