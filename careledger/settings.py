@@ -194,9 +194,9 @@ class Settings:
     # how long the consumer group waits for a silent worker (SIGKILL, power loss) before giving
     # its partitions to the others (CARELEDGER_SESSION_TIMEOUT_S; a clean stop leaves at once)
     session_timeout_s: float = 30.0
-    # processes that validate a large JSON Lines file for ``careledger ingest``
-    # (CARELEDGER_INGEST_WORKERS; None = "auto": one per core but one, for files over 16 MB;
-    # 0 = validate in the ingest process itself)
+    # processes that check, seal and publish a share of a large JSON Lines file for
+    # ``careledger ingest`` (CARELEDGER_INGEST_WORKERS; None = "auto": one per core, for files over
+    # 16 MB; 0 = everything in the ingest process itself)
     ingest_workers: int | None = None
     # a replay that alone builds a store it found empty (a shard, a new shadow or snapshot) keeps
     # the read model's state in memory for up to this many events per worker process, then reads

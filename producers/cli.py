@@ -42,9 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--dry-run", action="store_true", help="validate only, publish nothing")
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
     ingest.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
-                        help="processes that validate lines while this one publishes (0: none; default: "
-                             "CARELEDGER_INGEST_WORKERS, whose default 'auto' is one per core but one for files "
-                             "over 16 MB)")
+                        help="processes that each check, seal and publish the lines of their share of the "
+                             "partitions (0: none; default: CARELEDGER_INGEST_WORKERS, whose default 'auto' is "
+                             "one per core for files over 16 MB)")
     ingest.set_defaults(func=_ingest)
 
     from producers.csv_layouts import LAYOUT_NAMES  # light: --help must not load Kafka or SQL clients

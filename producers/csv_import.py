@@ -29,11 +29,12 @@ from producers.csv_layouts import (
     CellError,
     Column,
 )
-from producers.ingest import close_run, state_error_message, state_write_error
+from producers.ingest import close_run
 from producers.pipeline import IngestRun, ReportWriter, input_rules
 from producers.pseudonym import Pseudonymiser
 from producers.publisher import EventPublisher, PublishError
 from producers.spreadsheet import CSV_ERROR, Rows, Table, TableError, Where, open_table
+from producers.state_errors import state_error_message, state_write_error
 from schemas import enums
 from schemas.text import printable
 from schemas.validation import Accepted, validate_event
@@ -277,7 +278,7 @@ def run_import_csv(settings: Settings, path: str, *, event_type: str | None = No
         reason = state_write_error(exc)
         if reason is None:
             raise
-        print(state_error_message("import-csv", settings, reason), file=err)
+        print(state_error_message("import-csv", settings.home, reason), file=err)
         return 1
 
 

@@ -7,11 +7,12 @@ process (``producers.ingest``) and the worker processes that check large files
 
 from __future__ import annotations
 
-from producers.pipeline import NO_RULES, Checked, prepare
+from producers.pipeline import NO_RULES, Checked, prepare_valid
 from producers.pseudonym import Pseudonymiser
 from schemas.input_rules import InputRules
 from schemas.privacy import has_plain_sensitive
-from schemas.validation import InvalidJson, Rejected, parse_json_line, partition_key
+from schemas.validation import Event, InvalidJson, Rejected, parse_json_line, partition_key, validate_event
+from schemas.wire import NotFast, fast_input
 
 MAX_LINE_BYTES = 1024 * 1024
 
@@ -30,12 +31,31 @@ def check_line(number: int, line: bytes | None, consumed: int, pseudonymiser: Ps
                limit: int = MAX_LINE_BYTES, rules: InputRules = NO_RULES) -> LineOutcome:
     """Decode, validate and pseudonymise one line (no key store, no Kafka: it may run in a worker
     process).  What needs the key store - refusing erased persons, sealing - happens in
-    ``IngestRun.take``, in input order."""
+    ``IngestRun.admit``, in the process that publishes the line.  ``schemas.wire.fast_input`` vouches for most valid lines;
+    the rest get the full check, which gives the reasons.  Either way the same steps follow
+    (``pipeline.prepare_valid``), so the outcome does not depend on the path."""
     if line is None:
         return [f"line too long: {consumed} bytes, the limit is {limit}"]
     line = _body(number, line)
     if not line.strip():
         return None
+    try:
+        valid: Event | list[str] = fast_input(line)  # ~5 µs where parse + validate take ~21
+    except NotFast:
+        valid = _validate(line)
+    if isinstance(valid, list):
+        return valid
+    result, value = prepare_valid(valid, pseudonymiser, rules, seal=False)
+    if isinstance(result, Rejected):
+        return result.reasons
+    event = result.event
+    return (event["event_id"], partition_key(event), value, event.get("person_id"),
+            event if has_plain_sensitive(event) else None)
+
+
+def _validate(line: bytes) -> Event | list[str]:
+    """The full check of a line the fast decoder did not vouch for: the canonical event, or the
+    reasons (invalid UTF-8, invalid JSON, the validator's field-naming reasons)."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -44,11 +64,10 @@ def check_line(number: int, line: bytes | None, consumed: int, pseudonymiser: Ps
         obj = parse_json_line(text)
     except InvalidJson as exc:
         return [str(exc)]
-    result, value = prepare(obj, pseudonymiser, rules, seal=False)
+    result = validate_event(obj)
     if isinstance(result, Rejected):
         return result.reasons
-    event = result.event
-    return event["event_id"], partition_key(event), value, event.get("person_id"), has_plain_sensitive(event)
+    return result.event
 
 
 

@@ -17,6 +17,12 @@ from kafka.partitioner.default import DefaultPartitioner, murmur2
 MAX_CACHED_KEYS = 1_000_000  # bounds the memory: emptied and refilled beyond that
 
 
+def key_hash(serialized_key: bytes) -> int:
+    """The hash whose remainder by the partition count picks a keyed message's partition (the
+    Java client's and kafka-python's default: positive murmur2)."""
+    return murmur2(serialized_key) & 0x7FFFFFFF
+
+
 class KeyCachingPartitioner(DefaultPartitioner):
     def __init__(self, max_keys: int = MAX_CACHED_KEYS) -> None:
         self._hashes: dict[bytes, int] = {}
@@ -33,5 +39,5 @@ class KeyCachingPartitioner(DefaultPartitioner):
         if hashed is None:
             if len(self._hashes) >= self._max_keys:
                 self._hashes.clear()
-            hashed = self._hashes[serialized_key] = murmur2(serialized_key) & 0x7FFFFFFF
+            hashed = self._hashes[serialized_key] = key_hash(serialized_key)
         return sorted(partitions)[hashed % len(partitions)]

@@ -24,12 +24,13 @@ from producers.publisher import EventPublisher, encode
 from schemas.input_rules import InputRules
 from schemas.privacy import has_plain_sensitive
 from schemas.text import Loc, dotted, has_astral, string_paths, surrogate_problems
-from schemas.validation import Accepted, Rejected, partition_key, validate_event
+from schemas.validation import Accepted, Event, Rejected, partition_key, validate_event
 
 Verdict = Literal["accepted", "duplicate", "rejected"]
 #: a record validated and pseudonymised elsewhere (maybe in a worker process), ready to publish:
-#: event_id, partition key, wire value, person_id, whether sensitive fields are still in clear
-Checked = tuple[str, str, bytes, str | None, bool]
+#: event_id, partition key, wire value, person_id, and the event itself when its sensitive fields
+#: are still in clear (the publisher seals it; None: send the wire value as it is)
+Checked = tuple[str, str, bytes, str | None, Event | None]
 MAX_REASONS_PRINTED = 50
 MAX_REJECTS_KEPT = 1000
 FORGOTTEN = "person_id: this person was erased (careledger forget); their events are no longer accepted"
@@ -54,7 +55,14 @@ def prepare(obj: object, pseudonymiser: Pseudonymiser, rules: InputRules = NO_RU
     result = validate_event(obj)
     if isinstance(result, Rejected):
         return result, None
-    event = pseudonymiser.apply(result.event)
+    return prepare_valid(result.event, pseudonymiser, rules, seal=seal)
+
+
+def prepare_valid(event: Event, pseudonymiser: Pseudonymiser, rules: InputRules = NO_RULES, *,
+                  seal: bool = True) -> tuple[Accepted | Rejected, bytes | None]:
+    """:func:`prepare` from a canonical event that ``validate_event`` accepted (or would: the
+    JSON Lines fast path, ``schemas.wire.fast_input``), so both paths go through the same steps."""
+    event = pseudonymiser.apply(event)
     try:
         value = encode(event)
     except (UnicodeEncodeError, TypeError):  # a lone surrogate the schema let through: never sent
@@ -195,7 +203,10 @@ class IngestRun:
             return self.reject(line, reasons, record)
         event = result.event
         assert value is not None
-        return self._publish_new(event["event_id"], partition_key(event), value, has_plain_sensitive(event))
+        # prepare() refused an erased person already: no person_id for admit() to check again
+        checked = (event["event_id"], partition_key(event), value, None,
+                   event if has_plain_sensitive(event) else None)
+        return self.settle(line, self.admit(checked), lambda: record)
 
     def take(self, line: int, outcome: Checked | list[str], record: Callable[[], Any]) -> Verdict:
         """:meth:`handle` for a line checked elsewhere (``producers.line_check.check_line``, maybe in
@@ -204,20 +215,32 @@ class IngestRun:
         in-run de-duplication, publishing.  ``record()`` gives what to keep of a rejected line."""
         if isinstance(outcome, list):
             return self.reject(line, outcome, record())
-        event_id, key, value, person_id, sensitive = outcome
-        if self.publisher is not None and is_forgotten(self.pseudonymiser, person_id):
-            return self.reject(line, [FORGOTTEN], record())
-        return self._publish_new(event_id, key, value, sensitive)
+        return self.settle(line, self.admit(outcome), record)
 
-    def _publish_new(self, event_id: str, key: str, value: bytes, sensitive: bool) -> Verdict:
+    def admit(self, outcome: Checked) -> Verdict | list[str]:
+        """The steps of :meth:`take` that need the key store and the producer, without counting:
+        refuse an erased person (its reasons), drop a repeat, or publish.  Ingest's worker
+        processes run this for their share of the lines; :meth:`settle` counts the verdict."""
+        event_id, key, value, person_id, plain = outcome
+        if self.publisher is not None and is_forgotten(self.pseudonymiser, person_id):
+            return [FORGOTTEN]
         if event_id in self._seen:
-            self.stats.duplicates += 1
             return "duplicate"
         self._seen.add(event_id)
         if self.publisher is not None:
-            self.publisher.publish_encoded(key, value, sensitive=sensitive)
-        self.stats.accepted += 1
+            self.publisher.publish_encoded(key, value, plain=plain)
         return "accepted"
+
+    def settle(self, line: int | str, verdict: Verdict | list[str], record: Callable[[], Any]) -> Verdict:
+        """Count what :meth:`admit` decided (here or in a worker process); reasons are rejected
+        here: the dead letter and the report hold ``record()``."""
+        if isinstance(verdict, list):
+            return self.reject(line, verdict, record())
+        if verdict == "duplicate":
+            self.stats.duplicates += 1
+        else:
+            self.stats.accepted += 1
+        return verdict
 
     def summary_lines(self, limit: int = MAX_REASONS_PRINTED) -> list[str]:
         s = self.stats

@@ -25,7 +25,7 @@ from careledger import tracing
 from careledger.settings import Settings
 from producers.partitioner import KeyCachingPartitioner
 from producers.pseudonym import redact
-from schemas.jsontext import dumps_bytes, loads
+from schemas.jsontext import dumps_bytes
 from schemas.privacy import has_plain_sensitive
 from schemas.validation import partition_key
 
@@ -115,6 +115,10 @@ class EventPublisher:
             self._send(self.topics.events, key, encode(self.sealer.seal(item)) if isinstance(item, dict) else item,
                        traceparent=traceparent)
 
+    def event_partitions(self) -> int:
+        """How many partitions the events topic has (from the broker's metadata)."""
+        return len(self._producer.partitions_for(self.topics.events))
+
     # ---- sending --------------------------------------------------------------------------------
     def _send(self, topic: str, key: str | None, value: bytes, track: bool = True,
               traceparent: str | None = None) -> Any:
@@ -144,12 +148,12 @@ class EventPublisher:
             return self._publish(partition_key(event), event, parent)
         return self._publish(partition_key(event), value if value is not None else encode(event), parent)
 
-    def publish_encoded(self, key: str, value: bytes, *, sensitive: bool) -> Any:
-        """:meth:`publish` for an event already validated, pseudonymised and encoded elsewhere
-        (ingest's worker processes): ``key`` is its ``partition_key``, ``sensitive`` whether it
-        still carries sensitive fields in clear (they are sealed here).  Returns the future, or
-        None when the event is held for its person's data key."""
-        return self._publish(key, loads(value) if sensitive else value)
+    def publish_encoded(self, key: str, value: bytes, *, plain: dict[str, Any] | None = None) -> Any:
+        """:meth:`publish` for an event already validated, pseudonymised and encoded (ingest's line
+        check): ``key`` is its ``partition_key``; ``plain`` the event itself when it still carries
+        sensitive fields in clear (they are sealed here, and ``value`` is not sent).  Returns the
+        future, or None when the event is held for its person's data key."""
+        return self._publish(key, plain if plain is not None else value)
 
     def _publish(self, key: str, item: bytes | dict[str, Any], parent: str | None = None) -> Any:
         """Send the wire value ``item``, or hold it (and an event to seal, always) for the release;

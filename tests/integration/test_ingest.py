@@ -3,17 +3,21 @@ keyed right; rejects land on the dead-letter topic with reasons; no raw ID numbe
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer
 
-from careledger.settings import Settings
+from careledger.settings import Settings, Topics
+from infra.kafka_broker import ensure_topics
 from producers.csv_import import run_import_csv
 from producers.ingest import run_ingest
+from producers.keystore import KeyStore
 from producers.pseudonym import Pseudonymiser
 from schemas import decode_consumed
 
@@ -97,6 +101,54 @@ def test_ingest_publishes_exactly_the_valid_events(kafka_settings: Settings, tmp
     by_line = {d["origin"]["line"]: d for d in dead}
     assert by_line[5]["record"]["event_id"] == "bad-1"
     assert any(r.startswith("payload.amount_fen:") for r in by_line[5]["reasons"])
+
+
+def test_worker_processes_give_the_same_run_as_one_process(kafka_settings: Settings, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers that each check, seal and send a share change nothing users see: the same events
+    with the same keys, each person's in input order, the same dead letters and summary (erased
+    persons and repeats included), sensitive fields sealed either way."""
+    import producers.ingest
+
+    monkeypatch.setattr(producers.ingest, "CHUNK_LINES", 3)  # many chunks, several in flight
+    erased_id = IDS[1]
+    erased_pid = Pseudonymiser.from_settings(kafka_settings).person_id(erased_id)
+    KeyStore.from_settings(kafka_settings).forget(erased_pid)
+    registered = ev("reg-1", type="person.registered", id_number=IDS[0],
+                    payload={"category": "physical", "grade": 2, "birth_date": "1990-03-07", "hardship": True,
+                             "certificate_expires": "2030-01-01", "name": "张三", "phone": "13800000000"})
+    bad = ev("bad-1", person_id="p-x")
+    bad["payload"]["amount_fen"] = -5
+    lines: list[str | bytes] = [
+        "\ufeff" + json.dumps(registered), "", json.dumps(bad), '{"event_id": "x", ', b"\xff\xfe{}",
+        json.dumps(ev("gone-1", id_number=erased_id)), json.dumps(registered), "[1, 2]",
+        json.dumps(ev("post-1", type="job.posted", payload={"employer": "某某公司", "positions": 2})),
+    ] + [json.dumps(ev(f"v{i}", person_id=f"p{i % 4}", payload={
+        "program": "living_subsidy", "amount_fen": 100 + i, "period": "2024-03"})) for i in range(30)]
+    path = write_lines(tmp_path / "mixed.jsonl", lines)
+
+    def one_run(workers: int) -> tuple[str, dict[str, list[dict]], list[tuple[int, list[str]]]]:
+        settings = dataclasses.replace(kafka_settings, topics=Topics.with_namespace(f"w{workers}{uuid.uuid4().hex[:8]}"))
+        ensure_topics(settings)
+        out = io.StringIO()
+        assert run_ingest(settings, str(path), progress=False, workers=workers, out=out, err=io.StringIO()) == 2
+        by_key: dict[str, list[dict]] = {}
+        for key, value in consume(settings, settings.topics.events, expected=33):
+            body = decode_consumed(value)
+            if body["type"] == "person.registered":  # sealed either way (a fresh nonce each time)
+                assert body.pop("sealed")["kid"]
+            by_key.setdefault(key.decode(), []).append(body)
+        dlq = sorted((d["origin"]["line"], d["reasons"]) for d in
+                     (json.loads(v) for _, v in consume(settings, settings.topics.dlq, expected=5)))
+        return out.getvalue().split("report: ")[0], by_key, dlq
+
+    alone, with_workers = one_run(0), one_run(2)
+    assert with_workers == alone
+    summary, by_key, dlq = alone
+    assert "accepted: 32" in summary and "duplicates: 1" in summary and "rejected: 5" in summary
+    assert [line for line, _ in dlq] == [3, 4, 5, 6, 8]
+    assert "erased" in dlq[3][1][0]
+    assert [e["event_id"] for e in by_key["p1"]] == [f"v{i}" for i in range(1, 30, 4)]  # in input order
 
 
 def test_no_raw_id_number_reaches_kafka(kafka_settings: Settings, tmp_path: Path) -> None:

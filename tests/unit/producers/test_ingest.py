@@ -1,14 +1,15 @@
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from careledger.settings import Settings
-from producers.ingest import iter_lines, run_ingest
+from producers import ingest
+from producers.ingest import iter_lines, run_ingest, workers_for
 from tests.unit.producers.conftest import FakeProducer
 from tests.unit.schemas.examples import event
 
@@ -127,52 +128,6 @@ def test_stdin(settings: Settings, patched_publisher: FakeProducer, monkeypatch:
     monkeypatch.setattr(sys, "stdin", fake_stdin)
     code, out, _ = run(settings, "-")
     assert code == 0 and "accepted: 1" in out
-
-
-def test_worker_processes_give_the_same_run_as_one_process(settings: Settings, tmp_path: Path,
-                                                          patched_publisher: FakeProducer,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Checking lines in worker processes changes nothing users see: the same events in the same
-    order with the same keys, the same dead letters, the same summary (erased persons and
-    repeats included), sensitive fields sealed either way."""
-    import producers.ingest
-    from producers.keystore import KeyStore
-    from producers.pseudonym import Pseudonymiser
-    from schemas.validation import decode_consumed
-
-    monkeypatch.setattr(producers.ingest, "CHUNK_LINES", 3)  # many chunks, several in flight
-    erased_id = "11010519491231002X"
-    erased_pid = Pseudonymiser.from_settings(settings).person_id(erased_id)
-    KeyStore.from_settings(settings).forget(erased_pid)
-    registered = event("person.registered", person_id=None, id_number=ID, event_id="reg-1")
-    bad = event("payment.disbursed", event_id="bad-1")
-    bad["payload"]["amount_fen"] = -5
-    lines: list[str | bytes] = [
-        "\ufeff" + line(registered), "", line(bad), '{"event_id": "x", ', b"\xff\xfe{}",
-        line(event("payment.disbursed", person_id=None, id_number=erased_id, event_id="gone-1")),
-        line(registered), "[1, 2]", line(event("job.posted", event_id="post-1")),
-    ] + [line(event("visit.completed", event_id=f"v{i}", person_id=f"p{i % 4}")) for i in range(20)]
-    path = write(tmp_path, lines)
-
-    def one_run(workers: int) -> tuple[str, list[tuple[str | None, Any]], list[Any]]:
-        patched_publisher.sent.clear()
-        code, out, _ = run(settings, path, workers=workers)
-        assert code == 2
-        events = [(key, decode_consumed(json.dumps(body).encode()))
-                  for key, body in patched_publisher.messages("careledger.events")]
-        for _, body in events:  # sealed either way (a fresh nonce each time: compare the rest)
-            if body["type"] in ("person.registered", "visit.completed"):
-                assert body.pop("sealed")["kid"]
-        dlq = [(d["origin"], d["reasons"], d["record"]) for _, d in patched_publisher.messages("careledger.events.dlq")]
-        return out.split("report: ")[0], events, dlq
-
-    alone, with_workers = one_run(0), one_run(2)
-    assert with_workers == alone
-    summary, events, dlq = alone
-    assert "accepted: 22" in summary and "duplicates: 1" in summary and "rejected: 5" in summary
-    assert [origin["line"] for origin, _, _ in dlq] == [3, 4, 5, 6, 8]
-    assert "erased" in dlq[3][1][0] and erased_id not in repr(dlq)
-    assert [e["event_id"] for _, e in events][:2] == ["reg-1", "post-1"]
 
 
 def test_reject_reports_are_kept_as_long_as_dead_letters(settings: Settings, tmp_path: Path,
@@ -295,11 +250,16 @@ def test_occurred_at_far_outside_a_plausible_window_is_rejected(settings: Settin
     assert [e["event_id"] for _, e in patched_publisher.messages("careledger.events")] == ["w-3"]
 
 
-@pytest.mark.parametrize("workers", [2])
-def test_worker_processes_apply_the_same_input_rules(settings: Settings, tmp_path: Path,
-                                                      patched_publisher: FakeProducer, workers: int) -> None:
-    path = write(tmp_path, [line(event("need.registered", event_id="x-1", town="城关镇")),
-                            line(event("need.registered", event_id="x-2", town="\u200b岳林街道"))])
-    code, out, _ = run(settings, path, workers=workers)
-    assert code == 2 and "line 1: town: must be one of" in out
-    assert [e["town"] for _, e in patched_publisher.messages("careledger.events")] == ["岳林街道"]
+def test_workers_auto_is_one_per_core_for_a_large_file_and_none_otherwise(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest.os, "cpu_count", lambda: 6)
+    monkeypatch.setattr(ingest, "PARALLEL_MIN_BYTES", 100)
+    small, large = tmp_path / "small.jsonl", tmp_path / "large.jsonl"
+    small.write_bytes(b"x" * 99)
+    large.write_bytes(b"x" * 100)
+    auto = dataclasses.replace(settings, ingest_workers=None)
+    assert workers_for(auto, str(large)) == 6
+    assert workers_for(auto, str(small)) == 0
+    assert workers_for(auto, "-") == 0
+    assert workers_for(auto, str(large), requested=0) == 0
+    assert workers_for(dataclasses.replace(settings, ingest_workers=1), str(large)) == 1

@@ -33,6 +33,17 @@ def test_gb11643_check_digit() -> None:
     assert not is_valid_id_number("110101199003071234")
 
 
+WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+FULL_WIDTH = {ord("0") + i: 0xFF10 + i for i in range(10)}
+
+
+@given(st.text("0123456789", min_size=17, max_size=17))
+def test_check_digit_is_the_gb11643_sum(first17: str) -> None:
+    expected = "10X98765432"[sum(int(c) * w for c, w in zip(first17, WEIGHTS, strict=True)) % 11]
+    assert checksum_char(first17) == expected
+    assert checksum_char(first17.translate(FULL_WIDTH)) == expected  # not the ASCII shortcut: same answer
+
+
 def test_problems_never_quote_the_number() -> None:
     for bad in ("110101199003071234", "12345", "11010119900307123A", "1101011990030712330"):
         problem = id_number_problem(bad)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from producers.simulate.generator import SimConfig, generate
 from schemas.enums import EVENT_TYPES
+from schemas.jsontext import dumps_bytes
 from schemas.validation import PoisonRecord, decode_consumed
 from schemas.wire import NotFast, decode_event, fast_decode
 from tests.unit.schemas.examples import event
@@ -34,6 +35,16 @@ def wire(obj: Any) -> bytes:
 def test_valid_events_decode_to_the_validators_dict(obj: dict[str, Any]) -> None:
     raw = wire(obj)
     assert fast_decode(raw) == decode_consumed(raw)
+
+
+@pytest.mark.parametrize("obj", [
+    event("alert.handled", payload={"alert_id": "A1", "action": "assign", "by": "admin", "assignee": "cw-2"}),
+    event("service.delivered", payload={"service": "assistive_device_fitting"}),
+    event("visit.completed", 2, payload={"visit_kind": "assessment", "visitor": "李", "hazards": []}),
+], ids=["note", "need_id", "duration_minutes"])
+def test_a_field_the_models_default_to_null_is_there_in_its_place(obj: dict[str, Any]) -> None:
+    raw = wire(obj)
+    assert dumps_bytes(fast_decode(raw)) == dumps_bytes(decode_consumed(raw))  # equal, keys in the same order
 
 
 def test_names_and_phones_too() -> None:
