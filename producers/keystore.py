@@ -30,7 +30,6 @@ import os
 import secrets
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, delete, event, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from careledger.migrations import KEYSTORE, upgrade
 from careledger.settings import Settings
@@ -164,43 +163,27 @@ def event_aad(event: dict[str, Any]) -> bytes:
 
 class _Nonces:
     """96-bit AES-GCM nonces from the OS's CSPRNG, read 1,024 at a time: one ``getrandom`` call per
-    nonce was ~17 µs on this VM under cProfile, a quarter of sealing (docs/performance.md).  A forked
-    child drops the buffer it inherited (never shared by two processes: :func:`_renew_after_fork`)
-    and each nonce is handed out once."""
+    nonce was ~17 µs on this VM under cProfile, a quarter of sealing (docs/performance.md).  The buffer is
+    refilled in a forked child (never shared by two processes) and each nonce is handed out once."""
 
     SIZE = 12
     BATCH = 1024
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._pid = -1
         self._buffer = b""
         self._at = 0
-        _ALL_NONCES.add(self)
 
     def take(self) -> bytes:
         with self._lock:
-            if self._at >= len(self._buffer):
-                self._buffer, self._at = os.urandom(self.SIZE * self.BATCH), 0
+            if self._pid != os.getpid() or self._at >= len(self._buffer):
+                self._pid, self._buffer, self._at = os.getpid(), os.urandom(self.SIZE * self.BATCH), 0
             nonce = self._buffer[self._at:self._at + self.SIZE]
             self._at += self.SIZE
             return nonce
 
-    def renew(self) -> None:
-        self._lock = threading.Lock()  # a thread of the parent may have held it at the fork
-        self._buffer, self._at = b"", 0
 
-
-_ALL_NONCES: weakref.WeakSet[_Nonces] = weakref.WeakSet()
-
-
-def _renew_after_fork() -> None:
-    """In a forked child, before anything else runs: no nonce of the parent's buffer is reused
-    (asking ``os.getpid()`` at every nonce instead was 2 % of an ingest worker's time)."""
-    for nonces in list(_ALL_NONCES):
-        nonces.renew()
-
-
-os.register_at_fork(after_in_child=_renew_after_fork)
 _nonces = _Nonces()
 
 
@@ -325,23 +308,23 @@ class KeyStore:
                         select(person_keys.c.person_id, person_keys.c.kid, person_keys.c.wrapped)
                         .where(person_keys.c.person_id.in_(chunk))):
                     keys[pid] = (kid, self._unwrap(pid, wrapped))
-                by_digest = {self.forgotten_digest(pid): pid for pid in chunk}
-                for (digest,) in conn.execute(select(tombstones.c.person_digest)
-                                              .where(tombstones.c.person_digest.in_(list(by_digest)))):
-                    tombs[by_digest[digest]] = self.tombstone_id(by_digest[digest])
+                for pid in self._tombstoned_in(conn, chunk):
+                    tombs[pid] = self.tombstone_id(pid)
         for pid in tombs:  # a forgotten person never has a usable key
             keys.pop(pid, None)
         return keys, tombs
 
     def _tombstoned(self, person_ids: list[str]) -> list[str]:
         """Which of these persons were forgotten (no key is read or opened)."""
-        found: list[str] = []
         with self.engine.connect() as conn:
-            for i in range(0, len(person_ids), IN_CHUNK):
-                by_digest = {self.forgotten_digest(pid): pid for pid in person_ids[i:i + IN_CHUNK]}
-                found += [by_digest[digest] for (digest,) in conn.execute(
-                    select(tombstones.c.person_digest).where(tombstones.c.person_digest.in_(list(by_digest))))]
-        return found
+            return [pid for i in range(0, len(person_ids), IN_CHUNK)
+                    for pid in self._tombstoned_in(conn, person_ids[i:i + IN_CHUNK])]
+
+    def _tombstoned_in(self, conn: Connection, chunk: list[str]) -> list[str]:
+        """The forgotten among at most ``IN_CHUNK`` persons (tombstones hold keyed digests only)."""
+        by_digest = {self.forgotten_digest(pid): pid for pid in chunk}
+        return [by_digest[digest] for (digest,) in conn.execute(
+            select(tombstones.c.person_digest).where(tombstones.c.person_digest.in_(list(by_digest))))]
 
     def get_or_create(self, person_ids: Iterable[str]) -> dict[str, tuple[str, bytes]]:
         """Data keys of these persons, creating the missing ones; raises :class:`PersonForgotten`."""

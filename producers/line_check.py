@@ -22,7 +22,7 @@ LineOutcome = Checked | list[str] | None
 Numbered = tuple[int, bytes | None, int]  # line number, line (None: too long), bytes read
 
 
-def _body(number: int, line: bytes) -> bytes:
+def without_bom(number: int, line: bytes) -> bytes:
     """The line without a UTF-8 byte-order mark that a Windows editor put on line 1."""
     return line[3:] if number == 1 and line.startswith(b"\xef\xbb\xbf") else line
 
@@ -31,12 +31,12 @@ def check_line(number: int, line: bytes | None, consumed: int, pseudonymiser: Ps
                limit: int = MAX_LINE_BYTES, rules: InputRules = NO_RULES) -> LineOutcome:
     """Decode, validate and pseudonymise one line (no key store, no Kafka: it may run in a worker
     process).  What needs the key store - refusing erased persons, sealing - happens in
-    ``IngestRun.admit``, in the process that publishes the line.  ``schemas.wire.fast_input`` vouches for most valid lines;
-    the rest get the full check, which gives the reasons.  Either way the same steps follow
+    ``IngestRun.admit``, in the process that publishes the line.  ``schemas.wire.fast_input``
+    vouches for most valid lines; the rest get the full check, which gives the reasons.  Either way the same steps follow
     (``pipeline.prepare_valid``), so the outcome does not depend on the path."""
     if line is None:
         return [f"line too long: {consumed} bytes, the limit is {limit}"]
-    line = _body(number, line)
+    line = without_bom(number, line)
     if not line.strip():
         return None
     try:
@@ -70,14 +70,13 @@ def _validate(line: bytes) -> Event | list[str]:
     return result.event
 
 
-
 def rejected_record(number: int, line: bytes | None, consumed: int) -> object:
     """What a rejected line leaves in the dead letter and the report (both redact it): the
     parsed object when there is one (redaction then hides ``id_number`` whatever it holds), else
     the text, else the bytes."""
     if line is None:
         return f"<{consumed} bytes, not kept>"
-    line = _body(number, line)
+    line = without_bom(number, line)
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
@@ -45,7 +46,7 @@ def state_write_error(exc: BaseException) -> str | None:
     return None
 
 
-def state_error_message(command: str, home: object, reason: str) -> str:
+def state_error_message(command: str, home: Path, reason: str) -> str:
     return (f"{command}: cannot write careledger's state under {home}: {reason}. Free some space or "
             "make it writable; lines before the failure may already be published, and re-running the same "
             "input is safe (events are identified by event_id).")

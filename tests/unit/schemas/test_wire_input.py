@@ -102,4 +102,6 @@ def test_never_accepts_what_the_full_check_refuses() -> None:
         assert_same(fast, raw)
 
     check()
-    assert seen["fast"] > 100 and seen["fallback"] > 100 and seen["valid"] > seen["fast"] // 2, seen
+    # both branches were exercised: about 6 % of the generated lines take the fast path (a bound
+    # of 100 of 1,500 failed now and then: 93 in one run)
+    assert seen["fast"] > 30 and seen["fallback"] > 100 and seen["valid"] > seen["fast"] // 2, seen
