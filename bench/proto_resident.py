@@ -8,10 +8,14 @@ three ways, and prints CPU and wall time per event (docs/performance.md, "replay
 * ``scratch``: a replay shard (``projections/sql/engines.py`` ``scratch_url``: no WAL, no fsync,
   64 MiB cache; ``--cache-mib`` another size);
 * ``resident``: a scratch shard whose state the build keeps in memory
-  (``processors/runtime/resident.py``), the collector paused as the replay does.
+  (``processors/runtime/resident.py``), the collector paused as the replay does;
+* ``nowrite``: as ``resident``, but the unit of work writes nothing at all - the ceiling of any
+  other write strategy (e.g. a build that writes its final state once at the end): what the
+  decode, the runtime and the fold cost on their own.
 
     .venv/bin/python bench/proto_resident.py --events 500000 --mode store
     .venv/bin/python bench/proto_resident.py --events 500000 --mode resident
+    .venv/bin/python bench/proto_resident.py --events 500000 --mode nowrite
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,7 @@ from sqlalchemy import event  # noqa: E402
 from bench.proto_person_cache import raw_records  # noqa: E402
 from processors.domain.rules_config import default_rules  # noqa: E402
 from processors.replay.engine import peak_rss_mb  # noqa: E402
+from processors.runtime.contracts import Positions  # noqa: E402
 from processors.runtime.heap import CollectorPause, settle_after_start  # noqa: E402
 from processors.runtime.resident import ResidentWriter  # noqa: E402
 from projections.sql.engines import scratch_url  # noqa: E402
@@ -38,11 +45,40 @@ from projections.sql.store import SqlStore  # noqa: E402
 from tests.support.runtime import runtime_for  # noqa: E402
 
 
+class _NothingWritten:
+    """A unit of work that stores nothing (``--mode nowrite``); the resident state answers reads."""
+
+    def offsets(self, partitions: Iterable[int]) -> Positions:
+        return {}
+
+    def known(self, event_ids: Sequence[str]) -> set[str]:
+        return set()
+
+    def load(self, plan: Any) -> Any:
+        return {}
+
+    def write(self, changes: Any, positions: Positions) -> None:
+        return None
+
+
+class NoWriter:
+    """A :class:`~processors.runtime.contracts.Writer` whose transactions write nothing."""
+
+    name = "nowrite"
+
+    @contextmanager
+    def transaction(self) -> Iterator[_NothingWritten]:
+        yield _NothingWritten()
+
+    def offsets(self) -> Positions:
+        return {}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--batch", type=int, default=20_000)
-    parser.add_argument("--mode", choices=["store", "scratch", "resident"], default="resident")
+    parser.add_argument("--mode", choices=["store", "scratch", "resident", "nowrite"], default="resident")
     parser.add_argument("--cache-mib", type=int, default=0, help="another page cache for scratch stores")
     args = parser.parse_args()
     raws = raw_records(args.events)
@@ -56,12 +92,13 @@ def main() -> int:
         store.engine.dispose()
     runtime = runtime_for(store)  # as a replay worker runs it (tests/support/runtime.py)
     resident = store.binding().resident
-    if args.mode == "resident" and resident is not None:
-        runtime.writer = ResidentWriter(runtime.writer, resident(), args.events)
+    if args.mode in ("resident", "nowrite") and resident is not None:
+        inner = NoWriter() if args.mode == "nowrite" else runtime.writer
+        runtime.writer = ResidentWriter(inner, resident(), args.events)
     settle_after_start()
     before = peak_rss_mb()
     wall, cpu = time.perf_counter(), time.process_time()
-    with CollectorPause(args.mode == "resident"):
+    with CollectorPause(args.mode in ("resident", "nowrite")):
         for i in range(0, len(raws), args.batch):
             runtime.apply(raws[i:i + args.batch])
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

@@ -39,12 +39,12 @@ def event_fact(event: Event, day: str | None = None) -> tuple[FactKey, FactDelta
         return None
     kind, key_field = counted
     payload = event["payload"]
-    key = FactKey(
-        kind=kind,
-        key="" if key_field is None else str(payload[key_field]),
-        town=event["town"],
-        date=day if day is not None else event_date(event["occurred_at"]),
-        person_id=event.get("person_id") or "",
+    key = FactKey(  # positional: kind, key, town, date, person_id (keywords cost twice as much per event)
+        kind,
+        "" if key_field is None else str(payload[key_field]),
+        event["town"],
+        day if day is not None else event_date(event["occurred_at"]),
+        event.get("person_id") or "",
     )
     if kind == "payment":
         return key, FactDelta(events=1, amount_fen=payload["amount_fen"])
