@@ -25,20 +25,16 @@ from bench.proto_person_cache import raw_records  # noqa: E402
 from processors.domain.batch import ReadModel  # noqa: E402
 from processors.domain.model import Consumed  # noqa: E402
 from processors.domain.rules_config import default_rules  # noqa: E402
-from projections.sql.store import SqlStore  # noqa: E402
-from tests.support.runtime import runtime_for  # noqa: E402
+from processors.runtime.decoding import RecordDecoder  # noqa: E402
 
 
 def decoded(events: int, batch: int) -> list[Consumed]:
-    """The simulator's events as a worker's decoder gives them (an in-memory store only lends its decoder)."""
+    """The simulator's events as a worker's decoder gives them (no dead-letter topic, no key store)."""
     raws = raw_records(events)
-    store = SqlStore("sqlite://", default_rules())
-    store.migrate()
-    decoder = runtime_for(store).decoder
+    decoder = RecordDecoder(lambda raw, reasons: None, lambda create: None)
     out: list[Consumed] = []
     for i in range(0, len(raws), batch):
         out += decoder.decode(raws[i:i + batch])
-    store.close()
     return [rec for rec in out if rec.event is not None]
 
 

@@ -65,8 +65,8 @@ class LedgerEntry:
     types that are not counted) and, for payments, what the payment rules need later.
 
     Not frozen, though treated as a value (changed only through ``dataclasses.replace``): one is
-    built per event, and a frozen dataclass's ``__init__`` of 16 fields took 2.9 µs against 0.9
-    (docs/performance.md, "the fold's own cost")."""
+    built per event, and a 16-field frozen dataclass took 2.9 µs to build against 0.9 unfrozen
+    (timeit; docs/performance.md, "the fold's own cost")."""
 
     event_id: str
     type: str
@@ -249,7 +249,7 @@ class ReadModel:
 
 
 def _counts_itself(fact_deltas: list[tuple[FactKey, FactDelta]]) -> bool:
-    """Whether the event added a fact of its own (a loop: a generator per event cost more)."""
+    """Whether the event added a fact of its own (a loop: 0.13 µs where ``any`` over a generator took 0.66)."""
     for _key, delta in fact_deltas:
         if delta.events > 0:
             return True
