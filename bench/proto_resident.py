@@ -16,12 +16,16 @@ three ways, and prints CPU and wall time per event (docs/performance.md, "replay
     .venv/bin/python bench/proto_resident.py --events 500000 --mode store
     .venv/bin/python bench/proto_resident.py --events 500000 --mode resident
     .venv/bin/python bench/proto_resident.py --events 500000 --mode nowrite
+
+``--page-size N`` creates the store with another SQLite page size (docs/performance.md, "the
+page size": measured and dropped).
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import sqlite3
 import sys
 import tempfile
 import time
@@ -80,9 +84,16 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=20_000)
     parser.add_argument("--mode", choices=["store", "scratch", "resident", "nowrite"], default="resident")
     parser.add_argument("--cache-mib", type=int, default=0, help="another page cache for scratch stores")
+    parser.add_argument("--page-size", type=int, default=0, help="create the store with this SQLite page size")
     args = parser.parse_args()
     raws = raw_records(args.events)
-    url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='proto-resident-')) / 'build.sqlite3'}"
+    path = Path(tempfile.mkdtemp(prefix='proto-resident-')) / 'build.sqlite3'
+    if args.page_size:  # fixed when the file gets its first page: before the store sets WAL mode
+        with sqlite3.connect(path) as db:
+            db.execute(f"PRAGMA page_size={int(args.page_size)}")
+            db.execute("CREATE TABLE page_size_probe (x)")
+            db.execute("DROP TABLE page_size_probe")
+    url = f"sqlite:///{path}"
     store = SqlStore(url if args.mode == "store" else scratch_url(url), default_rules())
     store.migrate()
     if args.cache_mib:

@@ -21,7 +21,10 @@ Filters, the same as a webhook subscription's: ``kind`` (alert / warning), ``rul
 towns (the cursor still moves past the others, which they never see); admins receive all.  The
 request is audited when the stream opens.
 
-Rows are read 500 at a time every 0.1 s; a comment line (``: keep-alive``) is sent after 15 s
+A following stream reads through the process's shared outbox feed (``outbox_feed.py``: one
+query per 0.05 s for all open streams, rows woken to them as they arrive); one that resumes from
+further back than the feed holds reads the store itself, 500 rows at a time, until it is caught
+up (``follow=false`` always reads the store, every 0.1 s).  A comment line (``: keep-alive``) is sent after 15 s
 without data so proxies keep the connection open; the loop ends as soon as the client leaves.
 Revocation ends open streams: the token is checked again every ``REVALIDATE_S`` seconds; once it
 is revoked the stream sends ``event: revoked`` and closes.
@@ -30,11 +33,12 @@ is revoked the stream sends ``event: revoked`` and closes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -43,13 +47,14 @@ from pydantic import StringConstraints
 
 from projections.api.context import Api
 from projections.api.guard import Caller
+from projections.api.outbox_feed import READ_BATCH, Outbox, OutboxFeed
 from projections.api.params import StrictBool
 from projections.api.problems import invalid, responses
 
-POLL_S = 0.1  # an alert is on the stream within ~0.1 s of its commit; the query is on the primary key
+POLL_S = 0.1  # a stream reading the store itself (no feed) polls this often; the query is on the primary key
+WAKE_S = 1.0  # a stream waiting on the feed wakes at least this often (disconnect, revocation, keep-alive)
 HEARTBEAT_S = 15.0
 REVALIDATE_S = 2.0
-READ_BATCH = 500
 RETRY_MS = 2000
 #: one server-sent event, as the OpenAPI description shows it (``schema`` describes each event)
 EVENT_SCHEMA = {
@@ -64,14 +69,6 @@ EVENT_SCHEMA = {
     },
 }
 REVOKED_FRAME = 'event: revoked\ndata: {"detail":"the token of this stream was revoked"}\n\n'
-
-
-class Outbox(Protocol):
-    """What the stream reads (``PersonLevelStore.outbox_after`` / ``outbox_last_seq``)."""
-
-    def outbox_after(self, seq: int, limit: int = READ_BATCH) -> list[dict[str, Any]]: ...
-
-    def outbox_last_seq(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -115,36 +112,44 @@ async def alert_events(
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     still_allowed: Callable[[], bool] | None = None,
     revalidate_s: float = REVALIDATE_S,
+    feed: OutboxFeed | None = None,
 ) -> AsyncIterator[str]:
     """SSE text chunks: a ``retry`` hint, then every outbox row after ``cursor`` that
     ``shown_if`` shows, forever
-    (until the client leaves, or ``still_allowed()`` -- checked every ``revalidate_s`` -- says no)."""
+    (until the client leaves, or ``still_allowed()`` -- checked every ``revalidate_s`` -- says no).
+    With a ``feed`` (following streams of the API), rows come from it wherever it holds them."""
     yield f"retry: {RETRY_MS}\n\n"
     last_write = clock()
     checked = clock()
-    while True:
-        if await is_disconnected():
-            return
-        if still_allowed is not None and clock() - checked >= revalidate_s:
-            checked = clock()
-            if not await run_in_threadpool(still_allowed):
-                yield REVOKED_FRAME
+    async with feed.subscribed() if feed is not None else contextlib.nullcontext():
+        while True:
+            if await is_disconnected():
                 return
-        rows = await run_in_threadpool(outbox.outbox_after, cursor, READ_BATCH)
-        if rows:
-            cursor = rows[-1]["seq"]
-            shown = [r for r in rows if shown_if.shows(r)]
-            if shown:
-                yield "".join(frame(r["seq"], r["message"], r["channel"]) for r in shown)
+            if still_allowed is not None and clock() - checked >= revalidate_s:
+                checked = clock()
+                if not await run_in_threadpool(still_allowed):
+                    yield REVOKED_FRAME
+                    return
+            rows = feed.rows_after(cursor, READ_BATCH) if feed is not None else None
+            if rows is None:  # no feed, or the cursor is further back than it holds: the store
+                rows = await run_in_threadpool(outbox.outbox_after, cursor, READ_BATCH)
+            if rows:
+                cursor = rows[-1]["seq"]
+                shown = [r for r in rows if shown_if.shows(r)]
+                if shown:
+                    yield "".join(frame(r["seq"], r["message"], r["channel"]) for r in shown)
+                    last_write = clock()
+                if len(rows) == READ_BATCH:
+                    continue  # catching up: read on without waiting
+            if not follow:
+                return  # caught up, and the caller asked for no live tail
+            if clock() - last_write >= heartbeat_s:
+                yield ": keep-alive\n\n"
                 last_write = clock()
-            if len(rows) == READ_BATCH:
-                continue  # catching up: read on without waiting
-        if not follow:
-            return  # caught up, and the caller asked for no live tail
-        if clock() - last_write >= heartbeat_s:
-            yield ": keep-alive\n\n"
-            last_write = clock()
-        await sleep(poll_s)
+            if feed is not None:
+                await feed.wait(cursor, min(WAKE_S, revalidate_s))
+            else:
+                await sleep(poll_s)
 
 
 router = APIRouter(tags=["person level"])
@@ -188,7 +193,7 @@ async def alert_stream(
 
     return StreamingResponse(
         alert_events(store, cursor, shown_if=shown_if, is_disconnected=request.is_disconnected, follow=follow,
-                     still_allowed=still_allowed),
+                     still_allowed=still_allowed, feed=api.outbox_feed() if follow else None),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -22,6 +22,7 @@ from processors.lag import LagProbe
 from producers.pseudonym import Pseudonymiser
 from producers.publisher import EventPublisher
 from projections.api.auth import TokenStore
+from projections.api.outbox_feed import OutboxFeed
 from projections.api.problems import Problem
 from projections.api.suppression import Publisher
 from projections.registry import ActiveStore, Registry, RegistryError, SnapshotStores, projection_spec
@@ -153,6 +154,7 @@ class ApiState:
     published: Publisher
     _webhooks: WebhookStore | None = None
     _pseudonymiser: Pseudonymiser | None = None
+    _outbox_feed: OutboxFeed | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def source(self, snapshot: str | None, person_level: bool = False) -> Any:
@@ -187,6 +189,13 @@ class ApiState:
                 store.migrate()
                 self._webhooks = store
             return self._webhooks
+
+    def outbox_feed(self) -> OutboxFeed:
+        """The one outbox reader of every following alert stream (``outbox_feed.py``)."""
+        with self._lock:
+            if self._outbox_feed is None:
+                self._outbox_feed = OutboxFeed(self.store)
+            return self._outbox_feed
 
     def pseudonymiser(self) -> Pseudonymiser:
         """The ingest's pseudonymiser (``settings.secret("hmac-key")``): person lookups hash the
