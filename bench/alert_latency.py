@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from kafka import KafkaConsumer
+from kafka.errors import CommitFailedError, RebalanceInProgressError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -69,8 +71,6 @@ class Arrivals:
 
 
 def kafka_client(settings: Settings, arrivals: Arrivals, stop: threading.Event) -> None:
-    from kafka import KafkaConsumer
-
     consumer = KafkaConsumer(**settings.kafka_client_options(), group_id="bench-kafka", enable_auto_commit=False,
                              auto_offset_reset="earliest", fetch_max_wait_ms=100, metadata_max_age_ms=5000)
     # join the group once the topic's partitions are known: a member that joins without them is
@@ -84,7 +84,10 @@ def kafka_client(settings: Settings, arrivals: Arrivals, stop: threading.Event) 
                 now = time.time()
                 for record in records:
                     arrivals.record("kafka", json.loads(record.value), now)
-            consumer.commit()
+            try:
+                consumer.commit()
+            except (CommitFailedError, RebalanceInProgressError):
+                pass  # the group is rebalancing; re-read records keep their first arrival (Arrivals.record)
     finally:
         consumer.close()
 

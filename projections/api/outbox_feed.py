@@ -37,6 +37,7 @@ FEED_POLL_S = 0.05  # one query per tick for all streams: cheap enough to poll t
 RETAIN_S = 5.0  # rows older than this are let go; a stream further behind reads the store
 MAX_ROWS = 20_000  # and never more than this many (a burst: a replay's hand-over, an escalation sweep)
 READ_BATCH = 500
+WARN_EVERY_S = 30.0  # a store that stays away is logged once per this, not on every tick
 
 
 class Outbox(Protocol):
@@ -61,6 +62,8 @@ class OutboxFeed:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._subscribers = 0
+        self._failing_since: float | None = None
+        self._warned_at = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -118,7 +121,16 @@ class OutboxFeed:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the store is down or busy: try again next tick
-                log.warning("outbox feed: the store did not answer (%s: %s); retrying", type(exc).__name__, exc)
+                if self._failing_since is None or self.clock() - self._warned_at >= WARN_EVERY_S:
+                    log.warning("outbox feed: the store did not answer (%s: %s); retrying every %.2f s",
+                                type(exc).__name__, exc, self.poll_s)
+                    self._warned_at = self.clock()
+                if self._failing_since is None:
+                    self._failing_since = self.clock()
+            else:
+                if self._failing_since is not None:
+                    log.info("outbox feed: the store answers again after %.1f s", self.clock() - self._failing_since)
+                    self._failing_since = None
             await asyncio.sleep(self.poll_s)
         # the last stream left: forget the window (a later first stream starts from the store's end)
         self._reset()

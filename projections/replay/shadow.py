@@ -30,6 +30,7 @@ from projections import store_kind
 from projections.binding import StoreRef
 from projections.clickhouse.store import parse_clickhouse_url
 from projections.sql import tables as t
+from projections.sql.outbox import adopt_outbox
 from projections.sql.rows import ALERT_STATE_COLUMNS, alert_from_row, alert_message
 from projections.sql.store import SqlStore
 from projections.store import ProjectionStore
@@ -158,9 +159,14 @@ def hand_over_sql(shadow: SqlStore, old: SqlStore | None) -> dict[str, int]:
     """Before a SQL shadow becomes active:
 
     1. its alert outbox holds one row per alert change in history, which the old store's relay
-       already published: mark them sent, except for persons with events *beyond the old store's
-       positions* - their current alerts are queued again (at least once; subscribers de-duplicate
-       on ``alert_id``), so no alert change is lost when the shadow ran ahead of the old store;
+       already published (or will: rows it has not sent yet stay unsent): it takes over the old
+       store's outbox, seqs and all, and continues far above its last seq
+       (``projections/sql/outbox.py`` ``adopt_outbox``), so an SSE client's ``Last-Event-ID`` and a
+       webhook subscription's starting seq mean the same in the new store - no repeat, no gap.
+       Persons with events *beyond the old store's positions* get their current alerts queued
+       again (at least once; subscribers de-duplicate on ``alert_id``), so no alert change is lost
+       when the shadow ran ahead of the old store.  Without an old store the shadow's own history
+       is marked sent;
     2. people's acknowledgements and resolutions are ``alert.handled`` events, replayed like any
        other; the old store's are copied too, for actions recorded before those events existed;
     3. what was published when - need-warning notices, when each alert was first raised and
@@ -172,9 +178,11 @@ def hand_over_sql(shadow: SqlStore, old: SqlStore | None) -> dict[str, int]:
     stats = {"outbox_marked_sent": 0, "alerts_requeued": 0, "acknowledgements_copied": 0}
     old_positions = _offsets(old) if old is not None else {}
     with shadow.engine.begin() as conn:
-        stats["outbox_marked_sent"] = conn.execute(
-            update(ob).where(ob.c.sent_at.is_(None)).values(sent_at=now)).rowcount or 0
-        if old is not None:
+        if old is None:
+            stats["outbox_marked_sent"] = conn.execute(
+                update(ob).where(ob.c.sent_at.is_(None)).values(sent_at=now)).rowcount or 0
+        else:
+            stats.update(adopt_outbox(conn, old.engine, now))
             ahead = [and_(L.c.partition == p, L.c.offset > o) for p, o in old_positions.items()]
             mine = _offsets(shadow)
             ahead += [L.c.partition == p for p in mine if p not in old_positions]

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.engine import Connection, Engine
 
 from projections.sql import tables as t
 from projections.sql.engines import write_transaction
@@ -22,6 +22,43 @@ from projections.sql.eventrow import iso
 from projections.sql.queries import alert_item
 from projections.sql.writer import alert_action_values, chunks, now_text
 from schemas.jsontext import loads
+
+#: the channel of the row that lifts the outbox's seqs above another store's at a hand-over
+#: (:func:`adopt_outbox`); no reader shows it and it is always "sent"
+FLOOR_CHANNEL = "floor"
+#: how far above the old store's last seq a new store continues: the old store's worker may commit
+#: rows after the copy until it follows the swap, and a stream must never meet a seq twice
+SEQ_MARGIN = 1_000_000
+SHOWN_CHANNELS = ("alert", "warning")
+
+
+def adopt_outbox(conn: Connection, source: Engine, now: str) -> dict[str, int]:
+    """Make the outbox of the store ``conn`` writes (a shadow about to become active) the one of
+    ``source`` (the store it replaces): the same rows with the same seqs and sent marks, then a
+    floor row ``SEQ_MARGIN`` above the last of them, so that every later row has a larger seq.
+
+    Why: subscribers hold positions in the old store's seqs - an SSE client's ``Last-Event-ID``,
+    a webhook subscription's ``start_after_seq`` - and the old store's relay may not have
+    published its last rows yet.  A rebuilt store numbers its own history from 1, so its seqs
+    would repeat or skip theirs; taking over the old outbox keeps them exact, and the old
+    store's unsent rows stay unsent, for the relay to publish from the new store."""
+    ob = t.alert_outbox
+    conn.execute(delete(ob))
+    copied, top = 0, 0
+    with source.connect() as src:  # one read transaction: a consistent snapshot while its worker writes
+        result = src.execution_options(yield_per=5000).execute(select(ob).order_by(ob.c.seq))
+        for part in result.mappings().partitions():
+            rows = [dict(r) for r in part]
+            conn.execute(insert(ob), rows)
+            copied += len(rows)
+            top = int(rows[-1]["seq"])
+    floor = top + SEQ_MARGIN
+    conn.execute(insert(ob).values(seq=floor, alert_id="", channel=FLOOR_CHANNEL, body="{}", created_at=now,
+                                   sent_at=now))
+    if conn.dialect.name == "postgresql":  # explicit seqs do not move the column's sequence
+        conn.execute(text("SELECT setval(pg_get_serial_sequence('alert_outbox', 'seq'), :floor)"),
+                     {"floor": floor})
+    return {"outbox_rows_adopted": copied, "outbox_seq_floor": floor}
 
 
 class SqlOutbox:
@@ -50,7 +87,8 @@ class SqlOutbox:
         a reader never sees seq N+1 before N."""
         ob, p = t.alert_outbox, t.persons
         with self.engine.connect() as conn:
-            rows = conn.execute(select(ob.c.seq, ob.c.channel, ob.c.body).where(ob.c.seq > int(seq))
+            rows = conn.execute(select(ob.c.seq, ob.c.channel, ob.c.body)
+                                .where(ob.c.seq > int(seq), ob.c.channel.in_(SHOWN_CHANNELS))
                                 .order_by(ob.c.seq).limit(max(0, int(limit)))).all()
             items = [{"seq": int(s), "channel": channel, "message": loads(body)} for s, channel, body in rows]
             persons = sorted({i["message"].get("person_id") for i in items} - {None})

@@ -14,6 +14,7 @@ from processors.domain.rules_config import default_rules
 from projections import open_store
 from projections.sql.store import SqlStore
 from tests.unit.projections.gen import TOWNS, Gen, batches, check_counts, to_records
+from tests.unit.projections.replay.test_hand_over import check_hand_over
 
 pytestmark = pytest.mark.integration
 RULES = default_rules()
@@ -113,3 +114,9 @@ def test_pg_two_writers_apply_a_batch_once(pg_url, stream):
     assert first.counts("payment") == reference_counts(stream[:300], "payment")
     first.close()
     second.close()
+
+
+def test_pg_hand_over_continues_the_old_outbox_seqs(stack):
+    """The rebuilt store takes over the old outbox with its seqs; the column's sequence then
+    continues above the floor (explicit seqs do not move a PostgreSQL sequence by themselves)."""
+    check_hand_over(pg_store(stack.fresh_pg_url()), pg_store(stack.fresh_pg_url()))

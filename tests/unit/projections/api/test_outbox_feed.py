@@ -120,7 +120,7 @@ def test_rows_leave_memory_after_retain_s_and_beyond_max_rows() -> None:
     asyncio.run(scenario())
 
 
-def test_the_poller_stops_with_the_last_stream_and_survives_store_errors() -> None:
+def test_the_poller_stops_with_the_last_stream_and_survives_store_errors(caplog: Any) -> None:
     reader = FlakyOutbox([row(1)], failures=0)
     feed = OutboxFeed(reader, poll_s=TICK)
 
@@ -141,4 +141,8 @@ def test_the_poller_stops_with_the_last_stream_and_survives_store_errors() -> No
         assert feed.reads == reads
         return text
 
-    assert ids(asyncio.run(scenario())) == [1, 2]
+    with caplog.at_level("INFO", logger="careledger.api"):
+        assert ids(asyncio.run(scenario())) == [1, 2]
+    failures = [r for r in caplog.records if "did not answer" in r.getMessage()]
+    assert len(failures) == 1  # three failed ticks, one warning
+    assert any("answers again" in r.getMessage() for r in caplog.records)
