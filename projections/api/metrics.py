@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from careledger.metrics import counter, exposition, gauge, histogram
 
-__all__ = ["HTTP_REQUESTS", "HTTP_SECONDS", "PROJECTION_LAG", "exposition"]
+__all__ = ["ALERT_STREAMS_OPEN", "HTTP_REQUESTS", "HTTP_SECONDS", "OUTBOX_FEED_READS", "PROJECTION_LAG",
+           "exposition"]
 
 HTTP_REQUESTS = counter("careledger_api_requests_total", "HTTP requests answered by the read API",
                         ["method", "route", "status"])
@@ -14,3 +15,7 @@ HTTP_SECONDS = histogram("careledger_api_request_seconds", "Time to answer a rea
 PROJECTION_LAG = gauge("careledger_projection_lag_events",
                        "Events on careledger.events not yet in the projection (last /api/status)",
                        ["projection"])
+ALERT_STREAMS_OPEN = gauge("careledger_api_alert_streams_open",
+                           "Following /api/alerts/stream connections open now (dashboards, caseworkers' clients)")
+OUTBOX_FEED_READS = counter("careledger_api_outbox_feed_reads_total",
+                            "Outbox queries of the one feed all following alert streams share")

@@ -31,6 +31,8 @@ from typing import Any, Protocol
 
 from fastapi.concurrency import run_in_threadpool
 
+from projections.api.metrics import ALERT_STREAMS_OPEN, OUTBOX_FEED_READS
+
 log = logging.getLogger("careledger.api")
 
 FEED_POLL_S = 0.05  # one query per tick for all streams: cheap enough to poll twice as often as a stream did
@@ -83,12 +85,14 @@ class OutboxFeed:
             self._loop, self._task, self._subscribers = loop, None, 0
             self._reset()
         self._subscribers += 1
+        ALERT_STREAMS_OPEN.inc()
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run(), name="outbox-feed")
         try:
             yield self
         finally:
             self._subscribers -= 1
+            ALERT_STREAMS_OPEN.dec()
 
     def rows_after(self, cursor: int, limit: int = READ_BATCH) -> list[dict[str, Any]] | None:
         """The rows after ``cursor`` that the feed holds (at most ``limit``), or None when it
@@ -110,6 +114,7 @@ class OutboxFeed:
     async def _start(self) -> None:
         self.tail = await run_in_threadpool(self.outbox.outbox_last_seq)
         self.reads += 1
+        OUTBOX_FEED_READS.inc()
         self.base = self.tail
 
     async def _run(self) -> None:
@@ -140,6 +145,7 @@ class OutboxFeed:
         while True:
             rows = await run_in_threadpool(self.outbox.outbox_after, self.tail, READ_BATCH)
             self.reads += 1
+            OUTBOX_FEED_READS.inc()
             if rows:
                 now = self.clock()
                 for row in rows:

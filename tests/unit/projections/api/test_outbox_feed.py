@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from projections.api.alert_stream import StreamFilter, alert_events
+from projections.api.metrics import ALERT_STREAMS_OPEN, OUTBOX_FEED_READS
 from projections.api.outbox_feed import OutboxFeed
 from tests.unit.projections.api.test_alert_stream import FakeOutbox, ids, row
 
@@ -58,10 +59,13 @@ def test_many_streams_share_one_store_read_per_tick() -> None:
     feed = OutboxFeed(reader, poll_s=TICK)
     streams = 50
 
+    open_before, reads_before = ALERT_STREAMS_OPEN._value.get(), OUTBOX_FEED_READS._value.get()
+
     async def scenario() -> list[str]:
         stop = asyncio.Event()
         tasks = [asyncio.create_task(follow(reader, feed, 10, stop)) for _ in range(streams)]
         await until(lambda: feed.base is not None)
+        assert ALERT_STREAMS_OPEN._value.get() == open_before + streams  # /metrics shows them
         await appended(reader, range(11, 61))
         await until(lambda: feed.tail == 60)
         await asyncio.sleep(10 * TICK)  # idle ticks too
@@ -69,6 +73,8 @@ def test_many_streams_share_one_store_read_per_tick() -> None:
         return await asyncio.gather(*tasks)
 
     texts = asyncio.run(scenario())
+    assert ALERT_STREAMS_OPEN._value.get() == open_before
+    assert OUTBOX_FEED_READS._value.get() - reads_before == feed.reads
     assert all(ids(text) == list(range(11, 61)) for text in texts)
     # each stream read the store itself at most once (before the feed had started); the rest was the feed's
     assert len(reader.reads) - feed.reads <= streams, (len(reader.reads), feed.reads)
