@@ -42,7 +42,7 @@ from kafka import KafkaProducer  # noqa: E402
 from careledger.settings import Settings  # noqa: E402
 from infra.clickhouse_server import ClickHouseServer  # noqa: E402
 from infra.kafka_broker import KafkaBroker, ensure_topics  # noqa: E402
-from infra.process import free_port, read_pid  # noqa: E402
+from infra.process import cpu_seconds, free_port, read_pid  # noqa: E402
 from producers.publisher import PRODUCER_DEFAULTS  # noqa: E402
 from producers.simulate.generator import SimConfig, generate  # noqa: E402
 from schemas.validation import partition_key  # noqa: E402
@@ -80,16 +80,6 @@ async def raw_consume(settings: Settings, total: int) -> float:
     finally:
         await consumer.stop()
     return time.perf_counter() - started
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) ``pid`` has used so far; 0 once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu_seconds() -> float:

@@ -33,17 +33,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from careledger.settings import Settings  # noqa: E402
-from infra.process import free_port  # noqa: E402
+from infra.process import cpu_seconds, free_port, terminate, wait_until  # noqa: E402
 from projections.api.auth import ensure_admin_token  # noqa: E402
 from projections.sql.store import SqlStore  # noqa: E402
 
 TOWN = "锦屏街道"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` from /proc (clock ticks → seconds)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def stream(url: str, token: str, arrivals: dict[str, list[float]], opened: asyncio.Event,
@@ -131,26 +125,21 @@ def main(argv: list[str] | None = None) -> int:
     with open(home / "logs" / "api.log", "ab") as log:
         api = subprocess.Popen([sys.executable, "-m", "careledger.cli", "serve"], env=env, stdout=log,
                                stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    def api_up() -> bool:
+        try:
+            return httpx.get(settings.api_url + "/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(settings.api_url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or api.poll() is not None:
-                raise SystemExit(f"the API did not start: see {home / 'logs' / 'api.log'}")
-            time.sleep(0.3)
+        wait_until(api_up, timeout=90, what="the API", log_path=home / "logs" / "api.log",
+                   alive=lambda: api.poll() is None)
         asyncio.run(measure(args, settings, token, api.pid, db_path))
         print(f"reproduce: .venv/bin/python bench/sse_fanout.py {shlex.join(sys.argv[1:])}")
         return 0
     finally:
-        api.terminate()
-        try:
-            api.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            api.kill()
+        terminate([api.pid], timeout=30)
+        api.wait()
         shutil.rmtree(home, ignore_errors=True)
 
 

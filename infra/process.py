@@ -110,6 +110,12 @@ def proc_stat(pid: int) -> list[str] | None:
         return None
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) ``pid`` has used so far, from ``/proc``; 0 once it is gone."""
+    fields = proc_stat(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
+
+
 def proc_start_time(pid: int) -> int | None:
     fields = proc_stat(pid)
     return int(fields[19]) if fields and len(fields) > 19 else None

@@ -90,3 +90,16 @@ def test_marker_is_per_home(tmp_path: Path, run: Path) -> None:
     _wait(lambda: process.marked_processes(tmp_path) == [pid])  # once it has exec'd with its own environment
     assert process.marked_processes(other) == []
     process.stop(run / "a.pid", timeout=5)
+
+
+def test_cpu_seconds_reads_this_process_and_is_zero_for_a_gone_one() -> None:
+    before = process.cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:  # burn 0.2 s of CPU
+        pass
+    assert process.cpu_seconds(os.getpid()) >= before + 0.1
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert process.cpu_seconds(child) == 0.0
