@@ -24,7 +24,7 @@ request is audited when the stream opens.
 A following stream reads through the process's shared outbox feed (``outbox_feed.py``: one
 query per 0.05 s for all open streams, rows woken to them as they arrive); one that resumes from
 further back than the feed holds reads the store itself, 500 rows at a time, until it is caught
-up (``follow=false`` always reads the store, every 0.1 s).  A comment line (``: keep-alive``) is sent after 15 s
+up (``follow=false`` always reads the store).  A comment line (``: keep-alive``) is sent after 15 s
 without data so proxies keep the connection open; the loop ends as soon as the client leaves.
 Revocation ends open streams: the token is checked again every ``REVALIDATE_S`` seconds; once it
 is revoked the stream sends ``event: revoked`` and closes.
