@@ -158,7 +158,9 @@ def contains_id_number(text: str, *, astral: bool | None = None) -> bool:
 def mask_ids(text: str) -> str:
     """Replace every run of 17 or more digits (an ID or certificate number, grouped, full-width or
     inside a longer number; separators and a trailing X included) by a mask.  Deliberately loose
-    (no check digit): over-masking a log line is harmless."""
+    (no check digit): over-masking a log line is harmless.  Not masked: a digit run inside an
+    identifier the platform mints itself (:func:`is_minted_token`) - a pseudonymous person_id with
+    a long run of digits is still the person's only handle in the audit log."""
     if len(text) < 18:
         return text
     return (_CLUSTER if has_astral(text) else _BMP_CLUSTER).sub(_mask_cluster, text)
@@ -169,4 +171,34 @@ def _mask_cluster(match: re.Match[str]) -> str:
     if len(_DIGIT.findall(text)) < 17:
         return text
     body = _TRAILING_SEPARATOR.sub("", text)
+    if body.isascii() and body.isdigit() and _inside_minted_token(match.string, match.start(), match.start() + len(body)):
+        return text
     return MASK + text[len(body):]  # the blank after a number is not part of it
+
+
+#: Identifiers the platform mints: pseudonymous person_ids (``p`` + 32 hex), trace ids (32 hex),
+#: digests (up to 64 hex).  Their digit runs are chance: 0.5 % of person_ids hold 17 digits in a row.
+_MINTED = re.compile(r"p?[0-9a-f]{32,64}")
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_minted_token(token: str) -> bool:
+    """Whether ``token`` is an identifier the platform minted (lower-case hex of 32-64 characters
+    with at least one letter, maybe after ``p``) that does not hold a plausible ID number.  An ID
+    number smuggled into such a token (valid check digit and birth date) is still an ID number."""
+    return (_MINTED.fullmatch(token) is not None and not token.lstrip("p").isdigit()
+            and not contains_id_number(token))
+
+
+def _inside_minted_token(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` (ASCII digits) lies inside a minted token standing on its own
+    (no letter or digit right outside it: ``P123...`` or ``ID123...`` is not one)."""
+    while start and text[start - 1] in _HEX:
+        start -= 1
+    if start and text[start - 1] == "p":
+        start -= 1
+    while end < len(text) and text[end] in _HEX:
+        end += 1
+    if (start and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum()):
+        return False
+    return is_minted_token(text[start:end])

@@ -17,6 +17,7 @@ from schemas.idnumber import (
     checksum_char,
     contains_id_number,
     id_number_problem,
+    is_minted_token,
     is_valid_id_number,
     mask_ids,
     normalise_id_number,
@@ -55,6 +56,25 @@ def test_contains_id_number_is_strict_but_masking_is_loose() -> None:
     assert not contains_id_number("order 202403050000012345")  # not a plausible birth date
     assert mask_ids(f"a{VALID[1]}b {VALID[0]}01 c") == f"a{MASK}b {MASK} c"
     assert mask_ids("123456789012345678") == MASK  # loose: any 17 digits + digit/X
+
+
+def test_identifiers_the_platform_mints_are_not_masked() -> None:
+    # A pseudonym with 23 digits in a row (one person in 200 has 17 or more): masking it cut the
+    # person out of their own audit trail (CI, 2026-12-03: /api/audit?person_id=... found nothing).
+    person = "pfd29354502044777700797654c4dba17"
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    for text in (person, f"person_id={person}", f"/api/persons/{person}/timeline", f'{{"trace":"{trace}"}}'):
+        assert mask_ids(text) == text
+    assert is_minted_token(person) and is_minted_token(trace) and is_minted_token("a" + "1" * 63)
+    # still masked: a real-looking ID number in a token of that shape, all-digit tokens, tokens too
+    # short or glued to other letters or digits, upper-case hex, separators inside the run
+    assert mask_ids(f"p{VALID[0]}{'a' * 14}") == f"p{MASK}{'a' * 14}"
+    assert not is_minted_token("1" * 32) and mask_ids("1" * 32) == MASK
+    assert mask_ids(f"ab{'1' * 20}cd") == f"ab{MASK}cd"
+    for glued in (f"Q{person}", f"7{person}", f"{person}Z", f"ID{person[1:]}"):
+        assert MASK in mask_ids(glued), glued
+    assert MASK in mask_ids(person.upper()) and MASK in mask_ids(person[:20])
+    assert MASK in mask_ids("pfd2935450 2044777700797654c4dba17")
 
 
 def test_an_id_number_is_found_where_a_digit_run_starts() -> None:
