@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from careledger.settings import Settings
-from processors.domain.rules_config import default_rules
+from processors.domain.rules_config import default_rules, load_rules
 
 REGISTRY_FILE = "registry.json"
 LOCK_FILE = "registry.lock"
@@ -261,13 +261,7 @@ class Registry:
         previous active one becomes ``retired`` (kept until dropped).  Returns its name."""
         default_url = projection_spec(projection).default_url(self.settings)
         with self._locked() as data:
-            entry = data["stores"].get(name)
-            if entry is None:
-                raise RegistryError(f"no store named {name!r}")
-            if entry["projection"] != projection:
-                raise RegistryError(f"{name!r} is a {entry['projection']} store, not {projection}")
-            if entry["role"] not in ("building", "retired"):
-                raise RegistryError(f"cannot activate {name!r} (role {entry['role']})")
+            entry = self._swappable(data, projection, name)
             previous = data["active"].get(projection)
             if previous is None:
                 if default_url:  # name the settings' store so it can be swapped back or dropped
@@ -282,6 +276,22 @@ class Registry:
             entry["activated_at"] = _now()
             data["active"][projection] = name
             return previous or ""
+
+    def check_swap(self, projection: str, name: str) -> None:
+        """Raise the error :meth:`swap` would raise, changing nothing (a caller prepares the store
+        for the swap - the SQL hand-over - only when the swap can happen)."""
+        self._swappable(self.load(), projection, name)
+
+    @staticmethod
+    def _swappable(data: dict[str, Any], projection: str, name: str) -> dict[str, Any]:
+        entry: dict[str, Any] | None = data["stores"].get(name)
+        if entry is None:
+            raise RegistryError(f"no store named {name!r}")
+        if entry["projection"] != projection:
+            raise RegistryError(f"{name!r} is a {entry['projection']} store, not {projection}")
+        if entry["role"] not in ("building", "retired"):
+            raise RegistryError(f"cannot activate {name!r} (role {entry['role']})")
+        return entry
 
     @staticmethod
     def _free_name(data: dict[str, Any], base: str) -> str:
@@ -311,8 +321,6 @@ class Registry:
         """Open a registered store; a snapshot opens with the rules it was built with."""
         entry = self.entry(name)
         if rules is None and entry.get("rules_path"):
-            from processors.domain.rules_config import load_rules
-
             rules = load_rules(Path(entry["rules_path"]))
         return projection_spec(entry["projection"]).open(entry["url"], rules, self.settings.topics.events)
 

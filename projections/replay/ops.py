@@ -113,14 +113,7 @@ def rebuild(settings: Settings, projection: str, *, into: str | None = None, nam
                 f"inspect it, then `careledger replay swap --projection {projection} {name}` or drop it")
             return result
         if swap:
-            if isinstance(store, SqlStore):
-                old = _open_active(registry, projection)
-                try:
-                    handed = hand_over_sql(store, old if isinstance(old, SqlStore) else None)
-                finally:
-                    if old is not None:
-                        old.close()
-                say(f"hand-over: {handed}")
+            _hand_over(registry, projection, store, say)
             result["previous"] = registry.swap(projection, name)
             result["swapped"] = True
             say(f"swapped: {projection} now reads {name}; previous store {result['previous'] or '-'} kept "
@@ -128,6 +121,22 @@ def rebuild(settings: Settings, projection: str, *, into: str | None = None, nam
         return result
     finally:
         store.close()
+
+
+def _hand_over(registry: Registry, projection: str, store: ProjectionStore, say: Say) -> None:
+    """Before ``store`` becomes the active store of ``projection``: a SQL store takes over the
+    active one's outbox, acknowledgements and publication state (``shadow.hand_over_sql``).  Both
+    swaps do it - the rebuild's and one by hand (a shadow that verified ``different``, or a
+    retired store swapped back) - or subscribers' positions would point at other rows."""
+    if not isinstance(store, SqlStore):
+        return
+    old = _open_active(registry, projection)
+    try:
+        handed = hand_over_sql(store, old if isinstance(old, SqlStore) else None)
+    finally:
+        if old is not None:
+            old.close()
+    say(f"hand-over: {handed}")
 
 
 def _open_active(registry: Registry, projection: str) -> Any:
@@ -265,7 +274,15 @@ def snapshot(settings: Settings, name: str, *, projection: str = "sql", until: s
 
 # ----------------------------------------------------------------------------- swap / drop / list
 def swap(settings: Settings, projection: str, name: str, say: Say = print) -> str:
-    previous = Registry(settings).swap(projection, name)
+    """Activate a registered store by hand, with the same hand-over as a rebuild's swap."""
+    registry = Registry(settings)
+    registry.check_swap(projection, name)
+    store = registry.open_named(name)
+    try:
+        _hand_over(registry, projection, store, say)
+    finally:
+        store.close()
+    previous = registry.swap(projection, name)
     say(f"{projection} now reads {name}; previous: {previous or '-'}")
     return previous
 

@@ -169,14 +169,18 @@ def hand_over_sql(shadow: SqlStore, old: SqlStore | None) -> dict[str, int]:
        is marked sent;
     2. people's acknowledgements and resolutions are ``alert.handled`` events, replayed like any
        other; the old store's are copied too, for actions recorded before those events existed;
-    3. what was published when - need-warning notices, when each alert was first raised and
+    3. alerts the shadow sees otherwise than the old store - raised only by edited rules, or with
+       another severity or status - are queued too (:func:`_queue_changed_alerts`): subscribers
+       learn what a rebuild with edited rules found, and an unchanged rebuild queues nothing;
+    4. what was published when - need-warning notices, when each alert was first raised and
        escalated - is wall-clock state, not in the log: copied from the old store, so the new one
        never publishes a warning or an escalation a second time.
     """
     ob, a, L = t.alert_outbox, t.alerts, t.ledger
     now = _now()
-    stats = {"outbox_marked_sent": 0, "alerts_requeued": 0, "acknowledgements_copied": 0}
+    stats = {"outbox_marked_sent": 0, "alerts_requeued": 0, "acknowledgements_copied": 0, "changed_alerts_queued": 0}
     old_positions = _offsets(old) if old is not None else {}
+    queued: set[str] = set()
     with shadow.engine.begin() as conn:
         if old is None:
             stats["outbox_marked_sent"] = conn.execute(
@@ -200,6 +204,7 @@ def hand_over_sql(shadow: SqlStore, old: SqlStore | None) -> dict[str, int]:
             if rows:
                 conn.execute(ob.insert(), rows)
             stats["alerts_requeued"] = len(rows)
+            queued.update(r["alert_id"] for r in rows)
     if old is not None:
         with old.engine.connect() as conn:
             acks = conn.execute(select(a.c.alert_id, a.c.acknowledged_by, a.c.acknowledged_at,
@@ -213,8 +218,42 @@ def hand_over_sql(shadow: SqlStore, old: SqlStore | None) -> dict[str, int]:
                         values.update(resolved_by=res_by, resolved_at=res_at, status="resolved")
                     stats["acknowledgements_copied"] += conn.execute(
                         update(a).where(a.c.alert_id == aid).values(**values)).rowcount or 0
+        stats["changed_alerts_queued"] = _queue_changed_alerts(old, shadow, queued, now)
         stats.update(_copy_publication_state(old, shadow))
     return stats
+
+
+def _queue_changed_alerts(old: SqlStore, shadow: SqlStore, queued: set[str], now: str) -> int:
+    """Queue every alert of the shadow whose message differs from the old store's (or that the old
+    store does not have), unless it is queued already.  Compared as messages (what subscribers
+    receive), after the acknowledgements were copied, so only what the rules and the log decide
+    differs.  Persons with events that the old store applied and the shadow has not yet are left
+    out: the live worker applies those events to the new store after the swap and queues what
+    changes then - queuing the shadow's older state now would move subscribers backwards.
+    An alert the edited rules no longer raise leaves ``/api/alerts``; nothing is sent for it."""
+    a, L, ob = t.alerts, t.ledger, t.alert_outbox
+    cols = [a.c[c] for c in ALERT_STATE_COLUMNS]
+    mine = _offsets(shadow)
+    with old.engine.connect() as conn:
+        before = {row[0]: alert_message(alert_from_row(row)) for row in conn.execute(select(*cols))}
+        # read after the alerts: a change the old store made since is by an event found here
+        beyond = [and_(L.c.partition == p, L.c.offset > o) for p, o in mine.items()]
+        beyond.append(L.c.partition.not_in(list(mine)) if mine else L.c.partition.is_not(None))
+        behind = {pid for pid in conn.scalars(select(L.c.person_id).where(or_(*beyond)).distinct()) if pid}
+    rows = []
+    with shadow.engine.begin() as conn:
+        for row in conn.execute(select(*cols)):
+            message = alert_message(alert_from_row(row))
+            if message["alert_id"] in queued or message["person_id"] in behind:
+                continue
+            if before.get(message["alert_id"]) != message:
+                rows.append({"alert_id": message["alert_id"], "body": dumps_compact(message), "created_at": now})
+        if rows:
+            conn.execute(ob.insert(), rows)
+    if rows:
+        log.info("hand-over: %d alert(s) differ from the old store's (edited rules?) and are queued for subscribers",
+                 len(rows))
+    return len(rows)
 
 
 def _copy_publication_state(old: SqlStore, shadow: SqlStore) -> dict[str, int]:

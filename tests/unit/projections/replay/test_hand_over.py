@@ -5,12 +5,14 @@ yet are still sent."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
-from processors.domain.rules_config import default_rules
+from processors.domain.rules_config import RulesConfig, default_rules
 from projections.replay.shadow import hand_over_sql
 from projections.sql import tables as t
 from projections.sql.outbox import SEQ_MARGIN
@@ -18,8 +20,8 @@ from projections.sql.store import SqlStore
 from tests.unit.projections.gen import Gen, batches, to_records
 
 
-def store_at(path: Path) -> SqlStore:
-    store = SqlStore(f"sqlite:///{path}", default_rules())
+def store_at(path: Path, rules: RulesConfig | None = None) -> SqlStore:
+    store = SqlStore(f"sqlite:///{path}", rules or default_rules())
     store.migrate()
     return store
 
@@ -69,6 +71,7 @@ def check_hand_over(old: SqlStore, shadow: SqlStore) -> None:
         later = [r for r in rows if r[0] > top]
         assert later and all(r[0] > top + SEQ_MARGIN for r in later[1:])  # after the floor row
         assert stats["alerts_requeued"] > 0 and stats["outbox_rows_adopted"] == len(old_rows)
+        assert stats["changed_alerts_queued"] == 0  # same rules: the shadow sees every alert as the old store
         # an SSE client that saw the old store up to its last row gets only the re-queued alerts
         after = shadow.outbox_after(top, 10_000)
         assert [r["seq"] for r in after] == [r[0] for r in later[1:]]
@@ -93,4 +96,80 @@ def test_without_an_old_store_the_history_is_marked_sent(tmp_path: Path) -> None
         stats = hand_over_sql(shadow, None)
         assert stats["outbox_marked_sent"] > 0 and shadow.outbox_pending(10_000) == []
     finally:
+        shadow.close()
+
+
+def edited_rules() -> RulesConfig:
+    """Payments above 400 yuan are out of range now (new alerts), and such alerts are "high"
+    (the old ones change severity)."""
+    rules = default_rules()
+    return replace(rules, amount_ranges_fen={p: (lo, min(hi, 40_000)) for p, (lo, hi) in rules.amount_ranges_fen.items()},
+                   rule_severity={**rules.rule_severity, "amount_out_of_range": "high"})
+
+
+def alert_rows(store: SqlStore) -> dict[str, tuple[Any, ...]]:
+    a = t.alerts
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(a.c.alert_id, a.c.rule, a.c.severity, a.c.person_id, a.c.status, a.c.event_ids))
+        return {r[0]: (r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows}
+
+
+def queued_after(store: SqlStore, seq: int) -> dict[str, dict[str, Any]]:
+    return {r["message"]["alert_id"]: r["message"] for r in store.outbox_after(seq, 100_000)}
+
+
+def rebuilt_with_edited_rules(tmp_path: Path, old_events: int, shadow_events: int) -> tuple[SqlStore, SqlStore]:
+    records = to_records(Gen(seed=5, persons=60).stream(900))
+    old, shadow = store_at(tmp_path / "old.sqlite3"), store_at(tmp_path / "shadow.sqlite3", edited_rules())
+    for batch in batches(records[:old_events], 100):
+        old.apply_batch(batch)
+    old.mark_sent(r["seq"] for r in old.outbox_pending(100_000))  # subscribers have the old store's alerts
+    for batch in batches(records[:shadow_events], 300):
+        shadow.apply_batch(batch)
+    return old, shadow
+
+
+def test_what_edited_rules_change_is_queued_for_subscribers(tmp_path: Path) -> None:
+    """Before, the hand-over marked the shadow's history as published: the alerts only the edited
+    rules raise showed in /api/alerts but no subscriber was ever told."""
+    old, shadow = rebuilt_with_edited_rules(tmp_path, 900, 900)
+    try:
+        top = old.outbox_last_seq()
+        before, after = alert_rows(old), alert_rows(shadow)
+        new = {aid for aid in after if aid not in before}
+        changed = {aid for aid in after if aid in before and after[aid] != before[aid]}
+        assert new and changed and all(after[aid][0] == "amount_out_of_range" for aid in new | changed)
+
+        stats = hand_over_sql(shadow, old)
+
+        queued = queued_after(shadow, top)
+        assert set(queued) == new | changed and stats["changed_alerts_queued"] == len(queued)
+        for aid, message in queued.items():  # what they say is the new store's state
+            assert (message["rule"], message["severity"], message["person_id"], message["status"],
+                    message["event_ids"]) == after[aid]
+        assert {r["alert_id"] for r in shadow.outbox_pending(100_000)} == set(queued)  # the relay sends them
+    finally:
+        old.close()
+        shadow.close()
+
+
+def test_persons_the_old_store_saw_further_are_left_to_the_live_worker(tmp_path: Path) -> None:
+    """The old worker kept applying events while the shadow was handed over: the shadow's state of
+    those persons is older than what subscribers have, so it is not sent; the live worker applies
+    their events to the new store after the swap and queues what changes then."""
+    records = to_records(Gen(seed=5, persons=60).stream(900))
+    later = {r.event["person_id"] for r in records[700:] if r.event is not None}
+    old, shadow = rebuilt_with_edited_rules(tmp_path, 900, 700)
+    try:
+        top = old.outbox_last_seq()
+        before, after = alert_rows(old), alert_rows(shadow)
+        differ = {aid for aid in after if before.get(aid) != after[aid]}
+        assert any(after[aid][2] in later for aid in differ)  # there is something to leave out
+        stats = hand_over_sql(shadow, old)
+        queued = queued_after(shadow, top)
+        assert queued and stats["changed_alerts_queued"] == len(queued)
+        assert not {m["person_id"] for m in queued.values()} & later
+        assert set(queued) == {aid for aid in differ if after[aid][2] not in later}
+    finally:
+        old.close()
         shadow.close()

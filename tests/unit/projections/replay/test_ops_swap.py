@@ -1,0 +1,79 @@
+"""``careledger replay swap`` (projections/replay/ops.py ``swap``): a swap by hand does the same
+hand-over as a rebuild's - before, it only rewrote the registry, so after swapping in a shadow that
+verified ``different`` (what the rebuild tells people to do after inspecting it) or swapping back
+to a retired store, SSE clients' and webhooks' positions pointed at other outbox rows and the
+need-warning notices were gone (warnings published again)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from careledger.settings import Settings
+from projections.registry import Registry, RegistryError
+from projections.replay import ops
+from projections.sql import tables as t
+from projections.sql.outbox import SEQ_MARGIN
+from tests.unit.projections.gen import Gen, batches, to_records
+from tests.unit.projections.replay.test_hand_over import outbox, store_at
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return dataclasses.replace(Settings.from_env(), home=tmp_path, sql_url=f"sqlite:///{tmp_path / 'p.sqlite3'}",
+                               clickhouse_url=None)
+
+
+def test_a_swap_by_hand_hands_the_outbox_over(settings: Settings, tmp_path: Path) -> None:
+    records = to_records(Gen(seed=7, persons=30).stream(500))
+    active = store_at(tmp_path / "p.sqlite3")  # the settings' store, active until the swap
+    shadow = store_at(tmp_path / "shadow.sqlite3")
+    try:
+        for batch in batches(records, 50):
+            active.apply_batch(batch)
+        active.mark_sent(r["seq"] for r in active.outbox_pending(100_000)[:-3])  # the relay is 3 rows behind
+        for batch in batches(records, 250):
+            shadow.apply_batch(batch)
+        with active.engine.begin() as conn:
+            conn.execute(t.warning_notices.insert(), [{"warning_id": "w1", "person_id": "p1", "rule": "visit_overdue",
+                                                       "state": "due", "due_at": "2024-06-01T00:00:00+00:00"}])
+        before = outbox(active)
+        Registry(settings).register("shadow", f"sqlite:///{tmp_path / 'shadow.sqlite3'}", "sql", "building")
+        said: list[str] = []
+
+        assert ops.swap(settings, "sql", "shadow", said.append) == "sql-initial"
+
+        rows = outbox(shadow)
+        assert rows[:len(before)] == before  # seqs, bodies and sent marks: the active store's
+        assert rows[len(before)][0] == before[-1][0] + SEQ_MARGIN and len(rows) == len(before) + 1  # the floor
+        assert [r["seq"] for r in shadow.outbox_pending(100)] == [r[0] for r in before[-3:]]
+        with shadow.engine.connect() as conn:
+            assert conn.execute(t.warning_notices.select()).all()  # published warnings are not published again
+        assert any(line.startswith("hand-over:") for line in said)
+        assert Registry(settings).active_name("sql") == "shadow"
+    finally:
+        active.close()
+        shadow.close()
+
+
+def test_a_swap_that_cannot_happen_changes_no_store(settings: Settings, tmp_path: Path) -> None:
+    snapshot = store_at(tmp_path / "march.sqlite3")
+    try:
+        for batch in batches(to_records(Gen(seed=2, persons=10).stream(100)), 50):
+            snapshot.apply_batch(batch)
+        rows = outbox(snapshot)
+        Registry(settings).register("march", f"sqlite:///{tmp_path / 'march.sqlite3'}", "sql", "snapshot",
+                                    until="2024-03-31")
+        with pytest.raises(RegistryError, match="cannot activate"):
+            ops.swap(settings, "sql", "march", print)
+        assert outbox(snapshot) == rows
+    finally:
+        snapshot.close()
+
+
+def test_a_store_of_another_projection_is_refused_before_it_is_opened(settings: Settings) -> None:
+    Registry(settings).register("ch", "clickhouse://nowhere.invalid/db", "clickhouse", "building")
+    with pytest.raises(RegistryError, match="not sql"):  # not a connection error: nothing was opened
+        ops.swap(settings, "sql", "ch", print)
