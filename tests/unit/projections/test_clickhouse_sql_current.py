@@ -1,8 +1,8 @@
 """The ClickHouse store's DDL, inserts and count queries on a CURRENT ClickHouse release.
 
 The integration tests run them on the Debian server (18.16); this runs the very same statements
-in-process on chDB (ClickHouse 2x.x) when ``chdb-core`` is installed, so the SQL is proven on
-both ends of the supported range.  Skipped when chDB is absent (it is a ~180 MB wheel).
+in-process on chDB (``chdb-core``, ClickHouse 26.x, a test dependency), so the SQL is proven on
+both ends of the supported range.  (It was skipped when chDB was absent, and CI never had it.)
 """
 
 from __future__ import annotations
@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
+import chdb.session as chdb_session
+from clickhouse_driver.util import escape
 
 from processors.domain.model import Consumed
 from projections.clickhouse.store import ClickHouseStore
 from tests.unit.projections.gen import Gen, batches, check_counts, to_records
-
-chdb_session = pytest.importorskip("chdb.session")
-escape = pytest.importorskip("clickhouse_driver.util.escape")
 
 
 class ChdbExecutor:
