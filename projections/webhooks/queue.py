@@ -77,7 +77,14 @@ class DeliveryQueue:
 
     def claim(self, subscription_id: str, *, limit: int, lease_s: float,
               now: datetime | None = None) -> list[dict[str, Any]]:
-        """Lease up to ``limit`` due deliveries of one subscription, oldest due first."""
+        """Lease up to ``limit`` due deliveries of one subscription, oldest due first.
+
+        Only rows this call leased are returned: another deliverer process claiming at the same
+        moment gets other rows or none.  SQLite: the write transaction is ``BEGIN IMMEDIATE``.
+        PostgreSQL (READ COMMITTED): the read locks its rows and skips rows another claim holds
+        (``FOR UPDATE SKIP LOCKED``), and the lease's ``RETURNING`` says which rows it took -
+        before, a claim returned every row it had read, also rows the other process leased
+        between its read and its update, and both processes POSTed them."""
         now = now or datetime.now(UTC)
         at = utc_text(now)
         due = and_(D.c.subscription_id == subscription_id, D.c.status == "pending", D.c.next_attempt_at <= at,
@@ -87,12 +94,14 @@ class DeliveryQueue:
                 select(D.c.delivery_id, D.c.subscription_id, D.c.alert_id, D.c.outbox_seq, D.c.body,
                        D.c.attempts, D.c.created_at, D.c.traceparent)
                 .where(due).order_by(D.c.next_attempt_at, D.c.outbox_seq).limit(limit)
+                .with_for_update(skip_locked=True)
             ).all()
             if not rows:
                 return []
-            conn.execute(update(D).where(D.c.delivery_id.in_([r.delivery_id for r in rows]), due)
-                         .values(lease_until=utc_text(now + timedelta(seconds=lease_s))))
-        return [dict(r._mapping) for r in rows]
+            leased = set(conn.scalars(update(D).where(D.c.delivery_id.in_([r.delivery_id for r in rows]), due)
+                                      .values(lease_until=utc_text(now + timedelta(seconds=lease_s)))
+                                      .returning(D.c.delivery_id)))
+        return [dict(r._mapping) for r in rows if r.delivery_id in leased]
 
     def delivered(self, delivery_id: str, http_status: int, now: datetime | None = None) -> bool:
         """Mark delivered; False if it already was (or was cancelled meanwhile)."""
