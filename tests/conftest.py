@@ -16,9 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from careledger.settings import Settings
 from tests.support.servers import TestStack, start_test_stack
+
+# Speed is measured by bench/, not by tests: no per-example deadline (Hypothesis's default 200 ms
+# fails an example that a loaded 2-core machine - unit tests beside the integration tests - slows).
+hypothesis_settings.register_profile("careledger", deadline=None)
+hypothesis_settings.load_profile("careledger")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
