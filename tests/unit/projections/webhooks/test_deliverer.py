@@ -218,7 +218,7 @@ def test_queue_records_mixed_outcomes_together(store: WebhookStore) -> None:
 
 def test_give_up_after_max_age(settings: Settings, store: WebhookStore) -> None:
     sub = store.create(dead_url())
-    policy = RetryPolicy(base_delay_s=0.05, max_delay_s=0.1, max_age_s=0.5, timeout_s=0.5)
+    policy = RetryPolicy(base_delay_s=0.05, max_delay_s=0.1, max_age_s=2.0, timeout_s=0.5)
     deliverer = Deliverer(settings, store, policy)
     deliverer.refresh()
     try:
