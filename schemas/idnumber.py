@@ -177,7 +177,7 @@ def _mask_cluster(match: re.Match[str]) -> str:
 
 
 #: Identifiers the platform mints: pseudonymous person_ids (``p`` + 32 hex), trace ids (32 hex),
-#: digests (up to 64 hex).  Their digit runs are chance: 0.5 % of person_ids hold 17 digits in a row.
+#: digests (up to 64 hex).  Their digit runs are chance: about 1 person_id in 400 holds 17 digits in a row.
 _MINTED = re.compile(r"p?[0-9a-f]{32,64}")
 _HEX = frozenset("0123456789abcdef")
 

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from clickhouse_driver import Client
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Connection, and_, or_, select, update
 
 from careledger.settings import Settings
 from processors.replay.engine import BuildStats, replay_range
@@ -176,7 +176,7 @@ def hand_over_sql(shadow: SqlStore, old: SqlStore | None) -> dict[str, int]:
        escalated - is wall-clock state, not in the log: copied from the old store, so the new one
        never publishes a warning or an escalation a second time.
     """
-    ob, a, L = t.alert_outbox, t.alerts, t.ledger
+    ob, a = t.alert_outbox, t.alerts
     now = _now()
     stats = {"outbox_marked_sent": 0, "alerts_requeued": 0, "acknowledgements_copied": 0, "changed_alerts_queued": 0}
     old_positions = _offsets(old) if old is not None else {}
@@ -187,20 +187,12 @@ def hand_over_sql(shadow: SqlStore, old: SqlStore | None) -> dict[str, int]:
                 update(ob).where(ob.c.sent_at.is_(None)).values(sent_at=now)).rowcount or 0
         else:
             stats.update(adopt_outbox(conn, old.engine, now))
-            ahead = [and_(L.c.partition == p, L.c.offset > o) for p, o in old_positions.items()]
-            mine = _offsets(shadow)
-            ahead += [L.c.partition == p for p in mine if p not in old_positions]
-            persons: set[str] = set()
-            if ahead:
-                persons.update(pid for pid in conn.scalars(select(L.c.person_id).where(or_(*ahead)).distinct())
-                               if pid)
             rows = []
-            ids = sorted(persons)
+            ids = sorted(_persons_beyond(conn, old_positions))
             for i in range(0, len(ids), 500):
                 for row in conn.execute(select(*[a.c[c] for c in ALERT_STATE_COLUMNS])
                                         .where(a.c.person_id.in_(ids[i:i + 500]))):
-                    rows.append({"alert_id": row[0], "body": dumps_compact(alert_message(alert_from_row(row))),
-                                 "created_at": now})
+                    rows.append(_outbox_row(alert_message(alert_from_row(row)), now))
             if rows:
                 conn.execute(ob.insert(), rows)
             stats["alerts_requeued"] = len(rows)
@@ -231,15 +223,12 @@ def _queue_changed_alerts(old: SqlStore, shadow: SqlStore, queued: set[str], now
     out: the live worker applies those events to the new store after the swap and queues what
     changes then - queuing the shadow's older state now would move subscribers backwards.
     An alert the edited rules no longer raise leaves ``/api/alerts``; nothing is sent for it."""
-    a, L, ob = t.alerts, t.ledger, t.alert_outbox
+    a, ob = t.alerts, t.alert_outbox
     cols = [a.c[c] for c in ALERT_STATE_COLUMNS]
-    mine = _offsets(shadow)
     with old.engine.connect() as conn:
         before = {row[0]: alert_message(alert_from_row(row)) for row in conn.execute(select(*cols))}
         # read after the alerts: a change the old store made since is by an event found here
-        beyond = [and_(L.c.partition == p, L.c.offset > o) for p, o in mine.items()]
-        beyond.append(L.c.partition.not_in(list(mine)) if mine else L.c.partition.is_not(None))
-        behind = {pid for pid in conn.scalars(select(L.c.person_id).where(or_(*beyond)).distinct()) if pid}
+        behind = _persons_beyond(conn, _offsets(shadow))
     rows = []
     with shadow.engine.begin() as conn:
         for row in conn.execute(select(*cols)):
@@ -247,13 +236,27 @@ def _queue_changed_alerts(old: SqlStore, shadow: SqlStore, queued: set[str], now
             if message["alert_id"] in queued or message["person_id"] in behind:
                 continue
             if before.get(message["alert_id"]) != message:
-                rows.append({"alert_id": message["alert_id"], "body": dumps_compact(message), "created_at": now})
+                rows.append(_outbox_row(message, now))
         if rows:
             conn.execute(ob.insert(), rows)
     if rows:
         log.info("hand-over: %d alert(s) differ from the old store's (edited rules?) and are queued for subscribers",
                  len(rows))
     return len(rows)
+
+
+def _persons_beyond(conn: Connection, positions: dict[int, int]) -> set[str]:
+    """Persons with events in the store ``conn`` reads that lie beyond ``positions`` (another
+    store's): after its offset in a partition, or in a partition it has not read at all."""
+    L = t.ledger
+    beyond = [L.c.partition.not_in(list(positions)), *(and_(L.c.partition == p, L.c.offset > o)
+                                                         for p, o in positions.items())]
+    return {pid for pid in conn.scalars(select(L.c.person_id).where(or_(*beyond)).distinct()) if pid}
+
+
+def _outbox_row(message: dict[str, Any], now: str) -> dict[str, Any]:
+    """An alert outbox row for the relay to send ``message`` (unsent)."""
+    return {"alert_id": message["alert_id"], "body": dumps_compact(message), "created_at": now}
 
 
 def _copy_publication_state(old: SqlStore, shadow: SqlStore) -> dict[str, int]:

@@ -59,7 +59,7 @@ def test_contains_id_number_is_strict_but_masking_is_loose() -> None:
 
 
 def test_identifiers_the_platform_mints_are_not_masked() -> None:
-    # A pseudonym with 23 digits in a row (one person in 200 has 17 or more): masking it cut the
+    # A pseudonym with 23 digits in a row (about one person in 400 has 17 or more): masking it cut the
     # person out of their own audit trail (CI, 2026-12-03: /api/audit?person_id=... found nothing).
     person = "pfd29354502044777700797654c4dba17"
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"

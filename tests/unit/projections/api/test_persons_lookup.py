@@ -108,7 +108,7 @@ def test_the_number_appears_nowhere(client: TestClient, tokens: dict[str, str], 
 
 
 def id_number_whose_pseudonym_has_a_long_digit_run(pseudonymiser: Pseudonymiser) -> str:
-    """One person in about 200 has a person_id with 17 or more digits in a row (10 of 16 hex digits
+    """About one person in 400 has a person_id with 17 or more digits in a row (10 of 16 hex digits
     are digits): the first such ID number under this deployment's key."""
     for n in count():
         first17 = f"330283{19500101 + n // 1000 * 10000:08d}{n % 1000:03d}"[:17]
@@ -121,7 +121,7 @@ def id_number_whose_pseudonym_has_a_long_digit_run(pseudonymiser: Pseudonymiser)
 def test_a_person_id_with_a_long_digit_run_is_audited_as_it_is(client: TestClient, tokens: dict[str, str],
                                                                store: Any, settings: Any) -> None:
     """The audit log's ID-number mask took such a person_id for an ID number and masked it: the
-    person's reads could not be found by person_id (CI failure of 2026-12-03, one run in ~200)."""
+    person's reads could not be found by person_id (CI failure of 2026-12-03, about one run in 400)."""
     number = id_number_whose_pseudonym_has_a_long_digit_run(Pseudonymiser.from_settings(settings))
     person = register_by_id_number(store, settings, number)
     found = client.post("/api/persons/lookup", json={"id_number": number}, headers=auth(tokens["caseworker"]))

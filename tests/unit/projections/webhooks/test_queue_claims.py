@@ -31,7 +31,7 @@ def check_claims_are_disjoint(url: str) -> None:
         def between_read_and_lease(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
             if statement.lstrip().upper().startswith("UPDATE") and not b_claims.is_alive() and not got_b:
                 b_claims.start()
-                b_claims.join(timeout=3)  # SQLite: B waits for A's write lock until A commits
+                b_claims.join(timeout=1)  # SQLite: B waits for A's write lock until A commits
 
         event.listen(engine_a, "before_cursor_execute", between_read_and_lease)
         try:
