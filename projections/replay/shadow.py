@@ -170,15 +170,17 @@ def hand_over_sql(shadow: SqlStore, old: SqlStore | None) -> dict[str, int]:
     2. people's acknowledgements and resolutions are ``alert.handled`` events, replayed like any
        other; the old store's are copied too, for actions recorded before those events existed;
     3. alerts the shadow sees otherwise than the old store - raised only by edited rules, or with
-       another severity or status - are queued too (:func:`_queue_changed_alerts`): subscribers
-       learn what a rebuild with edited rules found, and an unchanged rebuild queues nothing;
+       another severity or status - are queued too (:func:`_queue_changed_alerts`), and open
+       alerts the edited rules no longer raise are queued as withdrawn: subscribers learn what a
+       rebuild with edited rules found, and an unchanged rebuild queues nothing;
     4. what was published when - need-warning notices, when each alert was first raised and
        escalated - is wall-clock state, not in the log: copied from the old store, so the new one
        never publishes a warning or an escalation a second time.
     """
     ob, a = t.alert_outbox, t.alerts
     now = _now()
-    stats = {"outbox_marked_sent": 0, "alerts_requeued": 0, "acknowledgements_copied": 0, "changed_alerts_queued": 0}
+    stats = {"outbox_marked_sent": 0, "alerts_requeued": 0, "acknowledgements_copied": 0, "changed_alerts_queued": 0,
+             "withdrawn_alerts_queued": 0}
     old_positions = _offsets(old) if old is not None else {}
     queued: set[str] = set()
     with shadow.engine.begin() as conn:
@@ -210,19 +212,21 @@ def hand_over_sql(shadow: SqlStore, old: SqlStore | None) -> dict[str, int]:
                         values.update(resolved_by=res_by, resolved_at=res_at, status="resolved")
                     stats["acknowledgements_copied"] += conn.execute(
                         update(a).where(a.c.alert_id == aid).values(**values)).rowcount or 0
-        stats["changed_alerts_queued"] = _queue_changed_alerts(old, shadow, queued, now)
+        stats.update(_queue_changed_alerts(old, shadow, queued, now))
         stats.update(_copy_publication_state(old, shadow))
     return stats
 
 
-def _queue_changed_alerts(old: SqlStore, shadow: SqlStore, queued: set[str], now: str) -> int:
+def _queue_changed_alerts(old: SqlStore, shadow: SqlStore, queued: set[str], now: str) -> dict[str, int]:
     """Queue every alert of the shadow whose message differs from the old store's (or that the old
     store does not have), unless it is queued already.  Compared as messages (what subscribers
     receive), after the acknowledgements were copied, so only what the rules and the log decide
     differs.  Persons with events that the old store applied and the shadow has not yet are left
     out: the live worker applies those events to the new store after the swap and queues what
     changes then - queuing the shadow's older state now would move subscribers backwards.
-    An alert the edited rules no longer raise leaves ``/api/alerts``; nothing is sent for it."""
+    An open alert the edited rules no longer raise leaves ``/api/alerts``: subscribers get it once
+    more, ``resolved`` and ``"withdrawn": true`` (:func:`withdrawn_message`), so nobody keeps
+    working on it; one already resolved is not sent again."""
     a, ob = t.alerts, t.alert_outbox
     cols = [a.c[c] for c in ALERT_STATE_COLUMNS]
     with old.engine.connect() as conn:
@@ -231,18 +235,33 @@ def _queue_changed_alerts(old: SqlStore, shadow: SqlStore, queued: set[str], now
         behind = _persons_beyond(conn, _offsets(shadow))
     rows = []
     with shadow.engine.begin() as conn:
+        kept: set[str] = set()
         for row in conn.execute(select(*cols)):
             message = alert_message(alert_from_row(row))
+            kept.add(message["alert_id"])
             if message["alert_id"] in queued or message["person_id"] in behind:
                 continue
             if before.get(message["alert_id"]) != message:
                 rows.append(_outbox_row(message, now))
+        changed = len(rows)
+        rows.extend(_outbox_row(withdrawn_message(message, now), now) for aid, message in sorted(before.items())
+                    if aid not in kept and message["status"] == "open" and message["person_id"] not in behind)
         if rows:
             conn.execute(ob.insert(), rows)
-    if rows:
+    if changed:
         log.info("hand-over: %d alert(s) differ from the old store's (edited rules?) and are queued for subscribers",
-                 len(rows))
-    return len(rows)
+                 changed)
+    if len(rows) > changed:
+        log.info("hand-over: %d open alert(s) of the old store are no longer raised (edited rules?): "
+                 "subscribers are told they are withdrawn", len(rows) - changed)
+    return {"changed_alerts_queued": changed, "withdrawn_alerts_queued": len(rows) - changed}
+
+
+def withdrawn_message(message: dict[str, Any], now: str) -> dict[str, Any]:
+    """The last message of an open alert that a rebuild no longer raises: ``resolved`` (a
+    subscriber that upserts by ``alert_id`` closes it), marked ``withdrawn`` with the time of the
+    hand-over, as an escalation is marked ``escalated``."""
+    return {**message, "status": "resolved", "withdrawn": True, "withdrawn_at": now}
 
 
 def _persons_beyond(conn: Connection, positions: dict[int, int]) -> set[str]:

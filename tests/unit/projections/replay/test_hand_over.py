@@ -118,9 +118,15 @@ def queued_after(store: SqlStore, seq: int) -> dict[str, dict[str, Any]]:
     return {r["message"]["alert_id"]: r["message"] for r in store.outbox_after(seq, 100_000)}
 
 
-def rebuilt_with_edited_rules(tmp_path: Path, old_events: int, shadow_events: int) -> tuple[SqlStore, SqlStore]:
+def widened_rules() -> RulesConfig:
+    """No amount is out of range any more: every ``amount_out_of_range`` alert goes."""
+    return replace(default_rules(), amount_ranges_fen={p: (0, 10**12) for p in default_rules().amount_ranges_fen})
+
+
+def rebuilt_with_edited_rules(tmp_path: Path, old_events: int, shadow_events: int,
+                              rules: RulesConfig | None = None) -> tuple[SqlStore, SqlStore]:
     records = to_records(Gen(seed=5, persons=60).stream(900))
-    old, shadow = store_at(tmp_path / "old.sqlite3"), store_at(tmp_path / "shadow.sqlite3", edited_rules())
+    old, shadow = store_at(tmp_path / "old.sqlite3"), store_at(tmp_path / "shadow.sqlite3", rules or edited_rules())
     for batch in batches(records[:old_events], 100):
         old.apply_batch(batch)
     old.mark_sent(r["seq"] for r in old.outbox_pending(100_000))  # subscribers have the old store's alerts
@@ -170,6 +176,42 @@ def test_persons_the_old_store_saw_further_are_left_to_the_live_worker(tmp_path:
         assert queued and stats["changed_alerts_queued"] == len(queued)
         assert not {m["person_id"] for m in queued.values()} & later
         assert set(queued) == {aid for aid in differ if after[aid][2] not in later}
+    finally:
+        old.close()
+        shadow.close()
+
+
+def test_an_open_alert_the_edited_rules_no_longer_raise_is_withdrawn(tmp_path: Path) -> None:
+    """Before, such an alert silently left /api/alerts: subscribers (a case system upserting by
+    alert_id, an SMS gateway) kept it open for ever.  Now its last message says resolved and
+    withdrawn; one already resolved is not sent again, and the alerts that stay are not sent."""
+    old, shadow = rebuilt_with_edited_rules(tmp_path, 900, 900, widened_rules())
+    try:
+        with old.engine.begin() as conn:  # one of them was resolved by a caseworker before the rebuild
+            a = t.alerts
+            resolved = conn.scalars(select(a.c.alert_id).where(a.c.rule == "amount_out_of_range")
+                                    .order_by(a.c.alert_id).limit(1)).one()
+            conn.execute(a.update().where(a.c.alert_id == resolved).values(status="resolved"))
+        top = old.outbox_last_seq()
+        before, after = alert_rows(old), alert_rows(shadow)
+        gone = {aid for aid in before if aid not in after}
+        assert gone and all(before[aid][0] == "amount_out_of_range" for aid in gone) and resolved in gone
+        assert all(after[aid] == before[aid] for aid in after)  # nothing else changed
+
+        stats = hand_over_sql(shadow, old)
+
+        queued = queued_after(shadow, top)
+        still_open = {aid for aid in gone if before[aid][3] == "open"}
+        assert still_open and resolved not in still_open
+        assert set(queued) == still_open
+        assert stats["withdrawn_alerts_queued"] == len(queued) and stats["changed_alerts_queued"] == 0
+        for aid, message in queued.items():
+            rule, severity, person, _status, event_ids = before[aid]
+            assert (message["rule"], message["severity"], message["person_id"], message["event_ids"]) == \
+                (rule, severity, person, event_ids)
+            assert message["status"] == "resolved" and message["withdrawn"] is True and message["withdrawn_at"]
+        assert {r["alert_id"] for r in shadow.outbox_pending(100_000)} == set(queued)  # the relay sends them
+        assert not set(queued) & set(alert_rows(shadow))  # and /api/alerts no longer has them
     finally:
         old.close()
         shadow.close()
