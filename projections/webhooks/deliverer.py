@@ -16,7 +16,7 @@ One process, two kinds of threads:
   (careledger/tracing.py): the receiver's logs join the trace of the event that raised the alert;
 - one **worker per subscription** (concurrency 1 per subscriber): claims up to ``batch`` due
   deliveries (a lease, so another deliverer process cannot send them at the same time), POSTs
-  each with a timeout (5 s), and records the outcome (delivered / retry with backoff + jitter /
+  each within a deadline for the whole request (5 s, ``poster.py``), and records the outcome (delivered / retry with backoff + jitter /
   failed after the maximum age).  A slow or dead subscriber only occupies its own worker; the
   others keep delivering.  Memory is bounded by ``batch`` rows per worker: the backlog of a dead
   subscriber waits in the table (bounded by the alert rate × the maximum age), not in memory.
@@ -38,20 +38,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from careledger import metrics as process_metrics
 from careledger import tracing
 from careledger.retrying import call_retrying
 from careledger.settings import Settings
 from projections.webhook_store import WebhookStore
 from projections.webhooks import metrics
+from projections.webhooks.poster import Attempt, Poster
 from projections.webhooks.queue import DeliveryQueue, Outcome
-from projections.webhooks.signing import SUBSCRIPTION_HEADER, RetryPolicy, delivery_id, signed_headers
+from projections.webhooks.signing import RetryPolicy, delivery_id
 
 log = logging.getLogger("careledger.webhooks")
 
-USER_AGENT = "careledger-webhooks/1"
 SUBSCRIPTION_REFRESH_S = 2.0
 IDLE_WAIT_S = 1.0
 RECORD_EVERY_S = 0.5  # outcomes of a claimed batch are written together, at the latest this often
@@ -111,36 +109,6 @@ def deliveries_for(subscriptions: list[Subscription], value: bytes,
 
 
 @dataclass
-class Attempt:
-    ok: bool
-    status: int | None
-    error: str | None
-
-
-def post(client: httpx.Client, sub: Subscription, delivery: dict[str, Any], now: float | None = None) -> Attempt:
-    """One signed POST (Standard Webhooks headers, ``processors/webhooks/signing.py``), a
-    ``deliver webhook`` span, child of the delivery's ``traceparent``, sent as the W3C header."""
-    body = delivery["body"].encode("utf-8")
-    headers = {
-        "Content-Type": "application/json; charset=utf-8",
-        "User-Agent": USER_AGENT,
-        SUBSCRIPTION_HEADER: sub.subscription_id,
-        **signed_headers(sub.secret, delivery["delivery_id"], body, now),
-    }
-    with tracing.span("deliver webhook", delivery.get("traceparent"), kind=tracing.SpanKind.CLIENT,
-                      attributes={"http.request.method": "POST", "careledger.delivery_id": delivery["delivery_id"]}
-                      ) as traceparent:
-        headers[tracing.TRACEPARENT] = traceparent
-        try:
-            response = client.post(sub.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return Attempt(False, None, f"{type(exc).__name__}: {exc}"[:500])
-    if 200 <= response.status_code < 300:
-        return Attempt(True, response.status_code, None)
-    return Attempt(False, response.status_code, f"HTTP {response.status_code}: {response.text[:200]}")
-
-
-@dataclass
 class WorkerStats:
     attempts: int = 0
     delivered: int = 0
@@ -174,7 +142,7 @@ class SubscriptionWorker(threading.Thread):
 
     def run(self) -> None:
         lease_s = self.lease_s()
-        with httpx.Client(timeout=self.policy.timeout_s, follow_redirects=False) as client:
+        with Poster(self.policy.timeout_s) as poster:
             while not self.stopping.is_set():
                 try:
                     leased_until = time.monotonic() + lease_s  # before the claim: never later than the row's
@@ -186,7 +154,7 @@ class SubscriptionWorker(threading.Thread):
                     log.exception("webhook %s: could not read due deliveries", self.sub.subscription_id)
                     self.stopping.wait(IDLE_WAIT_S)
                     continue
-                self._deliver(client, claimed, leased_until)
+                self._deliver(poster, claimed, leased_until)
                 if not claimed:
                     self.wake.wait(self._idle_wait())
                     self.wake.clear()
@@ -201,17 +169,18 @@ class SubscriptionWorker(threading.Thread):
         wait = (datetime.fromisoformat(due) - datetime.now(UTC)).total_seconds()
         return min(IDLE_WAIT_S, max(0.01, wait))
 
-    def _deliver(self, client: httpx.Client, claimed: list[dict[str, Any]], leased_until: float) -> None:
+    def _deliver(self, poster: Poster, claimed: list[dict[str, Any]], leased_until: float) -> None:
         """Attempt the claimed deliveries in order; their outcomes are recorded together, at the
         latest every ``RECORD_EVERY_S`` (one write per batch: each write waits for the read model's
         writer on SQLite, and per POST that wait was the deliverer's throughput).  No POST starts
-        that could still run when the lease ends (writes held up by a busy database)."""
+        that could still run when the lease ends (writes held up by a busy database): a POST never
+        outlives its timeout (``poster.py``), so no other deliverer can claim a row while it is sent."""
         outcomes: list[tuple[dict[str, Any], Outcome]] = []
         recorded = time.monotonic()
         for delivery in claimed:
             if self.stopping.is_set() or time.monotonic() + self.policy.timeout_s >= leased_until:
                 break  # the lease expires; this or another deliverer claims the rest again
-            outcomes.append((delivery, self._attempt(client, delivery)))
+            outcomes.append((delivery, self._attempt(poster, delivery)))
             if time.monotonic() - recorded >= RECORD_EVERY_S:
                 self._record(outcomes)
                 outcomes, recorded = [], time.monotonic()
@@ -227,7 +196,7 @@ class SubscriptionWorker(threading.Thread):
                 if self.on_delivered is not None:
                     self.on_delivered(delivery, Attempt(True, outcome.http_status, None))
 
-    def _attempt(self, client: httpx.Client, delivery: dict[str, Any]) -> Outcome:
+    def _attempt(self, poster: Poster, delivery: dict[str, Any]) -> Outcome:
         now = datetime.now(UTC)
         age = (now - datetime.fromisoformat(delivery["created_at"])).total_seconds()
         sid = self.sub.subscription_id
@@ -238,7 +207,7 @@ class SubscriptionWorker(threading.Thread):
             return Outcome(delivery["delivery_id"], None, "gave up: older than the maximum age "
                            f"({self.policy.max_age_s:.0f}s) without a 2xx answer")
         started = time.perf_counter()
-        result = post(client, self.sub, delivery)
+        result = poster.post(self.sub.url, self.sub.subscription_id, self.sub.secret, delivery)
         metrics.ATTEMPT_SECONDS.labels(sid).observe(time.perf_counter() - started)
         self.stats.attempts += 1
         if result.ok:

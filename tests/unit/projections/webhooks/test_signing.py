@@ -14,10 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from projections.webhooks.deliverer import Subscription, post
+from projections.webhooks.deliverer import Subscription
+from projections.webhooks.poster import Poster
 from projections.webhooks.signing import (
     ID_HEADER,
     LEGACY_SIGNATURE_HEADER,
@@ -132,8 +132,9 @@ def test_the_documented_verification_accepts_what_the_deliverer_sends() -> None:
     _Capture.got = []
     try:
         sub = Subscription("wh_doc", f"http://127.0.0.1:{server.server_address[1]}/hook", new_secret(), None, None)
-        with httpx.Client(timeout=5) as client:
-            attempt = post(client, sub, {"delivery_id": delivery_id("wh_doc", "A1", 7), "body": BODY.decode()})
+        with Poster(5) as poster:
+            attempt = poster.post(sub.url, sub.subscription_id, sub.secret,
+                                  {"delivery_id": delivery_id("wh_doc", "A1", 7), "body": BODY.decode()})
     finally:
         server.shutdown()
         server.server_close()
