@@ -47,6 +47,8 @@ def receiver(answer: bytes, *, every_s: float = 0.0, then_forever: bytes = b"") 
                 conn, _ = server.accept()
             except TimeoutError:
                 continue
+            except OSError:  # closed at the end of the test
+                return
             threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
