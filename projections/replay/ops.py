@@ -10,6 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import inspect
+
+from careledger.retrying import call_retrying
 from careledger.settings import Settings
 from processors.domain.rules_config import load_rules
 from processors.replay.engine import (
@@ -24,11 +27,15 @@ from projections.binding import StoreRef
 from projections.registry import Registry, RegistryError, projection_names, projection_spec, redact_url
 from projections.replay.shadow import drop_store, hand_over_sql, shadow_url, summary, verify_against
 from projections.sql.store import SqlStore
+from projections.sql.tables import alert_outbox
 from projections.store import ProjectionStore
 
 log = logging.getLogger("careledger.replay")
 
 Say = Callable[[str], None]
+
+HAND_OVER_ATTEMPTS = 6  # the active store is waited for ~15 s (careledger/backoff.py) before a swap is refused
+OUTBOX_TABLE = alert_outbox.name
 
 
 def _stamp() -> str:
@@ -130,13 +137,44 @@ def _hand_over(registry: Registry, projection: str, store: ProjectionStore, say:
     retired store swapped back) - or subscribers' positions would point at other rows."""
     if not isinstance(store, SqlStore):
         return
-    old = _open_active(registry, projection)
+    old = _active_to_hand_over(registry, projection)
     try:
-        handed = hand_over_sql(store, old if isinstance(old, SqlStore) else None)
+        handed = hand_over_sql(store, old)
     finally:
         if old is not None:
             old.close()
     say(f"hand-over: {handed}")
+
+
+def _active_to_hand_over(registry: Registry, projection: str) -> SqlStore | None:
+    """The active store a SQL shadow takes over from; None only when there is none (no store
+    configured, or one without tables: a first build).  One that does not answer is waited for
+    (``HAND_OVER_ATTEMPTS``), then the swap is refused: before, any error counted as "no store",
+    the shadow kept its own outbox seqs, and every SSE client's ``Last-Event-ID`` and webhook
+    subscription's start seq lay far above them - nothing was delivered until the seqs caught up."""
+
+    def probe() -> SqlStore | None:
+        try:
+            old = registry.open_active(projection)
+        except RegistryError:
+            return None
+        try:
+            if not isinstance(old, SqlStore) or not inspect(old.engine).has_table(OUTBOX_TABLE):
+                old.close()
+                return None
+            old.offsets()  # answers
+            return old
+        except BaseException:
+            old.close()
+            raise
+
+    try:
+        return call_retrying(probe, f"the active {projection} store (hand-over)", attempts=HAND_OVER_ATTEMPTS)
+    except Exception as exc:  # noqa: BLE001 - any failure: refuse rather than swap without a hand-over
+        raise RegistryError(f"the active {projection} store did not answer for the hand-over "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); not swapped - "
+                            f"try `careledger replay swap --projection {projection} NAME` again when it answers"
+                            ) from exc
 
 
 def _open_active(registry: Registry, projection: str) -> Any:

@@ -7,15 +7,20 @@ need-warning notices were gone (warnings published again)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
+from careledger.retrying import call_retrying
 from careledger.settings import Settings
 from projections.registry import Registry, RegistryError
 from projections.replay import ops
 from projections.sql import tables as t
 from projections.sql.outbox import SEQ_MARGIN
+from projections.sql.store import SqlStore
 from tests.unit.projections.gen import Gen, batches, to_records
 from tests.unit.projections.replay.test_hand_over import outbox, store_at
 
@@ -77,3 +82,74 @@ def test_a_store_of_another_projection_is_refused_before_it_is_opened(settings: 
     Registry(settings).register("ch", "clickhouse://nowhere.invalid/db", "clickhouse", "building")
     with pytest.raises(RegistryError, match="not sql"):  # not a connection error: nothing was opened
         ops.swap(settings, "sql", "ch", print)
+
+
+def _stores_for_a_swap(settings: Settings, tmp_path: Path) -> tuple[SqlStore, SqlStore, int]:
+    records = to_records(Gen(seed=7, persons=30).stream(500))
+    active, shadow = store_at(tmp_path / "p.sqlite3"), store_at(tmp_path / "shadow.sqlite3")
+    for batch in batches(records, 50):
+        active.apply_batch(batch)
+    active.mark_sent(r["seq"] for r in active.outbox_pending(100_000))
+    for batch in batches(records, 250):
+        shadow.apply_batch(batch)
+    Registry(settings).register("shadow", f"sqlite:///{tmp_path / 'shadow.sqlite3'}", "sql", "building")
+    return active, shadow, active.outbox_last_seq()
+
+
+def failing_offsets(monkeypatch: pytest.MonkeyPatch, times: int) -> list[int]:
+    """The active store's first ``times`` answers fail as a dropped connection does."""
+    real, calls = SqlStore.offsets, [0]
+
+    def offsets(self: SqlStore) -> Any:
+        calls[0] += 1
+        if calls[0] <= times:
+            raise OperationalError("SELECT ...", {}, Exception("server closed the connection unexpectedly"))
+        return real(self)
+
+    monkeypatch.setattr(SqlStore, "offsets", offsets)
+    monkeypatch.setattr(ops, "call_retrying", functools.partial(call_retrying, sleep=lambda _s: None))
+    return calls
+
+
+def test_an_active_store_that_fails_once_is_waited_for(settings: Settings, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, one failed read of the active store counted as "no store": the shadow kept its own
+    (low) outbox seqs and subscribers positioned above them got nothing for ~1M changes."""
+    active, shadow, top = _stores_for_a_swap(settings, tmp_path)
+    try:
+        failing_offsets(monkeypatch, 1)
+        ops.swap(settings, "sql", "shadow", print)
+        assert shadow.outbox_last_seq() == top + SEQ_MARGIN  # the old outbox was taken over (its floor row)
+        assert Registry(settings).active_name("sql") == "shadow"
+    finally:
+        active.close()
+        shadow.close()
+
+
+def test_an_active_store_that_does_not_answer_refuses_the_swap(settings: Settings, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    active, shadow, _top = _stores_for_a_swap(settings, tmp_path)
+    try:
+        before = outbox(shadow)
+        calls = failing_offsets(monkeypatch, 10**6)
+        with pytest.raises(RegistryError, match="did not answer for the hand-over.*not swapped"):
+            ops.swap(settings, "sql", "shadow", print)
+        assert calls[0] == ops.HAND_OVER_ATTEMPTS
+        assert outbox(shadow) == before and Registry(settings).active_name("sql") is None
+    finally:
+        active.close()
+        shadow.close()
+
+
+def test_a_first_build_has_no_store_to_hand_over_from(settings: Settings, tmp_path: Path) -> None:
+    shadow = store_at(tmp_path / "shadow.sqlite3")
+    try:
+        for batch in batches(to_records(Gen(seed=2, persons=10).stream(100)), 50):
+            shadow.apply_batch(batch)
+        Registry(settings).register("shadow", f"sqlite:///{tmp_path / 'shadow.sqlite3'}", "sql", "building")
+        said: list[str] = []
+        ops.swap(settings, "sql", "shadow", said.append)  # the settings' store has no tables yet
+        assert shadow.outbox_pending(10_000) == [] and Registry(settings).active_name("sql") == "shadow"
+        assert any("'outbox_marked_sent'" in line for line in said)
+    finally:
+        shadow.close()
