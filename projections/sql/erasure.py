@@ -2,8 +2,8 @@
 
 Their ledger rows become the rows of the random tombstone id with the sensitive payload fields
 erased (``schemas.privacy.erase_event``, the rule replay applies, so a rebuild gives the same
-rows); counts by category show ``erased``.  Their core, needs, warnings, alerts and the alerts'
-outbox rows are deleted; pending reversals move to the tombstone.  Then the freed pages are
+rows); counts by category show ``erased``.  Their core, needs, warnings and alerts are deleted,
+their outbox rows blanked (their seqs stay taken); pending reversals move to the tombstone.  Then the freed pages are
 scrubbed from the files (SQLite: VACUUM and a WAL truncate; PostgreSQL: VACUUM).
 """
 
@@ -12,11 +12,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine
 
 from projections.sql import tables as t
 from projections.sql.engines import write_transaction
+from projections.sql.outbox import ERASED_CHANNEL
 from projections.sql.writer import chunks
 from schemas.jsontext import dumps_compact, loads
 from schemas.privacy import ERASED, erase_event
@@ -40,7 +41,7 @@ def forget(engine: Engine, person_id: str, tombstone_id: str, lock_key: int) -> 
         alert_ids = list(conn.scalars(select(a.c.alert_id).where(a.c.person_id == person_id)))
         done["alert_outbox"] = 0
         for part in chunks(alert_ids):
-            done["alert_outbox"] += conn.execute(delete(ob).where(ob.c.alert_id.in_(part))).rowcount or 0
+            done["alert_outbox"] += _blank_outbox(conn, ob.c.alert_id.in_(part))
         done["alert_actions"] = 0  # their notes are free text about the person
         for part in chunks(alert_ids):
             done["alert_actions"] += conn.execute(delete(t.alert_actions)
@@ -48,8 +49,7 @@ def forget(engine: Engine, person_id: str, tombstone_id: str, lock_key: int) -> 
         warning_ids = list(conn.scalars(select(t.warning_notices.c.warning_id)
                                         .where(t.warning_notices.c.person_id == person_id)))
         for part in chunks(warning_ids):
-            done["alert_outbox"] += conn.execute(delete(ob).where(ob.c.channel == "warning",
-                                                                  ob.c.alert_id.in_(part))).rowcount or 0
+            done["alert_outbox"] += _blank_outbox(conn, and_(ob.c.channel == "warning", ob.c.alert_id.in_(part)))
         done["warning_notices"] = conn.execute(delete(t.warning_notices)
                                                .where(t.warning_notices.c.person_id == person_id)).rowcount or 0
         done["warning_snoozes"] = conn.execute(delete(t.warning_snoozes)
@@ -62,6 +62,16 @@ def forget(engine: Engine, person_id: str, tombstone_id: str, lock_key: int) -> 
             update(pr).where(pr.c.person_id == person_id).values(person_id=tombstone_id)).rowcount or 0
     scrub(engine)
     return done
+
+
+def _blank_outbox(conn: Connection, which: ColumnElement[bool]) -> int:
+    """Empty the outbox rows ``which`` selects, keeping their seqs: deleting them let SQLite hand
+    the largest seq out again, and an SSE client or webhook subscription already past it never saw
+    the next change.  Blank rows are never read (``SHOWN_CHANNELS``) nor relayed (sent)."""
+    ob = t.alert_outbox
+    return conn.execute(update(ob).where(which, ob.c.channel != ERASED_CHANNEL).values(
+        alert_id="", channel=ERASED_CHANNEL, body="{}", traceparent=None,
+        sent_at=func.coalesce(ob.c.sent_at, ob.c.created_at))).rowcount or 0
 
 
 def scrub(engine: Engine) -> None:

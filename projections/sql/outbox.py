@@ -26,6 +26,9 @@ from schemas.jsontext import loads
 #: the channel of the row that lifts the outbox's seqs above another store's at a hand-over
 #: (:func:`adopt_outbox`); no reader shows it and it is always "sent"
 FLOOR_CHANNEL = "floor"
+#: the channel of an erased person's rows (``careledger forget``): blanked, not deleted, so their
+#: seqs are never handed out again (SQLite reuses the largest rowid once it is deleted)
+ERASED_CHANNEL = "erased"
 #: how far above the old store's last seq a new store continues: the old store's worker may commit
 #: rows after the copy until it follows the swap, and a stream must never meet a seq twice
 SEQ_MARGIN = 1_000_000
