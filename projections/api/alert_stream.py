@@ -131,8 +131,12 @@ async def alert_events(
                     yield REVOKED_FRAME
                     return
             rows = feed.rows_after(cursor, READ_BATCH) if feed is not None else None
+            joins_feed_at = None
             if rows is None:  # no feed, or the cursor is further back than it holds: the store
+                held_from = feed.base if feed is not None else None  # read first: all up to it was committed
                 rows = await run_in_threadpool(outbox.outbox_after, cursor, READ_BATCH)
+                if held_from is not None and len(rows) < READ_BATCH:
+                    joins_feed_at = held_from
             if rows:
                 cursor = rows[-1]["seq"]
                 shown = [r for r in rows if shown_if.shows(r)]
@@ -141,6 +145,11 @@ async def alert_events(
                     last_write = clock()
                 if len(rows) == READ_BATCH:
                     continue  # catching up: read on without waiting
+            if joins_feed_at is not None and joins_feed_at > cursor:
+                # the store has nothing more to show up to the feed's window, only hidden rows (a
+                # hand-over's floor, erased rows): join the feed there - below it, every wait
+                # returned at once and the stream read the store in a busy loop
+                cursor = joins_feed_at
             if not follow:
                 return  # caught up, and the caller asked for no live tail
             if clock() - last_write >= heartbeat_s:
