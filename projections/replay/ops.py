@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,14 @@ from processors.replay.engine import (
 )
 from projections.binding import StoreRef
 from projections.registry import Registry, RegistryError, projection_names, projection_spec, redact_url
-from projections.replay.shadow import drop_store, hand_over_sql, shadow_url, summary, verify_against
+from projections.replay.shadow import (
+    drop_store,
+    hand_over_sql,
+    settle_left_out,
+    shadow_url,
+    summary,
+    verify_against,
+)
 from projections.sql.store import SqlStore
 from projections.sql.tables import alert_outbox
 from projections.store import ProjectionStore
@@ -36,6 +44,8 @@ Say = Callable[[str], None]
 
 HAND_OVER_ATTEMPTS = 6  # the active store is waited for ~15 s (careledger/backoff.py) before a swap is refused
 OUTBOX_TABLE = alert_outbox.name
+SETTLE_WAIT_S = 60.0  # how long a swap waits for the live worker to follow it (it polls the registry)
+SETTLE_POLL_S = 0.5
 
 
 def _stamp() -> str:
@@ -120,8 +130,7 @@ def rebuild(settings: Settings, projection: str, *, into: str | None = None, nam
                 f"inspect it, then `careledger replay swap --projection {projection} {name}` or drop it")
             return result
         if swap:
-            _hand_over(registry, projection, store, say)
-            result["previous"] = registry.swap(projection, name)
+            result["previous"] = _swap_with_hand_over(registry, projection, name, store, say)
             result["swapped"] = True
             say(f"swapped: {projection} now reads {name}; previous store {result['previous'] or '-'} kept "
                 f"until `careledger replay drop {result['previous']}`")
@@ -130,13 +139,53 @@ def rebuild(settings: Settings, projection: str, *, into: str | None = None, nam
         store.close()
 
 
-def _hand_over(registry: Registry, projection: str, store: ProjectionStore, say: Say) -> None:
+def _swap_with_hand_over(registry: Registry, projection: str, name: str, store: ProjectionStore, say: Say) -> str:
+    """The swap of both paths, in order: 1. the hand-over (before the registry write: subscribers'
+    positions must mean the same in the new store from its first read); 2. the registry write;
+    3. the settling of the persons the hand-over left to the live worker (after it: the worker
+    applies their last events to the new store only once it follows the swap).  Returns the
+    previous store's name."""
+    handed_at = store.offsets() if isinstance(store, SqlStore) else {}
+    handed_over = _hand_over(registry, projection, store, say)
+    previous = registry.swap(projection, name)
+    if handed_over and previous and isinstance(store, SqlStore):
+        _settle(registry, previous, store, handed_at, say)
+    return previous
+
+
+def _settle(registry: Registry, previous: str, store: SqlStore, handed_at: dict[int, int], say: Say) -> None:
+    """Wait (at most ``SETTLE_WAIT_S``) until the live worker has applied to the new store every
+    event the previous one holds, then compare the left-out persons' alerts with what subscribers
+    last received (``shadow.settle_left_out``)."""
+    wait_s = SETTLE_WAIT_S
+    old = registry.open_named(previous)
+    try:
+        if not isinstance(old, SqlStore):
+            return
+        deadline = time.monotonic() + wait_s
+        while not _holds_all(store.offsets(), old.offsets()):
+            if time.monotonic() >= deadline:
+                say(f"after the swap: the live worker did not apply the events {previous} holds beyond the new "
+                    f"store within {wait_s:.0f} s (is it running?); the alerts of persons it was applying "
+                    "during the hand-over were not compared with what subscribers last received")
+                return
+            time.sleep(SETTLE_POLL_S)
+        say(f"after the swap: {settle_left_out(store, old, handed_at)}")
+    finally:
+        old.close()
+
+
+def _holds_all(new: dict[int, int], old: dict[int, int]) -> bool:
+    return all(new.get(p, -1) >= o for p, o in old.items())
+
+
+def _hand_over(registry: Registry, projection: str, store: ProjectionStore, say: Say) -> bool:
     """Before ``store`` becomes the active store of ``projection``: a SQL store takes over the
     active one's outbox, acknowledgements and publication state (``shadow.hand_over_sql``).  Both
     swaps do it - the rebuild's and one by hand (a shadow that verified ``different``, or a
     retired store swapped back) - or subscribers' positions would point at other rows."""
     if not isinstance(store, SqlStore):
-        return
+        return False
     old = _active_to_hand_over(registry, projection)
     try:
         handed = hand_over_sql(store, old)
@@ -144,6 +193,7 @@ def _hand_over(registry: Registry, projection: str, store: ProjectionStore, say:
         if old is not None:
             old.close()
     say(f"hand-over: {handed}")
+    return old is not None
 
 
 def _active_to_hand_over(registry: Registry, projection: str) -> SqlStore | None:
@@ -317,10 +367,9 @@ def swap(settings: Settings, projection: str, name: str, say: Say = print) -> st
     registry.check_swap(projection, name)
     store = registry.open_named(name)
     try:
-        _hand_over(registry, projection, store, say)
+        previous = _swap_with_hand_over(registry, projection, name, store, say)
     finally:
         store.close()
-    previous = registry.swap(projection, name)
     say(f"{projection} now reads {name}; previous: {previous or '-'}")
     return previous
 

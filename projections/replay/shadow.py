@@ -33,8 +33,9 @@ from projections.sql import tables as t
 from projections.sql.outbox import adopt_outbox
 from projections.sql.rows import ALERT_STATE_COLUMNS, alert_from_row, alert_message
 from projections.sql.store import SqlStore
+from projections.sql.writer import chunks
 from projections.store import ProjectionStore
-from schemas.jsontext import dumps_compact
+from schemas.jsontext import dumps_compact, loads
 
 log = logging.getLogger("careledger.replay")
 
@@ -222,8 +223,9 @@ def _queue_changed_alerts(old: SqlStore, shadow: SqlStore, queued: set[str], now
     store does not have), unless it is queued already.  Compared as messages (what subscribers
     receive), after the acknowledgements were copied, so only what the rules and the log decide
     differs.  Persons with events that the old store applied and the shadow has not yet are left
-    out: the live worker applies those events to the new store after the swap and queues what
-    changes then - queuing the shadow's older state now would move subscribers backwards.
+    out: the live worker applies those events to the new store after the swap, and
+    :func:`settle_left_out` then compares their alerts with what subscribers last received -
+    queuing the shadow's older state now would move subscribers backwards.
     An open alert the edited rules no longer raise leaves ``/api/alerts``: subscribers get it once
     more, ``resolved`` and ``"withdrawn": true`` (:func:`withdrawn_message`), so nobody keeps
     working on it; one already resolved is not sent again."""
@@ -262,6 +264,61 @@ def withdrawn_message(message: dict[str, Any], now: str) -> dict[str, Any]:
     subscriber that upserts by ``alert_id`` closes it), marked ``withdrawn`` with the time of the
     hand-over, as an escalation is marked ``escalated``."""
     return {**message, "status": "resolved", "withdrawn": True, "withdrawn_at": now}
+
+
+#: fields of an alert message that say how it was published, not what the alert is
+PUBLICATION_FIELDS = ("escalated", "escalated_at", "withdrawn", "withdrawn_at", "outbox_seq")
+
+
+def settle_left_out(new: SqlStore, old: SqlStore, handed_at: dict[int, int]) -> dict[str, int]:
+    """After the swap, once the live worker has applied to the new store every event the old one
+    holds: the alerts of the persons the hand-over left out (events beyond ``handed_at``, the
+    shadow's positions at the hand-over) are compared with the last message subscribers received
+    for each, and what differs is queued - the alert as it is now, or its withdrawal.  The live
+    worker queues only what its own events change, so before this an alert that edited rules
+    changed or dropped, of a person the old worker was still applying events for during the
+    hand-over, was never sent."""
+    a = t.alerts
+    cols = [a.c[c] for c in ALERT_STATE_COLUMNS]
+    with new.engine.connect() as conn:
+        persons = sorted(_persons_beyond(conn, handed_at))
+        current = {m["alert_id"]: m for part in chunks(persons)
+                   for m in (alert_message(alert_from_row(r)) for r in conn.execute(select(*cols)
+                                                                                    .where(a.c.person_id.in_(part))))}
+    with old.engine.connect() as conn:
+        ids = set(current).union(*(conn.scalars(select(a.c.alert_id).where(a.c.person_id.in_(part)))
+                                   for part in chunks(persons)))
+    now = _now()
+    rows, withdrawn = [], 0
+    with new.engine.begin() as conn:
+        sent = _last_sent(conn, sorted(ids))
+        for aid in sorted(ids):
+            last = sent.get(aid)
+            if aid in current:
+                if last != current[aid]:
+                    rows.append(_outbox_row(current[aid], now))
+            elif last is not None and last["status"] == "open":
+                rows.append(_outbox_row(withdrawn_message(last, now), now))
+                withdrawn += 1
+        if rows:
+            conn.execute(t.alert_outbox.insert(), rows)
+    if rows:
+        log.info("after the swap: %d alert change(s) of %d person(s) the hand-over left to the live worker "
+                 "are queued for subscribers (%d withdrawn)", len(rows), len(persons), withdrawn)
+    return {"left_out_persons": len(persons), "left_out_changes_queued": len(rows) - withdrawn,
+            "left_out_withdrawn_queued": withdrawn}
+
+
+def _last_sent(conn: Connection, alert_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The last alert message in the outbox for each of ``alert_ids``, without its publication
+    fields: what a subscriber holds for it."""
+    ob = t.alert_outbox
+    last: dict[str, dict[str, Any]] = {}
+    for part in chunks(alert_ids):
+        for aid, body in conn.execute(select(ob.c.alert_id, ob.c.body)
+                                      .where(ob.c.channel == "alert", ob.c.alert_id.in_(part)).order_by(ob.c.seq)):
+            last[aid] = {k: v for k, v in loads(body).items() if k not in PUBLICATION_FIELDS}
+    return last
 
 
 def _persons_beyond(conn: Connection, positions: dict[int, int]) -> set[str]:

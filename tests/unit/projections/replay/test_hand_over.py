@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from processors.domain.rules_config import RulesConfig, default_rules
-from projections.replay.shadow import hand_over_sql
+from projections.replay.shadow import hand_over_sql, settle_left_out
 from projections.sql import tables as t
 from projections.sql.outbox import SEQ_MARGIN
 from projections.sql.store import SqlStore
@@ -215,3 +215,49 @@ def test_an_open_alert_the_edited_rules_no_longer_raise_is_withdrawn(tmp_path: P
     finally:
         old.close()
         shadow.close()
+
+
+def last_messages(store: SqlStore) -> dict[str, dict[str, Any]]:
+    """What a subscriber holds: the last message per alert over the whole outbox."""
+    last: dict[str, dict[str, Any]] = {}
+    for r in store.outbox_after(0, 10**7):
+        if r["channel"] == "alert":
+            last[r["message"]["alert_id"]] = r["message"]
+    return last
+
+
+def test_alerts_of_persons_left_to_the_live_worker_are_settled_after_the_swap(tmp_path: Path) -> None:
+    """The old worker applied 20 more events during the hand-over; after the swap the live worker
+    applies them to the new store.  Before, the edited rules' changes to those persons' alerts
+    (another severity, an alert no longer raised) were sent by nobody: 4 withdrawals and 33
+    severities lost in this run.  Now every alert's last message is its state in the new store."""
+    records = to_records(Gen(seed=5, persons=60).stream(900))
+    rules = replace(default_rules(), rule_severity={**default_rules().rule_severity, "amount_out_of_range": "high"},
+                    amount_ranges_fen={p: ((0, 10**12) if p == "living_subsidy" else v)
+                                       for p, v in default_rules().amount_ranges_fen.items()})
+    old, new = store_at(tmp_path / "old.sqlite3"), store_at(tmp_path / "new.sqlite3", rules)
+    try:
+        for batch in batches(records, 100):
+            old.apply_batch(batch)
+        old.mark_sent(r["seq"] for r in old.outbox_pending(100_000))
+        for batch in batches(records[:880], 300):
+            new.apply_batch(batch)
+        was_open = {aid for aid, row in alert_rows(old).items() if row[3] == "open"}
+        handed_at = new.offsets()
+        hand_over_sql(new, old)
+        for batch in batches(records[880:], 20):  # the live worker, after the swap
+            new.apply_batch(batch)
+
+        stats = settle_left_out(new, old, handed_at)
+
+        now, last = alert_rows(new), last_messages(new)
+        assert stats["left_out_persons"] > 0 and stats["left_out_changes_queued"] > 0
+        assert stats["left_out_withdrawn_queued"] > 0
+        for aid, (_rule, severity, _person, status, event_ids) in now.items():
+            assert (last[aid]["severity"], last[aid]["status"], last[aid]["event_ids"]) == (severity, status, event_ids)
+        for aid in was_open - set(now):
+            assert last[aid]["status"] == "resolved" and last[aid]["withdrawn"] is True
+        assert settle_left_out(new, old, handed_at)["left_out_changes_queued"] == 0  # settled: nothing more
+    finally:
+        old.close()
+        new.close()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +99,12 @@ def _stores_for_a_swap(settings: Settings, tmp_path: Path) -> tuple[SqlStore, Sq
 
 
 def failing_offsets(monkeypatch: pytest.MonkeyPatch, times: int) -> list[int]:
-    """The active store's first ``times`` answers fail as a dropped connection does."""
+    """The active store's (p.sqlite3) first ``times`` answers fail as a dropped connection does."""
     real, calls = SqlStore.offsets, [0]
 
     def offsets(self: SqlStore) -> Any:
+        if Path(str(self.engine.url.database)).name != "p.sqlite3":  # not the active store
+            return real(self)
         calls[0] += 1
         if calls[0] <= times:
             raise OperationalError("SELECT ...", {}, Exception("server closed the connection unexpectedly"))
@@ -152,4 +156,55 @@ def test_a_first_build_has_no_store_to_hand_over_from(settings: Settings, tmp_pa
         assert shadow.outbox_pending(10_000) == [] and Registry(settings).active_name("sql") == "shadow"
         assert any("'outbox_marked_sent'" in line for line in said)
     finally:
+        shadow.close()
+
+
+def test_the_swap_settles_the_persons_the_live_worker_was_applying(settings: Settings, tmp_path: Path) -> None:
+    """The active store is 40 events ahead of the shadow (the old worker kept going): the swap
+    waits until the live worker - a thread here, following the registry as the worker does - has
+    applied them to the new store, then compares those persons' alerts with what subscribers last
+    received (shadow.settle_left_out; its own test has edited rules and counts what it queues)."""
+    records = to_records(Gen(seed=7, persons=30).stream(500))
+    active, shadow = store_at(tmp_path / "p.sqlite3"), store_at(tmp_path / "shadow.sqlite3")
+    try:
+        for batch in batches(records, 50):
+            active.apply_batch(batch)
+        for batch in batches(records[:460], 230):
+            shadow.apply_batch(batch)
+        Registry(settings).register("shadow", f"sqlite:///{tmp_path / 'shadow.sqlite3'}", "sql", "building")
+
+        def live_worker() -> None:
+            while Registry(settings).active_name("sql") != "shadow":
+                time.sleep(0.05)
+            for batch in batches(records[460:], 20):
+                shadow.apply_batch(batch)
+
+        follower = threading.Thread(target=live_worker, daemon=True)
+        follower.start()
+        said: list[str] = []
+        ops.swap(settings, "sql", "shadow", said.append)
+        follower.join(10)
+        settled = [line for line in said if line.startswith("after the swap: {")]
+        assert settled and "'left_out_persons': 0" not in settled[0], said
+    finally:
+        active.close()
+        shadow.close()
+
+
+def test_a_swap_without_a_live_worker_says_what_it_could_not_settle(settings: Settings, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    records = to_records(Gen(seed=7, persons=30).stream(300))
+    active, shadow = store_at(tmp_path / "p.sqlite3"), store_at(tmp_path / "shadow.sqlite3")
+    try:
+        for batch in batches(records, 50):
+            active.apply_batch(batch)
+        shadow.apply_batch(records[:250])
+        Registry(settings).register("shadow", f"sqlite:///{tmp_path / 'shadow.sqlite3'}", "sql", "building")
+        monkeypatch.setattr(ops, "SETTLE_WAIT_S", 0.3)
+        said: list[str] = []
+        ops.swap(settings, "sql", "shadow", said.append)
+        assert any("did not apply the events" in line for line in said), said
+        assert Registry(settings).active_name("sql") == "shadow"  # the swap itself happened
+    finally:
+        active.close()
         shadow.close()
