@@ -31,7 +31,7 @@ from producers.csv_layouts import (
 )
 from producers.ingest import close_run
 from producers.pipeline import IngestRun, ReportWriter, input_rules
-from producers.pseudonym import Pseudonymiser
+from producers.pseudonym import Pseudonymiser, redact_text
 from producers.publisher import EventPublisher, PublishError
 from producers.spreadsheet import CSV_ERROR, Rows, Table, TableError, Where, open_table
 from producers.state_errors import state_error_message, state_write_error
@@ -335,7 +335,8 @@ def _run_import_csv(settings: Settings, path: str, *, event_type: str | None, en
         print(table.description, file=out)
         print(f"layout: {chosen or 'per row (事件类型 column)'}", file=out)
         if binding.ignored:
-            print("ignored columns: " + ", ".join(binding.ignored), file=out)
+            # header cells are data too: a stray ID number there is masked like in any report
+            print("ignored columns: " + ", ".join(map(redact_text, binding.ignored)), file=out)
         for line in run.summary_lines():
             print(line, file=out)
         if dry_run:

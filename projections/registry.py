@@ -36,6 +36,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from careledger.settings import Settings
 from processors.domain.rules_config import default_rules, load_rules
 
@@ -125,9 +128,30 @@ def _empty() -> dict[str, Any]:
     return {"format": FORMAT_VERSION, "active": {}, "stores": {}}
 
 
+#: ``scheme://user:password@`` up to the last ``@`` before the query: a password may hold an unescaped ``@``
+_USERINFO = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@]*):[^?#]*@(?P<tail>[^@?#]*(?:[?#].*)?)$",
+                       re.DOTALL)
+#: a query parameter whose name says it holds a credential (``password``, ``sslpassword``, ``pwd``, ``token``...)
+_SECRET_PARAM = re.compile(r"((?:^|[&;])[^=&;#]*(?:password|pass|pwd|secret|token)[^=&;#]*=)[^&;#]*",
+                           re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
-    """A URL without its password (for printing)."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """A URL without its password, in the user part or the query (for printing: replay status,
+    forget); over-masking an odd URL is harmless, a password in a terminal is not."""
+    url = _USERINFO.sub(r"\g<head>:***@\g<tail>", url)
+    url = _hide_parsed_password(url)
+    base, mark, query = url.partition("?")
+    return base + mark + _SECRET_PARAM.sub(r"\1***", query)
+
+
+def _hide_parsed_password(url: str) -> str:
+    """SQLAlchemy's own rendering without the password, where it parses one (else ``url`` as is)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return url
+    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
 
 
 # ----------------------------------------------------------------------------- the registry

@@ -3,11 +3,11 @@
 Lives in ``schemas`` (stdlib only) so validation, producers, the API's audit and redaction share
 one definition.  Nothing here ever puts an ID number into an error message.
 
-People write ID numbers the way they read them: in groups (``110101 19900307 1233``), with dashes,
-in full-width digits from a Chinese input method (``１１０１０１…``).  Every check here sees them
-as Unicode NFKC would (any character whose NFKC form is an ASCII digit counts as that digit, and
-likewise for ``X``), with up to :data:`MAX_SEPARATOR` blanks, dashes or invisible characters
-between two digits.
+People write ID numbers the way they read them: in groups (``110101 19900307 1233``,
+``110101 1990 03 07 1233``, in pairs...), with dashes, in full-width digits from a Chinese input
+method (``１１０１０１…``).  Every check here sees them as Unicode NFKC would (any character whose
+NFKC form is an ASCII digit counts as that digit, and likewise for ``X``), with up to
+:data:`MAX_SEPARATOR` blanks, dashes or invisible characters between two digits.
 """
 
 from __future__ import annotations
@@ -38,12 +38,17 @@ X_CHARS = (BMP_X_CHARS + "\U0001d417\U0001d431\U0001d44b\U0001d465"
 #: and invisible characters that come with pasted text.
 SEPARATOR_CHARS = ("\\s\\-\u00ad\u2010-\u2015\u2212\ufe58\ufe63\uff0d\u200b-\u200f\u2060-\u2064\ufeff")
 MAX_SEPARATOR = 3  # separator characters allowed between two digits of one ID number
-#: How an ID number is split when it is written in groups (digits before each separator): region /
+#: The usual splits of an ID number written in groups (digits before each separator): region /
 #: birth date / sequence (6-8-4, 6-12, 14-4), with the date split (6-4-4-4) and the region too
-#: (3-3-4-4-4), or in fours (4-4-4-4-2).  Any other split is two numbers, not one ID number.
+#: (3-3-4-4-4), or in fours (4-4-4-4-2).  Any other split counts for a number that starts with a
+#: province code and has no digit after the 18th (:func:`_written_as_one`).
 GROUPINGS: frozenset[frozenset[int]] = frozenset(map(frozenset, (
     (), (6,), (14,), (6, 14), (6, 10, 14), (3, 6, 10, 14), (4, 8, 12, 16),
 )))
+#: The first two digits of a region code (GB/T 2260 provinces; 81-83: Hong Kong, Macao and Taiwan
+#: residents' residence permits).
+PROVINCES = frozenset("11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 50 51 52 53 54 "
+                      "61 62 63 64 65 71 81 82 83".split())
 
 _SEPARATOR = re.compile(f"[{SEPARATOR_CHARS}]+")
 # A stretch of at least 17 digits and separators, maybe followed by an X: the cheap first pass
@@ -112,33 +117,51 @@ def _candidates(cluster: str) -> list[str]:
     """The 18-character candidates of a stretch of digits and separators, normalised.
 
     A candidate starts where a run of digits starts (no digit right before it: the digits of a
-    longer number are not an ID number) and takes the next 17 digits and a digit or X.  Separators
-    (at most MAX_SEPARATOR characters each) may only split it the way ID numbers are written
-    (:data:`GROUPINGS`), so a list of dates, amounts or phone numbers is never read as one."""
-    tokens = [(m.lastindex, m.group()) for m in _TOKEN.finditer(cluster)]
+    longer number are not an ID number) and takes the next 17 digits and a digit or X, split by
+    separators of at most MAX_SEPARATOR characters each the way :func:`_written_as_one` allows;
+    the check digit and birth date (:func:`_plausible`) then keep dates, amounts and phones out."""
+    tokens = [(m.lastindex or 0, m.group()) for m in _TOKEN.finditer(cluster)]
     found = []
     for start, (kind, _) in enumerate(tokens):
-        if kind != 1:
-            continue
-        digits, splits = "", set()
-        for kind_, text in tokens[start:]:
-            if kind_ == 2:
-                if len(text) > MAX_SEPARATOR:
-                    break
-                splits.add(len(digits))
-                continue
-            if kind_ == 3:
-                if len(digits) == 17:
-                    digits += "X"
-                break
-            digits += text
-            if len(digits) >= 18:
-                break
-        if digits[17:18] == "X":
-            splits.discard(17)  # "... 002 X"
-        if len(digits) >= 18 and splits in GROUPINGS:
-            found.append(_ascii(digits[:18]))
+        if kind == 1:
+            digits, splits = _read_from(tokens, start)
+            if _written_as_one(digits, splits):
+                found.append(_ascii(digits[:18]))
     return found
+
+
+def _read_from(tokens: list[tuple[int, str]], start: int) -> tuple[str, set[int]]:
+    """The first 18 or more digits (or 17 and an X) from ``tokens[start]`` up to a gap wider than
+    a separator, and where separators split them (digits before each)."""
+    digits, splits = "", set()
+    for kind, text in tokens[start:]:
+        if kind == 2:
+            if len(text) > MAX_SEPARATOR:
+                break
+            splits.add(len(digits))
+            continue
+        if kind == 3:
+            if len(digits) == 17:
+                digits += "X"
+                splits.discard(17)  # "... 002 X": still a usual split
+            break
+        digits += text
+        if len(digits) >= 18:
+            break
+    return digits, splits
+
+
+def _written_as_one(digits: str, splits: set[int]) -> bool:
+    """Whether the digits read can be one ID number as people write it: a usual split
+    (:data:`GROUPINGS`), maybe running on into a longer number (a certificate number), or any other
+    split into exactly 18 characters in whole groups (``330283 1985 06 15 0028``, pairs, 6-6-6)
+    that starts with a province code: a list of periods (``2024-01 2024-02 2024-03``) starts with
+    a year, and the first digits of a longer group (a phone number after a date) end nothing."""
+    if len(digits) < 18:
+        return False
+    if splits in GROUPINGS:
+        return True
+    return len(digits) == 18 and _ascii(digits[:2]) in PROVINCES
 
 
 def contains_id_number(text: str, *, astral: bool | None = None) -> bool:

@@ -8,11 +8,13 @@ depends on a rule (alerts, warnings) allow extra fields: CONTRACT.md §2 promise
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from projections.api.params import StrictDate
+from schemas.idnumber import contains_id_number
 
 
 class _Open(BaseModel):
@@ -202,15 +204,34 @@ class LookupOut(BaseModel):
     person_id: str
 
 
+#: why free text holding an ID number is refused (the wording of the producers' stray-ID check)
+ID_IN_TEXT = ("contains what looks like a national ID number; name the person by person_id "
+              "(POST /api/persons/lookup), never by ID number")
+
+
+def _no_id_number(text: str) -> str:
+    """Free text goes to Kafka, the store and answers as typed, so an ID number in it is refused
+    (the 422 names the field only: the value is never echoed)."""
+    if contains_id_number(text):
+        raise PydanticCustomError("value_error", ID_IN_TEXT)
+    return text
+
+
+NOT_AN_ID_NUMBER = AfterValidator(_no_id_number)
+#: a note on an action: free text, anything but a national ID number
+Note = Annotated[str, Field(max_length=2000), NOT_AN_ID_NUMBER]
+
+
 class ActionIn(BaseModel):
-    note: str | None = Field(default=None, max_length=2000)
+    note: Note | None = None
 
 
 class AssignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    assignee: str = Field(min_length=1, max_length=200, pattern=r"\S", description="who is to act (a name)")
-    note: str | None = Field(default=None, max_length=2000)
+    assignee: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S",
+                                   description="who is to act (a name)"), NOT_AN_ID_NUMBER]
+    note: Note | None = None
 
 
 class SnoozeIn(BaseModel):
@@ -218,7 +239,8 @@ class SnoozeIn(BaseModel):
 
     person_id: str = Field(min_length=1, max_length=128, description="whom the warning is about")
     until: StrictDate = Field(description="the warning comes back on this date (YYYY-MM-DD)")
-    reason: str = Field(min_length=1, max_length=200, pattern=r"\S", description="why it is put aside")
+    reason: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S",
+                                 description="why it is put aside"), NOT_AN_ID_NUMBER]
 
 
 class AlertSummaryRow(BaseModel):

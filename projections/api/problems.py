@@ -129,8 +129,9 @@ def _phrase(status: int) -> str:
 
 
 def field_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """FastAPI/pydantic errors without ``input``/``ctx`` (the value may be personal data)."""
-    return [{"loc": [str(x) if not isinstance(x, int) else x for x in err.get("loc", ())],
+    """FastAPI/pydantic errors without ``input``/``ctx`` (the value may be personal data), and
+    ``loc`` masked: it repeats the keys the caller sent, and a JSON key may be an ID number."""
+    return [{"loc": [x if isinstance(x, int) else mask_ids(str(x)) for x in err.get("loc", ())],
              "msg": mask_ids(str(err.get("msg", ""))), "type": str(err.get("type", "value_error"))}
             for err in errors]
 

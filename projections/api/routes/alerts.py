@@ -14,14 +14,21 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Request
 
 from careledger import clock
 from processors.domain.texts import alert_reason
 from projections.api.alert_actions import record_alert_action_event
 from projections.api.auth import Principal
 from projections.api.context import Api
-from projections.api.guard import Caller, not_an_id_number, person_town, require_person, towns_asked
+from projections.api.guard import (
+    Caller,
+    audit_person,
+    not_an_id_number,
+    person_town,
+    require_person,
+    towns_asked,
+)
 from projections.api.models import ActionIn, Alert, Alerts, AlertSummary, AssignIn
 from projections.api.params import Limit, Offset, PersonId, Rule, Snapshot, StrictBool, Town
 from projections.api.problems import Problem, responses
@@ -67,12 +74,13 @@ def alerts_summary(api: Api, caller: Caller,
     return {"status": status, "total": sum(r["count"] for r in rows), "rows": rows}
 
 
-def _act(api: Api, caller: Principal, alert_id: str, action: str, note: str | None,
+def _act(api: Api, caller: Principal, request: Request, alert_id: str, action: str, note: str | None,
          assignee: str | None = None) -> dict[str, Any]:
     store = api.store
     found = store.alert(alert_id)
     if found is None:
         raise Problem(404, "no alert with this alert_id")
+    audit_person(request, found["person_id"])  # not in the URL: name the person (refusals too)
     town = person_town(store, found["person_id"])  # access follows the person's current town
     if not caller.is_admin and not caller.may_see_town(town):
         raise Problem(403, "the alert is about a person outside the towns of this token")
@@ -97,19 +105,19 @@ ACTION_ERRORS = responses(404, 503)
 
 @router.post("/api/alerts/{alert_id}/acknowledge", summary="Acknowledge an alert", response_model=Alert,
              response_model_exclude_unset=True, responses=ACTION_ERRORS)
-def acknowledge(api: Api, caller: Caller, alert_id: AlertId,
+def acknowledge(api: Api, caller: Caller, request: Request, alert_id: AlertId,
                 body: Annotated[ActionIn | None, Body()] = None) -> dict[str, Any]:
-    return _act(api, caller, alert_id, "acknowledge", body.note if body else None)
+    return _act(api, caller, request, alert_id, "acknowledge", body.note if body else None)
 
 
 @router.post("/api/alerts/{alert_id}/resolve", summary="Resolve an alert", response_model=Alert,
              response_model_exclude_unset=True, responses=ACTION_ERRORS)
-def resolve(api: Api, caller: Caller, alert_id: AlertId,
+def resolve(api: Api, caller: Caller, request: Request, alert_id: AlertId,
             body: Annotated[ActionIn | None, Body()] = None) -> dict[str, Any]:
-    return _act(api, caller, alert_id, "resolve", body.note if body else None)
+    return _act(api, caller, request, alert_id, "resolve", body.note if body else None)
 
 
 @router.post("/api/alerts/{alert_id}/assign", summary="Assign an alert to someone (with a note)",
              response_model=Alert, response_model_exclude_unset=True, responses=ACTION_ERRORS)
-def assign(api: Api, caller: Caller, alert_id: AlertId, body: AssignIn) -> dict[str, Any]:
-    return _act(api, caller, alert_id, "assign", body.note, body.assignee)
+def assign(api: Api, caller: Caller, request: Request, alert_id: AlertId, body: AssignIn) -> dict[str, Any]:
+    return _act(api, caller, request, alert_id, "assign", body.note, body.assignee)

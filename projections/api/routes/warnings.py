@@ -12,13 +12,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from careledger import clock
 from processors.domain.texts import warning_reason
 from projections.api.alert_actions import record_snooze_event
 from projections.api.context import Api
-from projections.api.guard import Caller, not_an_id_number, require_person, towns_asked
+from projections.api.guard import Caller, audit_person, not_an_id_number, require_person, towns_asked
 from projections.api.models import SnoozeIn, Warning, Warnings, WarningSummary
 from projections.api.params import (
     MAX_LIMIT,
@@ -79,8 +79,10 @@ def warnings_summary(
 
 @router.post("/api/warnings/{warning_id}/snooze", summary="Put a due warning aside until a date, with a reason",
              response_model=Warning, response_model_exclude_unset=True, responses=responses(404, 503))
-def snooze(api: Api, caller: Caller, warning_id: WarningId, body: SnoozeIn) -> dict[str, Any]:
+def snooze(api: Api, caller: Caller, request: Request, warning_id: WarningId,
+           body: SnoozeIn) -> dict[str, Any]:
     not_an_id_number(body.person_id, where="body")
+    audit_person(request, body.person_id)  # not in the URL: name the person (refusals too)
     today = today_shanghai()
     if not today < body.until <= today + timedelta(days=MAX_SNOOZE_DAYS):
         raise invalid("until", f"must be after today ({today}) and at most {MAX_SNOOZE_DAYS} days ahead",

@@ -135,6 +135,17 @@ def test_header_errors(settings: Settings, tmp_path: Path) -> None:
                     "need.registered")
 
 
+def test_an_id_number_in_the_header_is_not_printed(settings: Settings, tmp_path: Path) -> None:
+    """A header cell that names no column is listed as ignored: redacted, as it may be an ID number."""
+    spaced = f"{ID[:6]} {ID[6:14]} {ID[14:]}"
+    text = (f"事件编号,身份证号,发生时间,镇街,需求编号,需求类型,{ID},{spaced},备注\n"
+            f"c1,{ID2},2024-03-05,溪口镇,n1,就业,,,\n")
+    code, out, err = run(settings, tmp_path, text, dry_run=True)
+    assert code == 0, out + err
+    assert "ignored columns: [ID-REDACTED], [ID-REDACTED], 备注" in out
+    assert ID[:6] not in out + err
+
+
 def test_detection() -> None:
     assert detect_type(["事件编号", "用人单位", "岗位数"]) == "job.posted"
     assert detect_type(["事件编号", "用人单位", "安置方式"]) == "job.placed"

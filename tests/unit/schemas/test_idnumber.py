@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from schemas.idnumber import (
     DIGIT_CHARS,
     MASK,
+    PROVINCES,
     X_CHARS,
     _plausible,
     checksum_char,
@@ -124,6 +125,11 @@ WRITTEN = [
     "110101 1990 0307 1233",
     "110 101 1990 0307 1233",
     "1101 0119 9003 0712 33",
+    "110101 1990 03 07 1233",  # the birth date split year / month / day
+    "110 101 1990 03 07 1233",
+    "110101 199003 071233",  # in sixes
+    "11 01 01 19 90 03 07 12 33",  # in pairs
+    "1101-01199003071233",  # any other split by short separators
     "110101199003071233".translate(FULL_WIDTH),  # a Chinese input method's full-width digits
     "１１０１０１　１９９００３０７　１２３３",  # ... and its ideographic spaces
     "110101\u200b199003071233",  # a zero-width space pasted along
@@ -143,26 +149,37 @@ def test_an_id_number_written_in_groups_or_full_width_is_found_masked_and_normal
     assert is_valid_id_number(written)
 
 
-def test_other_splits_are_two_numbers_not_one_id_number() -> None:
-    assert not contains_id_number("1101 01199003071233")  # 4 then 14: not a way IDs are written
+def test_any_split_by_short_separators_is_one_id_number_when_it_checks_out() -> None:
+    """Any split counts when the 18 digits pass the check digit and birth-date test (review
+    2026-12-04: "330283 1985 06 15 0028" reached Kafka), but only 18 digits in whole groups: the
+    start of a longer group, a wide gap or a wrong check digit is not an ID number."""
+    assert contains_id_number("1101 01199003071233")
+    assert contains_id_number("11010119900307123 3")  # the check digit on its own
     assert not contains_id_number("110101    199003071233")  # a gap wider than a separator
-    assert not contains_id_number("11010119900307123 3")  # the check digit on its own
+    assert not contains_id_number("110 101 1990 03 07 12334")  # the 18th digit inside a longer group
+    assert not contains_id_number("110101 1990 03 07 1234")  # wrong check digit
+    assert not contains_id_number("11 01 01 19 90 03 07 12 34")
+    assert not contains_id_number("110101 1990 13 07 1237")  # valid check digit, but no 13th month
+    assert not contains_id_number("16 01 01 19 90 03 07 12 32")  # valid check digit, but no province 16
+    for joiner in (" ", "-"):  # periods: a year is no province
+        assert not contains_id_number(joiner.join(f"{year}-{month:02d}" for year in (2023, 2024)
+                                                  for month in range(1, 13)))
 
 
 @st.composite
 def valid_ids(draw: st.DrawFn) -> str:
-    region = draw(st.integers(110000, 829999))
+    region = draw(st.sampled_from(sorted(PROVINCES))) + f"{draw(st.integers(0, 9999)):04d}"
     born = draw(st.dates(date(1900, 1, 1), date(2020, 12, 31)))
     serial = draw(st.integers(0, 999))
     first17 = f"{region}{born:%Y%m%d}{serial:03d}"
     return first17 + checksum_char(first17)
 
 
-GROUPS = [(), (6, 14), (6, 10, 14), (3, 6, 10, 14), (4, 8, 12, 16)]
+GROUPS = [(), (6, 14), (6, 10, 14), (3, 6, 10, 14), (4, 8, 12, 16), (6, 10, 12, 14), (6, 12), (2, 4, 6, 8, 10, 12, 14, 16)]
 
 
 @settings(derandomize=True, max_examples=300)
-@given(valid_ids(), st.sampled_from(GROUPS), st.sampled_from([" ", "-", "\u3000", " - ", "\u2014"]),
+@given(valid_ids(), st.one_of(st.sampled_from(GROUPS), st.sets(st.integers(1, 17)).map(sorted).map(tuple)), st.sampled_from([" ", "-", "\u3000", " - ", "\u2014"]),
        st.booleans(), st.sampled_from(["", "号码", "证件 ", "a", "：", "，"]), st.sampled_from(["", "。", " 电话", "b"]))
 def test_every_valid_id_written_any_usual_way_is_found(number: str, groups: tuple[int, ...], sep: str,
                                                        full_width: bool, before: str, after: str) -> None:

@@ -64,3 +64,17 @@ def test_an_id_number_in_a_url_is_neither_echoed_nor_stored(client: TestClient, 
            claim="tokens in 4 query parameters refused (401) and stored as [REDACTED]; ID numbers in paths and "
                  "queries refused (422) without echo and masked in the audit row",
            cases=5)
+
+
+@pytest.mark.parametrize(("url", "body"), [
+    ("/api/persons/lookup", {ID_NUMBER: "x"}),
+    ("/api/alerts/xyz/assign", {"assignee": "a", ID_NUMBER: 1}),
+    ("/api/alerts/xyz/assign", {"assignee": "a", f"{ID_NUMBER[:6]} {ID_NUMBER[6:14]} {ID_NUMBER[14:]}": 1}),
+])
+def test_an_id_number_as_a_json_key_is_not_echoed_in_the_problem(client: TestClient, tokens: dict[str, str],
+                                                                 url: str, body: dict[str, object]) -> None:
+    """``errors[].loc`` names a body key the caller sent: masked like ``detail``."""
+    answer = client.post(url, json=body, headers=auth(tokens["caseworker"]))
+    assert answer.status_code == 422, answer.text
+    assert ID_NUMBER[:6] not in answer.text and ID_NUMBER[14:] not in answer.text
+    assert ["body", MASK] in [e["loc"] for e in answer.json()["errors"]]

@@ -15,7 +15,7 @@ from producers.publisher import EventPublisher
 from projections.api.app import create_app
 from projections.api.routes.aggregates import today_shanghai
 from tests.unit.producers.conftest import FakeProducer
-from tests.unit.projections.api.conftest import TOWN_A, TOWN_B, StubProbe, auth, ev
+from tests.unit.projections.api.conftest import ID_NUMBER, TOWN_A, TOWN_B, StubProbe, auth, ev
 
 NAME, PHONE = "张秀英", "13800001111"
 
@@ -197,3 +197,60 @@ def test_me_says_who_the_token_is(client: TestClient, tokens: dict[str, str]) ->
     assert client.get("/api/me").json() == {"name": None, "role": None, "towns": [], "person_level": False,
                                             "admin": False}
     assert client.get("/api/me", headers=auth("cl_not-a-token")).status_code == 401
+
+
+SPACED_ID = f"{ID_NUMBER[:6]} {ID_NUMBER[6:10]} {ID_NUMBER[10:12]} {ID_NUMBER[12:14]} {ID_NUMBER[14:]}"
+
+
+@pytest.mark.parametrize(("action", "body"), [
+    ("assign", {"assignee": "李娜", "note": f"核实身份证 {ID_NUMBER} 后处理"}),
+    ("assign", {"assignee": f"王 {SPACED_ID}"}),
+    ("acknowledge", {"note": SPACED_ID}),
+    ("resolve", {"note": f"证号{ID_NUMBER}"}),
+    ("snooze", {"reason": f"证号 {ID_NUMBER}"}),
+])
+def test_free_text_holding_an_id_number_is_refused_without_echo(client: TestClient, tokens: dict[str, str],
+                                                                producer: FakeProducer, action: str,
+                                                                body: dict[str, Any]) -> None:
+    """A note, assignee or snooze reason is published and stored as typed: one holding a national ID
+    number (however written) is refused before it reaches Kafka, and the 422 does not repeat it."""
+    cw = auth(tokens["caseworker"])
+    if action == "snooze":
+        warning_id = client.get("/api/warnings?person_id=a2", headers=cw).json()["items"][0]["warning_id"]
+        url = f"/api/warnings/{warning_id}/snooze"
+        body = {"person_id": "a2", "until": (today_shanghai() + timedelta(days=7)).isoformat(), **body}
+    else:
+        alert_id = next(a["alert_id"] for a in client.get("/api/alerts", headers=cw).json()["items"]
+                        if a["rule"] == "duplicate_payment")
+        url = f"/api/alerts/{alert_id}/{action}"
+    answer = client.post(url, json=body, headers=cw)
+    assert answer.status_code == 422, answer.text
+    [field] = [k for k in body if k in {"note", "assignee", "reason"} and ID_NUMBER[6:10] in body[k]]
+    assert answer.json()["errors"][0]["loc"] == ["body", field]
+    assert "national ID number" in answer.json()["detail"]
+    assert ID_NUMBER[:6] not in answer.text and ID_NUMBER[14:] not in answer.text
+    assert producer.sent == []  # nothing published, so nothing recorded either
+
+
+def test_actions_on_a_persons_alert_or_warning_are_audited_under_the_person(client: TestClient,
+                                                                           tokens: dict[str, str]) -> None:
+    """The person is in the alert or the body, not the URL: the audit row still names them, so
+    /api/audit?person_id= finds every write about the person, refused ones included."""
+    cw, admin = auth(tokens["caseworker"]), auth(tokens["admin"])
+    alert_id = next(a["alert_id"] for a in client.get("/api/alerts", headers=cw).json()["items"]
+                    if a["person_id"] == "a1")
+    assert client.post(f"/api/alerts/{alert_id}/assign", json={"assignee": "李娜"}, headers=cw).status_code == 200
+    assert client.post(f"/api/alerts/{alert_id}/acknowledge", headers=auth(tokens["caseworker_b"])).status_code == 403
+    warning_id = client.get("/api/warnings?person_id=a2", headers=cw).json()["items"][0]["warning_id"]
+    until = (today_shanghai() + timedelta(days=7)).isoformat()
+    snoozed = client.post(f"/api/warnings/{warning_id}/snooze", json={"person_id": "a2", "until": until,
+                                                                      "reason": "住院"}, headers=cw)
+    assert snoozed.status_code == 200
+
+    def writes(person_id: str) -> list[tuple[str, str, int]]:
+        rows = client.get(f"/api/audit?person_id={person_id}&limit=1000", headers=admin).json()["items"]
+        return sorted((r["token_name"], r["path"], r["status"]) for r in rows if r["method"] == "POST")
+
+    assert writes("a1") == [("cw-a", f"/api/alerts/{alert_id}/assign", 200),
+                            ("cw-b", f"/api/alerts/{alert_id}/acknowledge", 403)]
+    assert writes("a2") == [("cw-a", f"/api/warnings/{warning_id}/snooze", 200)]
