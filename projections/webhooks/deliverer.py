@@ -58,6 +58,9 @@ REPORT_INTERVAL_S = 30.0
 PENDING_INTERVAL_S = 10.0  # how often the pending-deliveries gauge is measured
 METADATA_MAX_AGE_MS = 10_000  # a missed assignment is corrected within seconds, not minutes
 METADATA_WAIT_S = 30.0
+MAX_ID_LENGTH = 255  # webhook_deliveries.alert_id
+MAX_SEQ = 2**63 - 1  # webhook_deliveries.outbox_seq: a BIGINT
+FILTERED_FIELDS = ("person_id", "rule", "town")  # strings or absent: matched against sets
 
 
 def consumer_group(settings: Settings) -> str:
@@ -88,24 +91,73 @@ class Subscription:
         return self.towns is None or alert.get("town") in self.towns
 
 
+class Malformed(ValueError):
+    """Why a message is not an alert change or need warning this deliverer can deliver (the reason
+    names what is wrong, never the message's content: alerts carry persons and hazards)."""
+
+
+def parse_message(value: Any) -> tuple[str, dict[str, Any], str, int]:
+    """The body (UTF-8 text), the message, its alert or warning id and its outbox seq.
+
+    Raises :class:`Malformed` for anything else a producer may have written to the topic: one
+    message that raised later (``Subscription.matches`` on an infinite seq or a list as town, the
+    insert of a seq no BIGINT holds or an id longer than its column) stopped the deliverer before
+    its offsets were committed, and it read the same message again after every restart."""
+    if not isinstance(value, bytes):
+        raise Malformed("no value")
+    try:
+        body = value.decode("utf-8")
+        message = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise Malformed(f"not UTF-8 JSON ({type(exc).__name__})") from None
+    if not isinstance(message, dict):
+        raise Malformed(f"a JSON {type(message).__name__}, not an object")
+    return body, message, _message_id(message), _outbox_seq(message)
+
+
+def _message_id(message: dict[str, Any]) -> str:
+    """``alert_id`` (an alert change) or ``warning_id`` (a need warning): printable text that fits
+    the ``alert_id`` column (no NUL or lone surrogate, which a database refuses)."""
+    found = message.get("alert_id") or message.get("warning_id")
+    if not isinstance(found, str) or not 0 < len(found) <= MAX_ID_LENGTH or not found.isprintable():
+        raise Malformed(f"no alert_id or warning_id of 1-{MAX_ID_LENGTH} printable characters")
+    for name in FILTERED_FIELDS:  # compared with sets and frozensets: a list or object raised
+        if not isinstance(message.get(name), str | None):
+            raise Malformed(f"{name} is not a string")
+    return found
+
+
+def _outbox_seq(message: dict[str, Any]) -> int:
+    """An integer a BIGINT holds (not a bool, float or numeric string)."""
+    seq = message.get("outbox_seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
+        raise Malformed(f"outbox_seq is not an integer from 0 to {MAX_SEQ}")
+    return seq
+
+
 def deliveries_for(subscriptions: list[Subscription], value: bytes,
-                   forgotten: Container[str] = frozenset(), traceparent: str | None = None) -> list[dict[str, Any]]:
+                   forgotten: Container[str] = frozenset(), traceparent: str | None = None,
+                   where: str = "the topic") -> list[dict[str, Any]]:
     """Delivery rows for one careledger.alerts or careledger.warnings message (empty when no
-    subscription matches, the message is neither an alert change nor a warning, or it is about a
+    subscription matches, the message is neither an alert change nor a warning of the expected
+    shape - logged with the reason, ``where`` it was read, never its content - or it is about a
     person in ``forgotten``: erased by ``careledger forget`` after it reached the topic);
     ``traceparent``: the message's header, kept with each delivery."""
     try:
-        alert = json.loads(value)
-        alert_id, seq = str(alert.get("alert_id") or alert["warning_id"]), int(alert["outbox_seq"])
-    except (ValueError, KeyError, TypeError, AttributeError):
-        log.warning("skipping a message that is neither an alert change nor a need warning")
+        body, alert, alert_id, seq = parse_message(value)
+    except Malformed as why:
+        log.warning("skipping a message on %s that is neither an alert change nor a need warning: %s", where, why)
         return []
     if alert.get("person_id") in forgotten:
         return []
-    body = value.decode("utf-8")
     return [{"delivery_id": delivery_id(s.subscription_id, alert_id, seq), "subscription_id": s.subscription_id,
              "alert_id": alert_id, "outbox_seq": seq, "body": body, "traceparent": traceparent}
             for s in subscriptions if s.matches(alert)]
+
+
+def _origin(record: Any) -> str:
+    """Where a consumer record was read (topic[partition]@offset), to find a skipped message."""
+    return f"{getattr(record, 'topic', '?')}[{getattr(record, 'partition', '?')}]@{getattr(record, 'offset', '?')}"
 
 
 @dataclass
@@ -154,10 +206,21 @@ class SubscriptionWorker(threading.Thread):
                     log.exception("webhook %s: could not read due deliveries", self.sub.subscription_id)
                     self.stopping.wait(IDLE_WAIT_S)
                     continue
-                self._deliver(poster, claimed, leased_until)
+                self._deliver_or_log(poster, claimed, leased_until)
                 if not claimed:
                     self.wake.wait(self._idle_wait())
                     self.wake.clear()
+
+    def _deliver_or_log(self, poster: Poster, claimed: list[dict[str, Any]], leased_until: float) -> None:
+        """``_deliver``, and an unexpected error of it logged, not raised: it ended the worker thread
+        (the deliverer restarted it, and it died again on the same claim, every 2 s).  The rows not
+        recorded are claimed again when their lease ends."""
+        try:
+            self._deliver(poster, claimed, leased_until)
+        except Exception:  # noqa: BLE001 - a bug or an odd row must not stop the subscription's deliveries
+            log.exception("webhook %s: a claimed batch failed; its unrecorded rows are retried after the lease",
+                          self.sub.subscription_id)
+            self.stopping.wait(IDLE_WAIT_S)
 
     def _idle_wait(self) -> float:
         try:
@@ -174,17 +237,31 @@ class SubscriptionWorker(threading.Thread):
         latest every ``RECORD_EVERY_S`` (one write per batch: each write waits for the read model's
         writer on SQLite, and per POST that wait was the deliverer's throughput).  No POST starts
         that could still run when the lease ends (writes held up by a busy database): a POST never
-        outlives its timeout (``poster.py``), so no other deliverer can claim a row while it is sent."""
+        outlives its timeout (``poster.py``), so no other deliverer can claim a row while it is sent.
+        Each row is sent only if still pending under this claim (``_still_ours``: a read, not a
+        write); what was attempted is recorded even when a later row raises."""
         outcomes: list[tuple[dict[str, Any], Outcome]] = []
         recorded = time.monotonic()
-        for delivery in claimed:
-            if self.stopping.is_set() or time.monotonic() + self.policy.timeout_s >= leased_until:
-                break  # the lease expires; this or another deliverer claims the rest again
-            outcomes.append((delivery, self._attempt(poster, delivery)))
-            if time.monotonic() - recorded >= RECORD_EVERY_S:
-                self._record(outcomes)
-                outcomes, recorded = [], time.monotonic()
-        self._record(outcomes)
+        try:
+            for delivery in claimed:
+                if self.stopping.is_set() or time.monotonic() + self.policy.timeout_s >= leased_until:
+                    break  # the lease expires; this or another deliverer claims the rest again
+                if not self._still_ours(delivery):
+                    continue
+                outcomes.append((delivery, self._attempt(poster, delivery)))
+                if time.monotonic() - recorded >= RECORD_EVERY_S:
+                    self._record(outcomes)
+                    outcomes, recorded = [], time.monotonic()
+        finally:
+            self._record(outcomes)
+
+    def _still_ours(self, delivery: dict[str, Any]) -> bool:
+        """Whether the row is still pending and leased by this claim, just before its POST: the
+        batch was sent from memory after ``DELETE /api/webhooks/{id}`` or ``careledger forget``
+        had cancelled it.  A cancel committed after this read meets the one POST in flight, whose
+        2xx is then logged as delivered (``DeliveryQueue.record``)."""
+        did = delivery["delivery_id"]
+        return did in self.queue.still_pending([did], delivery["lease_until"])
 
     def _record(self, outcomes: list[tuple[dict[str, Any], Outcome]]) -> None:
         done = call_retrying(lambda: self.queue.record([o for _, o in outcomes]),
@@ -212,7 +289,7 @@ class SubscriptionWorker(threading.Thread):
         self.stats.attempts += 1
         if result.ok:
             metrics.ATTEMPTS.labels(sid, "delivered").inc()
-            return Outcome(delivery["delivery_id"], result.status or 200)
+            return Outcome(delivery["delivery_id"], result.status or 200, lease_until=delivery.get("lease_until"))
         self.stats.failures += 1
         attempt = int(delivery["attempts"]) + 1
         later = datetime.now(UTC) + timedelta(seconds=self.policy.delay(attempt))
@@ -285,8 +362,7 @@ class Deliverer:
         """Persist the deliveries of a batch of consumer records (before the offsets are committed)."""
         rows: list[dict[str, Any]] = []
         for record in records:
-            traceparent = tracing.valid(tracing.header(record.headers))  # a foreign header can be anything
-            rows += deliveries_for(self.subscriptions, record.value, self.forgotten, traceparent)
+            rows += self._deliveries_of(record)
         # the offsets stay where they are until the rows are stored: wait out a busy/away database
         added = call_retrying(lambda: self.queue.enqueue(rows), f"webhook queue (storing {len(rows)} deliveries)",
                               give_up=self.stop_event.is_set, sleep=self.stop_event.wait, logger=log)
@@ -298,6 +374,17 @@ class Deliverer:
         metrics.CONSUMED.inc(len(records))
         metrics.ENQUEUED.inc(added)
         return added
+
+    def _deliveries_of(self, record: Any) -> list[dict[str, Any]]:
+        """The deliveries of one consumer record; none, logged, if it raised anyway: no message may
+        stop the consumer (it would read the same message again after every restart)."""
+        where = _origin(record)
+        try:
+            traceparent = tracing.valid(tracing.header(record.headers))  # a foreign header can be anything
+            return deliveries_for(self.subscriptions, record.value, self.forgotten, traceparent, where)
+        except Exception as exc:  # noqa: BLE001 - its message may quote the content: only the type is logged
+            log.error("skipping the message on %s: %s while matching it to subscriptions", where, type(exc).__name__)
+            return []
 
     def measure_pending(self, every_s: float = PENDING_INTERVAL_S) -> None:
         """Set the pending-deliveries gauge of every active subscription (0 included)."""

@@ -9,7 +9,9 @@ ends - which only holds if a POST cannot outlive its timeout).  Here every POST 
 worker thread's own event loop under ``asyncio.timeout``: at the deadline the request is
 cancelled and its connection closed.  Only the status decides (Standard Webhooks: any 2xx is
 delivered); a 2xx answer's body is not read, an error's at most ``ERROR_SNIPPET`` bytes - an
-endless or enormous answer costs neither time nor memory.
+endless or enormous answer costs neither time nor memory.  Any other exception of a POST (a URL
+httpx cannot use: ``InvalidURL``, ``IDNAError``) is a failed attempt too, never raised: it killed
+the subscription's worker thread on every claim.
 """
 
 from __future__ import annotations
@@ -89,5 +91,7 @@ class Poster:
             return Attempt(False, None, f"timed out: no complete answer within {self.timeout_s:g} s")
         except httpx.HTTPError as exc:
             return Attempt(False, None, f"{type(exc).__name__}: {exc}"[:500])
+        except Exception as exc:  # noqa: BLE001 - whatever the URL or headers, the worker records a failed try
+            return Attempt(False, None, f"request not sent: {type(exc).__name__}: {exc}"[:500])
         text = snippet[:ERROR_SNIPPET].decode("utf-8", "replace")
         return Attempt(False, response.status_code, f"HTTP {response.status_code}: {text}")

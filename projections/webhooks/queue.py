@@ -6,9 +6,15 @@ are claimed, so two deliverer processes never attempt the same delivery at once.
 in exactly one of:
 
 - ``delivered`` (2xx): ``UPDATE ... WHERE status = 'pending'``; a delivery id is marked delivered
-  at most once, whatever races or redeliveries happen (the table is the idempotent state);
+  at most once, whatever races or redeliveries happen (the table is the idempotent state).  A row
+  cancelled while its POST was in flight (subscription deleted, person forgotten) that was
+  answered 2xx is marked delivered too - by the claim that still holds its lease only: the log
+  says what was sent;
 - back to ``pending`` with ``attempts + 1``, ``last_error`` and ``next_attempt_at`` = now + backoff;
 - ``failed`` when the delivery is older than the retry policy's maximum age (given up, kept in the log).
+
+A claimed row is sent only while :meth:`DeliveryQueue.still_pending` finds it pending and leased by
+that claim (a read before each POST): a cancel after the claim stops the rest of the batch.
 
 Enqueueing is ``INSERT ... ON CONFLICT DO NOTHING`` on ``delivery_id``: a Kafka redelivery of the
 same alert change (same ``outbox_seq``) cannot create a second delivery.
@@ -35,12 +41,14 @@ D = webhook_deliveries
 @dataclass(frozen=True)
 class Outcome:
     """How one attempt ended: delivered (``error`` None), to retry at ``retry_at``, or given up
-    (an error and no ``retry_at``)."""
+    (an error and no ``retry_at``).  ``lease_until``: the lease of the claim that sent it, which
+    may still mark it delivered when it was cancelled during its POST."""
 
     delivery_id: str
     http_status: int | None
     error: str | None = None
     retry_at: datetime | None = None
+    lease_until: str | None = None
 
 
 def _insert_ignore(dialect: str) -> Any:
@@ -49,6 +57,19 @@ def _insert_ignore(dialect: str) -> Any:
     else:
         from sqlalchemy.dialects.sqlite import insert
     return insert(D).on_conflict_do_nothing(index_elements=[D.c.delivery_id])
+
+
+def _delivered_after_cancel(conn: Any, outcome: Outcome, values: dict[str, Any]) -> bool:
+    """Mark delivered a row cancelled while the claim of ``outcome`` was POSTing it and answered
+    2xx: the cancel cannot call back a request already sent, and a log saying ``cancelled`` about a
+    delivered alert (a forgotten person's, say) misleads whoever checks what a subscriber got."""
+    if outcome.lease_until is None:
+        return False
+    note = literal("delivered: the POST was in flight when it was cancelled (") + func.coalesce(D.c.last_error, "")
+    res = conn.execute(update(D).where(D.c.delivery_id == outcome.delivery_id, D.c.status == "cancelled",
+                                       D.c.lease_until == outcome.lease_until)
+                       .values(**{**values, "last_error": note + literal(")")}))
+    return bool(res.rowcount)
 
 
 class DeliveryQueue:
@@ -77,7 +98,8 @@ class DeliveryQueue:
 
     def claim(self, subscription_id: str, *, limit: int, lease_s: float,
               now: datetime | None = None) -> list[dict[str, Any]]:
-        """Lease up to ``limit`` due deliveries of one subscription, oldest due first.
+        """Lease up to ``limit`` due deliveries of one subscription, oldest due first; each row
+        carries its ``lease_until`` (what :meth:`still_pending` checks before each POST).
 
         Only rows this call leased are returned: another deliverer process claiming at the same
         moment gets other rows or none.  SQLite: the write transaction is ``BEGIN IMMEDIATE``.
@@ -86,7 +108,7 @@ class DeliveryQueue:
         before, a claim returned every row it had read, also rows the other process leased
         between its read and its update, and both processes POSTed them."""
         now = now or datetime.now(UTC)
-        at = utc_text(now)
+        at, lease = utc_text(now), utc_text(now + timedelta(seconds=lease_s))
         due = and_(D.c.subscription_id == subscription_id, D.c.status == "pending", D.c.next_attempt_at <= at,
                    or_(D.c.lease_until.is_(None), D.c.lease_until < at))
         with self._write() as conn, conn.begin():
@@ -99,9 +121,19 @@ class DeliveryQueue:
             if not rows:
                 return []
             leased = set(conn.scalars(update(D).where(D.c.delivery_id.in_([r.delivery_id for r in rows]), due)
-                                      .values(lease_until=utc_text(now + timedelta(seconds=lease_s)))
-                                      .returning(D.c.delivery_id)))
-        return [dict(r._mapping) for r in rows if r.delivery_id in leased]
+                                      .values(lease_until=lease).returning(D.c.delivery_id)))
+        return [{**r._mapping, "lease_until": lease} for r in rows if r.delivery_id in leased]
+
+    def still_pending(self, delivery_ids: Sequence[str], lease_until: str) -> set[str]:
+        """Which of the claimed ``delivery_ids`` are still pending and leased until ``lease_until``
+        (by the claim that returned them).  A read, checked before each POST: a worker used to send
+        its whole claimed batch from memory after ``DELETE /api/webhooks/{id}`` or ``careledger
+        forget`` had cancelled it - and rows another deliverer claimed after the lease ran out."""
+        if not delivery_ids:
+            return set()
+        with self.engine.connect() as conn:
+            return set(conn.scalars(select(D.c.delivery_id).where(
+                D.c.delivery_id.in_(list(delivery_ids)), D.c.status == "pending", D.c.lease_until == lease_until)))
 
     def delivered(self, delivery_id: str, http_status: int, now: datetime | None = None) -> bool:
         """Mark delivered; False if it already was (or was cancelled meanwhile)."""
@@ -115,7 +147,8 @@ class DeliveryQueue:
     def record(self, outcomes: Sequence[Outcome], now: datetime | None = None) -> set[str]:
         """Record the outcomes of several attempts in one write transaction (a worker records a
         claimed batch at once: one write per batch, not per POST, so a busy read model's writer
-        does not make each delivery wait for the lock).  Only rows still ``pending`` change.
+        does not make each delivery wait for the lock).  Only rows still ``pending`` change - and a
+        2xx of a row cancelled during its POST, still leased by the outcome's ``lease_until``.
         Returns the ids newly marked delivered."""
         if not outcomes:
             return set()
@@ -133,7 +166,7 @@ class DeliveryQueue:
                     values.update(last_error=o.error[:1000], next_attempt_at=utc_text(o.retry_at))
                 res = conn.execute(update(D).where(D.c.delivery_id == o.delivery_id, D.c.status == "pending")
                                    .values(**values))
-                if o.error is None and res.rowcount:
+                if o.error is None and (res.rowcount or _delivered_after_cancel(conn, o, values)):
                     done.add(o.delivery_id)
         return done
 
@@ -151,8 +184,8 @@ class DeliveryQueue:
     def forget(self, person_id: str) -> dict[str, int]:
         """Erase a forgotten person (``careledger forget``) from the delivery log: the bodies of
         their deliveries (alert messages with hazards) become a marker naming only the alert, and
-        their pending deliveries are cancelled (an attempt already in flight still ends, but can
-        no longer be marked delivered).  The rows stay as the log of what was sent when."""
+        their pending deliveries are cancelled (a claimed one is no longer sent; the one POST
+        already in flight still ends, and is recorded delivered if answered 2xx).  The rows stay as the log of what was sent when."""
         if not sa_inspect(self.engine).has_table(D.name):
             return {"webhook_deliveries_erased": 0, "webhook_deliveries_cancelled": 0}
         quoted = dumps_compact(person_id)

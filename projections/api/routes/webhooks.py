@@ -13,9 +13,11 @@ The tables and their SQL are ``projections/webhook_store.py``; this module only 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
+import httpx
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field, field_validator
 
@@ -31,6 +33,8 @@ _PORT = "(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2
 #: webhook authenticates with its signature), no spaces
 URL_PATTERN = "^https?://[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?" + _PORT + "(/[!-~]{0,1900})?$"
 URL_RE = re.compile(URL_PATTERN)
+#: a DNS label (letters, digits, hyphens inside; at most 63), of the host as httpx sends it (IDNA)
+LABEL_RE = re.compile("[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 router = APIRouter(tags=["webhooks"])
 SubscriptionId = Annotated[str, Path(max_length=40, description="wh_...")]
@@ -52,7 +56,33 @@ class SubscriptionIn(BaseModel):
         if not URL_RE.fullmatch(value):
             raise ValueError("must be an absolute http:// or https:// URL (host name or IPv4 address, optional "
                              "port and path; no user:password@, no spaces)")
+        usable_host(value)
         return value
+
+
+def usable_host(url: str) -> None:
+    """Raise ValueError unless httpx can send to ``url``'s host: a valid IP address, or a host name
+    of DNS labels (its IDNA form).  The pattern let through ``1.2.3.999`` (httpx: InvalidURL) and
+    ``xn--zz.example`` (IDNAError): each POST raised and killed the subscription's worker thread."""
+    try:
+        parsed = httpx.URL(url)
+        host, raw = parsed.host, parsed.raw_host.decode("ascii")
+    except (httpx.InvalidURL, ValueError) as exc:  # IDNAError is a ValueError
+        raise ValueError(f"the URL's host cannot be used: {type(exc).__name__}: {exc}") from None
+    if _is_ip(host):
+        return
+    labels = raw.split(".")
+    if not all(LABEL_RE.fullmatch(label) for label in labels) or labels[-1].isdigit() or len(raw) > 253:
+        raise ValueError("the URL's host must be a valid IP address or a host name of dot-separated labels "
+                         "(letters, digits and inner hyphens, 63 at most each; the last not all digits)")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _creator(request: Request) -> str | None:

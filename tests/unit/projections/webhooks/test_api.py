@@ -82,3 +82,22 @@ def test_errors_and_roles(api: tuple[TestClient, dict[str, str], Any]) -> None:
     assert client.get("/api/webhooks").status_code == 401
     audit = client.get("/api/audit", headers=admin).json()["items"]
     assert any(r["path"] == "/api/webhooks" and r["method"] == "POST" for r in audit)
+
+
+@pytest.mark.parametrize("url", ["http://1.2.3.999/x", "http://256.1.1.1/", "http://01.2.3.4/", "http://1.2.3/x",
+                                 "http://0x7f.0.0.1/", "http://xn--zz.example/", "http://a..b/x",
+                                 "http://a.-b.example/", "http://" + "a" * 64 + ".example/"])
+def test_a_url_httpx_cannot_send_to_is_refused(api: tuple[TestClient, dict[str, str], Any], url: str) -> None:
+    """Accepted before, these URLs made every POST raise in the deliverer (InvalidURL, IDNAError)
+    and killed the subscription's worker thread on each claim."""
+    client, tokens, _app = api
+    answer = client.post("/api/webhooks", headers=auth(tokens["admin"]), json={"url": url})
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/hook", "https://cases.example.org/careledger",
+                                 "http://receiver/x", "http://xn--bcher-kva.example/", "https://a-b.c-d.example:443/"])
+def test_usable_urls_are_still_accepted(api: tuple[TestClient, dict[str, str], Any], url: str) -> None:
+    client, tokens, _app = api
+    assert client.post("/api/webhooks", headers=auth(tokens["admin"]), json={"url": url}).status_code == 201

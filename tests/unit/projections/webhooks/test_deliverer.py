@@ -261,7 +261,7 @@ def test_forget_erases_a_persons_deliveries_and_cancels_the_pending_ones(store: 
     assert json.loads(rows["d1"].body) == {"alert_id": "A0007", "erased": True} and rows["d1"].status == "delivered"
     assert json.loads(rows["d2"].body) == {"alert_id": "A0007", "erased": True} and rows["d2"].status == "cancelled"
     assert rows["d3"].body == alert(70).decode() and rows["d3"].status == "pending"
-    assert not q.delivered("d2", 200)  # an attempt in flight cannot mark it delivered any more
+    assert not q.delivered("d2", 200)  # only the claim whose POST was in flight could (test_cancel_in_flight.py)
     assert q.forget("p7") == {"webhook_deliveries_erased": 0, "webhook_deliveries_cancelled": 0}  # nothing left
 
 
