@@ -99,6 +99,14 @@ def towns_asked(principal: Principal, town: str | None) -> list[str] | None:
     return [town] if allowed is None or town in allowed else []
 
 
+def require_admin_for_snapshot(principal: Principal, snapshot: str | None) -> None:
+    """Person-level data of a snapshot is for admins: a caseworker sees the persons of her towns
+    as they live now, and a snapshot knows only where they lived then - through it, a caseworker
+    read the names, phones and alerts of persons who had moved out of her towns."""
+    if snapshot is not None and not principal.is_admin:
+        raise Problem(403, "person-level snapshots are for admins; caseworkers read the live data of their towns")
+
+
 def require_person(principal: Principal, store: Any, person_id: str) -> None:
     """Caseworkers may only look at persons of their towns (403 otherwise, unknown included)."""
     if principal.is_admin:
@@ -109,4 +117,4 @@ def require_person(principal: Principal, store: Any, person_id: str) -> None:
 
 __all__ = ["AUDIT_KEY", "BEARER", "PRINCIPAL_KEY", "Caller", "audit_person", "authorize", "not_an_id_number",
            "towns_asked",
-           "person_town", "require_person"]
+           "person_town", "require_admin_for_snapshot", "require_person"]

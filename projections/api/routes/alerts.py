@@ -26,6 +26,7 @@ from projections.api.guard import (
     audit_person,
     not_an_id_number,
     person_town,
+    require_admin_for_snapshot,
     require_person,
     towns_asked,
 )
@@ -56,6 +57,7 @@ def alerts(
     town: Town = None,  # only persons now living there (within the caller's towns)
 ) -> dict[str, Any]:
     not_an_id_number(person_id)
+    require_admin_for_snapshot(caller, snapshot)
     source = api.source(snapshot, person_level=True)
     if person_id is not None:
         require_person(caller, source, person_id)

@@ -18,7 +18,14 @@ from careledger import clock
 from processors.domain.texts import warning_reason
 from projections.api.alert_actions import record_snooze_event
 from projections.api.context import Api
-from projections.api.guard import Caller, audit_person, not_an_id_number, require_person, towns_asked
+from projections.api.guard import (
+    Caller,
+    audit_person,
+    not_an_id_number,
+    require_admin_for_snapshot,
+    require_person,
+    towns_asked,
+)
 from projections.api.models import SnoozeIn, Warning, Warnings, WarningSummary
 from projections.api.params import (
     MAX_LIMIT,
@@ -55,6 +62,7 @@ def warnings(
     town: Town = None,  # only persons now living there (within the caller's towns)
 ) -> dict[str, Any]:
     not_an_id_number(person_id)
+    require_admin_for_snapshot(caller, snapshot)
     source = api.source(snapshot, person_level=True)
     if person_id is not None:
         require_person(caller, source, person_id)

@@ -4,6 +4,7 @@ summaries, reasons in Chinese and English, assign / acknowledge / resolve / snoo
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from processors.domain.model import Consumed
 from producers.publisher import EventPublisher
 from projections.api.app import create_app
 from projections.api.routes.aggregates import today_shanghai
+from projections.registry import Registry
 from tests.unit.producers.conftest import FakeProducer
 from tests.unit.projections.api.conftest import ID_NUMBER, TOWN_A, TOWN_B, StubProbe, auth, ev
 
@@ -254,3 +256,27 @@ def test_actions_on_a_persons_alert_or_warning_are_audited_under_the_person(clie
     assert writes("a1") == [("cw-a", f"/api/alerts/{alert_id}/assign", 200),
                             ("cw-b", f"/api/alerts/{alert_id}/acknowledge", 403)]
     assert writes("a2") == [("cw-a", f"/api/warnings/{warning_id}/snooze", 200)]
+
+
+def test_person_level_snapshots_are_for_admins(client: TestClient, tokens: dict[str, str], store: Any,
+                                                settings: Any, tmp_path: Any) -> None:
+    """Before: a snapshot decided the town from where the person lived then, so a caseworker of
+    town A read the name, phone and alerts of a1 after a1 had moved to town B (the live routes
+    answered 403)."""
+    snap = tmp_path / "march.sqlite3"
+    src = sqlite3.connect(str(settings.sql_url.removeprefix("sqlite:///")))
+    src.execute(f"VACUUM INTO '{snap}'")
+    src.close()
+    Registry(settings).register("march", f"sqlite:///{snap}", "sql", "snapshot", status="ready", until="2024-03-31")
+    offset = max(store.offsets().values(), default=-1) + 1
+    store.apply_batch([Consumed(0, offset, ev("move-a1", "person.profile_changed", "a1", TOWN_B, "2024-05-01",
+                                              {"phone": PHONE}))])
+    cw_a, admin = auth(tokens["caseworker"]), auth(tokens["admin"])
+    assert client.get("/api/alerts", params={"person_id": "a1"}, headers=cw_a).status_code == 403
+    for path, params in (("/api/alerts", {"person_id": "a1"}), ("/api/alerts", {}),
+                         ("/api/warnings", {"as_of": "2024-06-30"})):
+        answer = client.get(path, params={**params, "snapshot": "march"}, headers=cw_a)
+        assert answer.status_code == 403, (path, answer.text)
+        assert NAME not in answer.text and PHONE not in answer.text
+    held = client.get("/api/alerts", params={"person_id": "a1", "snapshot": "march"}, headers=admin)
+    assert held.status_code == 200 and held.json()["items"]
