@@ -19,7 +19,8 @@ at the current end (live changes only); ``last_event_id=0`` replays the whole ou
 Filters, the same as a webhook subscription's: ``kind`` (alert / warning), ``rule`` and ``town``
 (repeatable).  Towns are the persons' *current* towns.  Caseworkers only ever receive their own
 towns (the cursor still moves past the others, which they never see); admins receive all.  The
-request is audited when the stream opens.
+request is audited when the stream opens, and each person a frame is about is named under that
+audit row before the frame is sent (``StreamAudit``).
 
 A following stream reads through the process's shared outbox feed (``outbox_feed.py``: one
 query per 0.05 s for all open streams, rows woken to them as they arrive); one that resumes from
@@ -45,8 +46,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import StringConstraints
 
+from projections.api.auth import TokenStore
 from projections.api.context import Api
-from projections.api.guard import Caller
+from projections.api.guard import AUDIT_KEY, Caller
 from projections.api.outbox_feed import READ_BATCH, Outbox, OutboxFeed
 from projections.api.params import StrictBool
 from projections.api.problems import invalid, responses
@@ -113,11 +115,13 @@ async def alert_events(
     still_allowed: Callable[[], bool] | None = None,
     revalidate_s: float = REVALIDATE_S,
     feed: OutboxFeed | None = None,
+    audit: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> AsyncIterator[str]:
     """SSE text chunks: a ``retry`` hint, then every outbox row after ``cursor`` that
     ``shown_if`` shows, forever
     (until the client leaves, or ``still_allowed()`` -- checked every ``revalidate_s`` -- says no).
-    With a ``feed`` (following streams of the API), rows come from it wherever it holds them."""
+    With a ``feed`` (following streams of the API), rows come from it wherever it holds them.
+    ``audit(rows)`` runs before the rows are sent: if it fails, they are not."""
     yield f"retry: {RETRY_MS}\n\n"
     last_write = clock()
     checked = clock()
@@ -141,6 +145,8 @@ async def alert_events(
                 cursor = rows[-1]["seq"]
                 shown = [r for r in rows if shown_if.shows(r)]
                 if shown:
+                    if audit is not None:
+                        await run_in_threadpool(audit, shown)
                     yield "".join(frame(r["seq"], r["message"], r["channel"]) for r in shown)
                     last_write = clock()
                 if len(rows) == READ_BATCH:
@@ -200,12 +206,30 @@ async def alert_stream(
     def still_allowed() -> bool:
         return api.tokens.is_active(caller)
 
+    audit = StreamAudit(api.tokens, request.scope[AUDIT_KEY])
+
     return StreamingResponse(
         alert_events(store, cursor, shown_if=shown_if, is_disconnected=request.is_disconnected, follow=follow,
-                     still_allowed=still_allowed, feed=api.outbox_feed() if follow else None),
+                     still_allowed=still_allowed, feed=api.outbox_feed() if follow else None, audit=audit),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+class StreamAudit:
+    """Names the persons of a stream's frames under its audit row before they are sent, each
+    person once per stream (the row is written when the response starts, before any frame)."""
+
+    def __init__(self, tokens: TokenStore, audit: dict[str, Any]) -> None:
+        self.tokens = tokens
+        self.audit = audit
+        self.named: set[str] = set()
+
+    def __call__(self, rows: list[dict[str, Any]]) -> None:
+        persons = {r["message"].get("person_id") for r in rows} - self.named - {None}
+        if persons:
+            self.tokens.add_audit_subjects(self.audit["id"], persons)
+            self.named |= persons
 
 
 def stream_towns(allowed: list[str] | None, asked: list[str] | None) -> frozenset[str] | None:

@@ -9,7 +9,9 @@ Roles:
 
 A token is ``cl_`` + 32 random bytes (URL-safe base64); only its SHA-256 is stored, in the table
 ``api_tokens`` of the same SQL database as the SQL read models (``settings.sql_url``).  Every
-request to a person-level or admin route is written to ``audit_log`` (who, what, when, answer).
+request to a person-level or admin route is written to ``audit_log`` (who, what, when, answer);
+every person a list or a stream showed is written to ``audit_subjects`` under that row, so
+``/api/audit?person_id=`` answers "who has read this person's data" for lists too.
 
 These tables belong to the API, not to the projection store: they are created here with
 ``create_all`` (idempotent) and are left alone by the store's migrations and ``reset``.
@@ -22,7 +24,7 @@ import json
 import re
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +34,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Index,
     Integer,
     MetaData,
     String,
@@ -40,6 +43,7 @@ from sqlalchemy import (
     create_engine,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -88,6 +92,17 @@ audit_log = Table(
     Column("query", Text, nullable=True),
     Column("person_id", String(128), nullable=True, index=True),
     Column("status", Integer, nullable=False),
+)
+
+
+#: the persons a list or a stream showed, one row each under the request's audit row: a list names
+#: many persons and the URL none of them (``audit_log.person_id`` is the one a URL or an action named)
+audit_subjects = Table(
+    "audit_subjects",
+    metadata,
+    Column("person_id", String(128), primary_key=True),
+    Column("audit_id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Index("ix_audit_subjects_audit_id", "audit_id"),
 )
 
 
@@ -157,7 +172,7 @@ def parse_towns(value: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 class TokenStore:
-    """The ``api_tokens`` and ``audit_log`` tables on ``sql_url`` (SQLite or PostgreSQL)."""
+    """The ``api_tokens``, ``audit_log`` and ``audit_subjects`` tables on ``sql_url`` (SQLite or PostgreSQL)."""
 
     def __init__(self, sql_url: str, *, engine: Engine | None = None) -> None:
         self.url = sql_url
@@ -277,29 +292,50 @@ class TokenStore:
 
     # ------------------------------------------------------------------ audit
     def audit(self, *, principal: Principal | None, method: str, path: str, query: str | None,
-              person_id: str | None, status: int) -> None:
-        """Write one audit row.  Credentials in the query and national ID numbers anywhere are
-        redacted here, so no caller can put one into the log (issue 15 item 9)."""
+              person_id: str | None, status: int, subjects: Iterable[str] = ()) -> int:
+        """Write one audit row, and one ``audit_subjects`` row for each person in ``subjects`` (the
+        persons a list showed), in one transaction; returns the row's id.  Credentials in the query
+        and national ID numbers anywhere are redacted here, so no caller can put one into the log
+        (issue 15 item 9)."""
         self.migrate()
         principal = principal or ANONYMOUS
         with self.engine.begin() as conn:
-            conn.execute(insert(audit_log).values(
+            audit_id = int(conn.execute(insert(audit_log).values(
                 at=datetime.now(UTC).isoformat(timespec="milliseconds"), token_name=principal.name,
                 role=principal.role, method=method, path=mask_ids(path)[:512], query=safe_query(query),
-                person_id=safe_person_id(person_id), status=int(status)))
+                person_id=safe_person_id(person_id), status=int(status))).inserted_primary_key[0])
+            self._insert_subjects(conn, audit_id, subjects)
+        return audit_id
+
+    def add_audit_subjects(self, audit_id: int, person_ids: Iterable[str]) -> None:
+        """Name more persons under an audit row already written: a stream's frames go out after its
+        row (written when the response starts), and each frame's persons are written before it."""
+        with self.engine.begin() as conn:
+            self._insert_subjects(conn, audit_id, person_ids)
+
+    @staticmethod
+    def _insert_subjects(conn: Any, audit_id: int, person_ids: Iterable[str]) -> None:
+        named = {safe_person_id(p) for p in person_ids if p}
+        if named:
+            conn.execute(insert(audit_subjects), [{"audit_id": audit_id, "person_id": p} for p in sorted(named)])
 
     def audit_rows(self, *, token_name: str | None = None, person_id: str | None = None,
                    limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """Audit rows, newest first; with ``person_id``, every row that named the person or showed
+        them in a list or a stream.  ``persons_listed``: how many persons a row's list showed."""
         self.migrate()
         conds = []
         if token_name is not None:
             conds.append(audit_log.c.token_name == token_name)
         if person_id is not None:
-            conds.append(audit_log.c.person_id == person_id)
+            listed = select(audit_subjects.c.audit_id).where(audit_subjects.c.person_id == person_id)
+            conds.append(or_(audit_log.c.person_id == person_id, audit_log.c.id.in_(listed)))
+        persons_listed = (select(func.count()).select_from(audit_subjects)
+                          .where(audit_subjects.c.audit_id == audit_log.c.id).scalar_subquery())
         with self.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(audit_log).where(*conds)).scalar_one()
-            rows = conn.execute(select(audit_log).where(*conds).order_by(audit_log.c.id.desc())
-                                .limit(limit).offset(offset)).all()
+            rows = conn.execute(select(audit_log, persons_listed.label("persons_listed")).where(*conds)
+                                .order_by(audit_log.c.id.desc()).limit(limit).offset(offset)).all()
         return {"total": int(total), "items": [dict(r._mapping) for r in rows]}
 
 
@@ -368,7 +404,7 @@ def bearer_token(header: str | None) -> str | None:
 
 
 __all__ = [
-    "ANONYMOUS", "ROLES", "Principal", "TokenError", "TokenStore", "api_tokens", "audit_log",
+    "ANONYMOUS", "ROLES", "Principal", "TokenError", "TokenStore", "api_tokens", "audit_log", "audit_subjects",
     "bearer_token", "ensure_admin_token", "hash_token", "is_credential", "new_token", "parse_towns",
     "safe_person_id", "safe_query",
 ]

@@ -9,6 +9,7 @@ Also here: the person-level town check every route uses (``require_person``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -74,6 +75,14 @@ def audit_person(request: Request, person_id: str) -> None:
         audit["person_id"] = person_id
 
 
+def audit_listed(request: Request, person_ids: Iterable[str]) -> None:
+    """Name every person a list showed in its audit row (``audit_subjects``): a subject-access
+    request asks the audit log by person, and a list names nobody in its URL."""
+    audit = request.scope.get(AUDIT_KEY)
+    if audit is not None:
+        audit.setdefault("subjects", set()).update(person_ids)
+
+
 ID_AS_PERSON = ("must be the pseudonymous person id, not a national ID number: find a person by ID number with POST "
                 "/api/persons/lookup (the number then never appears in a URL or a log)")
 
@@ -115,6 +124,6 @@ def require_person(principal: Principal, store: Any, person_id: str) -> None:
         raise Problem(403, "the person is outside the towns of this token")
 
 
-__all__ = ["AUDIT_KEY", "BEARER", "PRINCIPAL_KEY", "Caller", "audit_person", "authorize", "not_an_id_number",
+__all__ = ["AUDIT_KEY", "BEARER", "PRINCIPAL_KEY", "Caller", "audit_listed", "audit_person", "authorize", "not_an_id_number",
            "towns_asked",
            "person_town", "require_admin_for_snapshot", "require_person"]

@@ -296,6 +296,8 @@ class AuditRow(BaseModel):
     query: str | None
     person_id: str | None
     status: int
+    persons_listed: int = Field(description="how many persons the answer listed (a list of alerts or warnings, "
+                                            "a stream); find them with ?person_id=")
 
 
 class Audit(BaseModel):

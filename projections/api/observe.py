@@ -1,7 +1,9 @@
 """Metrics for every request and an audit row for every person-level or admin request.
 
 The audit row is written before the response starts: if it cannot be written the caller gets a
-500 instead of unaudited person data.  What goes into the row is redacted by
+500 instead of unaudited person data.  The persons a list showed (``guard.audit_listed``) are
+written with it; a stream names the persons of each frame under the row's id (``audit["id"]``)
+before it sends the frame.  What goes into the row is redacted by
 ``TokenStore.audit`` (credentials in the query, national ID numbers anywhere).
 """
 
@@ -37,8 +39,9 @@ class ObserveMiddleware:
         person_id = audit.get("person_id") or (scope.get("path_params") or {}).get("person_id")
         if person_id is None and query:
             person_id = (parse_qs(query).get("person_id") or [None])[0]
-        self.tokens.audit(principal=audit["principal"], method=scope["method"], path=scope["path"],
-                          query=query, person_id=person_id, status=status)
+        audit["id"] = self.tokens.audit(principal=audit["principal"], method=scope["method"], path=scope["path"],
+                                        query=query, person_id=person_id, status=status,
+                                        subjects=audit.get("subjects", ()))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -104,8 +104,9 @@ def test_restore_into_postgresql_key_store_and_read_models(stack: TestStack, tmp
     tokens.migrate()
     token = tokens.create("auditor", "admin")
     principal = tokens.verify(token)
-    for path in ("/api/alerts", "/api/persons/x"):
-        tokens.audit(principal=principal, method="GET", path=path, query=None, person_id=None, status=200)
+    tokens.audit(principal=principal, method="GET", path="/api/alerts", query=None, person_id=None, status=200,
+                 subjects=["p-listed-1", "p-listed-2"])  # the persons the list showed
+    tokens.audit(principal=principal, method="GET", path="/api/persons/x", query=None, person_id="x", status=200)
     original = _build(source, "pg-source", len(events))
     dest = tmp_path / "backup"
     backup(source, dest, include_secrets=True, progress=False, out=io.StringIO())
@@ -123,6 +124,9 @@ def test_restore_into_postgresql_key_store_and_read_models(stack: TestStack, tmp
     target_tokens.audit(principal=principal, method="GET", path="/api/audit", query=None, person_id=None, status=200)
     assert [row["path"] for row in target_tokens.audit_rows()["items"]][:3] == ["/api/audit", "/api/persons/x",
                                                                                 "/api/alerts"]
+    # a subject-access request still finds the list that showed the person
+    listed = target_tokens.audit_rows(person_id="p-listed-2")["items"]
+    assert [(row["path"], row["persons_listed"]) for row in listed] == [("/api/alerts", 2)]
 
 
 def _other_district(event: dict) -> dict:

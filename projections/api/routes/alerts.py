@@ -23,6 +23,7 @@ from projections.api.auth import Principal
 from projections.api.context import Api
 from projections.api.guard import (
     Caller,
+    audit_listed,
     audit_person,
     not_an_id_number,
     person_town,
@@ -44,6 +45,7 @@ AlertId = Annotated[str, Path(max_length=255, description="the alert_id")]
 def alerts(
     api: Api,
     caller: Caller,
+    request: Request,
     rule: Rule = None,
     person_id: PersonId = None,
     status: Annotated[Literal["open", "resolved"] | None, Query()] = None,
@@ -63,6 +65,7 @@ def alerts(
         require_person(caller, source, person_id)
     answer = source.alerts(rule=rule, person_id=person_id, status=status, towns=towns_asked(caller, town), limit=limit,
                            offset=offset, sort=sort, assigned_to=assigned_to, escalated=escalated, identity=True)
+    audit_listed(request, (item["person_id"] for item in answer["items"]))
     for item in answer["items"]:
         item.update(alert_reason(item, api.rules).as_fields())
     return answer

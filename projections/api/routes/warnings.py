@@ -20,6 +20,7 @@ from projections.api.alert_actions import record_snooze_event
 from projections.api.context import Api
 from projections.api.guard import (
     Caller,
+    audit_listed,
     audit_person,
     not_an_id_number,
     require_admin_for_snapshot,
@@ -52,6 +53,7 @@ MAX_SNOOZE_DAYS = 366
 def warnings(
     api: Api,
     caller: Caller,
+    request: Request,
     as_of: Annotated[AsOfDate | None, Query(description="default: today in Asia/Shanghai")] = None,
     rule: Rule = None,
     person_id: PersonId = None,
@@ -69,6 +71,7 @@ def warnings(
     when = as_of or today_shanghai()
     answer = source.warnings(when, rule=rule, person_id=person_id, towns=towns_asked(caller, town), limit=limit,
                              offset=offset, snoozed_too=snoozed, identity=True)
+    audit_listed(request, (item["person_id"] for item in answer["items"]))
     for item in answer["items"]:
         item.update(warning_reason(item, api.rules).as_fields())
     return {"as_of": when.isoformat(), **answer}
