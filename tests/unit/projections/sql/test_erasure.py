@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from processors.domain.model import Consumed
 from processors.domain.rules_config import default_rules
+from projections.api.auth import TokenStore
 from projections.sql import tables as t
 from projections.sql.store import SqlStore
 from tests.unit.projections.gen import Gen, batches, to_records
@@ -49,4 +50,29 @@ def test_a_change_after_a_forget_gets_a_seq_above_every_seq_seen_before(tmp_path
         after = store.outbox_after(seen, 500)
         assert after and all("ev-new-hazard" in r["message"]["event_ids"] for r in after)
     finally:
+        store.close()
+
+
+def test_a_forget_keeps_the_audit_log_of_who_read_the_person(tmp_path: Path) -> None:
+    """The audit rows say who read the person's data (not the data): the record of processing
+    survives the erasure, under the pseudonymous id (docs/privacy.md, "What still counts")."""
+    url = f"sqlite:///{tmp_path / 'p.sqlite3'}"
+    store = SqlStore(url, default_rules())
+    store.migrate()
+    tokens = TokenStore(url)
+    try:
+        events = Gen(seed=6, persons=20).stream(200)
+        store.apply_batch(to_records(events))
+        person = next(e["person_id"] for e in events if e["person_id"])
+        tokens.audit(principal=None, method="GET", path=f"/api/persons/{person}/record", query=None,
+                     person_id=person, status=200)
+        tokens.audit(principal=None, method="GET", path="/api/alerts", query=None, person_id=None, status=200,
+                     subjects=[person, "someone-else"])
+
+        store.forget(person, "tomb-2")
+
+        assert [row["path"] for row in tokens.audit_rows(person_id=person)["items"]] == [
+            "/api/alerts", f"/api/persons/{person}/record"]
+    finally:
+        tokens.close()
         store.close()
