@@ -875,6 +875,12 @@ def test_phone_without_cjk_fonts_fits_the_screen_and_draws_chinese(served: Serve
         page.evaluate("location.hash = '#/warnings'")
         page.wait_for_selector("#warnings-list .qitem[data-warning-id] .person-name")
         assert_fits(page, PHONE["width"], "the warnings queue")
+        # an admin's person page on a phone, with who has read the person
+        page.click("#warnings-list .qitem[data-warning-id] a.person-name")
+        page.wait_for_selector('#person-reads .reads li[data-path="/api/warnings"]')
+        assert_fits(page, PHONE["width"], "the person page and who read it")
+        page.locator("#person-reads").scroll_into_view_if_needed()
+        screenshot(page, "dashboard-person-reads-phone.png")
         assert not errors, errors
     finally:
         context.close()
@@ -910,6 +916,12 @@ def test_desk_layout_fits_1440_on_every_view(served: Served, page: Any) -> None:
     page.wait_for_function(f"location.hash === {json.dumps(first)}")
     page.wait_for_selector("#person-profile .profile-name")
     page.wait_for_selector("#person-warnings .qitem[data-rule='need_unmet']")
+    # an admin sees who has read the person: this page, and the list of warnings that showed them
+    person_id = first.rsplit("/", 1)[-1]
+    page.wait_for_selector(f'#person-reads .reads li[data-path="/api/persons/{person_id}/record"]')
+    reads = page.eval_on_selector_all("#person-reads .reads li", "items => items.map(i => [i.dataset.path, i.innerText])")
+    listed = [text for path, text in reads if path == "/api/warnings"]
+    assert listed and "需求预警列表中出现" in listed[0] and "browser-test" in listed[0], reads
     assert_fits(page, DESK["width"], "the person page")
     screenshot(page, "dashboard-person-desk.png", full_page=True)
 

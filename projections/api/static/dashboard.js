@@ -109,7 +109,7 @@ function parseRoute() {
     S.warnList = null; S.dirtyWarn = true; S.lastQueue = location.hash;
   } else if (view === "person") {
     const id = parts.slice(1).join("/");
-    if (id !== S.personId) { S.person = null; S.personError = null; S.personAll = false; }
+    if (id !== S.personId) { S.person = null; S.personError = null; S.personAll = false; S.personReads = null; }
     S.personId = id; S.dirtyPerson = true;
   } else {
     S.dirtyAgg = true;
@@ -301,7 +301,7 @@ function setToken(token) {
   try { if (token) localStorage.setItem(LS_TOKEN, token); else localStorage.removeItem(LS_TOKEN); } catch (e) { /* ignore */ }
   $("token-input").value = "";
   S.seenAlerts = null; S.alertsKey = ""; S.aq.offset = 0; S.wq.offset = 0;
-  S.alertSummary = null; S.alertMatrix = null; S.alertList = null; S.warnSummary = null; S.warnList = null; S.person = null;
+  S.alertSummary = null; S.alertMatrix = null; S.alertList = null; S.warnSummary = null; S.warnList = null; S.person = null; S.personReads = null;
   S.dirtyAlerts = true; S.dirtyWarn = true; S.dirtyAgg = true; S.dirtyPerson = true;
   if (S.sseCtrl) S.sseCtrl.abort();
   S.me = null;
@@ -315,6 +315,7 @@ async function loadMe() {
   try {
     S.me = await api("/api/me", { auth: true });
     if (!S.me.person_level) S.tokenState = "forbidden";
+    if (S.me.role === "admin" && S.view === "person" && !S.personReads) S.dirtyPerson = true;  // who read it: admins
   } catch (err) {
     if (!authFailure(err)) S.me = null;
   }

@@ -38,7 +38,7 @@ export const S = {
   wq: { rule: "", town: "", snoozed: false, offset: 0, asOf: "" },
   warnSummary: null, warnList: null,
   // the person page
-  personId: "", person: null, personError: null, personAll: false,
+  personId: "", person: null, personError: null, personAll: false, personReads: null,
   lastQueue: "", tokenEditing: false,
   seenAlerts: null, freshAlerts: new Set(), kpiPrev: {}, kpiPeriod: "",
   fingerprint: "", lastAgg: 0, lastAlerts: 0, lastWarn: 0, lastOk: 0, lastPeriods: 0,

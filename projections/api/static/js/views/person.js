@@ -7,6 +7,10 @@
  * audits the read; it is asked when the page opens, after an action, and when the stream says
  * something changed for this person - not on a timer.
  * The ID number of a lookup goes in a POST body only: never in the address, storage or a log.
+ *
+ * Admins also see who has read this person's data (/api/audit?person_id=, itself audited): the
+ * page, lookups, actions, and every list and stream that showed the person - what the federation
+ * answers a person who asks "who has looked at my record?".
  */
 import {
   $, S, api, app, fmtInt, fmtTime, fmtYuan, h, name, t, toast, todayShanghai, townName,
@@ -15,6 +19,7 @@ import { lockedText } from "./alerts.js";
 import { alertItem, warningItem } from "./items.js";
 
 const TIMELINE_FIRST = 30;
+const READS_SHOWN = 20;
 const ID_NUMBER = /^[0-9]{17}[0-9Xx]$/;
 
 export async function loadPerson() {
@@ -24,13 +29,24 @@ export async function loadPerson() {
   try {
     const record = await api(`/api/persons/${encodeURIComponent(id)}/record`, { auth: true });
     if (id !== S.personId) return;  // another person opened meanwhile
-    S.person = record; S.personError = null;
+    const reads = S.me && S.me.role === "admin" ? await readsOf(id) : null;
+    if (id !== S.personId) return;
+    S.person = record; S.personError = null; S.personReads = reads;
   } catch (err) {
     if (id !== S.personId) return;
     if (err.status === 401) S.tokenState = "invalid";
-    S.person = null; S.personError = err.status || 0;
+    S.person = null; S.personError = err.status || 0; S.personReads = null;
   }
   renderPerson();
+}
+
+async function readsOf(id) {
+  try {
+    return await api(`/api/audit?person_id=${encodeURIComponent(id)}&limit=${READS_SHOWN}`, { auth: true });
+  } catch (err) {
+    console.warn("audit", err);
+    return null;  // the page still shows the person; the section is left out
+  }
 }
 
 export function renderPerson() {
@@ -59,7 +75,8 @@ export function renderPerson() {
       rec.warnings.map((w) => warningItem(who(w), rec.as_of, reload, { person: false })), t("person_none_warnings")),
     section("person-handled", t("person_handled"), rec.handled_alerts.length,
       rec.handled_alerts.map(handled), t("person_none_handled")),
-    timeline(rec.events, rec.person && rec.person.town));
+    timeline(rec.events, rec.person && rec.person.town),
+    S.personReads ? reads(S.personReads) : null);
 }
 
 function section(id, title, n, children, empty) {
@@ -173,6 +190,44 @@ function timeline(events, home) {
         e.town && e.town !== home ? h("span", { class: "muted", text: ` · ${townName(e.town)}` }) : null)))),
     newest.length > shown.length ? h("button", { type: "button", class: "btn small ghost more", text: t("timeline_more", { n: fmtInt(newest.length) }),
       onclick: () => { S.personAll = true; renderPerson(); } }) : null);
+}
+
+// ------------------------------------------------------------------ who read this person (admins)
+function reads(answer) {
+  return h("section", { class: "card", id: "person-reads" },
+    h("div", { class: "card-head" },
+      h("div", {}, h("h2", {}, t("person_reads"), h("span", { class: "count", text: fmtInt(answer.total) })),
+        h("div", { class: "card-sub", text: t("person_reads_sub") }))),
+    answer.items.length ? h("ol", { class: "reads" }, ...answer.items.map(readItem))
+      : h("div", { class: "locked empty", text: t("person_reads_none") }),
+    answer.total > answer.items.length
+      ? h("div", { class: "card-sub more", text: t("person_reads_more", { n: fmtInt(answer.items.length), total: fmtInt(answer.total) }) })
+      : null);
+}
+
+function readWhat(row) {
+  const path = row.path;
+  if (row.method === "CLI") return path;
+  if (path.endsWith("/record")) return t("read_record");
+  if (path.endsWith("/timeline")) return t("read_timeline");
+  if (path === "/api/alerts/stream") return t("read_stream");
+  if (path === "/api/alerts") return t("read_alerts");
+  if (path === "/api/warnings") return t("read_warnings");
+  if (path === "/api/persons/lookup") return t("read_lookup");
+  if (path === "/api/audit") return t("read_audit");
+  if (/^\/api\/alerts\/[^/]+\/(acknowledge|resolve|assign)$/.test(path)) return t("read_alert_action");
+  if (path.endsWith("/snooze")) return t("read_snooze");
+  return path;
+}
+
+function readItem(row) {
+  const who = row.token_name ? `${row.token_name} · ${t("role_" + row.role)}` : t("read_anonymous");
+  return h("li", { "data-path": row.path, "data-status": row.status, class: row.status >= 400 ? "refused" : "" },
+    h("span", { class: "h-time", text: fmtTime(row.at) }),
+    h("span", { class: "r-who", text: who }),
+    h("span", { class: "r-what" }, readWhat(row),
+      row.persons_listed > 1 ? h("span", { class: "muted", text: ` · ${t("read_listed", { n: fmtInt(row.persons_listed) })}` }) : null,
+      row.status >= 400 ? h("span", { class: "pill st-open", text: t("read_refused", { s: row.status }) }) : null));
 }
 
 // ------------------------------------------------------------------ the lookup box
