@@ -32,14 +32,9 @@ from urllib.parse import parse_qsl, quote
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Column,
-    Index,
-    Integer,
-    MetaData,
     String,
     Table,
-    Text,
     create_engine,
     func,
     insert,
@@ -53,7 +48,8 @@ from sqlalchemy.pool import StaticPool
 from careledger.secret_files import create_secret_file
 from careledger.settings import Settings
 from projections.api_migrations import upgrade as upgrade_api_tables
-from schemas.idnumber import MASK, contains_id_number, mask_ids
+from projections.audit_tables import audit_log, audit_subjects, metadata, safe_person_id
+from schemas.idnumber import mask_ids
 
 ROLES = ("viewer", "caseworker", "admin")
 TOKEN_PREFIX = "cl_"
@@ -67,8 +63,6 @@ CREDENTIAL_PARAMS = frozenset({
 #: values that are credentials whatever parameter carries them (API tokens, webhook secrets)
 CREDENTIAL_VALUE = re.compile(r"(?i)^(bearer\s+|cl_|whsec_)")
 
-metadata = MetaData()
-
 api_tokens = Table(
     "api_tokens",
     metadata,
@@ -78,31 +72,6 @@ api_tokens = Table(
     Column("towns", JSON, nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("revoked_at", String(40), nullable=True),
-)
-
-audit_log = Table(
-    "audit_log",
-    metadata,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
-    Column("at", String(40), nullable=False, index=True),
-    Column("token_name", String(128), nullable=True),
-    Column("role", String(16), nullable=True),
-    Column("method", String(8), nullable=False),
-    Column("path", String(512), nullable=False),
-    Column("query", Text, nullable=True),
-    Column("person_id", String(128), nullable=True, index=True),
-    Column("status", Integer, nullable=False),
-)
-
-
-#: the persons a list or a stream showed, one row each under the request's audit row: a list names
-#: many persons and the URL none of them (``audit_log.person_id`` is the one a URL or an action named)
-audit_subjects = Table(
-    "audit_subjects",
-    metadata,
-    Column("person_id", String(128), primary_key=True),
-    Column("audit_id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
-    Index("ix_audit_subjects_audit_id", "audit_id"),
 )
 
 
@@ -384,13 +353,6 @@ def safe_query(query: str | None) -> str | None:
         shown = REDACTED if is_credential(name, value) else mask_ids(value)
         out.append(f"{quote(mask_ids(name), safe='')}={quote(shown, safe='[]-')}")
     return "&".join(out)
-
-
-def safe_person_id(person_id: str | None) -> str | None:
-    """A person id fit for the audit log: one that is (or holds) a national ID number is masked."""
-    if person_id is None:
-        return None
-    return MASK if contains_id_number(person_id) else mask_ids(person_id)
 
 
 def bearer_token(header: str | None) -> str | None:

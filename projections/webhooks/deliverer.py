@@ -45,7 +45,7 @@ from careledger.settings import Settings
 from projections.webhook_store import WebhookStore
 from projections.webhooks import metrics
 from projections.webhooks.poster import Attempt, Poster
-from projections.webhooks.queue import DeliveryQueue, Outcome
+from projections.webhooks.queue import DeliveryQueue, Disclosure, Outcome
 from projections.webhooks.signing import RetryPolicy, delivery_id
 
 log = logging.getLogger("careledger.webhooks")
@@ -283,13 +283,15 @@ class SubscriptionWorker(threading.Thread):
             self._gave_up(delivery, "older than the maximum age")
             return Outcome(delivery["delivery_id"], None, "gave up: older than the maximum age "
                            f"({self.policy.max_age_s:.0f}s) without a 2xx answer")
+        posted = Disclosure(sid, _person_of(delivery["body"]))  # audited with the outcome, whatever the answer
         started = time.perf_counter()
         result = poster.post(self.sub.url, self.sub.subscription_id, self.sub.secret, delivery)
         metrics.ATTEMPT_SECONDS.labels(sid).observe(time.perf_counter() - started)
         self.stats.attempts += 1
         if result.ok:
             metrics.ATTEMPTS.labels(sid, "delivered").inc()
-            return Outcome(delivery["delivery_id"], result.status or 200, lease_until=delivery.get("lease_until"))
+            return Outcome(delivery["delivery_id"], result.status or 200, lease_until=delivery.get("lease_until"),
+                           posted=posted)
         self.stats.failures += 1
         attempt = int(delivery["attempts"]) + 1
         later = datetime.now(UTC) + timedelta(seconds=self.policy.delay(attempt))
@@ -298,11 +300,22 @@ class SubscriptionWorker(threading.Thread):
         if gives_up:
             self.stats.given_up += 1
             self._gave_up(delivery, result.error or "failed")
-        return Outcome(delivery["delivery_id"], result.status, result.error or "failed", None if gives_up else later)
+        return Outcome(delivery["delivery_id"], result.status, result.error or "failed", None if gives_up else later,
+                       posted=posted)
 
     def _gave_up(self, delivery: dict[str, Any], why: str) -> None:
         log.warning("webhook %s: delivery %s of %s given up: %s", self.sub.subscription_id, delivery["delivery_id"],
                     delivery["alert_id"], why, extra={"trace_id": tracing.trace_id(delivery.get("traceparent"))})
+
+
+def _person_of(body: str) -> str | None:
+    """The person a delivery's body (an alert or warning message) is about."""
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    person = message.get("person_id") if isinstance(message, dict) else None
+    return person if isinstance(person, str) else None
 
 
 @dataclass

@@ -18,6 +18,12 @@ that claim (a read before each POST): a cancel after the claim stops the rest of
 
 Enqueueing is ``INSERT ... ON CONFLICT DO NOTHING`` on ``delivery_id``: a Kafka redelivery of the
 same alert change (same ``outbox_seq``) cannot create a second delivery.
+
+Every POST discloses a person's data to the subscriber, whatever its answer: :meth:`DeliveryQueue.record`
+writes one audit row per POST (``projections/audit_tables.py``: ``webhook:<subscription>``, role
+``subscriber``, the HTTP status or 0 for no answer) in the transaction that records its outcome.
+A crash between a POST and that write leaves the row pending: it is sent again and that POST is
+audited.
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy import and_, func, insert, literal, or_, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
 
 from projections.api_migrations import upgrade as upgrade_api_tables
+from projections.audit_tables import NO_ANSWER, SUBSCRIBER, audit_log, safe_person_id
 from projections.webhook_store import utc_text, webhook_deliveries
 from schemas.jsontext import dumps_compact
 
@@ -49,6 +56,23 @@ class Outcome:
     error: str | None = None
     retry_at: datetime | None = None
     lease_until: str | None = None
+    posted: Disclosure | None = None  # set when a POST was made: what it disclosed, to whom
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    """Whose data a POST sent to which subscription (the audit row of the attempt)."""
+
+    subscription_id: str
+    person_id: str | None
+
+
+def _audit_rows(outcomes: Sequence[Outcome], at: str) -> list[dict[str, Any]]:
+    return [{"at": at, "token_name": f"webhook:{o.posted.subscription_id}", "role": SUBSCRIBER, "method": "POST",
+             "path": f"/api/webhooks/{o.posted.subscription_id}", "query": f"delivery_id={o.delivery_id}",
+             "person_id": safe_person_id(o.posted.person_id),
+             "status": o.http_status if o.http_status is not None else NO_ANSWER}
+            for o in outcomes if o.posted is not None and o.posted.person_id]
 
 
 def _insert_ignore(dialect: str) -> Any:
@@ -149,12 +173,16 @@ class DeliveryQueue:
         claimed batch at once: one write per batch, not per POST, so a busy read model's writer
         does not make each delivery wait for the lock).  Only rows still ``pending`` change - and a
         2xx of a row cancelled during its POST, still leased by the outcome's ``lease_until``.
+        Every POST among them is audited in the same transaction (module docstring).
         Returns the ids newly marked delivered."""
         if not outcomes:
             return set()
         at = utc_text(now)
         done: set[str] = set()
+        audit = _audit_rows(outcomes, (now or datetime.now(UTC)).isoformat(timespec="milliseconds"))
         with self._write() as conn, conn.begin():
+            if audit:
+                conn.execute(insert(audit_log), audit)
             for o in outcomes:
                 values: dict[str, Any] = {"attempts": D.c.attempts + 1, "last_status": o.http_status,
                                           "lease_until": None}

@@ -1,4 +1,7 @@
-"""``GET /api/audit`` (policy ``admin``): who read which person-level data, newest first."""
+"""``GET /api/audit`` (policy ``admin``): who read or received which person-level data, newest first.
+
+Rows are API requests (person-level and admin routes) and webhook POSTs (role ``subscriber``);
+``?person_id=`` finds every row that named the person or showed them in a list or a stream."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from projections.api.params import Limit, Offset, PersonId
 router = APIRouter(tags=["admin"])
 
 
-@router.get("/api/audit", summary="Who read which person-level data", response_model=Audit)
+@router.get("/api/audit", summary="Who read or received which person-level data", response_model=Audit)
 def audit(
     api: Api,
     caller: Caller,

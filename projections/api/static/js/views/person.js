@@ -207,6 +207,7 @@ function reads(answer) {
 
 function readWhat(row) {
   const path = row.path;
+  if (row.role === "subscriber") return t("read_webhook");
   if (row.method === "CLI") return path;
   if (path.endsWith("/record")) return t("read_record");
   if (path.endsWith("/timeline")) return t("read_timeline");
@@ -222,12 +223,16 @@ function readWhat(row) {
 
 function readItem(row) {
   const who = row.token_name ? `${row.token_name} · ${t("role_" + row.role)}` : t("read_anonymous");
-  return h("li", { "data-path": row.path, "data-status": row.status, class: row.status >= 400 ? "refused" : "" },
+  // a webhook POST discloses whatever the subscriber answered; a read we refused disclosed nothing
+  const pushed = row.role === "subscriber";
+  const note = pushed ? (row.status >= 200 && row.status < 300 ? null : row.status ? t("read_answered", { s: row.status }) : t("read_no_answer"))
+    : row.status >= 400 ? t("read_refused", { s: row.status }) : null;
+  return h("li", { "data-path": row.path, "data-status": row.status, "data-role": row.role || "", class: !pushed && row.status >= 400 ? "refused" : "" },
     h("span", { class: "h-time", text: fmtTime(row.at) }),
     h("span", { class: "r-who", text: who }),
     h("span", { class: "r-what" }, readWhat(row),
       row.persons_listed > 1 ? h("span", { class: "muted", text: ` · ${t("read_listed", { n: fmtInt(row.persons_listed) })}` }) : null,
-      row.status >= 400 ? h("span", { class: "pill st-open", text: t("read_refused", { s: row.status }) }) : null));
+      note ? h("span", { class: "pill " + (pushed ? "st-acknowledged" : "st-open"), text: note }) : null));
 }
 
 // ------------------------------------------------------------------ the lookup box
