@@ -6,8 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from careledger.settings import Settings
+
+if TYPE_CHECKING:  # the command line imports what a command needs when it runs (start-up time)
+    from projections.api.auth import TokenStore
+    from projections.export import SensitiveExportAudit
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -94,14 +100,22 @@ def _token_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sensitive_allowed(settings: Settings, args: argparse.Namespace) -> tuple[bool, str]:
-    """Whether this export may include sensitive fields, and the line that says so.  They are
-    left out unless asked for with an admin token (``--token-file``); the request is audited
-    whatever the answer, like a person-level read of the API."""
-    from projections.api.auth import TokenStore
+def _export_query(args: argparse.Namespace) -> str:
+    """What was asked, for the audit row: the format and the filter."""
+    pairs = [("format", args.format), ("include_sensitive", "1")]
+    pairs += [("type", t) for t in args.types or ()] + [("town", t) for t in args.towns or ()]
+    pairs += [(name, value) for name, value in (("from", args.date_from), ("to", args.date_to)) if value]
+    return urlencode(pairs)
+
+
+def _sensitive_allowed(tokens: TokenStore, args: argparse.Namespace) -> tuple[SensitiveExportAudit | None, str]:
+    """Whether this export may include sensitive fields (its audit when it may), and the line that
+    says so.  They are left out unless asked for with an admin token (``--token-file``); the request
+    is audited whatever the answer, like a person-level read of the API."""
+    from projections.export import SensitiveExportAudit
 
     if not args.include_sensitive:
-        return False, "sensitive fields left out (--include-sensitive with an admin --token-file to include them)"
+        return None, "sensitive fields left out (--include-sensitive with an admin --token-file to include them)"
     if args.token_file is None:
         raise ValueError("--include-sensitive needs --token-file PATH holding an admin token "
                          "(e.g. $CARELEDGER_HOME/admin-token)")
@@ -109,31 +123,31 @@ def _sensitive_allowed(settings: Settings, args: argparse.Namespace) -> tuple[bo
         token = args.token_file.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ValueError(f"--token-file: cannot read it ({exc.strerror})") from None
-    tokens = TokenStore.from_settings(settings)
-    try:
-        principal = tokens.verify(token) if token else None
-        allowed = principal is not None and principal.is_admin
-        tokens.audit(principal=principal, method="CLI", path="careledger export",
-                     query=f"format={args.format}&include_sensitive=1", person_id=None, status=200 if allowed else 403)
-    finally:
-        tokens.close()
+    principal = tokens.verify(token) if token else None
+    allowed = principal is not None and principal.is_admin
+    audit_id = tokens.audit(principal=principal, method="CLI", path="careledger export", query=_export_query(args),
+                            person_id=None, status=200 if allowed else 403)
     if not allowed:
         raise ValueError("--include-sensitive: the token is not an active admin token")
-    return True, f"sensitive fields included (admin token {principal.name!r}; audited)"
+    return SensitiveExportAudit(tokens, audit_id), f"sensitive fields included (admin token {principal.name!r}; audited)"
 
 
 def _export(args: argparse.Namespace) -> int:
+    from projections.api.auth import TokenStore
     from projections.export import ExportFilter, export
 
     settings = Settings.from_env()
+    tokens = TokenStore.from_settings(settings)
     try:
-        include, said = _sensitive_allowed(settings, args)
+        audit, said = _sensitive_allowed(tokens, args)
         flt = ExportFilter.build(types=args.types, date_from=args.date_from, date_to=args.date_to, towns=args.towns)
         result = export(settings, args.format, args.out, flt, progress=not args.no_progress,
-                        include_sensitive=include)
+                        include_sensitive=audit is not None, before_write=audit)
     except ValueError as exc:
         print(f"careledger export: {exc}", file=sys.stderr)
         return 2
+    finally:
+        tokens.close()
     print(f"exported {result['rows']} events to {result['out']} ({result['read']} read, "
           f"{result['poison']} poison skipped, {result['skipped']} not exportable skipped)")
     for event_type, rows in sorted(result.get("by_type", {}).items()):

@@ -34,11 +34,11 @@ import os
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from careledger.settings import Settings
 from schemas import enums
@@ -52,6 +52,8 @@ COLUMNS = ("event_id", "type", "version", "occurred_at", "date", "person_id", "t
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 MAX_SKIPS_KEPT = 100  # skipped records listed in the result and the manifest (all are counted)
 ROWS_PER_WRITE = 10_000
+BeforeWrite = Callable[[list[Any]], None]
+"""Called with each batch of ``Consumed`` before it is written."""
 
 
 def escape_cell(value: Any) -> Any:
@@ -100,6 +102,43 @@ def _without_sensitive(event: dict[str, Any]) -> dict[str, Any]:
     payload = event.get("payload") or {}
     hidden = sensitive_fields(event["type"])
     return {k: v for k, v in payload.items() if k not in hidden}
+
+
+def persons_with_sensitive_fields(batch: Iterable[Any]) -> set[str]:
+    """The persons whose sensitive fields (schemas/privacy.py) a batch of ``Consumed`` holds: what an
+    export that includes them discloses, person by person (an erased person's events hold none)."""
+    persons: set[str] = set()
+    for rec in batch:
+        event = rec.event
+        if event is None or event.get("erased") or not event.get("person_id"):
+            continue
+        hidden = sensitive_fields(event["type"])
+        if hidden and any(name in hidden for name in event.get("payload") or {}):
+            persons.add(event["person_id"])
+    return persons
+
+
+class AuditLog(Protocol):
+    """What the audit of an export needs of the API's audit log (``TokenStore``)."""
+
+    def add_audit_subjects(self, audit_id: int, person_ids: Iterable[str]) -> None: ...
+
+
+class SensitiveExportAudit:
+    """``before_write`` of an export that includes sensitive fields: names each person whose
+    sensitive fields a batch holds under the command's audit row before the batch is written
+    (``audit_subjects``, like the persons of an API list), each person once."""
+
+    def __init__(self, log: AuditLog, audit_id: int) -> None:
+        self.log = log
+        self.audit_id = audit_id
+        self.named: set[str] = set()
+
+    def __call__(self, batch: list[Any]) -> None:
+        persons = persons_with_sensitive_fields(batch) - self.named
+        if persons:
+            self.log.add_audit_subjects(self.audit_id, persons)
+            self.named |= persons
 
 
 def export_row(event: dict[str, Any], day: str, partition: int, offset: int, *,
@@ -195,10 +234,13 @@ class Skips:
 
 
 def iter_events(settings: Settings, flt: ExportFilter, progress: bool = False,
-                stats: dict[str, int] | None = None, skips: Skips | None = None) -> Iterator[list[Any]]:
+                stats: dict[str, int] | None = None, skips: Skips | None = None,
+                before_write: BeforeWrite | None = None) -> Iterator[list[Any]]:
     """Batches of ``Consumed`` from the whole log (snapshot of its end at the start); events not
     matching ``flt`` come as ``event=None`` so positions stay complete.  An event whose date
-    cannot even be computed is skipped (``skips``) and comes as None too."""
+    cannot even be computed is skipped (``skips``) and comes as None too.  ``before_write(batch)``
+    runs before a batch is handed on (the audit of whose data an export holds); if it raises,
+    the batch is not written."""
     from tqdm import tqdm
 
     from processors.domain.model import Consumed
@@ -229,6 +271,8 @@ def iter_events(settings: Settings, flt: ExportFilter, progress: bool = False,
                         event = None
                 batch.append(Consumed(rec.partition, rec.offset, event))
             bar.update(len(chunk))
+            if before_write is not None:
+                before_write(batch)
             yield batch
     finally:
         bar.close()
@@ -253,14 +297,14 @@ def _private_file(path: Path) -> Any:
 
 
 def _export_csv(settings: Settings, flt: ExportFilter, path: Path, progress: bool, stats: dict[str, int],
-                skips: Skips, include_sensitive: bool) -> int:
+                skips: Skips, include_sensitive: bool, before_write: BeforeWrite | None) -> int:
     _private_dir(path.parent)
     tmp = path.with_name(path.name + ".partial")
     rows = 0
     with _private_file(tmp) as fh:
         writer = csv.writer(fh)
         writer.writerow(COLUMNS)
-        for batch in iter_events(settings, flt, progress, stats, skips):
+        for batch in iter_events(settings, flt, progress, stats, skips, before_write):
             for r in batch:
                 if r.event is None:
                     continue
@@ -277,7 +321,7 @@ def _export_csv(settings: Settings, flt: ExportFilter, path: Path, progress: boo
 
 
 def _export_parquet(settings: Settings, flt: ExportFilter, out: Path, progress: bool, stats: dict[str, int],
-                    skips: Skips, include_sensitive: bool) -> dict[str, int]:
+                    skips: Skips, include_sensitive: bool, before_write: BeforeWrite | None) -> dict[str, int]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -316,7 +360,7 @@ def _export_parquet(settings: Settings, flt: ExportFilter, out: Path, progress: 
 
     columns = {t: columns_of(t, include_sensitive) for t in enums.EVENT_TYPES}
     try:
-        for batch in iter_events(settings, flt, progress, stats, skips):
+        for batch in iter_events(settings, flt, progress, stats, skips, before_write):
             for r in batch:
                 if r.event is None:
                     continue
@@ -367,9 +411,11 @@ def _swap_in(work: Path, out: Path) -> None:
 
 
 def export(settings: Settings, fmt: str, out: str, flt: ExportFilter | None = None,
-           progress: bool = False, *, include_sensitive: bool = False) -> dict[str, Any]:
+           progress: bool = False, *, include_sensitive: bool = False,
+           before_write: BeforeWrite | None = None) -> dict[str, Any]:
     """Export the log; returns ``rows``, ``out``, ``read``, ``poison``, ``skipped`` (and, for Parquet,
-    ``by_type``; ``skipped_records``: the first skipped positions with their reason)."""
+    ``by_type``; ``skipped_records``: the first skipped positions with their reason).
+    ``before_write``: see :func:`iter_events`."""
     flt = flt or ExportFilter()
     stats: dict[str, int] = {}
     skips = Skips()
@@ -380,17 +426,17 @@ def export(settings: Settings, fmt: str, out: str, flt: ExportFilter | None = No
         store = ClickHouseStore(out, projection="export", topic=settings.topics.events)
         try:
             store.migrate()
-            for batch in iter_events(settings, flt, progress, stats, skips):
+            for batch in iter_events(settings, flt, progress, stats, skips, before_write):
                 rows += store.apply_batch(batch)
         finally:
             store.close()
         return {"rows": rows, "out": out, "skipped": skips.count, "skipped_records": skips.listed, **stats}
     path = Path(out)
     if fmt == "csv":
-        rows = _export_csv(settings, flt, path, progress, stats, skips, include_sensitive)
+        rows = _export_csv(settings, flt, path, progress, stats, skips, include_sensitive, before_write)
         return {"rows": rows, "out": str(path), "skipped": skips.count, "skipped_records": skips.listed, **stats}
     if fmt == "parquet":
-        by_type = _export_parquet(settings, flt, path, progress, stats, skips, include_sensitive)
+        by_type = _export_parquet(settings, flt, path, progress, stats, skips, include_sensitive, before_write)
         return {"rows": sum(by_type.values()), "by_type": by_type, "out": str(path), "skipped": skips.count,
                 "skipped_records": skips.listed, **stats}
     raise ValueError(f"unknown format {fmt!r} (parquet, csv, clickhouse)")

@@ -119,7 +119,8 @@ def test_parquet_has_typed_columns_per_event_type(stack: TestStack) -> None:
 def test_sensitive_fields_need_an_admin_token_and_are_audited(stack: TestStack, capsys: pytest.CaptureFixture[str],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     settings = stack.fresh_settings()
-    publish(settings, list(generate(SimConfig(persons=60, seed=7))))
+    events = list(generate(SimConfig(persons=60, seed=7)))
+    publish(settings, events)
     for name, value in settings.to_env().items():
         monkeypatch.setenv(name, value)
     tokens = TokenStore.from_settings(settings)
@@ -136,9 +137,15 @@ def test_sensitive_fields_need_an_admin_token_and_are_audited(stack: TestStack, 
     columns = set(column_types(f"{settings.home}/a/person.registered.parquet"))
     assert {"birth_date", "category", "grade", "hardship"} <= columns
     audit = tokens.audit_rows()["items"]
-    tokens.close()
     assert [(r["token_name"], r["status"], r["path"]) for r in audit[:2]] == [
         ("exporter", 200, "careledger export"), ("looker", 403, "careledger export")]
+    assert audit[0]["query"] == "format=parquet&include_sensitive=1&type=person.registered"
+    # every person whose sensitive fields the export holds is audited under that person
+    registered = {e["person_id"] for e in events if e["type"] == "person.registered"}
+    assert audit[0]["persons_listed"] == len(registered) > 0
+    for person in sorted(registered)[:5]:
+        assert [r["path"] for r in tokens.audit_rows(person_id=person)["items"]] == ["careledger export"]
+    tokens.close()
 
 
 def test_a_record_that_cannot_be_exported_is_skipped_and_reported(stack: TestStack) -> None:

@@ -8,7 +8,15 @@ from datetime import UTC, date, datetime
 import pyarrow as pa
 import pytest
 
-from projections.export import arrow_schema, columns_of, export_row, typed_row
+from processors.domain.model import Consumed
+from projections.export import (
+    SensitiveExportAudit,
+    arrow_schema,
+    columns_of,
+    export_row,
+    persons_with_sensitive_fields,
+    typed_row,
+)
 from schemas import enums
 from schemas.catalogue import example, payload_fields
 from schemas.privacy import SENSITIVE_FIELDS
@@ -54,3 +62,34 @@ def test_csv_rows_leave_sensitive_fields_out_unless_asked() -> None:
     event = upcast(validate_event(example("visit.completed")).event)  # type: ignore[union-attr]
     assert '"hazards"' not in export_row(event, "2024-03-05", 0, 1)["payload"]
     assert '"hazards"' in export_row(event, "2024-03-05", 0, 1, include_sensitive=True)["payload"]
+
+
+def _event(type_: str, person: str | None, payload: dict, **extra: object) -> dict:
+    return {"event_id": f"{type_}-{person}", "type": type_, "person_id": person, "payload": payload, **extra}
+
+
+def test_an_export_names_the_persons_whose_sensitive_fields_it_holds() -> None:
+    batch = [Consumed(0, i, e) for i, e in enumerate([
+        _event("person.registered", "p-reg", {"category": "visual", "grade": 2, "birth_date": "1980-01-01"}),
+        _event("visit.completed", "p-visit", {"visit_kind": "home_visit", "hazards": []}),
+        _event("payment.disbursed", "p-paid", {"program": "living_subsidy", "amount_fen": 1, "period": "2024-01"}),
+        _event("person.profile_changed", "p-moved", {"village": "溪口社区"}),  # no sensitive field changed
+        _event("person.registered", "x-erased", {"category": "erased"}, erased=True),
+        _event("job.posted", None, {"employer": "e", "positions": 1}),
+    ])] + [Consumed(0, 9, None)]
+    assert persons_with_sensitive_fields(batch) == {"p-reg", "p-visit"}
+
+
+def test_the_audit_of_an_export_names_each_person_once_before_their_batch() -> None:
+    calls: list[tuple[int, set[str]]] = []
+
+    class Log:
+        def add_audit_subjects(self, audit_id: int, person_ids: object) -> None:
+            calls.append((audit_id, set(person_ids)))  # type: ignore[call-overload]
+
+    audit = SensitiveExportAudit(Log(), 7)
+    reg = _event("person.registered", "p1", {"category": "visual"})
+    audit([Consumed(0, 0, reg)])
+    audit([Consumed(0, 1, {**reg, "event_id": "again"}), Consumed(0, 2, _event("visit.completed", "p2", {"hazards": []}))])
+    audit([Consumed(0, 3, None)])
+    assert calls == [(7, {"p1"}), (7, {"p2"})]

@@ -208,7 +208,7 @@ function reads(answer) {
 function readWhat(row) {
   const path = row.path;
   if (row.role === "subscriber") return t("read_webhook");
-  if (row.method === "CLI") return path;
+  if (row.method === "CLI") return path === "careledger export" ? t("read_export") : path;
   if (path.endsWith("/record")) return t("read_record");
   if (path.endsWith("/timeline")) return t("read_timeline");
   if (path === "/api/alerts/stream") return t("read_stream");
