@@ -895,8 +895,8 @@ def test_desk_layout_fits_1440_on_every_view(served: Served, page: Any) -> None:
     page.wait_for_selector("#alerts-list .qitem[data-alert-id]")
     assert_fits(page, DESK["width"], "the alerts queue")
     assert page.locator("#alerts-list .qhead").is_visible()  # a table on a desk: its column titles
-    # an admin's cell of one town: the list is that town's, in the queue's order (read from the
-    # API's list, which has no town parameter, by the page itself)
+    # an admin's cell of one town: the list is that town's, in the queue's order (the API's list
+    # with town=)
     as_of = today()
     rows = served.store.warnings_summary(as_of)
     town = max((r for r in rows if r["rule"] == "need_unmet"), key=lambda r: r["due"])["town"]
