@@ -57,8 +57,9 @@ async def stream(url: str, token: str, arrivals: dict[str, list[float]], opened:
 
 def commit_change(db: sqlite3.Connection, i: int) -> tuple[str, float]:
     alert_id = f"Abench{i:06d}"
-    body = json.dumps({"alert_id": alert_id, "rule": "visit_hazard", "severity": "high", "town": TOWN,
-                       "status": "open"}, ensure_ascii=False)
+    # about a person, as every alert is: each stream names the person in the audit log before it sends the frame
+    body = json.dumps({"alert_id": alert_id, "rule": "visit_hazard", "severity": "high", "person_id": f"pbench{i:06d}",
+                       "town": TOWN, "status": "open"}, ensure_ascii=False)
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime())
     db.execute("INSERT INTO alert_outbox (alert_id, channel, body, created_at, sent_at) VALUES (?, 'alert', ?, ?, ?)",
                (alert_id, body, now, now))

@@ -9,6 +9,8 @@ other tables, under the API's Alembic history (``projections/api_migrations``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
 
 from schemas.idnumber import MASK, contains_id_number, mask_ids
@@ -53,4 +55,17 @@ def safe_person_id(person_id: str | None) -> str | None:
     return MASK if contains_id_number(person_id) else mask_ids(person_id)
 
 
-__all__ = ["NO_ANSWER", "SUBSCRIBER", "audit_log", "audit_subjects", "metadata", "safe_person_id"]
+class NamedOnce:
+    """The persons one audit row has not named yet: a stream or an export names the persons of
+    each frame or batch as it goes, each person once per row."""
+
+    def __init__(self) -> None:
+        self.named: set[str] = set()
+
+    def fresh(self, persons: Iterable[str | None]) -> set[str]:
+        new = {p for p in persons if p} - self.named
+        self.named |= new
+        return new
+
+
+__all__ = ["NO_ANSWER", "SUBSCRIBER", "NamedOnce", "audit_log", "audit_subjects", "metadata", "safe_person_id"]

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from careledger.settings import Settings
+from projections.audit_tables import NamedOnce
 from schemas import enums
 from schemas.catalogue import ENVELOPE, FieldSpec, payload_fields
 from schemas.models import parse_timestamp
@@ -132,13 +133,12 @@ class SensitiveExportAudit:
     def __init__(self, log: AuditLog, audit_id: int) -> None:
         self.log = log
         self.audit_id = audit_id
-        self.named: set[str] = set()
+        self.once = NamedOnce()
 
     def __call__(self, batch: list[Any]) -> None:
-        persons = persons_with_sensitive_fields(batch) - self.named
+        persons = self.once.fresh(persons_with_sensitive_fields(batch))
         if persons:
             self.log.add_audit_subjects(self.audit_id, persons)
-            self.named |= persons
 
 
 def export_row(event: dict[str, Any], day: str, partition: int, offset: int, *,

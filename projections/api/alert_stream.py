@@ -20,7 +20,7 @@ Filters, the same as a webhook subscription's: ``kind`` (alert / warning), ``rul
 (repeatable).  Towns are the persons' *current* towns.  Caseworkers only ever receive their own
 towns (the cursor still moves past the others, which they never see); admins receive all.  The
 request is audited when the stream opens, and each person a frame is about is named under that
-audit row before the frame is sent (``StreamAudit``).
+audit row before the frame is sent (``stream_audit.py``: one write for every stream with frames to send).
 
 A following stream reads through the process's shared outbox feed (``outbox_feed.py``: one
 query per 0.05 s for all open streams, rows woken to them as they arrive); one that resumes from
@@ -46,12 +46,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import StringConstraints
 
-from projections.api.auth import TokenStore
 from projections.api.context import Api
 from projections.api.guard import AUDIT_KEY, Caller
 from projections.api.outbox_feed import READ_BATCH, Outbox, OutboxFeed
 from projections.api.params import StrictBool
 from projections.api.problems import invalid, responses
+from projections.api.stream_audit import StreamAudit
 
 POLL_S = 0.1  # a stream reading the store itself (no feed) polls this often; the query is on the primary key
 WAKE_S = 1.0  # a stream waiting on the feed wakes at least this often (disconnect, revocation, keep-alive)
@@ -115,7 +115,7 @@ async def alert_events(
     still_allowed: Callable[[], bool] | None = None,
     revalidate_s: float = REVALIDATE_S,
     feed: OutboxFeed | None = None,
-    audit: Callable[[list[dict[str, Any]]], None] | None = None,
+    audit: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None,
 ) -> AsyncIterator[str]:
     """SSE text chunks: a ``retry`` hint, then every outbox row after ``cursor`` that
     ``shown_if`` shows, forever
@@ -146,7 +146,7 @@ async def alert_events(
                 shown = [r for r in rows if shown_if.shows(r)]
                 if shown:
                     if audit is not None:
-                        await run_in_threadpool(audit, shown)
+                        await audit(shown)
                     yield "".join(frame(r["seq"], r["message"], r["channel"]) for r in shown)
                     last_write = clock()
                 if len(rows) == READ_BATCH:
@@ -206,7 +206,7 @@ async def alert_stream(
     def still_allowed() -> bool:
         return api.tokens.is_active(caller)
 
-    audit = StreamAudit(api.tokens, request.scope[AUDIT_KEY])
+    audit = StreamAudit(api.stream_audit_writes(), request.scope[AUDIT_KEY])
 
     return StreamingResponse(
         alert_events(store, cursor, shown_if=shown_if, is_disconnected=request.is_disconnected, follow=follow,
@@ -214,22 +214,6 @@ async def alert_stream(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-
-
-class StreamAudit:
-    """Names the persons of a stream's frames under its audit row before they are sent, each
-    person once per stream (the row is written when the response starts, before any frame)."""
-
-    def __init__(self, tokens: TokenStore, audit: dict[str, Any]) -> None:
-        self.tokens = tokens
-        self.audit = audit
-        self.named: set[str] = set()
-
-    def __call__(self, rows: list[dict[str, Any]]) -> None:
-        persons = {r["message"].get("person_id") for r in rows} - self.named - {None}
-        if persons:
-            self.tokens.add_audit_subjects(self.audit["id"], persons)
-            self.named |= persons
 
 
 def stream_towns(allowed: list[str] | None, asked: list[str] | None) -> frozenset[str] | None:

@@ -277,10 +277,15 @@ class TokenStore:
         return audit_id
 
     def add_audit_subjects(self, audit_id: int, person_ids: Iterable[str]) -> None:
-        """Name more persons under an audit row already written: a stream's frames go out after its
-        row (written when the response starts), and each frame's persons are written before it."""
+        """Name more persons under an audit row already written (an export, batch by batch)."""
+        self.add_audit_subjects_of([(audit_id, person_ids)])
+
+    def add_audit_subjects_of(self, named: Sequence[tuple[int, Iterable[str]]]) -> None:
+        """Name more persons under several audit rows already written, in one transaction: the open
+        streams of an API write the persons of the frames they are about to send together."""
         with self.engine.begin() as conn:
-            self._insert_subjects(conn, audit_id, person_ids)
+            for audit_id, person_ids in named:
+                self._insert_subjects(conn, audit_id, person_ids)
 
     @staticmethod
     def _insert_subjects(conn: Any, audit_id: int, person_ids: Iterable[str]) -> None:

@@ -24,6 +24,7 @@ from producers.publisher import EventPublisher
 from projections.api.auth import TokenStore
 from projections.api.outbox_feed import OutboxFeed
 from projections.api.problems import Problem
+from projections.api.stream_audit import SubjectWrites
 from projections.api.suppression import Publisher
 from projections.registry import ActiveStore, Registry, RegistryError, SnapshotStores, projection_spec
 from projections.sql.store import SqlStore
@@ -155,6 +156,7 @@ class ApiState:
     _webhooks: WebhookStore | None = None
     _pseudonymiser: Pseudonymiser | None = None
     _outbox_feed: OutboxFeed | None = None
+    _stream_audit_writes: SubjectWrites | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def source(self, snapshot: str | None, person_level: bool = False) -> Any:
@@ -196,6 +198,13 @@ class ApiState:
             if self._outbox_feed is None:
                 self._outbox_feed = OutboxFeed(self.store)
             return self._outbox_feed
+
+    def stream_audit_writes(self) -> SubjectWrites:
+        """The one writer of the persons the open alert streams send (``stream_audit.py``)."""
+        with self._lock:
+            if self._stream_audit_writes is None:
+                self._stream_audit_writes = SubjectWrites(self.tokens)
+            return self._stream_audit_writes
 
     def pseudonymiser(self) -> Pseudonymiser:
         """The ingest's pseudonymiser (``settings.secret("hmac-key")``): person lookups hash the

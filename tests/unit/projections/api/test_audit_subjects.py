@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from projections.api.alert_stream import StreamFilter, alert_events
 from projections.api.auth import TokenStore
+from projections.api.stream_audit import StreamAudit, SubjectWrites
 from tests.unit.projections.api.conftest import TOWN_A, TOWN_B, auth
 from tests.unit.projections.api.test_alert_stream import FakeOutbox, collect, row
 
@@ -71,7 +72,7 @@ async def never_disconnected() -> bool:
 def test_a_frame_whose_persons_cannot_be_audited_is_not_sent() -> None:
     named: list[set[str]] = []
 
-    def audit(rows: list[dict[str, Any]]) -> None:
+    async def audit(rows: list[dict[str, Any]]) -> None:
         named.append({r["message"]["person_id"] for r in rows})
         raise RuntimeError("audit table gone")
 
@@ -92,8 +93,59 @@ def test_a_frame_whose_persons_cannot_be_audited_is_not_sent() -> None:
 
 def test_the_audit_of_a_stream_runs_before_each_frame() -> None:
     named: list[set[str]] = []
+
+    async def audit(rows: list[dict[str, Any]]) -> None:
+        named.append({r["message"]["person_id"] for r in rows})
+
     outbox = FakeOutbox([row(1), row(2)])
     gen = alert_events(outbox, 0, shown_if=StreamFilter(), is_disconnected=never_disconnected, follow=False,
-                       audit=lambda rows: named.append({r["message"]["person_id"] for r in rows}))
+                       audit=audit)
     text = "".join(asyncio.run(collect(gen, 100)))
     assert named == [{"p1", "p2"}] and "p1" in text and "p2" in text
+
+
+class RecordingLog:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.writes: list[list[tuple[int, set[str]]]] = []
+        self.error = error
+
+    def add_audit_subjects_of(self, named: Any) -> None:
+        self.writes.append([(audit_id, set(persons)) for audit_id, persons in named])
+        if self.error is not None:
+            raise self.error
+
+
+def test_streams_with_frames_to_send_in_the_same_turn_share_one_write() -> None:
+    """The feed wakes every open stream at once; one transaction per stream and change was one
+    SQLite write each, waiting for the worker's commit."""
+    log = RecordingLog()
+
+    async def three_streams() -> None:
+        writes = SubjectWrites(log)
+        await asyncio.gather(*(StreamAudit(writes, {"id": i})([row(1)]) for i in (1, 2, 3)))
+        await StreamAudit(writes, {"id": 4})([row(2)])
+
+    asyncio.run(three_streams())
+    assert log.writes == [[(1, {"p1"}), (2, {"p1"}), (3, {"p1"})], [(4, {"p2"})]]
+
+
+def test_a_failed_shared_write_fails_every_stream_in_it_and_names_each_person_once() -> None:
+    log = RecordingLog(RuntimeError("audit table gone"))
+
+    async def two_streams() -> list[Any]:
+        writes = SubjectWrites(log)
+        return await asyncio.gather(*(StreamAudit(writes, {"id": i})([row(1)]) for i in (1, 2)),
+                                    return_exceptions=True)
+
+    outcomes = asyncio.run(two_streams())
+    assert [type(o) for o in outcomes] == [RuntimeError, RuntimeError] and len(log.writes) == 1
+
+    log.error = None
+    audit = StreamAudit(SubjectWrites(log), {"id": 9})
+
+    async def twice() -> None:
+        await audit([row(1), row(2)])
+        await audit([row(2), row(3)])
+
+    asyncio.run(twice())
+    assert log.writes[1:] == [[(9, {"p1", "p2"})], [(9, {"p3"})]]
