@@ -1,18 +1,19 @@
-"""Read-side subcommands: ``careledger serve``, ``careledger token create|list|revoke`` and
-``careledger export``."""
+"""Read-side subcommands: ``careledger serve``, ``careledger token create|list|revoke``,
+``careledger export`` and ``careledger audit archive``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from careledger.settings import Settings
 
 if TYPE_CHECKING:  # the command line imports what a command needs when it runs (start-up time)
-    from projections.api.auth import TokenStore
+    from projections.api.auth import Principal, TokenStore
     from projections.export import SensitiveExportAudit
 
 
@@ -108,6 +109,18 @@ def _export_query(args: argparse.Namespace) -> str:
     return urlencode(pairs)
 
 
+def _token_file_principal(tokens: TokenStore, token_file: Path | None, flag: str) -> Principal | None:
+    """Whose active token ``token_file`` holds (None: no active token); ValueError when there is no
+    such file.  Commands that need an admin token audit the answer either way."""
+    if token_file is None:
+        raise ValueError(f"{flag} needs --token-file PATH holding an admin token (e.g. $CARELEDGER_HOME/admin-token)")
+    try:
+        token = token_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"--token-file: cannot read it ({exc.strerror})") from None
+    return tokens.verify(token) if token else None
+
+
 def _sensitive_allowed(tokens: TokenStore, args: argparse.Namespace) -> tuple[SensitiveExportAudit | None, str]:
     """Whether this export may include sensitive fields (its audit when it may), and the line that
     says so.  They are left out unless asked for with an admin token (``--token-file``); the request
@@ -116,20 +129,13 @@ def _sensitive_allowed(tokens: TokenStore, args: argparse.Namespace) -> tuple[Se
 
     if not args.include_sensitive:
         return None, "sensitive fields left out (--include-sensitive with an admin --token-file to include them)"
-    if args.token_file is None:
-        raise ValueError("--include-sensitive needs --token-file PATH holding an admin token "
-                         "(e.g. $CARELEDGER_HOME/admin-token)")
-    try:
-        token = args.token_file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"--token-file: cannot read it ({exc.strerror})") from None
-    principal = tokens.verify(token) if token else None
-    allowed = principal is not None and principal.is_admin
+    principal = _token_file_principal(tokens, args.token_file, "--include-sensitive")
+    admin = principal if principal is not None and principal.is_admin else None
     audit_id = tokens.audit(principal=principal, method="CLI", path="careledger export", query=_export_query(args),
-                            person_id=None, status=200 if allowed else 403)
-    if not allowed:
+                            person_id=None, status=200 if admin else 403)
+    if admin is None:
         raise ValueError("--include-sensitive: the token is not an active admin token")
-    return SensitiveExportAudit(tokens, audit_id), f"sensitive fields included (admin token {principal.name!r}; audited)"
+    return SensitiveExportAudit(tokens, audit_id), f"sensitive fields included (admin token {admin.name!r}; audited)"
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -157,6 +163,50 @@ def _export(args: argparse.Namespace) -> int:
     for skipped in result["skipped_records"][:20]:
         print(f"  skipped partition {skipped['partition']} offset {skipped['offset']} "
               f"(event {skipped['event_id']}): {skipped['reason']}", file=sys.stderr)
+    return 0
+
+
+def _progress(bar: Any) -> Callable[[int, int], None]:
+    """A ``(done, total)`` callback that moves a tqdm bar."""
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+    return update
+
+
+def _audit_archive(args: argparse.Namespace) -> int:
+    """``careledger audit archive``: an admin's command (the archive says who read whose data), audited."""
+    from tqdm import tqdm
+
+    from projections.api.auth import TokenStore
+    from projections.audit_archive import ArchiveError, archive
+
+    tokens = TokenStore.from_settings(Settings.from_env())
+    query = urlencode([("before", args.before), *([("dry_run", "1")] if args.dry_run else [])])
+    try:
+        principal = _token_file_principal(tokens, args.token_file, "careledger audit archive")
+        admin = principal if principal is not None and principal.is_admin else None
+        tokens.audit(principal=principal, method="CLI", path="careledger audit archive", query=query,
+                     person_id=None, status=200 if admin else 403)
+        if admin is None:
+            raise ValueError("--token-file: the token is not an active admin token")
+        quiet = args.no_progress or args.dry_run or None  # None: bars on a terminal only
+        with tqdm(unit="row", unit_scale=True, desc="归档 archive", disable=quiet) as written, \
+                tqdm(unit="row", unit_scale=True, desc="删除 delete", disable=quiet) as removed:
+            result = archive(tokens.engine, args.before, args.out, dry_run=args.dry_run,
+                             written=_progress(written), removed=_progress(removed))
+    except (ValueError, ArchiveError) as exc:
+        print(f"careledger audit archive: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        tokens.close()
+    if args.dry_run or result.out is None:
+        print(f"{result.rows} audit rows written before {args.before} (UTC)"
+              + ("; nothing archived (--dry-run)" if args.dry_run else "; nothing to archive"))
+        return 0
+    print(f"archived {result.rows} audit rows ({result.first_at} .. {result.last_at}) naming {result.subjects} "
+          f"persons in lists and streams to {result.out} (mode 0600, sha256 {result.sha256}); "
+          f"deleted {result.deleted} from the database")
     return 0
 
 
@@ -211,3 +261,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="a file holding an admin API token (e.g. $CARELEDGER_HOME/admin-token)")
     ex.add_argument("--no-progress", action="store_true", help="no progress bar")
     ex.set_defaults(func=_export)
+
+    audit = subparsers.add_parser("audit", help="the audit log: archive old rows")
+    asub = audit.add_subparsers(dest="audit_command", required=True)
+    arch = asub.add_parser(
+        "archive", help="move the audit rows written before a day into a new gzip JSON Lines file",
+        description="Apply the federation's retention policy for the audit log: the rows written before --before "
+                    "(UTC), each with the persons it named, go to a new file (mode 0600) that is checked before "
+                    "they are deleted from the database. Needs an admin token; the run is itself audited. "
+                    "docs/privacy.md, 'Keeping the audit log'.")
+    arch.add_argument("--before", required=True, metavar="YYYY-MM-DD",
+                      help="archive rows written before this day (UTC); today at the latest")
+    arch.add_argument("--out", type=Path, metavar="FILE", help="a new file, e.g. audit-2025.jsonl.gz (never overwritten)")
+    arch.add_argument("--token-file", type=Path, metavar="PATH",
+                      help="a file holding an admin API token (e.g. $CARELEDGER_HOME/admin-token)")
+    arch.add_argument("--dry-run", action="store_true", help="only count the rows that would be archived")
+    arch.add_argument("--no-progress", action="store_true", help="no progress bars")
+    arch.set_defaults(func=_audit_archive)
