@@ -41,7 +41,7 @@ from sqlalchemy import event  # noqa: E402
 from bench.proto_person_cache import raw_records  # noqa: E402
 from processors.domain.rules_config import default_rules  # noqa: E402
 from processors.replay.engine import peak_rss_mb  # noqa: E402
-from processors.runtime.contracts import Positions  # noqa: E402
+from processors.runtime.contracts import EventKey, Positions  # noqa: E402
 from processors.runtime.heap import CollectorPause, settle_after_start  # noqa: E402
 from processors.runtime.resident import ResidentWriter  # noqa: E402
 from projections.sql.engines import scratch_url  # noqa: E402
@@ -55,7 +55,7 @@ class _NothingWritten:
     def offsets(self, partitions: Iterable[int]) -> Positions:
         return {}
 
-    def known(self, event_ids: Sequence[str]) -> set[str]:
+    def known(self, keys: Sequence[EventKey]) -> set[EventKey]:
         return set()
 
     def load(self, plan: Any) -> Any:

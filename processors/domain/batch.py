@@ -7,7 +7,9 @@ loading and the commit.  For the main read model that policy is:
 * :func:`plan` - from the events alone, the state rows the batch can touch: person cores, the
   payment groups (person, program, period) of its payments, the payments its reversals name,
   the payments an earlier end date can reach, pending reversals, needs, alerts.  A store loads
-  exactly those (``StateLoader``), so the work per event never grows with the person's history.
+  exactly those (``StateLoader``), so the work per event never grows with the person's history -
+  except a reversal's: the payment it names is found among its person's payments (the SQL store
+  reads the person's ledger index for it; reversals are rare).
 * :func:`fold` - runs the pure :class:`~processors.domain.reducer.Projector` over the events and
   returns a :class:`BatchChanges`: one ledger entry per event (what ``/api/counts`` reads), the
   payments whose reversal changed, changed person cores, needs, pending reversals, alerts and
@@ -53,7 +55,7 @@ class StatePlan:
 
     persons: set[str] = field(default_factory=set)
     groups: set[tuple[str, str, str]] = field(default_factory=set)  # (person, program, period)
-    payments: set[str] = field(default_factory=set)  # payment ids named by reversals (group unknown yet)
+    payments: set[tuple[str, str]] = field(default_factory=set)  # (person, payment id) a reversal names
     pending: set[str] = field(default_factory=set)  # payment ids that may have a pending reversal
     ends: dict[str, str] = field(default_factory=dict)  # person -> first period an end date may reach
     needs: set[tuple[str, str]] = field(default_factory=set)  # (person, need_id)
@@ -91,7 +93,7 @@ class BatchChanges:
     """Everything one batch writes (besides positions, which the runtime adds)."""
 
     ledger: list[LedgerEntry] = field(default_factory=list)
-    reversals: dict[str, str] = field(default_factory=dict)  # earlier payment id -> reversed_by
+    reversals: dict[str, tuple[str, str]] = field(default_factory=dict)  # earlier payment id -> (its day, reversed_by)
     persons: dict[str, PersonAggregate] = field(default_factory=dict)  # changed cores
     needs: dict[tuple[str, str], Need] = field(default_factory=dict)
     pending: dict[str, tuple[str, str] | None] = field(default_factory=dict)  # id -> (reversal, person) | gone
@@ -127,7 +129,7 @@ def plan(events: list[Event]) -> StatePlan:
             out.groups.add((person, payload["program"], payload["period"]))
             out.pending.add(event["event_id"])
         elif kind == REVERSAL:
-            out.payments.add(payload["reverses"])
+            out.payments.add((person, payload["reverses"]))
             out.pending.add(payload["reverses"])
         elif kind == "person.status_changed" and payload["status"] in ENDING_STATUSES:
             first = payload["effective_date"][:7]
@@ -186,7 +188,7 @@ def fold(projector: Projector, aggregates: dict[str, PersonAggregate], records: 
             payment = agg.payments[payment_id]
             index = in_batch.get(payment_id)
             if index is None:
-                out.reversals[payment_id] = payment.reversed_by or ""
+                out.reversals[payment_id] = (payment.date, payment.reversed_by or "")
             else:
                 entry = out.ledger[index]
                 out.ledger[index] = _replace_reversal(entry, payment.reversed_by)

@@ -8,8 +8,8 @@ Commit order for one batch (as quixstreams writes its checkpoint down):
    of the same positions here (a PostgreSQL advisory lock, SQLite's single writer).
 3. **Positions**: read the stored offsets of the batch's partitions, drop records at or below
    them (a redelivered batch is skipped whole).
-4. **De-duplicate**: the first record of each ``event_id`` in the batch that the store does not
-   already hold goes on; the others only advance their position.
+4. **De-duplicate**: the first record of each event (``event_key``: its id within its day) in the
+   batch that the store does not already hold goes on; the others only advance their position.
 5. **Plan and load**: the projection names the state the fresh events touch; the store loads it.
 6. **Fold** (pure): the projection turns events and state into changes.
 7. **Write** the changes and the new positions; **commit**.  A crash before this point leaves
@@ -32,7 +32,16 @@ from typing import Generic
 from careledger.retrying import MAX_BACKOFF_S, call_retrying, is_transient
 from careledger.tracing import trace_id
 from processors.domain.model import Consumed
-from processors.runtime.contracts import ChangesT, PlanT, Positions, Projection, StateT, Writer
+from processors.runtime.contracts import (
+    ChangesT,
+    EventKey,
+    PlanT,
+    Positions,
+    Projection,
+    StateT,
+    Writer,
+    event_key,
+)
 from processors.runtime.decoding import RecordDecoder
 from processors.runtime.records import BatchStats, DeadLetter, RawRecord
 
@@ -64,11 +73,9 @@ def commit_batch(projection: Projection[PlanT, StateT, ChangesT], writer: Writer
         fresh, moved = fresh_records(records, stored)
         if not moved:
             return 0, 0
-        events = _first_of_each_id(fresh)  # 4
-        if events:
-            known = uow.known([rec.event["event_id"] for rec in events])  # type: ignore[index]
-            if known:
-                events = [rec for rec in events if rec.event["event_id"] not in known]  # type: ignore[index]
+        keyed = _first_of_each_event(fresh)  # 4
+        known = uow.known(list(keyed)) if keyed else set()
+        events = [rec for key, rec in keyed.items() if key not in known]
         duplicates = sum(1 for rec in fresh if rec.event is not None) - len(events)
         plan = projection.plan([rec.event for rec in events])  # type: ignore[misc]  # 5
         state = uow.load(plan)
@@ -153,15 +160,12 @@ class ProjectionRuntime(Generic[PlanT, StateT, ChangesT]):
         self.stats.retries += 1
 
 
-def _first_of_each_id(records: list[Consumed]) -> list[Consumed]:
-    seen: set[str] = set()
-    out: list[Consumed] = []
+def _first_of_each_event(records: list[Consumed]) -> dict[EventKey, Consumed]:
+    """The first record of each event (by :func:`event_key`), in batch order; poison left out."""
+    out: dict[EventKey, Consumed] = {}
     for rec in records:
-        event = rec.event
-        if event is None or event["event_id"] in seen:
-            continue
-        seen.add(event["event_id"])
-        out.append(rec)
+        if rec.event is not None:
+            out.setdefault(event_key(rec.event), rec)
     return out
 
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from processors.runtime.contracts import Positions, UnitOfWork, Writer
+from processors.runtime.contracts import EventKey, Positions, UnitOfWork, Writer
 
 log = logging.getLogger("careledger.replay")
 
@@ -36,7 +36,7 @@ class ResidentWriter:
         self.state: Any = state  # None once dropped
         self.max_events = max_events
         self.events = 0
-        self._seen: set[str] = set()
+        self._seen: set[EventKey] = set()
 
     @property
     def resident(self) -> bool:
@@ -74,15 +74,15 @@ class _ResidentUnitOfWork:
     def __init__(self, writer: ResidentWriter, inner: UnitOfWork[Any, Any, Any]) -> None:
         self.writer = writer
         self.inner = inner
-        self._fresh: list[str] = []
+        self._fresh: list[EventKey] = []
 
     def offsets(self, partitions: Iterable[int]) -> Positions:
         return self.inner.offsets(partitions)
 
-    def known(self, event_ids: Sequence[str]) -> set[str]:
+    def known(self, keys: Sequence[EventKey]) -> set[EventKey]:
         seen = self.writer._seen
-        known = {event_id for event_id in event_ids if event_id in seen}
-        self._fresh = [event_id for event_id in event_ids if event_id not in known]
+        known = {key for key in keys if key in seen}
+        self._fresh = [key for key in keys if key not in known]
         return known
 
     def load(self, plan: Any) -> Any:

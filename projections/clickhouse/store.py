@@ -43,7 +43,7 @@ from processors.domain.calendar import event_date
 from processors.domain.history import EventHistory
 from processors.domain.model import Consumed
 from processors.runtime.apply import commit_batch
-from processors.runtime.contracts import Binding
+from processors.runtime.contracts import Binding, EventKey
 from projections.sql.eventrow import (
     check_group_by,
     check_kind,
@@ -124,7 +124,7 @@ class ClickHouseBatch:
         wanted = set(partitions)
         return {p: o for p, o in self.store.offsets().items() if p in wanted}
 
-    def known(self, event_ids: Sequence[str]) -> set[str]:
+    def known(self, keys: Sequence[EventKey]) -> set[EventKey]:
         return set()
 
     def load(self, plan: None) -> None:

@@ -44,7 +44,7 @@ from careledger.sql_schema import create_tables
 from processors.domain.calendar import event_date
 from processors.domain.model import Consumed
 from processors.runtime.apply import commit_batch
-from processors.runtime.contracts import Binding, Positions
+from processors.runtime.contracts import Binding, EventKey, Positions
 from projections.registry import ProjectionSpec, register_projection
 from projections.sql.engines import make_engine, write_transaction
 from projections.sql.positions import SqlPositions
@@ -276,10 +276,13 @@ class TotalsBatch:
     def offsets(self, partitions: Iterable[int]) -> Positions:
         return self.writer.positions.read(self.conn, partitions)
 
-    def known(self, event_ids: Sequence[str]) -> set[str]:
-        q, ids = self.writer.in_query, list(event_ids)
-        return ({r[0] for r in q.rows(self.conn, "SELECT event_id FROM mpt_payments", ["event_id"], ids)}
+    def known(self, keys: Sequence[EventKey]) -> set[EventKey]:
+        """By ``event_id`` alone: the example keeps only payments and reversals, each by its id
+        (its state is looked up by payment id), and a small table's index costs little."""
+        q, ids = self.writer.in_query, sorted({event_id for event_id, _ in keys})
+        held = ({r[0] for r in q.rows(self.conn, "SELECT event_id FROM mpt_payments", ["event_id"], ids)}
                 | {r[0] for r in q.rows(self.conn, "SELECT event_id FROM mpt_reversals", ["event_id"], ids)})
+        return {key for key in keys if key[0] in held}
 
     def load(self, plan: list[str]) -> State:
         q, state = self.writer.in_query, State({}, {})

@@ -58,10 +58,12 @@ class Statements:
         self._add(name, stmt, [f"s_{c}" for c in set_columns] + [f"w_{w}" for w in where])
 
     def record_change(self, name: str, changes: Table, ledger: Table) -> None:
-        """``INSERT INTO changes (row_seq) SELECT seq FROM ledger WHERE event_id = ?`` per event id."""
+        """``INSERT INTO changes (row_seq) SELECT seq FROM ledger WHERE date = ? AND event_id = ?``
+        per event (its key: ``processors.runtime.contracts.EventKey``)."""
         stmt = insert(changes).from_select(
-            ["row_seq"], select(ledger.c.seq).where(ledger.c.event_id == bindparam("w_event_id")))
-        self._add(name, stmt, ["w_event_id"])
+            ["row_seq"], select(ledger.c.seq).where(ledger.c.date == bindparam("w_date"),
+                                                    ledger.c.event_id == bindparam("w_event_id")))
+        self._add(name, stmt, ["w_date", "w_event_id"])
 
     def delete(self, name: str, table: Table, where: Sequence[str]) -> None:
         stmt = delete(table).where(*[table.c[w] == bindparam(f"w_{w}") for w in where])

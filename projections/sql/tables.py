@@ -7,9 +7,13 @@ revision must accompany every change here.
 Why these tables (docs/architecture.md, "The SQL read model"):
 
 * ``ledger`` - one row per event: the count fact it contributes (``kind``/``key``/``town``/
-  ``date``/``person_id``, ``counted``), the de-duplication key (``event_id``), what the payment
-  rules need later (``period``, ``amount_fen``, ``reversed_by``) and the payload for a person's
-  timeline.  Its index on (person, key, period) is how a payment group is loaded;
+  ``date``/``person_id``, ``counted``), the de-duplication key (``date``, ``event_id``: an event's
+  id within its day, so that a batch of new events adds its keys near the end of that index and
+  its commit writes a few of the index's pages, not one per event - docs/performance.md, "Which
+  pages a commit writes"), what the payment rules need later (``period``, ``amount_fen``,
+  ``reversed_by``) and the payload for a person's timeline.  Its index on (person, key, period)
+  is how a payment group is loaded, and how a reversal finds the payment it names (a payment of
+  the same person, as the contract says);
 * ``persons`` - the fixed-size core of each person (profile with its stamps, status, end date,
   registration, last home visit): its size never grows with history;
 * ``needs``, ``pending_reversals``, ``alerts`` - one row per need, per reversal that arrived
@@ -71,7 +75,7 @@ ledger = Table(
     Column("payload", Text, nullable=False),
     Column("partition", Integer, nullable=False),
     Column("offset", BigInteger, nullable=False),
-    Index("ux_ledger_event_id", "event_id", unique=True),
+    Index("ux_ledger_date_event_id", "date", "event_id", unique=True),
     Index("ix_ledger_person_key_period", "person_id", "key", "period"),
 )
 

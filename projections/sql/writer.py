@@ -22,7 +22,7 @@ from processors.domain.aggregate import PersonAggregate
 from processors.domain.batch import REVERSAL, BatchChanges, StatePlan
 from processors.domain.rules_config import RulesConfig
 from processors.domain.vocabulary import NURSING_PROGRAM
-from processors.runtime.contracts import Positions
+from processors.runtime.contracts import EventKey, Positions
 from projections.sql import tables as t
 from projections.sql.engines import write_transaction
 from projections.sql.notices import Clock, recent_persons, reconcile, utc_now
@@ -84,7 +84,7 @@ def alert_action_values(who: str, at: str, action: str, assignee: str | None = N
 def _statements(engine: Engine) -> Statements:
     s = Statements(engine.dialect)
     s.insert("ledger", t.ledger, LEDGER_COLUMNS)
-    s.update("ledger_reversed", t.ledger, ("reversed_by", "counted"), ("event_id",))
+    s.update("ledger_reversed", t.ledger, ("reversed_by", "counted"), ("date", "event_id"))
     s.record_change("ledger_changed", t.ledger_changes, t.ledger)
     s.upsert("persons", t.persons, PERSON_COLUMNS, ("person_id",))
     s.upsert("needs", t.needs, NEED_COLUMNS, ("person_id", "need_id"))
@@ -156,18 +156,21 @@ class SqlUnitOfWork:
     def offsets(self, partitions: Iterable[int]) -> Positions:
         return self.writer.positions.read(self.conn, partitions)
 
-    def known(self, event_ids: Sequence[str]) -> set[str]:
-        return {row[0] for row in self.writer.in_query.rows(self.conn, "SELECT event_id FROM ledger", ["event_id"],
-                                                             list(event_ids))}
+    def known(self, keys: Sequence[EventKey]) -> set[EventKey]:
+        """Through the ledger's ``(date, event_id)`` index (``tables.py``)."""
+        return {(event_id, day) for event_id, day in self.writer.in_query.rows(
+            self.conn, "SELECT event_id, date FROM ledger", ["date", "event_id"],
+            sorted((day, event_id) for event_id, day in keys))}
 
     def load(self, plan: StatePlan) -> dict[str, PersonAggregate]:
         """Partial aggregates of the plan's persons: core, the named payment groups (plus the payments
         an end date may reach), pending reversals, needs and alerts."""
         conn, q = self.conn, self.writer.in_query
         groups = set(plan.groups)
-        if plan.payments:  # the groups of the payments reversals name
+        if plan.payments:  # the groups of the payments reversals name: a person's own (the contract)
             groups.update(tuple(r) for r in q.rows(conn, "SELECT person_id, key, period FROM ledger",
-                                                    ["event_id"], sorted(plan.payments), "kind = 'payment' AND "))
+                                                    ["person_id", "event_id"], sorted(plan.payments),
+                                                    "kind = 'payment' AND "))
         aggs: dict[str, PersonAggregate] = {}
         persons = sorted(plan.persons)
         for row in q.rows(conn, _SELECT_PERSONS, ["person_id"], persons):
@@ -203,8 +206,8 @@ class SqlUnitOfWork:
     def write(self, changes: BatchChanges, positions: Positions) -> None:
         run, conn, w = self.writer._statements.run, self.conn, self.writer
         run(conn, "ledger", [ledger_row(e) for e in changes.ledger])
-        run(conn, "ledger_reversed", [(rev, 0, pid) for pid, rev in changes.reversals.items()])
-        run(conn, "ledger_changed", [(pid,) for pid in changes.reversals])
+        run(conn, "ledger_reversed", [(rev, 0, day, pid) for pid, (day, rev) in changes.reversals.items()])
+        run(conn, "ledger_changed", [(day, pid) for pid, (day, _) in changes.reversals.items()])
         run(conn, "persons", [person_row(agg) for agg in changes.persons.values()])
         run(conn, "needs", [need_row(p, nid, need) for (p, nid), need in changes.needs.items()])
         run(conn, "pending", [(pid, v[0], v[1]) for pid, v in changes.pending.items() if v is not None])

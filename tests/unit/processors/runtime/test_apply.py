@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from processors.domain.model import Consumed
 from processors.runtime.apply import ProjectionRuntime
+from processors.runtime.contracts import EventKey
 from processors.runtime.decoding import RecordDecoder
 from processors.runtime.records import RawRecord
 from tests.unit.schemas.examples import event as example_event
@@ -78,8 +79,8 @@ class MemoryUnit:
     def offsets(self, partitions: Iterable[int]) -> dict[int, int]:
         return {p: self.store.positions[p] for p in partitions if p in self.store.positions}
 
-    def known(self, event_ids: Sequence[str]) -> set[str]:
-        return set(event_ids) & self.store.ids
+    def known(self, keys: Sequence[EventKey]) -> set[EventKey]:
+        return {key for key in keys if key[0] in self.store.ids}
 
     def load(self, plan: set[str]) -> dict[str, int]:
         return {t: n for t, n in self.totals.items() if t in plan}

@@ -12,7 +12,7 @@ from processors.domain.batch import plan
 from processors.domain.model import Consumed
 from processors.domain.rules_config import default_rules
 from projections.sql.store import SqlStore
-from tests.unit.processors.domain.factories import payment, registered
+from tests.unit.processors.domain.factories import payment, registered, reversal
 
 PROGRAMS = ("living_subsidy", "nursing_subsidy", "medical_insurance_subsidy")
 YEARS = range(2004, 2024)
@@ -89,4 +89,49 @@ def test_every_load_query_searches_an_index(tmp_path: Path) -> None:
             assert not scans, f"{statement[:120]}... scans {scans}"
     finally:
         raw.close()
+    store.close()
+
+
+def _plans(store: SqlStore, statements: list[tuple[str, Any]]) -> list[tuple[str, list[str]]]:
+    raw = store.engine.raw_connection()
+    try:
+        return [(statement, [row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)])
+                for statement, parameters in statements]
+    finally:
+        raw.close()
+
+
+def test_a_batch_finds_its_duplicates_and_the_payments_it_reverses_through_indexes(tmp_path: Path) -> None:
+    """Every statement of a batch that re-sends an event and reverses a 2015 payment - the
+    de-duplication, the reversal's load, the payment's update and its change record - is an index
+    search; the de-duplication's index leads with the day, so that the keys of a batch of new
+    events land near one another (docs/performance.md, "Which pages a commit writes")."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'plans.sqlite3'}", default_rules())
+    store.migrate()
+    old = history("veteran")
+    store.apply_batch([Consumed(0, i, e) for i, e in enumerate(old)])
+    executed: list[tuple[str, Any]] = []
+
+    def remember(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        if "ledger" in statement and not statement.lstrip().upper().startswith("INSERT INTO LEDGER "):
+            executed.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", remember)
+    back = reversal("veteran-nursing_subsidy-2015-6", person="veteran", eid="rev-2015-06",
+                    at="2024-01-05T10:00:00+08:00")
+    applied = store.apply_batch([Consumed(0, len(old) + i, e) for i, e in enumerate([old[5], back])])
+    event.remove(store.engine, "before_cursor_execute", remember)
+    assert applied == 1  # the re-sent 2004 payment is known; the reversal applies
+    plans = _plans(store, executed)
+    assert len(plans) >= 4, [s[:60] for s, _ in plans]  # de-dup, load, update, change record
+    for statement, rows in plans:
+        scans = [r for r in rows if r.startswith("SCAN ") and "CONSTANT ROW" not in r and "subquery" not in r
+                 and not r.startswith("SCAN _keys")]
+        assert not scans, f"{statement[:120]}... scans {scans}"
+    dedup = [rows for statement, rows in plans if statement.lstrip().startswith("SELECT event_id, date FROM ledger")]
+    assert dedup and all("ux_ledger_date_event_id" in " ".join(rows) for rows in dedup), dedup
+    with store.engine.connect() as conn:
+        reversed_by = conn.exec_driver_sql("SELECT reversed_by, counted FROM ledger WHERE event_id = "
+                                           "'veteran-nursing_subsidy-2015-6'").one()
+    assert tuple(reversed_by) == ("rev-2015-06", 0)
     store.close()
