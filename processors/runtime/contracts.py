@@ -11,9 +11,9 @@ Positions are Kafka offsets: ``{partition: last applied offset}`` of the events 
 the writer in the same transaction as the read model (effectively-once).
 
 An event is identified by its :data:`EventKey`, ``(event_id, day)``: a re-sent event carries its
-``occurred_at``, so its day, with its id.  A store indexes its events by the day first, so that a
-batch of today's events adds its keys at the end of that index instead of at random places of
-it - the pages a commit writes (docs/performance.md, "Which pages a commit writes").
+``occurred_at``, so its day, with its id.  The SQL store indexes its events by the day first, so
+that a batch of today's events adds its keys at the end of that index instead of at random places
+of it - the pages a commit writes (docs/performance.md, "Which pages a commit writes").
 """
 
 from __future__ import annotations
