@@ -110,22 +110,36 @@ def _sync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _read_back(path: Path) -> tuple[int, int]:
-    """(rows, digest of their ids) of an archive file: step 2 compares them with what was written."""
-    ids = hashlib.sha256()
-    rows = 0
+class _Ids:
+    """Rows counted and their ids digested in order: what step 2 compares between the rows written
+    and the file read back."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self._digest = hashlib.sha256()
+
+    def add(self, row_id: int) -> None:
+        self._digest.update(f"{row_id}\n".encode())
+        self.rows += 1
+
+    def value(self) -> tuple[int, str]:
+        return self.rows, self._digest.hexdigest()
+
+
+def _read_back(path: Path) -> tuple[int, str]:
+    """Step 2's reading: the :class:`_Ids` value of an archive file."""
+    ids = _Ids()
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         for line in fh:
-            ids.update(str(json.loads(line)["id"]).encode() + b"\n")
-            rows += 1
-    return rows, int.from_bytes(ids.digest()[:8], "big")
+            ids.add(json.loads(line)["id"])
+    return ids.value()
 
 
 def _write_archive(engine: Engine, bound: str, partial: Path, total: int,
                    progress: Progress | None) -> tuple[int, int, int, str | None, str | None]:
     """Steps 1-2: (rows, subjects, last id, first at, last at) written to ``partial`` and read back."""
-    ids = hashlib.sha256()
-    rows = subjects = last_id = 0
+    ids = _Ids()
+    subjects = last_id = 0
     first_at = last_at = None
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as raw:
@@ -133,19 +147,18 @@ def _write_archive(engine: Engine, bound: str, partial: Path, total: int,
             for batch in _batches(engine, bound):
                 for row in batch:
                     gz.write(json.dumps(row, ensure_ascii=False, sort_keys=True).encode("utf-8") + b"\n")
-                    ids.update(str(row["id"]).encode() + b"\n")
+                    ids.add(row["id"])
                     subjects += len(row["subjects"])
-                rows += len(batch)
                 last_id = int(batch[-1]["id"])
                 first_at = first_at or batch[0]["at"]
                 last_at = batch[-1]["at"]
                 if progress is not None:
-                    progress(rows, total)
+                    progress(ids.rows, total)
         raw.flush()
         os.fsync(raw.fileno())
-    if _read_back(partial) != (rows, int.from_bytes(ids.digest()[:8], "big")):
+    if _read_back(partial) != ids.value():
         raise ArchiveError(f"{partial}: the file read back differs from the rows written; nothing was deleted")
-    return rows, subjects, last_id, first_at, last_at
+    return ids.rows, subjects, last_id, first_at, last_at
 
 
 def _delete_archived(engine: Engine, bound: str, last_id: int, progress: Progress | None, total: int) -> int:
