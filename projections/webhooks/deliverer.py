@@ -45,7 +45,7 @@ from careledger.settings import Settings
 from projections.webhook_store import WebhookStore
 from projections.webhooks import metrics
 from projections.webhooks.poster import Attempt, Poster
-from projections.webhooks.queue import DeliveryQueue, Disclosure, Outcome
+from projections.webhooks.queue import DeliveryQueue, Outcome
 from projections.webhooks.signing import RetryPolicy, delivery_id
 
 log = logging.getLogger("careledger.webhooks")
@@ -241,19 +241,23 @@ class SubscriptionWorker(threading.Thread):
         Each row is sent only if still pending under this claim (``_still_ours``: a read, not a
         write); what was attempted is recorded even when a later row raises."""
         outcomes: list[tuple[dict[str, Any], Outcome]] = []
+        unsent: list[int | None] = []  # audit rows of claimed rows not POSTed (queue.py: write-ahead audit)
         recorded = time.monotonic()
+        rest = iter(claimed)
         try:
-            for delivery in claimed:
+            for delivery in rest:
                 if self.stopping.is_set() or time.monotonic() + self.policy.timeout_s >= leased_until:
+                    unsent.append(delivery["audit_id"])
                     break  # the lease expires; this or another deliverer claims the rest again
                 if not self._still_ours(delivery):
+                    unsent.append(delivery["audit_id"])
                     continue
                 outcomes.append((delivery, self._attempt(poster, delivery)))
                 if time.monotonic() - recorded >= RECORD_EVERY_S:
-                    self._record(outcomes)
-                    outcomes, recorded = [], time.monotonic()
+                    self._record(outcomes, unsent)
+                    outcomes, unsent, recorded = [], [], time.monotonic()
         finally:
-            self._record(outcomes)
+            self._record(outcomes, unsent + [d["audit_id"] for d in rest])
 
     def _still_ours(self, delivery: dict[str, Any]) -> bool:
         """Whether the row is still pending and leased by this claim, just before its POST: the
@@ -263,8 +267,8 @@ class SubscriptionWorker(threading.Thread):
         did = delivery["delivery_id"]
         return did in self.queue.still_pending([did], delivery["lease_until"])
 
-    def _record(self, outcomes: list[tuple[dict[str, Any], Outcome]]) -> None:
-        done = call_retrying(lambda: self.queue.record([o for _, o in outcomes]),
+    def _record(self, outcomes: list[tuple[dict[str, Any], Outcome]], unsent: list[int | None]) -> None:
+        done = call_retrying(lambda: self.queue.record([o for _, o in outcomes], unsent=unsent),
                              f"webhook queue (outcomes of {self.sub.subscription_id})",
                              give_up=self.stopping.is_set, sleep=self.stopping.wait, logger=log)
         for delivery, outcome in outcomes:
@@ -282,8 +286,8 @@ class SubscriptionWorker(threading.Thread):
             metrics.ATTEMPTS.labels(sid, "expired").inc()
             self._gave_up(delivery, "older than the maximum age")
             return Outcome(delivery["delivery_id"], None, "gave up: older than the maximum age "
-                           f"({self.policy.max_age_s:.0f}s) without a 2xx answer")
-        posted = Disclosure(sid, _person_of(delivery["body"]))  # audited with the outcome, whatever the answer
+                           f"({self.policy.max_age_s:.0f}s) without a 2xx answer", audit_id=delivery["audit_id"])
+        audit_id = delivery["audit_id"]  # written at the claim; gets this POST's answer, whatever it is
         started = time.perf_counter()
         result = poster.post(self.sub.url, self.sub.subscription_id, self.sub.secret, delivery)
         metrics.ATTEMPT_SECONDS.labels(sid).observe(time.perf_counter() - started)
@@ -291,7 +295,7 @@ class SubscriptionWorker(threading.Thread):
         if result.ok:
             metrics.ATTEMPTS.labels(sid, "delivered").inc()
             return Outcome(delivery["delivery_id"], result.status or 200, lease_until=delivery.get("lease_until"),
-                           posted=posted)
+                           audit_id=audit_id, posted=True)
         self.stats.failures += 1
         attempt = int(delivery["attempts"]) + 1
         later = datetime.now(UTC) + timedelta(seconds=self.policy.delay(attempt))
@@ -301,21 +305,11 @@ class SubscriptionWorker(threading.Thread):
             self.stats.given_up += 1
             self._gave_up(delivery, result.error or "failed")
         return Outcome(delivery["delivery_id"], result.status, result.error or "failed", None if gives_up else later,
-                       posted=posted)
+                       audit_id=audit_id, posted=True)
 
     def _gave_up(self, delivery: dict[str, Any], why: str) -> None:
         log.warning("webhook %s: delivery %s of %s given up: %s", self.sub.subscription_id, delivery["delivery_id"],
                     delivery["alert_id"], why, extra={"trace_id": tracing.trace_id(delivery.get("traceparent"))})
-
-
-def _person_of(body: str) -> str | None:
-    """The person a delivery's body (an alert or warning message) is about."""
-    try:
-        message = json.loads(body)
-    except ValueError:
-        return None
-    person = message.get("person_id") if isinstance(message, dict) else None
-    return person if isinstance(person, str) else None
 
 
 @dataclass

@@ -19,21 +19,26 @@ that claim (a read before each POST): a cancel after the claim stops the rest of
 Enqueueing is ``INSERT ... ON CONFLICT DO NOTHING`` on ``delivery_id``: a Kafka redelivery of the
 same alert change (same ``outbox_seq``) cannot create a second delivery.
 
-Every POST discloses a person's data to the subscriber, whatever its answer: :meth:`DeliveryQueue.record`
-writes one audit row per POST (``projections/audit_tables.py``: ``webhook:<subscription>``, role
-``subscriber``, the HTTP status or 0 for no answer) in the transaction that records its outcome.
-A crash between a POST and that write leaves the row pending: it is sent again and that POST is
-audited.
+Every POST discloses a person's data to the subscriber, whatever its answer, so its audit row is
+written *before* it (write-ahead): :meth:`DeliveryQueue.claim` writes one row per claimed delivery
+that names a person (``projections/audit_tables.py``: ``webhook:<subscription>``, role
+``subscriber``, status 0 - no answer yet) in the claim's transaction, and :meth:`DeliveryQueue.record`
+sets the HTTP status of each POST made, or deletes the row of a claimed delivery that was not
+POSTed (cancelled before its turn, given up, the lease running out), with the outcomes.  A process
+that dies between a POST and that write leaves the row at 0 ("sent, no answer recorded") - also
+when the delivery is then cancelled and never sent again, which the audit row written with the
+outcome (before 2026-12-04) missed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
 
@@ -49,30 +54,40 @@ D = webhook_deliveries
 class Outcome:
     """How one attempt ended: delivered (``error`` None), to retry at ``retry_at``, or given up
     (an error and no ``retry_at``).  ``lease_until``: the lease of the claim that sent it, which
-    may still mark it delivered when it was cancelled during its POST."""
+    may still mark it delivered when it was cancelled during its POST.  ``audit_id``: the audit row
+    its claim wrote (None: the body names no person); ``posted``: whether a POST was made (the
+    row gets its answer) or not (the row is deleted: nothing was disclosed)."""
 
     delivery_id: str
     http_status: int | None
     error: str | None = None
     retry_at: datetime | None = None
     lease_until: str | None = None
-    posted: Disclosure | None = None  # set when a POST was made: what it disclosed, to whom
+    audit_id: int | None = None
+    posted: bool = False
 
 
-@dataclass(frozen=True)
-class Disclosure:
-    """Whose data a POST sent to which subscription (the audit row of the attempt)."""
+def person_of(body: str) -> str | None:
+    """The person a delivery's body (an alert or warning message) is about."""
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    person = message.get("person_id") if isinstance(message, dict) else None
+    return person if isinstance(person, str) else None
 
-    subscription_id: str
-    person_id: str | None
 
-
-def _audit_rows(outcomes: Sequence[Outcome], at: str) -> list[dict[str, Any]]:
-    return [{"at": at, "token_name": f"webhook:{o.posted.subscription_id}", "role": SUBSCRIBER, "method": "POST",
-             "path": f"/api/webhooks/{o.posted.subscription_id}", "query": f"delivery_id={o.delivery_id}",
-             "person_id": safe_person_id(o.posted.person_id),
-             "status": o.http_status if o.http_status is not None else NO_ANSWER}
-            for o in outcomes if o.posted is not None and o.posted.person_id]
+def _intent_rows(rows: Sequence[Any], at: str) -> list[tuple[str, dict[str, Any]]]:
+    """The audit rows of claimed deliveries, written before their POSTs (module docstring)."""
+    out = []
+    for r in rows:
+        person = person_of(r.body)
+        if person:
+            out.append((r.delivery_id, {
+                "at": at, "token_name": f"webhook:{r.subscription_id}", "role": SUBSCRIBER, "method": "POST",
+                "path": f"/api/webhooks/{r.subscription_id}", "query": f"delivery_id={r.delivery_id}",
+                "person_id": safe_person_id(person), "status": NO_ANSWER}))
+    return out
 
 
 def _insert_ignore(dialect: str) -> Any:
@@ -123,7 +138,8 @@ class DeliveryQueue:
     def claim(self, subscription_id: str, *, limit: int, lease_s: float,
               now: datetime | None = None) -> list[dict[str, Any]]:
         """Lease up to ``limit`` due deliveries of one subscription, oldest due first; each row
-        carries its ``lease_until`` (what :meth:`still_pending` checks before each POST).
+        carries its ``lease_until`` (what :meth:`still_pending` checks before each POST) and the
+        ``audit_id`` of the audit row written for it in the same transaction (module docstring).
 
         Only rows this call leased are returned: another deliverer process claiming at the same
         moment gets other rows or none.  SQLite: the write transaction is ``BEGIN IMMEDIATE``.
@@ -146,7 +162,12 @@ class DeliveryQueue:
                 return []
             leased = set(conn.scalars(update(D).where(D.c.delivery_id.in_([r.delivery_id for r in rows]), due)
                                       .values(lease_until=lease).returning(D.c.delivery_id)))
-        return [{**r._mapping, "lease_until": lease} for r in rows if r.delivery_id in leased]
+            rows = [r for r in rows if r.delivery_id in leased]
+            intents = _intent_rows(rows, now.isoformat(timespec="milliseconds"))
+            audit_ids = dict(zip([did for did, _ in intents], conn.scalars(
+                insert(audit_log).returning(audit_log.c.id, sort_by_parameter_order=True),
+                [row for _, row in intents]), strict=True)) if intents else {}
+        return [{**r._mapping, "lease_until": lease, "audit_id": audit_ids.get(r.delivery_id)} for r in rows]
 
     def still_pending(self, delivery_ids: Sequence[str], lease_until: str) -> set[str]:
         """Which of the claimed ``delivery_ids`` are still pending and leased until ``lease_until``
@@ -168,21 +189,31 @@ class DeliveryQueue:
         """Record a failed try: retry at ``next_attempt_at``, or give up (``failed``) when None."""
         self.record([Outcome(delivery_id, http_status, error, next_attempt_at)])
 
-    def record(self, outcomes: Sequence[Outcome], now: datetime | None = None) -> set[str]:
+    def record(self, outcomes: Sequence[Outcome], now: datetime | None = None,
+               unsent: Iterable[int | None] = ()) -> set[str]:
         """Record the outcomes of several attempts in one write transaction (a worker records a
         claimed batch at once: one write per batch, not per POST, so a busy read model's writer
         does not make each delivery wait for the lock).  Only rows still ``pending`` change - and a
         2xx of a row cancelled during its POST, still leased by the outcome's ``lease_until``.
-        Every POST among them is audited in the same transaction (module docstring).
-        Returns the ids newly marked delivered."""
-        if not outcomes:
+        In the same transaction each POST's audit row gets its answer, and the audit rows of
+        claimed deliveries not POSTed (outcomes without ``posted``, and ``unsent``: rows the worker
+        skipped) are deleted (module docstring).  Returns the ids newly marked delivered."""
+        unsent = [a for a in unsent if a is not None]
+        if not outcomes and not unsent:
             return set()
         at = utc_text(now)
         done: set[str] = set()
-        audit = _audit_rows(outcomes, (now or datetime.now(UTC)).isoformat(timespec="milliseconds"))
         with self._write() as conn, conn.begin():
-            if audit:
-                conn.execute(insert(audit_log), audit)
+            for o in outcomes:
+                if o.audit_id is None:
+                    continue
+                if o.posted:
+                    conn.execute(update(audit_log).where(audit_log.c.id == o.audit_id).values(
+                        status=o.http_status if o.http_status is not None else NO_ANSWER))
+                else:
+                    unsent.append(o.audit_id)
+            if unsent:
+                conn.execute(delete(audit_log).where(audit_log.c.id.in_(unsent)))
             for o in outcomes:
                 values: dict[str, Any] = {"attempts": D.c.attempts + 1, "last_status": o.http_status,
                                           "lease_until": None}

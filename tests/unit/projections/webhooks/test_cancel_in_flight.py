@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from projections.audit_tables import audit_log
 from projections.webhook_store import WebhookStore, webhook_deliveries
 from projections.webhooks.deliverer import Subscription, SubscriptionWorker
 from projections.webhooks.poster import Attempt
@@ -57,9 +58,12 @@ def test_rows_cancelled_after_the_claim_are_not_posted(store: WebhookStore, how:
     worker._deliver(poster, claimed, leased_until)  # type: ignore[arg-type]
     with store.engine.connect() as conn:
         status = dict(conn.execute(select(webhook_deliveries.c.delivery_id, webhook_deliveries.c.status)).all())
+        audited = conn.execute(select(audit_log.c.query, audit_log.c.status)).all()
     # only the POST in flight when the cancel committed was sent, and the log says it was delivered
     assert (poster.posted, status) == (["d1"], {"d1": "delivered", "d2": "cancelled", "d3": "cancelled",
                                                 "d4": "cancelled", "d5": "cancelled"})
+    # the claim audited all five ahead; the four never sent leave no row, the one sent has its answer
+    assert audited == [("delivery_id=d1", 200)]
 
 
 def test_a_row_claimed_again_by_another_deliverer_is_not_posted(store: WebhookStore) -> None:
