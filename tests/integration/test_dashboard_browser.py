@@ -63,6 +63,7 @@ from producers.pseudonym import Pseudonymiser
 from producers.simulate.generator import SimConfig, generate
 from projections import open_store
 from projections.api.app import create_app
+from projections.webhooks.queue import DeliveryQueue, Outcome
 from schemas.idnumber import checksum_char
 
 pytestmark = pytest.mark.integration
@@ -317,6 +318,30 @@ def screenshot(page: Any, name: str, *, full_page: bool = False, docs: str | Non
         (DOCS / docs).parent.mkdir(exist_ok=True)
         shutil.copyfile(path, DOCS / docs)
     return path
+
+
+def pushed_to_a_subscriber(served: Served, person_id: str) -> None:
+    """Two webhook deliveries about the person through the delivery queue, as the deliverer does:
+    one POST answered 200, one whose deliverer stopped after the claim (its audit row, written
+    ahead, keeps status 0)."""
+    queue = DeliveryQueue(served.store.engine)
+    body = json.dumps({"alert_id": "A-browser", "person_id": person_id})
+    queue.enqueue([{"delivery_id": f"browser-{person_id}-{i}", "subscription_id": "wh_browser", "alert_id": "A-browser",
+                    "outbox_seq": i, "body": body} for i in (1, 2)])
+    claimed = queue.claim("wh_browser", limit=2, lease_s=60)
+    assert len(claimed) == 2
+    queue.record([Outcome(claimed[0]["delivery_id"], 200, audit_id=claimed[0]["audit_id"], posted=True)])
+
+
+def assert_pushes_shown(page: Any) -> None:
+    """The person page's 查阅记录 names both pushes; the unrecorded answer says so."""
+    page.wait_for_selector('#person-reads .reads li[data-role="subscriber"][data-status="0"]')
+    pushes = page.eval_on_selector_all('#person-reads .reads li[data-role="subscriber"]',
+                                       "items => items.map(i => [i.dataset.status, i.innerText])")
+    assert sorted(status for status, _ in pushes) == ["0", "200"], pushes
+    for status, text in pushes:
+        assert "推送给订阅方（webhook）" in text and "webhook:wh_browser" in text, text
+        assert ("未记录应答" in text) == (status == "0"), text
 
 
 def test_dashboard_report_live_alert_and_acknowledge(served: Served, page: Any) -> None:
@@ -878,6 +903,9 @@ def test_phone_without_cjk_fonts_fits_the_screen_and_draws_chinese(served: Serve
         # an admin's person page on a phone, with who has read the person
         page.click("#warnings-list .qitem[data-warning-id] a.person-name")
         page.wait_for_selector('#person-reads .reads li[data-path="/api/warnings"]')
+        pushed_to_a_subscriber(served, page.evaluate("location.hash").rsplit("/", 1)[-1])
+        page.reload()
+        assert_pushes_shown(page)
         assert_fits(page, PHONE["width"], "the person page and who read it")
         page.locator("#person-reads").scroll_into_view_if_needed()
         screenshot(page, "dashboard-person-reads-phone.png")
@@ -922,6 +950,9 @@ def test_desk_layout_fits_1440_on_every_view(served: Served, page: Any) -> None:
     reads = page.eval_on_selector_all("#person-reads .reads li", "items => items.map(i => [i.dataset.path, i.innerText])")
     listed = [text for path, text in reads if path == "/api/warnings"]
     assert listed and "需求预警列表中出现" in listed[0] and "browser-test" in listed[0], reads
+    pushed_to_a_subscriber(served, person_id)
+    page.reload()
+    assert_pushes_shown(page)
     assert_fits(page, DESK["width"], "the person page")
     screenshot(page, "dashboard-person-desk.png", full_page=True)
 

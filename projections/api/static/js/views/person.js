@@ -223,7 +223,9 @@ function readWhat(row) {
 
 function readItem(row) {
   const who = row.token_name ? `${row.token_name} · ${t("role_" + row.role)}` : t("read_anonymous");
-  // a webhook POST discloses whatever the subscriber answered; a read we refused disclosed nothing
+  // a webhook POST discloses whatever the subscriber answered; a read we refused disclosed nothing.
+  // A POST's status 0: no answer, or the deliverer stopped before recording it (its row is written
+  // before the POST: projections/webhooks/queue.py)
   const pushed = row.role === "subscriber";
   const note = pushed ? (row.status >= 200 && row.status < 300 ? null : row.status ? t("read_answered", { s: row.status }) : t("read_no_answer"))
     : row.status >= 400 ? t("read_refused", { s: row.status }) : null;
