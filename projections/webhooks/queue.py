@@ -198,8 +198,8 @@ class DeliveryQueue:
         In the same transaction each POST's audit row gets its answer, and the audit rows of
         claimed deliveries not POSTed (outcomes without ``posted``, and ``unsent``: rows the worker
         skipped) are deleted (module docstring).  Returns the ids newly marked delivered."""
-        unsent = [a for a in unsent if a is not None]
-        if not outcomes and not unsent:
+        not_sent = [a for a in unsent if a is not None]  # audit rows to delete: nothing was disclosed
+        if not outcomes and not not_sent:
             return set()
         at = utc_text(now)
         done: set[str] = set()
@@ -211,9 +211,9 @@ class DeliveryQueue:
                     conn.execute(update(audit_log).where(audit_log.c.id == o.audit_id).values(
                         status=o.http_status if o.http_status is not None else NO_ANSWER))
                 else:
-                    unsent.append(o.audit_id)
-            if unsent:
-                conn.execute(delete(audit_log).where(audit_log.c.id.in_(unsent)))
+                    not_sent.append(o.audit_id)
+            if not_sent:
+                conn.execute(delete(audit_log).where(audit_log.c.id.in_(not_sent)))
             for o in outcomes:
                 values: dict[str, Any] = {"attempts": D.c.attempts + 1, "last_status": o.http_status,
                                           "lease_until": None}
