@@ -106,6 +106,9 @@ class PersonAggregate:
     needs: dict[str, Need] = field(default_factory=dict)
     # alerts as last emitted (never removed: an alert that stops firing becomes resolved)
     alerts: dict[str, Alert] = field(default_factory=dict)
+    # only the end date (and its event) was loaded of the core, for a batch that pays or reverses
+    # (``StatePlan.cores``): such a core is never written back (``projections/sql/rows.person_row``)
+    end_only: bool = field(default=False, compare=False, repr=False)
     # derived, not serialised: payment ids per (program, period), built on first use
     group_index: dict[tuple[str, str], list[str]] | None = field(
         default=None, init=False, compare=False, repr=False)

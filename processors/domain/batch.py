@@ -4,8 +4,10 @@ A projection is a policy (as in the ``eventsourcing`` library): given events and
 touch, say what to write; the runtime (``processors.runtime``) owns positions, de-duplication,
 loading and the commit.  For the main read model that policy is:
 
-* :func:`plan` - from the events alone, the state rows the batch can touch: person cores, the
-  payment groups (person, program, period) of its payments, the payments its reversals name,
+* :func:`plan` - from the events alone, the state rows the batch can touch: person cores (the
+  whole core only of persons with an event other than a payment or a reversal: those two read
+  the end date alone, and they were 68 % of the events and most of the loading - docs/performance.md,
+  "Persons who were only paid"), the payment groups (person, program, period) of its payments, the payments its reversals name,
   the payments an earlier end date can reach, pending reversals, needs, alerts.  A store loads
   exactly those (``StateLoader``), so the work per event never grows with the person's history -
   except a reversal's: the payment it names is found among its person's payments (the SQL store
@@ -54,6 +56,9 @@ class StatePlan:
     """The state rows a batch can touch (all sets: a loader answers each in one query)."""
 
     persons: set[str] = field(default_factory=set)
+    # of ``persons``, those with an event that reads or changes more of the core than the end date
+    # (anything but a payment or a reversal): the others may be loaded with the end date alone
+    cores: set[str] = field(default_factory=set)
     groups: set[tuple[str, str, str]] = field(default_factory=set)  # (person, program, period)
     payments: set[tuple[str, str]] = field(default_factory=set)  # (person, payment id) a reversal names
     pending: set[str] = field(default_factory=set)  # payment ids that may have a pending reversal
@@ -125,6 +130,8 @@ def plan(events: list[Event]) -> StatePlan:
             continue
         out.persons.add(person)
         kind, payload = event["type"], event["payload"]
+        if kind != PAYMENT and kind != REVERSAL:
+            out.cores.add(person)
         if kind == PAYMENT:
             out.groups.add((person, payload["program"], payload["period"]))
             out.pending.add(event["event_id"])

@@ -28,6 +28,8 @@ WARNING_COLUMNS = ("person_id", "rule", "subject", "since", "need", "detail")
 #: ledger columns a payment group is loaded with (``payment_from_row``)
 PAYMENT_COLUMNS = ("event_id", "person_id", "key", "period", "amount_fen", "date", "town", "occurred_at",
                    "reversed_by")
+#: what a payment or a reversal reads of a person's core (``StatePlan.cores``): the end date
+END_COLUMNS = ("person_id", "end_date", "end_event_id", "end_occurred_at")
 
 
 def ledger_row(entry: LedgerEntry) -> tuple[Any, ...]:
@@ -37,6 +39,8 @@ def ledger_row(entry: LedgerEntry) -> tuple[Any, ...]:
 
 
 def person_row(agg: PersonAggregate) -> tuple[Any, ...]:
+    if agg.end_only:  # its profile was not loaded: writing it would blank the person's row
+        raise ValueError(f"the core of {agg.person_id} was loaded with the end date only; it cannot be written")
     stamps = agg.profile_stamps
     return (agg.person_id, *(getattr(agg, n) for n in PROFILE_COLUMNS), *(stamps.get(n) for n in PROFILE_COLUMNS),
             agg.registered_on, agg.status, agg.status_effective, agg.status_stamp, agg.end_date, agg.end_event_id,
@@ -56,6 +60,14 @@ def person_from_row(row: tuple[Any, ...] | Any) -> PersonAggregate:
     stamps = {n: s for n, s in zip(PROFILE_COLUMNS, row[1 + _N_PROFILE:1 + 2 * _N_PROFILE], strict=True)
               if s is not None}
     return PersonAggregate(row[0], *profile, stamps, *row[1 + 2 * _N_PROFILE:])
+
+
+def person_end_from_row(row: tuple[Any, ...] | Any) -> PersonAggregate:
+    """A partial aggregate with the end date alone (:data:`END_COLUMNS`): what a batch that only
+    pays or reverses for the person reads of the core."""
+    person_id, end_date, end_event_id, end_occurred_at = row
+    return PersonAggregate(person_id, end_date=end_date, end_event_id=end_event_id,
+                           end_occurred_at=end_occurred_at, end_only=True)
 
 
 def payment_from_row(row: tuple[Any, ...] | Any) -> tuple[str, str, Payment]:

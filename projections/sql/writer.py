@@ -31,6 +31,7 @@ from projections.sql.positions import SqlPositions
 from projections.sql.rows import (
     ALERT_COLUMNS,
     ALERT_STATE_COLUMNS,
+    END_COLUMNS,
     LEDGER_COLUMNS,
     NEED_COLUMNS,
     PAYMENT_COLUMNS,
@@ -44,6 +45,7 @@ from projections.sql.rows import (
     need_from_row,
     need_row,
     payment_from_row,
+    person_end_from_row,
     person_from_row,
     person_row,
     warning_row,
@@ -54,6 +56,7 @@ from schemas.jsontext import dumps_compact
 CHUNK = 5000  # values per IN list (SQLite allows 32766 variables, PostgreSQL 65535)
 # the loads' SELECT heads: column names from this package's constants, never from input
 _SELECT_PERSONS = f"SELECT {', '.join(PERSON_COLUMNS)} FROM persons"  # noqa: S608
+_SELECT_ENDS = f"SELECT {', '.join(END_COLUMNS)} FROM persons"  # noqa: S608
 _SELECT_PAYMENTS = f"SELECT {', '.join(PAYMENT_COLUMNS)} FROM ledger"  # noqa: S608
 _SELECT_NEEDS = f"SELECT {', '.join(NEED_COLUMNS)} FROM needs"  # noqa: S608
 _SELECT_ALERTS = f"SELECT {', '.join(ALERT_STATE_COLUMNS)} FROM alerts"  # noqa: S608
@@ -163,7 +166,8 @@ class SqlUnitOfWork:
             sorted((day, event_id) for event_id, day in keys))}
 
     def load(self, plan: StatePlan) -> dict[str, PersonAggregate]:
-        """Partial aggregates of the plan's persons: core, the named payment groups (plus the payments
+        """Partial aggregates of the plan's persons: core (the end date alone of persons the batch
+        only pays or reverses for: ``StatePlan.cores``), the named payment groups (plus the payments
         an end date may reach), pending reversals, needs and alerts."""
         conn, q = self.conn, self.writer.in_query
         groups = set(plan.groups)
@@ -173,8 +177,10 @@ class SqlUnitOfWork:
                                                     "kind = 'payment' AND "))
         aggs: dict[str, PersonAggregate] = {}
         persons = sorted(plan.persons)
-        for row in q.rows(conn, _SELECT_PERSONS, ["person_id"], persons):
+        for row in q.rows(conn, _SELECT_PERSONS, ["person_id"], sorted(plan.cores)):
             aggs[row[0]] = person_from_row(row)
+        for row in q.rows(conn, _SELECT_ENDS, ["person_id"], sorted(plan.persons - plan.cores)):
+            aggs[row[0]] = person_end_from_row(row)
 
         def agg_of(person: str) -> PersonAggregate:
             agg = aggs.get(person)

@@ -3,7 +3,10 @@ plan naming everything, they give the same core, payments, pending reversals, ne
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+
+import pytest
 
 from processors.domain.aggregate import PersonAggregate
 from processors.domain.batch import StatePlan
@@ -54,13 +57,21 @@ def test_the_stored_rows_load_back_as_the_folded_aggregate(tmp_path: Path) -> No
     store = SqlStore(f"sqlite:///{tmp_path / 'r.sqlite3'}", default_rules())
     store.migrate()
     store.apply_batch([Consumed(0, i, e) for i, e in enumerate(events)])
-    plan = StatePlan(persons={"p1"}, groups={("p1", "living_subsidy", "2024-02")}, pending={"ghost", "pay2"},
-                     needs={("p1", "n1"), ("p1", "n2")})
+    plan = StatePlan(persons={"p1"}, cores={"p1"}, groups={("p1", "living_subsidy", "2024-02")},
+                     pending={"ghost", "pay2"}, needs={("p1", "n1"), ("p1", "n2")})
     with store.writer.transaction() as uow:
         loaded = uow.load(plan)["p1"]
+        # a batch that only pays or reverses for p1 loads the end date alone of the core
+        end_only = uow.load(dataclasses.replace(plan, cores=set()))["p1"]
     want = aggs["p1"]
     assert loaded.payments == want.payments and want.payments
     assert loaded.pending_reversals == want.pending_reversals == {"ghost": "rev2"}
     assert loaded.needs == want.needs and set(want.needs) == {"n1", "n2"}
     assert loaded.alerts == want.alerts and want.alerts
     assert person_row(loaded) == person_row(want)
+    assert (end_only.payments, end_only.alerts, end_only.needs) == (want.payments, want.alerts, want.needs)
+    assert (end_only.end_date, end_only.end_event_id, end_only.end_occurred_at) == (
+        want.end_date, want.end_event_id, want.end_occurred_at) and want.end_date
+    assert end_only.town is None and end_only.profile_stamps == {} and want.town is not None
+    with pytest.raises(ValueError, match="end date only"):  # never written back over the full row
+        person_row(end_only)
