@@ -6,12 +6,12 @@ loading and the commit.  For the main read model that policy is:
 
 * :func:`plan` - from the events alone, the state rows the batch can touch: person cores (the
   whole core only of persons with an event other than a payment or a reversal: those two read
-  the end date alone, and they were 68 % of the events and most of the loading - docs/performance.md,
-  "Persons who were only paid"), the payment groups (person, program, period) of its payments, the payments its reversals name,
-  the payments an earlier end date can reach, pending reversals, needs, alerts.  A store loads
-  exactly those (``StateLoader``), so the work per event never grows with the person's history -
-  except a reversal's: the payment it names is found among its person's payments (the SQL store
-  reads the person's ledger index for it; reversals are rare).
+  the end date alone; they were 68 % of the events - docs/performance.md, "Persons who were only
+  paid"), the payment groups (person, program, period) of its payments, the payments its
+  reversals name, the payments an earlier end date can reach, pending reversals, needs, alerts.
+  A store loads exactly those (``StateLoader``), so the work per event never grows with the
+  person's history - except a reversal's: the payment it names is found among its person's
+  payments (the SQL store reads the person's ledger index for it; reversals are rare).
 * :func:`fold` - runs the pure :class:`~processors.domain.reducer.Projector` over the events and
   returns a :class:`BatchChanges`: one ledger entry per event (what ``/api/counts`` reads), the
   payments whose reversal changed, changed person cores, needs, pending reversals, alerts and
