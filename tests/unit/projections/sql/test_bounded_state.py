@@ -70,7 +70,7 @@ def _veteran_store(tmp_path: Path) -> tuple[SqlStore, list[dict[str, Any]]]:
 
 
 @contextmanager
-def _recorded(store: SqlStore) -> Iterator[list[tuple[str, Any]]]:
+def recorded_statements(store: SqlStore) -> Iterator[list[tuple[str, Any]]]:
     """Every statement (and its parameters) the store runs inside the block."""
     executed: list[tuple[str, Any]] = []
 
@@ -93,7 +93,7 @@ def test_every_load_query_searches_an_index(tmp_path: Path) -> None:
                     at="2024-01-05T10:00:00+08:00")
     other = payment("living_subsidy", "2016-02", 50_000, person="veteran", eid="veteran-dup3",
                     at="2024-01-05T10:00:00+08:00")
-    with _recorded(store) as executed:
+    with recorded_statements(store) as executed:
         loaded(store, [again, other, registered(person="veteran", eid="reg-again", at="2024-01-06T09:00:00+08:00")])
     selects = [(s, p) for s, p in executed if s.lstrip().upper().startswith(("SELECT", "WITH"))]
     assert any("ledger" in s for s, _ in selects)
@@ -126,7 +126,7 @@ def test_a_batch_finds_its_duplicates_and_the_payments_it_reverses_through_index
     store, old = _veteran_store(tmp_path)
     back = reversal("veteran-nursing_subsidy-2015-6", person="veteran", eid="rev-2015-06",
                     at="2024-01-05T10:00:00+08:00")
-    with _recorded(store) as executed:
+    with recorded_statements(store) as executed:
         applied = store.apply_batch([Consumed(0, len(old) + i, e) for i, e in enumerate([old[5], back])])
     executed = [(s, p) for s, p in executed
                 if "ledger" in s and not s.lstrip().upper().startswith("INSERT INTO LEDGER ")]

@@ -11,7 +11,7 @@ from processors.domain.model import Consumed
 from processors.domain.rules_config import default_rules
 from projections.sql.store import SqlStore
 from tests.unit.processors.domain.factories import payment, profile_changed, registered, reversal, status
-from tests.unit.projections.sql.test_bounded_state import _recorded
+from tests.unit.projections.sql.test_bounded_state import recorded_statements
 
 FULL_CORE = "SELECT person_id, town, village"
 END_ONLY = "SELECT person_id, end_date, end_event_id, end_occurred_at FROM persons"
@@ -36,13 +36,13 @@ def test_a_batch_that_only_pays_reads_the_end_date_and_still_raises_payment_afte
     store = _store(tmp_path)
     before = store.person_aggregate("p1")
     after_end = payment("living_subsidy", "2024-03", 50_000, person="p1", eid="pay-late", at="2024-03-05T10:00:00+08:00")
-    with _recorded(store) as executed:
+    with recorded_statements(store) as executed:
         store.apply_batch([Consumed(0, 3, after_end)])
     assert [s for s in _persons_selects(executed) if s.startswith("SELECT person_id, ")] == [END_ONLY]
     raised = store.alerts(rule="payment_after_end", person_id="p1")["items"]
     assert [(a["status"], sorted(a["event_ids"])) for a in raised] == [("open", ["end-1", "pay-late"])]
     # its reversal, alone in a batch, reads the end date too and resolves the alert
-    with _recorded(store) as executed:
+    with recorded_statements(store) as executed:
         store.apply_batch([Consumed(0, 4, reversal("pay-late", person="p1", eid="rev-late",
                                                    at="2024-03-06T10:00:00+08:00"))])
     assert [s for s in _persons_selects(executed) if s.startswith("SELECT person_id, ")] == [END_ONLY]
@@ -53,7 +53,7 @@ def test_a_batch_that_only_pays_reads_the_end_date_and_still_raises_payment_afte
 
 def test_a_batch_with_another_event_of_the_person_reads_the_whole_core(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    with _recorded(store) as executed:
+    with recorded_statements(store) as executed:
         store.apply_batch([Consumed(0, 3, payment("living_subsidy", "2024-01", 50_000, person="p1", eid="pay-jan",
                                                   at="2024-01-05T10:00:00+08:00")),
                            Consumed(0, 4, profile_changed(person="p1", eid="phone-1", at="2024-01-06T09:00:00+08:00",
