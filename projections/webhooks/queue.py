@@ -77,17 +77,31 @@ def person_of(body: str) -> str | None:
     return person if isinstance(person, str) else None
 
 
-def _intent_rows(rows: Sequence[Any], at: str) -> list[tuple[str, dict[str, Any]]]:
-    """The audit rows of claimed deliveries, written before their POSTs (module docstring)."""
-    out = []
-    for r in rows:
-        person = person_of(r.body)
-        if person:
-            out.append((r.delivery_id, {
-                "at": at, "token_name": f"webhook:{r.subscription_id}", "role": SUBSCRIBER, "method": "POST",
-                "path": f"/api/webhooks/{r.subscription_id}", "query": f"delivery_id={r.delivery_id}",
-                "person_id": safe_person_id(person), "status": NO_ANSWER}))
-    return out
+def _audit_ahead(conn: Any, rows: Sequence[Any], at: str) -> dict[str, int]:
+    """Write the audit rows of claimed deliveries that name a person, before their POSTs (module
+    docstring); returns delivery id -> audit row id."""
+    named = [(r, person) for r in rows if (person := person_of(r.body))]
+    if not named:
+        return {}
+    ids = conn.scalars(insert(audit_log).returning(audit_log.c.id, sort_by_parameter_order=True), [
+        {"at": at, "token_name": f"webhook:{r.subscription_id}", "role": SUBSCRIBER, "method": "POST",
+         "path": f"/api/webhooks/{r.subscription_id}", "query": f"delivery_id={r.delivery_id}",
+         "person_id": safe_person_id(person), "status": NO_ANSWER} for r, person in named])
+    return {r.delivery_id: audit_id for (r, _), audit_id in zip(named, ids, strict=True)}
+
+
+def _answer_audit_rows(conn: Any, outcomes: Sequence[Outcome], unsent: list[int]) -> None:
+    """Each POST's audit row gets its answer; the rows of claimed deliveries not POSTed go."""
+    for o in outcomes:
+        if o.audit_id is None:
+            continue
+        if o.posted:
+            conn.execute(update(audit_log).where(audit_log.c.id == o.audit_id).values(
+                status=o.http_status if o.http_status is not None else NO_ANSWER))
+        else:
+            unsent.append(o.audit_id)
+    if unsent:
+        conn.execute(delete(audit_log).where(audit_log.c.id.in_(unsent)))
 
 
 def _insert_ignore(dialect: str) -> Any:
@@ -163,10 +177,7 @@ class DeliveryQueue:
             leased = set(conn.scalars(update(D).where(D.c.delivery_id.in_([r.delivery_id for r in rows]), due)
                                       .values(lease_until=lease).returning(D.c.delivery_id)))
             rows = [r for r in rows if r.delivery_id in leased]
-            intents = _intent_rows(rows, now.isoformat(timespec="milliseconds"))
-            audit_ids = dict(zip([did for did, _ in intents], conn.scalars(
-                insert(audit_log).returning(audit_log.c.id, sort_by_parameter_order=True),
-                [row for _, row in intents]), strict=True)) if intents else {}
+            audit_ids = _audit_ahead(conn, rows, now.isoformat(timespec="milliseconds"))
         return [{**r._mapping, "lease_until": lease, "audit_id": audit_ids.get(r.delivery_id)} for r in rows]
 
     def still_pending(self, delivery_ids: Sequence[str], lease_until: str) -> set[str]:
@@ -204,16 +215,7 @@ class DeliveryQueue:
         at = utc_text(now)
         done: set[str] = set()
         with self._write() as conn, conn.begin():
-            for o in outcomes:
-                if o.audit_id is None:
-                    continue
-                if o.posted:
-                    conn.execute(update(audit_log).where(audit_log.c.id == o.audit_id).values(
-                        status=o.http_status if o.http_status is not None else NO_ANSWER))
-                else:
-                    not_sent.append(o.audit_id)
-            if not_sent:
-                conn.execute(delete(audit_log).where(audit_log.c.id.in_(not_sent)))
+            _answer_audit_rows(conn, outcomes, not_sent)
             for o in outcomes:
                 values: dict[str, Any] = {"attempts": D.c.attempts + 1, "last_status": o.http_status,
                                           "lease_until": None}
