@@ -9,7 +9,9 @@ from nothing and the clock stops when /api/status-style lag is 0 for every proje
 (4) the bare agent runs once more: the ratio is taken against the mean of the two bare runs
 that bracket careledger's (this VM's speed drifts within minutes).
 Peak RSS (VmHWM) and CPU time of each worker process and of the broker are read from /proc, so
-the run says where the CPU per event goes (the bare agent's run is measured the same way).  The
+the run says where the CPU per event goes (the bare agent's run is measured the same way); the
+kernel's pressure stall information (``/proc/pressure``) says how long a runnable task waited for a
+core or stalled on I/O, and each process's preemptions are counted.  The
 store's positions are sampled every 0.2 s, so the rate over the first and the last 10 % of the events is known too (issue 13:
 the last must be >= 90 % of the first - work per event must not grow with history).
 ``--loop uvloop`` runs the bare agent and the workers on uvloop (the default: asyncio's own).
@@ -80,6 +82,35 @@ async def raw_consume(settings: Settings, total: int) -> float:
     finally:
         await consumer.stop()
     return time.perf_counter() - started
+
+
+def pressure_seconds(resource_name: str) -> float:
+    """Seconds (since boot) in which at least one runnable task waited for ``cpu`` or stalled on
+    ``io`` (Linux pressure stall information, ``some total``); 0 where the kernel has none.  Over a
+    run, the cpu figure says how long a process that could have run had no core to run on: the
+    difference between a process's CPU time and its wall time that is contention, not I/O."""
+    try:
+        with open(f"/proc/pressure/{resource_name}") as fh:
+            for line in fh:
+                if line.startswith("some"):
+                    return int(line.rsplit("total=", 1)[1]) / 1e6
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def nonvoluntary_switches(pid: int) -> int:
+    """How often ``pid``'s threads were taken off a core while they could still run (preempted)."""
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/status") as fh:
+                for line in fh:
+                    if line.startswith("nonvoluntary_ctxt_switches"):
+                        total += int(line.split()[1])
+    except OSError:
+        pass
+    return total
 
 
 def children_cpu_seconds() -> float:
@@ -228,9 +259,12 @@ def main() -> int:
         broker_pid = read_pid(broker.pid_path)
         assert broker_pid is not None, "the broker is not running"
         cpu_before = children_cpu_seconds(), cpu_seconds(broker_pid)
+        pressure_before = pressure_seconds("cpu"), pressure_seconds("io"), time.perf_counter()
         ceiling, ceiling_steady, bare_rss_mb = faust_ceiling(settings, n, home, args.loop)
         bare_cpu = {"bare faust agent": children_cpu_seconds() - cpu_before[0],
                     "broker": cpu_seconds(broker_pid) - cpu_before[1]}
+        bare_pressure = (pressure_seconds("cpu") - pressure_before[0], pressure_seconds("io") - pressure_before[1],
+                         time.perf_counter() - pressure_before[2])
 
         urls = {"sql": f"sqlite:///{home / 'bench.sqlite3'}"}
         if clickhouse:
@@ -239,10 +273,12 @@ def main() -> int:
         workers = [worker(settings, name, url, name) for name, url in urls.items()]
         peaks: dict[str, dict[int, float]] = {}  # projection -> pid -> peak RSS (MB)
         cpu: dict[str, dict[int, float]] = {}  # projection -> pid -> CPU seconds used, as of the last sample
+        preempted: dict[str, dict[int, int]] = {}  # projection -> pid -> nonvoluntary switches, last sample
         broker_cpu_at_start = cpu_seconds(broker_pid)
         broker_cpu = 0.0
         progress: list[tuple[float, int]] = []  # (seconds since start, events the SQL store applied)
         started = time.perf_counter()
+        pressure_at_start = pressure_seconds("cpu"), pressure_seconds("io")
         for w in workers:
             w.start()
 
@@ -256,8 +292,10 @@ def main() -> int:
                 for w in workers:
                     if w.proc is not None:
                         used = cpu.setdefault(w.projection, {})
+                        switched = preempted.setdefault(w.projection, {})
                         for pid in [w.proc.pid, *descendants(w.proc.pid)]:
                             used[pid] = max(used.get(pid, 0.0), cpu_seconds(pid))
+                            switched[pid] = max(switched.get(pid, 0), nonvoluntary_switches(pid))
                 broker_cpu = cpu_seconds(broker_pid) - broker_cpu_at_start
                 if tick % 5 == 0:
                     for w in workers:
@@ -278,6 +316,8 @@ def main() -> int:
         try:
             wait_caught_up(settings, stores, expected_end=n, timeout=7200, workers=workers)
             ours_s = time.perf_counter() - started
+            ours_pressure = (pressure_seconds("cpu") - pressure_at_start[0],
+                             pressure_seconds("io") - pressure_at_start[1])
         finally:
             stop_sampling.set()
             sampler.join()
@@ -314,6 +354,13 @@ def main() -> int:
             print(f"CPU per event, careledger run (µs, start-up included): processor {name} "
                   f"{sum(by_pid.values()) / n * 1e6:.0f} = {parts} (supervisor, faust, applier); broker "
                   f"{broker_cpu / n * 1e6:.0f}; 2 cores = {2e6 / ours_rate:.0f} µs per event at this rate")
+        print(f"pressure (Linux PSI, some task waiting): for a core {ours_pressure[0]:.1f} s of the {ours_s:.1f} s "
+              f"({ours_pressure[0] / ours_s:.0%}), on I/O {ours_pressure[1]:.1f} s ({ours_pressure[1] / ours_s:.0%}); "
+              f"bare faust run: for a core {bare_pressure[0] / bare_pressure[2]:.0%}, "
+              f"on I/O {bare_pressure[1] / bare_pressure[2]:.0%}")
+        for name, by_pid in preempted.items():
+            parts = " + ".join(f"{count:,}" for count in by_pid.values())
+            print(f"preempted (nonvoluntary context switches) processor {name}: {parts} (supervisor, faust, applier)")
         flags = (" --clickhouse" if args.clickhouse else "") + f" --loop {args.loop} --apply {args.apply}"
         print(f"reproduce: .venv/bin/python bench/pipeline.py --events {args.events} --persons {args.persons}{flags}")
     finally:
