@@ -1,5 +1,5 @@
 """Read-side subcommands: ``careledger serve``, ``careledger token create|list|revoke``,
-``careledger export`` and ``careledger audit archive``."""
+``careledger export`` and ``careledger audit archive|search``."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus, urlencode
 
 from careledger.settings import Settings
 
 if TYPE_CHECKING:  # the command line imports what a command needs when it runs (start-up time)
     from projections.api.auth import Principal, TokenStore
+    from projections.audit_search import SearchResult
     from projections.export import SensitiveExportAudit
 
 
@@ -210,6 +211,93 @@ def _audit_archive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _searched_person(args: argparse.Namespace, settings: Settings) -> str:
+    """The person to search for: ``--person-id``, or the pseudonym of the ID number read from
+    standard input (never from the command line, which ``ps`` and the shell history keep)."""
+    from producers.pseudonym import SECRET_NAME, InvalidIdNumber, Pseudonymiser
+    from schemas.idnumber import contains_id_number
+
+    if args.person_id is not None:
+        if contains_id_number(args.person_id):
+            raise ValueError("--person-id: this is a national ID number, not a person_id; give it on standard "
+                             "input with --id-number-stdin (the number is then never kept)")
+        return str(args.person_id)
+    try:
+        return Pseudonymiser(settings.secret(SECRET_NAME)).person_id(sys.stdin.readline().strip())
+    except InvalidIdNumber as exc:  # its message names the problem, never the number
+        raise ValueError(f"--id-number-stdin: {exc}") from None
+
+
+_SEARCH_COLUMNS = ("at", "token_name", "role", "method", "path", "query", "status", "how", "listed", "source")
+
+
+def _print_search(result: SearchResult, person_id: str, form: str) -> None:
+    import csv
+    import json
+
+    from projections.export import escape_cell
+
+    def how(named: bool) -> str:
+        return "named" if named else "listed"
+
+    if form == "jsonl":
+        for hit in result.hits:
+            print(json.dumps({**hit.row, "how": how(hit.named), "listed": hit.listed, "source": hit.source},
+                             ensure_ascii=False, sort_keys=True))
+        return
+    if form == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(_SEARCH_COLUMNS)
+        for hit in result.hits:
+            values = {**hit.row, "how": how(hit.named), "listed": hit.listed, "source": hit.source}
+            writer.writerow([escape_cell(values.get(column)) for column in _SEARCH_COLUMNS])
+        return
+    print(f"查阅记录 audit rows naming {person_id}: {len(result.hits)} "
+          f"(数据库 database {result.found_in.get('database', 0)}, "
+          f"归档 archives {sum(n for source, n in result.found_in.items() if source != 'database')}; "
+          "a row in several places is shown once)")
+    for hit in result.hits:
+        row = hit.row
+        whom = "本人 named" if hit.named else f"列表 listed among {hit.listed}"
+        query = f"?{unquote_plus(row['query'])}" if row.get("query") else ""  # 锦屏街道, not %E9%94%A6...
+        answer = row["status"] or "0 (未记录应答 no answer recorded)"  # a webhook POST claimed, its answer never recorded
+        print(f"{row['at']}  {row.get('token_name') or '-'} ({row.get('role') or '-'})  {row['method']} "
+              f"{row['path']}{query}  → {answer}  {whom}  [{hit.source}]")
+
+
+def _audit_search(args: argparse.Namespace) -> int:
+    """``careledger audit search``: an admin's command (it says who read a person's data), audited
+    under that person."""
+    from projections.api.auth import TokenStore
+    from projections.audit_search import search
+
+    settings = Settings.from_env()
+    tokens = TokenStore.from_settings(settings)
+    try:
+        person_id = _searched_person(args, settings)
+        principal = _token_file_principal(tokens, args.token_file, "careledger audit search")
+        admin = principal if principal is not None and principal.is_admin else None
+        tokens.audit(principal=principal, method="CLI", path="careledger audit search",
+                     query=urlencode({"archives": len(args.archives)}), person_id=person_id,
+                     status=200 if admin else 403)
+        if admin is None:
+            raise ValueError("--token-file: the token is not an active admin token")
+        result = search(tokens.engine, person_id, args.archives)
+    except ValueError as exc:
+        print(f"careledger audit search: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        tokens.close()
+    _print_search(result, person_id, args.format)
+    for problem in result.problems:
+        print(f"careledger audit search: {problem}", file=sys.stderr)
+    if not result.complete:
+        print(f"careledger audit search: 答案不完整 the answer is incomplete: {len(result.problems)} "
+              "problem(s) above; rows there may name the person", file=sys.stderr)
+        return 1
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser("serve", help="run the HTTP read API (uvicorn, foreground)")
     serve.add_argument("--port", type=int, default=None, help="default: CARELEDGER_API_PORT (8000)")
@@ -262,7 +350,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.add_argument("--no-progress", action="store_true", help="no progress bar")
     ex.set_defaults(func=_export)
 
-    audit = subparsers.add_parser("audit", help="the audit log: archive old rows")
+    audit = subparsers.add_parser("audit", help="the audit log: archive old rows, search it for a person")
     asub = audit.add_subparsers(dest="audit_command", required=True)
     arch = asub.add_parser(
         "archive", help="move the audit rows written before a day into a new gzip JSON Lines file",
@@ -278,3 +366,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     arch.add_argument("--dry-run", action="store_true", help="only count the rows that would be archived")
     arch.add_argument("--no-progress", action="store_true", help="no progress bars")
     arch.set_defaults(func=_audit_archive)
+    find = asub.add_parser(
+        "search", help="every audit row naming one person, in the database and in archive files",
+        description="Answer a subject-access request (who read or received this person's data): every audit row "
+                    "that named the person or showed them in a list or a stream, from the database and from the "
+                    "files `careledger audit archive` wrote, oldest first, each row once. Needs an admin token; the "
+                    "search is itself audited under the person. Exit 1 when a file or a line could not be read "
+                    "(the answer is then incomplete; each problem names its file and line). docs/privacy.md.")
+    who = find.add_mutually_exclusive_group(required=True)
+    who.add_argument("--person-id", metavar="P", help="the person's pseudonymous person_id")
+    who.add_argument("--id-number-stdin", action="store_true",
+                     help="read the person's national ID number from standard input (never give it as an argument)")
+    find.add_argument("--archive", dest="archives", action="append", type=Path, default=[], metavar="FILE",
+                      help="an archive file of `careledger audit archive` (repeatable)")
+    find.add_argument("--format", choices=["table", "csv", "jsonl"], default="table",
+                      help="table (default, for reading), csv (formula-safe) or jsonl")
+    find.add_argument("--token-file", type=Path, metavar="PATH",
+                      help="a file holding an admin API token (e.g. $CARELEDGER_HOME/admin-token)")
+    find.set_defaults(func=_audit_search)
