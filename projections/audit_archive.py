@@ -9,6 +9,9 @@ by the platform: how long it is kept is the federation's policy.  ``careledger a
    (mode 0600: it says who read whose data), flushed to disk;
 2. read that file back and check it holds exactly the rows read (count and ids);
 3. link it to ``FILE`` - which must not exist: an archive is never overwritten - and sync the directory;
+   then record the archive (day, file, rows, SHA-256) in ``audit_archives``: from now on readers of
+   the audit (``/api/audit``, the person page, ``careledger audit search``) know the rows before
+   that day may be in the file only;
 4. only then delete the archived rows, a batch of ids per short transaction, so the API and the
    workers sharing the database wait at most one batch.
 
@@ -30,10 +33,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Engine
 
-from projections.audit_tables import audit_log, audit_subjects
+from projections.audit_tables import audit_archives, audit_log, audit_subjects
 
 #: rows per read and per delete transaction
 BATCH = 2000
@@ -176,12 +179,21 @@ def _delete_archived(engine: Engine, bound: str, last_id: int, progress: Progres
             progress(deleted, total)
 
 
+def _register(engine: Engine, bound: str, out: Path, rows: int, digest: str, made_by: str | None) -> None:
+    """Step 3's record of the archive: where the rows before ``bound`` went."""
+    with engine.begin() as conn:
+        conn.execute(insert(audit_archives).values(
+            at=datetime.now(UTC).isoformat(timespec="milliseconds"), before=bound, file=str(out.resolve()),
+            rows=rows, sha256=digest, made_by=made_by))
+
+
 def archive(engine: Engine, before: str, out: Path | None, *, dry_run: bool = False,
             written: Progress | None = None, removed: Progress | None = None,
-            today: date | None = None) -> ArchiveResult:
+            today: date | None = None, made_by: str | None = None) -> ArchiveResult:
     """Archive the audit rows written before the day ``before`` into ``out`` and delete them (the
-    module's steps).  ``dry_run``: count them only.  Raises :class:`ArchiveError` with nothing
-    deleted when the archive cannot be made."""
+    module's steps); ``made_by``: the admin token's name, kept with the archive's record.
+    ``dry_run``: count them only.  Raises :class:`ArchiveError` with nothing deleted when the
+    archive cannot be made."""
     bound = cutoff(before, today)
     total = count_before(engine, bound)
     if dry_run or total == 0:
@@ -204,6 +216,7 @@ def archive(engine: Engine, before: str, out: Path | None, *, dry_run: bool = Fa
     _sync_dir(out.parent)
     with out.open("rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    _register(engine, bound, out, rows, digest, made_by)
     deleted = _delete_archived(engine, bound, last_id, removed, rows)
     return ArchiveResult(rows, subjects, first_at, last_at, out, digest, deleted)
 

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Engine
 
-from projections.audit_tables import audit_log, audit_subjects
+from projections.audit_tables import audit_archives, audit_log, audit_subjects
 
 #: where a row came from, when it is the database's
 DATABASE = "database"
@@ -64,6 +64,32 @@ class SearchResult:
     @property
     def complete(self) -> bool:
         return not self.problems
+
+
+@dataclass(frozen=True)
+class RegisteredArchive:
+    """An archive ``careledger audit archive`` recorded (``audit_tables.audit_archives``)."""
+
+    before: str  # the rows written before this day (UTC) went to the file
+    file: Path
+    rows: int
+    sha256: str
+
+
+def registered(engine: Engine) -> list[RegisteredArchive]:
+    """The archives made of this database's audit log, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(audit_archives.c.before, audit_archives.c.file, audit_archives.c.rows,
+                                   audit_archives.c.sha256).order_by(audit_archives.c.id)).all()
+    return [RegisteredArchive(before, Path(file), int(count), sha256) for before, file, count, sha256 in rows]
+
+
+def archived_before(engine: Engine) -> str | None:
+    """The latest day before which audit rows were archived (None: none ever were): rows written
+    before it may be in archive files only."""
+    with engine.connect() as conn:
+        found = conn.execute(select(func.max(audit_archives.c.before))).scalar()
+    return None if found is None else str(found)
 
 
 def in_database(engine: Engine, person_id: str) -> list[AuditHit]:
@@ -139,4 +165,5 @@ def search(engine: Engine, person_id: str, archives: Iterable[Path] = ()) -> Sea
     return result
 
 
-__all__ = ["DATABASE", "AuditHit", "SearchResult", "in_archive", "in_database", "search"]
+__all__ = ["DATABASE", "AuditHit", "RegisteredArchive", "SearchResult", "archived_before", "in_archive",
+           "in_database", "registered", "search"]

@@ -42,6 +42,21 @@ audit_subjects = Table(
     Index("ix_audit_subjects_audit_id", "audit_id"),
 )
 
+#: every archive ``careledger audit archive`` made (``projections/audit_archive.py``), written once its
+#: file is complete: where the rows written before ``before`` (UTC) went, so that the audit's
+#: readers know the database alone no longer holds them and ``careledger audit search`` finds them
+audit_archives = Table(
+    "audit_archives",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", String(40), nullable=False),
+    Column("before", String(10), nullable=False),
+    Column("file", Text, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("made_by", String(128), nullable=True),
+)
+
 #: the ``role`` of an audit row written for a webhook POST (its ``token_name`` is ``webhook:<id>``)
 SUBSCRIBER = "subscriber"
 #: the ``status`` of an audit row of a POST that got no answer (it may still have been read)

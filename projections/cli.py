@@ -195,7 +195,7 @@ def _audit_archive(args: argparse.Namespace) -> int:
         with tqdm(unit="row", unit_scale=True, desc="归档 archive", disable=quiet) as written, \
                 tqdm(unit="row", unit_scale=True, desc="删除 delete", disable=quiet) as removed:
             result = archive(tokens.engine, args.before, args.out, dry_run=args.dry_run,
-                             written=_progress(written), removed=_progress(removed))
+                             written=_progress(written), removed=_progress(removed), made_by=admin.name)
     except (ValueError, ArchiveError) as exc:
         print(f"careledger audit archive: {exc}", file=sys.stderr)
         return 2
@@ -252,6 +252,9 @@ def _print_search(result: SearchResult, person_id: str, form: str) -> None:
             values = {**hit.row, "how": how(hit.named), "listed": hit.listed, "source": hit.source}
             writer.writerow([escape_cell(values.get(column)) for column in _SEARCH_COLUMNS])
         return
+    for source, found in result.found_in.items():
+        if source != "database":
+            print(f"归档 archive {source}: {found} rows naming the person")
     print(f"查阅记录 audit rows naming {person_id}: {len(result.hits)} "
           f"(数据库 database {result.found_in.get('database', 0)}, "
           f"归档 archives {sum(n for source, n in result.found_in.items() if source != 'database')}; "
@@ -269,7 +272,7 @@ def _audit_search(args: argparse.Namespace) -> int:
     """``careledger audit search``: an admin's command (it says who read a person's data), audited
     under that person."""
     from projections.api.auth import TokenStore
-    from projections.audit_search import search
+    from projections.audit_search import registered, search
 
     settings = Settings.from_env()
     tokens = TokenStore.from_settings(settings)
@@ -278,11 +281,12 @@ def _audit_search(args: argparse.Namespace) -> int:
         principal = _token_file_principal(tokens, args.token_file, "careledger audit search")
         admin = principal if principal is not None and principal.is_admin else None
         tokens.audit(principal=principal, method="CLI", path="careledger audit search",
-                     query=urlencode({"archives": len(args.archives)}), person_id=person_id,
+                     query=urlencode({"archives": len(args.archives) or "registered"}), person_id=person_id,
                      status=200 if admin else 403)
         if admin is None:
             raise ValueError("--token-file: the token is not an active admin token")
-        result = search(tokens.engine, person_id, args.archives)
+        archives = args.archives or [made.file for made in registered(tokens.engine)]  # given, or every one made
+        result = search(tokens.engine, person_id, archives)
     except ValueError as exc:
         print(f"careledger audit search: {exc}", file=sys.stderr)
         return 2
@@ -378,7 +382,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     who.add_argument("--id-number-stdin", action="store_true",
                      help="read the person's national ID number from standard input (never give it as an argument)")
     find.add_argument("--archive", dest="archives", action="append", type=Path, default=[], metavar="FILE",
-                      help="an archive file of `careledger audit archive` (repeatable)")
+                      help="an archive file of `careledger audit archive` (repeatable); default: every archive "
+                           "the command made, where it wrote it (give the new place of one that was moved)")
     find.add_argument("--format", choices=["table", "csv", "jsonl"], default="table",
                       help="table (default, for reading), csv (formula-safe) or jsonl")
     find.add_argument("--token-file", type=Path, metavar="PATH",

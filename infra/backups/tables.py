@@ -76,7 +76,8 @@ def api_tables() -> tuple[MetaData, tuple[str, ...]]:
     merged = MetaData()
     for table in (*auth.metadata.tables.values(), *subscriptions.metadata.tables.values()):
         table.to_metadata(merged)
-    return merged, ("api_tokens", "audit_log", "audit_subjects", "webhook_subscriptions", "webhook_deliveries")
+    return merged, ("api_tokens", "audit_log", "audit_subjects", "audit_archives", "webhook_subscriptions",
+                    "webhook_deliveries")
 
 
 def keystore_engine(settings: Settings, *, upgrade: bool = True) -> Engine:

@@ -48,6 +48,7 @@ from sqlalchemy.pool import StaticPool
 from careledger.secret_files import create_secret_file
 from careledger.settings import Settings
 from projections.api_migrations import upgrade as upgrade_api_tables
+from projections.audit_search import archived_before
 from projections.audit_tables import audit_log, audit_subjects, metadata, safe_person_id
 from schemas.idnumber import mask_ids
 
@@ -310,7 +311,8 @@ class TokenStore:
             total = conn.execute(select(func.count()).select_from(audit_log).where(*conds)).scalar_one()
             rows = conn.execute(select(audit_log, persons_listed.label("persons_listed")).where(*conds)
                                 .order_by(audit_log.c.id.desc()).limit(limit).offset(offset)).all()
-        return {"total": int(total), "items": [dict(r._mapping) for r in rows]}
+        return {"total": int(total), "items": [dict(r._mapping) for r in rows],
+                "archived_before": archived_before(self.engine)}
 
 
 def ensure_admin_token(settings: Settings, tokens: TokenStore | None = None) -> bool:

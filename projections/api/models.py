@@ -303,6 +303,10 @@ class AuditRow(BaseModel):
 class Audit(BaseModel):
     total: int
     items: list[AuditRow]
+    archived_before: str | None = Field(None, description="rows written before this day (UTC) were archived "
+                                                          "(`careledger audit archive`) and may be in the archive "
+                                                          "files only: `careledger audit search` reads both; "
+                                                          "null: nothing was ever archived")
 
 
 class IngestRejection(BaseModel):

@@ -53,6 +53,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import update
 
 from careledger.settings import Settings
 from infra.dashboard_font import ensure_font
@@ -63,6 +64,9 @@ from producers.pseudonym import Pseudonymiser
 from producers.simulate.generator import SimConfig, generate
 from projections import open_store
 from projections.api.app import create_app
+from projections.api.auth import TokenStore
+from projections.audit_archive import archive
+from projections.audit_tables import audit_log
 from projections.webhooks.queue import DeliveryQueue, Outcome
 from schemas.idnumber import checksum_char
 
@@ -331,6 +335,29 @@ def pushed_to_a_subscriber(served: Served, person_id: str) -> None:
     claimed = queue.claim("wh_browser", limit=2, lease_s=60)
     assert len(claimed) == 2
     queue.record([Outcome(claimed[0]["delivery_id"], 200, audit_id=claimed[0]["audit_id"], posted=True)])
+
+
+ARCHIVED_BEFORE = "2020-01-01"
+
+
+def archived_earlier(served: Served, person_id: str, out: Path) -> None:
+    """A read of the person from 2019, archived by ``careledger audit archive``'s own code (the
+    other tests' rows, all of today, stay)."""
+    tokens = TokenStore.from_settings(served.settings)  # the served API's database
+    old = tokens.audit(principal=None, method="GET", path=f"/api/persons/{person_id}/record", query=None,
+                       person_id=person_id, status=200)
+    with tokens.engine.begin() as conn:
+        conn.execute(update(audit_log).where(audit_log.c.id == old).values(at="2019-06-01T08:00:00.000+00:00"))
+    assert archive(tokens.engine, ARCHIVED_BEFORE, out).rows == 1
+    tokens.close()
+
+
+def assert_archived_note(page: Any) -> None:
+    """The person page's 查阅记录 says that older reads are archived (not shown)."""
+    page.wait_for_selector("#person-reads .card-sub.archived")
+    assert page.inner_text("#person-reads .card-sub.archived") == (
+        f"{ARCHIVED_BEFORE} 之前的查阅记录已归档，不在此列；管理员可用 careledger audit search 查询")
+    assert "2019-06-01" not in page.inner_text("#person-reads")
 
 
 def assert_pushes_shown(page: Any) -> None:
@@ -903,9 +930,12 @@ def test_phone_without_cjk_fonts_fits_the_screen_and_draws_chinese(served: Serve
         # an admin's person page on a phone, with who has read the person
         page.click("#warnings-list .qitem[data-warning-id] a.person-name")
         page.wait_for_selector('#person-reads .reads li[data-path="/api/warnings"]')
-        pushed_to_a_subscriber(served, page.evaluate("location.hash").rsplit("/", 1)[-1])
+        person_id = page.evaluate("location.hash").rsplit("/", 1)[-1]
+        pushed_to_a_subscriber(served, person_id)
+        archived_earlier(served, person_id, tmp_path / "audit-2019-phone.jsonl.gz")
         page.reload()
         assert_pushes_shown(page)
+        assert_archived_note(page)
         assert_fits(page, PHONE["width"], "the person page and who read it")
         page.locator("#person-reads").scroll_into_view_if_needed()
         screenshot(page, "dashboard-person-reads-phone.png")
@@ -914,7 +944,7 @@ def test_phone_without_cjk_fonts_fits_the_screen_and_draws_chinese(served: Serve
         context.close()
 
 
-def test_desk_layout_fits_1440_on_every_view(served: Served, page: Any) -> None:
+def test_desk_layout_fits_1440_on_every_view(served: Served, page: Any, tmp_path: Path) -> None:
     page.wait_for_selector("#report-table tbody tr[data-metric]")
     choose_period(page, "2024H1", "2024-06-30")
     assert_fits(page, DESK["width"], "the overview")
@@ -951,8 +981,10 @@ def test_desk_layout_fits_1440_on_every_view(served: Served, page: Any) -> None:
     listed = [text for path, text in reads if path == "/api/warnings"]
     assert listed and "需求预警列表中出现" in listed[0] and "browser-test" in listed[0], reads
     pushed_to_a_subscriber(served, person_id)
+    archived_earlier(served, person_id, tmp_path / "audit-2019-desk.jsonl.gz")
     page.reload()
     assert_pushes_shown(page)
+    assert_archived_note(page)
     assert_fits(page, DESK["width"], "the person page")
     screenshot(page, "dashboard-person-desk.png", full_page=True)
 

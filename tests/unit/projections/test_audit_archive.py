@@ -20,7 +20,8 @@ from careledger.settings import Settings
 from projections import audit_archive
 from projections.api.auth import Principal, TokenStore
 from projections.audit_archive import ArchiveError, archive
-from projections.audit_tables import audit_log, audit_subjects
+from projections.audit_search import RegisteredArchive, registered
+from projections.audit_tables import audit_archives, audit_log, audit_subjects
 
 CW = Principal("cw-a", "caseworker")
 TODAY = date(2026, 12, 4)
@@ -67,6 +68,9 @@ def check_old_rows_move_to_the_file_and_newer_ones_stay(url: str, tmp_path: Path
     remaining = tokens.audit_rows(person_id="p-common")["items"]
     assert sorted(row["id"] for row in remaining) == ids[2:]
     assert list(tmp_path.iterdir()) == [out]  # no partial file left behind
+    # the archive is recorded: the audit's readers know the rows before the day may be in it only
+    assert registered(tokens.engine) == [RegisteredArchive("2025-01-01", out.resolve(), 2, result.sha256 or "")]
+    assert tokens.audit_rows()["archived_before"] == "2025-01-01"
     tokens.close()
 
 
@@ -94,6 +98,7 @@ def test_an_archive_is_never_overwritten_and_nothing_is_deleted(tokens: TokenSto
         archive(tokens.engine, "2025-01-01", out, today=TODAY)
     assert out.read_bytes() == b"last year's archive"
     assert _counts(tokens) == (1, 2)
+    assert registered(tokens.engine) == [] and tokens.audit_rows()["archived_before"] is None
 
 
 def test_a_file_that_reads_back_wrong_deletes_nothing(tokens: TokenStore, tmp_path: Path,
@@ -169,4 +174,6 @@ def test_the_command_needs_an_admin_token_and_is_audited(tmp_path: Path, monkeyp
             if row["path"] == "careledger audit archive"]
     assert runs == [("ops-admin", 200, "before=2025-01-01"), ("ops-caseworker", 403, "before=2025-01-01")]
     assert [row["path"] for row in _lines(out)] == ["/api/alerts", "/api/alerts"]
+    with tokens.engine.connect() as conn:
+        assert conn.execute(select(audit_archives.c.made_by, audit_archives.c.rows)).all() == [("ops-admin", 2)]
     tokens.close()

@@ -189,9 +189,22 @@ def test_the_command_needs_an_admin_token_and_audits_the_search_under_the_person
     assert [int(r["listed"]) for r in rows[:2]] == [3, 0] and rows[0]["how"] == "listed"
     assert rows[0]["source"] == old.name and rows[-1]["path"] == "careledger audit search"
 
+    # without --archive: every archive the command made, where it wrote it
     assert main(["audit", "search", "--person-id", "p-x", "--token-file", str(admin), "--format", "jsonl"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert ids["listed-2025"] in [line["id"] for line in lines] and ids["named-2024"] not in [line["id"] for line in lines]
+    assert {ids["listed-2025"], ids["named-2024"]} <= {line["id"] for line in lines}
+    assert {line["source"] for line in lines} == {"database", old.name}
+
+    # an archive moved to cold storage: named, the answer incomplete; found again at its new place
+    moved = tmp_path / "cold" / old.name
+    moved.parent.mkdir()
+    old.rename(moved)
+    assert main(["audit", "search", "--person-id", "p-x", "--token-file", str(admin)]) == 1
+    said = capsys.readouterr()
+    assert f"{old}: no such file" in said.err and "the answer is incomplete" in said.err
+    assert "2024-11-30" not in said.out and "2025-03-01" in said.out  # 2024's read is in the moved file only
+    assert main(["audit", "search", "--person-id", "p-x", "--token-file", str(admin), "--archive", str(moved)]) == 0
+    assert f"归档 archive {moved}: 2 rows naming the person" in capsys.readouterr().out
     tokens.close()
 
 

@@ -197,7 +197,8 @@ function reads(answer) {
   return h("section", { class: "card", id: "person-reads" },
     h("div", { class: "card-head" },
       h("div", {}, h("h2", {}, t("person_reads"), h("span", { class: "count", text: fmtInt(answer.total) })),
-        h("div", { class: "card-sub", text: t("person_reads_sub") }))),
+        h("div", { class: "card-sub", text: t("person_reads_sub") }),
+        answer.archived_before ? h("div", { class: "card-sub archived", text: t("person_reads_archived", { d: answer.archived_before }) }) : null)),
     answer.items.length ? h("ol", { class: "reads" }, ...answer.items.map(readItem))
       : h("div", { class: "locked empty", text: t("person_reads_none") }),
     answer.total > answer.items.length
