@@ -222,8 +222,14 @@ def _searched_person(args: argparse.Namespace, settings: Settings) -> str:
             raise ValueError("--person-id: this is a national ID number, not a person_id; give it on standard "
                              "input with --id-number-stdin (the number is then never kept)")
         return str(args.person_id)
+    if sys.stdin.isatty():  # typed by hand: not echoed on the screen either
+        import getpass
+
+        typed = getpass.getpass("身份证号 ID number (not shown): ")
+    else:
+        typed = sys.stdin.readline()
     try:
-        return Pseudonymiser(settings.secret(SECRET_NAME)).person_id(sys.stdin.readline().strip())
+        return Pseudonymiser(settings.secret(SECRET_NAME)).person_id(typed.strip())
     except InvalidIdNumber as exc:  # its message names the problem, never the number
         raise ValueError(f"--id-number-stdin: {exc}") from None
 
