@@ -49,6 +49,11 @@ class AuditHit:
     def id(self) -> int:
         return int(self.row["id"])
 
+    def record(self) -> dict[str, Any]:
+        """The row with how it named the person (``named`` or ``listed``), how many persons it
+        listed and where it was found: one line of ``--format csv`` or ``jsonl``."""
+        return {**self.row, "how": "named" if self.named else "listed", "listed": self.listed, "source": self.source}
+
     @property
     def key(self) -> tuple[int, str]:
         """What makes two copies the same row: its id and the time it was written."""

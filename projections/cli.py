@@ -243,20 +243,16 @@ def _print_search(result: SearchResult, person_id: str, form: str) -> None:
 
     from projections.export import escape_cell
 
-    def how(named: bool) -> str:
-        return "named" if named else "listed"
-
     if form == "jsonl":
         for hit in result.hits:
-            print(json.dumps({**hit.row, "how": how(hit.named), "listed": hit.listed, "source": hit.source},
-                             ensure_ascii=False, sort_keys=True))
+            print(json.dumps(hit.record(), ensure_ascii=False, sort_keys=True))
         return
     if form == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(_SEARCH_COLUMNS)
         for hit in result.hits:
-            values = {**hit.row, "how": how(hit.named), "listed": hit.listed, "source": hit.source}
-            writer.writerow([escape_cell(values.get(column)) for column in _SEARCH_COLUMNS])
+            record = hit.record()
+            writer.writerow([escape_cell(record.get(column)) for column in _SEARCH_COLUMNS])
         return
     for source, found in result.found_in.items():
         if source != "database":
