@@ -29,13 +29,14 @@ import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Engine
 
+from projections.audit_search import archive_rows, registered
 from projections.audit_tables import audit_archives, audit_log, audit_subjects
 
 #: rows per read and per delete transaction
@@ -221,4 +222,34 @@ def archive(engine: Engine, before: str, out: Path | None, *, dry_run: bool = Fa
     return ArchiveResult(rows, subjects, first_at, last_at, out, digest, deleted)
 
 
-__all__ = ["BATCH", "ArchiveError", "ArchiveResult", "archive", "count_before", "cutoff"]
+def register_existing(engine: Engine, path: Path, *, before: str | None = None, made_by: str | None = None,
+                      today: date | None = None) -> tuple[str, int, str]:
+    """Record an archive file this database's audit log was archived to before archives were
+    recorded (``audit_archives``, API revision 0004), so that ``/api/audit``, the person page and
+    ``careledger audit search`` know of it; returns (day, rows, SHA-256).  The whole file is read
+    and checked first; ``before`` defaults to the day after its last row.  Raises
+    :class:`ArchiveError` (nothing recorded) for a file that cannot be read to its end, holds no
+    row, is recorded already, or has rows written on or after ``before``."""
+    problems: list[str] = []
+    rows, last_at = 0, ""
+    for row in archive_rows(path, problems):
+        rows += 1
+        last_at = max(last_at, str(row["at"]))
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ArchiveError("; ".join(problems[:3]) + more + "; not recorded")
+    if rows == 0:
+        raise ArchiveError(f"{path}: no audit rows in it; not recorded")
+    with path.open("rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    if any(made.sha256 == digest for made in registered(engine)):
+        raise ArchiveError(f"{path}: this archive is recorded already")
+    last_day = date.fromisoformat(last_at[:10])
+    day = cutoff(before, today) if before is not None else (last_day + timedelta(days=1)).isoformat()
+    if last_at >= day:
+        raise ArchiveError(f"--before {day}: the file has rows written on {last_day.isoformat()}, not before it")
+    _register(engine, day, path, rows, digest, made_by)
+    return day, rows, digest
+
+
+__all__ = ["BATCH", "ArchiveError", "ArchiveResult", "archive", "count_before", "cutoff", "register_existing"]

@@ -127,8 +127,9 @@ def _problem_of(row: Any) -> str | None:
     return None
 
 
-def in_archive(path: Path, person_id: str, problems: list[str]) -> Iterator[AuditHit]:
-    """The rows of one archive file naming ``person_id``; what cannot be read goes to ``problems``."""
+def archive_rows(path: Path, problems: list[str]) -> Iterator[dict[str, Any]]:
+    """Every audit row of one archive file (with its ``subjects``); what cannot be read goes to
+    ``problems``, named by file and line."""
     try:
         with gzip.open(path, "rt", encoding="utf-8") as fh:
             for number, line in enumerate(fh, start=1):
@@ -141,15 +142,20 @@ def in_archive(path: Path, person_id: str, problems: list[str]) -> Iterator[Audi
                 if problem is not None:
                     problems.append(f"{path} line {number}: {problem}")
                     continue
-                subjects = row.pop("subjects", [])
-                named = row.get("person_id") == person_id
-                if named or person_id in subjects:
-                    yield AuditHit(row, named, len(subjects), path.name)
+                yield row
     except FileNotFoundError:
         problems.append(f"{path}: no such file")
     except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:  # not gzip, cut short, not UTF-8
-        problems.append(f"{path}: cannot be read to its end ({type(exc).__name__}: {exc}); rows after that are "
-                        "not searched")
+        problems.append(f"{path}: cannot be read to its end ({type(exc).__name__}: {exc})")
+
+
+def in_archive(path: Path, person_id: str, problems: list[str]) -> Iterator[AuditHit]:
+    """The rows of one archive file naming ``person_id``; what cannot be read goes to ``problems``."""
+    for row in archive_rows(path, problems):
+        subjects = row.pop("subjects", [])
+        named = row.get("person_id") == person_id
+        if named or person_id in subjects:
+            yield AuditHit(row, named, len(subjects), path.name)
 
 
 def search(engine: Engine, person_id: str, archives: Iterable[Path] = ()) -> SearchResult:
@@ -170,5 +176,5 @@ def search(engine: Engine, person_id: str, archives: Iterable[Path] = ()) -> Sea
     return result
 
 
-__all__ = ["DATABASE", "AuditHit", "RegisteredArchive", "SearchResult", "archived_before", "in_archive",
-           "in_database", "registered", "search"]
+__all__ = ["DATABASE", "AuditHit", "RegisteredArchive", "SearchResult", "archive_rows", "archived_before",
+           "in_archive", "in_database", "registered", "search"]

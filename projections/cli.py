@@ -1,5 +1,5 @@
 """Read-side subcommands: ``careledger serve``, ``careledger token create|list|revoke``,
-``careledger export`` and ``careledger audit archive|search``."""
+``careledger export`` and ``careledger audit archive|register|search``."""
 
 from __future__ import annotations
 
@@ -211,6 +211,31 @@ def _audit_archive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_register(args: argparse.Namespace) -> int:
+    """``careledger audit register``: an admin's command, audited."""
+    from projections.api.auth import TokenStore
+    from projections.audit_archive import ArchiveError, register_existing
+
+    tokens = TokenStore.from_settings(Settings.from_env())
+    try:
+        principal = _token_file_principal(tokens, args.token_file, "careledger audit register")
+        admin = principal if principal is not None and principal.is_admin else None
+        tokens.audit(principal=principal, method="CLI", path="careledger audit register",
+                     query=urlencode({"file": args.file.name, **({"before": args.before} if args.before else {})}),
+                     person_id=None, status=200 if admin else 403)
+        if admin is None:
+            raise ValueError("--token-file: the token is not an active admin token")
+        day, rows, digest = register_existing(tokens.engine, args.file, before=args.before, made_by=admin.name)
+    except (ValueError, ArchiveError) as exc:
+        print(f"careledger audit register: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        tokens.close()
+    print(f"recorded {args.file.resolve()}: {rows} audit rows written before {day} (sha256 {digest}); "
+          "careledger audit search reads it from now on")
+    return 0
+
+
 def _searched_person(args: argparse.Namespace, settings: Settings) -> str:
     """The person to search for: ``--person-id``, or the pseudonym of the ID number read from
     standard input (never from the command line, which ``ps`` and the shell history keep)."""
@@ -372,6 +397,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     arch.add_argument("--dry-run", action="store_true", help="only count the rows that would be archived")
     arch.add_argument("--no-progress", action="store_true", help="no progress bars")
     arch.set_defaults(func=_audit_archive)
+    reg = asub.add_parser(
+        "register", help="record an archive file made before archives were recorded",
+        description="Archives made by `careledger audit archive` are recorded (the day, the file, its rows and "
+                    "SHA-256) so that /api/audit, the person page and `careledger audit search` know of them; those "
+                    "made by a release before the record existed are not. This reads such a file to its end, checks "
+                    "every line and records it. Needs an admin token; audited. docs/privacy.md.")
+    reg.add_argument("file", type=Path, metavar="FILE", help="an archive file of `careledger audit archive`")
+    reg.add_argument("--before", metavar="YYYY-MM-DD",
+                     help="the --before the archive was made with (default: the day after its last row)")
+    reg.add_argument("--token-file", type=Path, metavar="PATH",
+                     help="a file holding an admin API token (e.g. $CARELEDGER_HOME/admin-token)")
+    reg.set_defaults(func=_audit_register)
     find = asub.add_parser(
         "search", help="every audit row naming one person, in the database and in archive files",
         description="Answer a subject-access request (who read or received this person's data): every audit row "

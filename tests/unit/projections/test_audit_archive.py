@@ -177,3 +177,41 @@ def test_the_command_needs_an_admin_token_and_is_audited(tmp_path: Path, monkeyp
     with tokens.engine.connect() as conn:
         assert conn.execute(select(audit_archives.c.made_by, audit_archives.c.rows)).all() == [("ops-admin", 2)]
     tokens.close()
+
+
+def test_an_archive_of_an_older_release_is_recorded_once_its_file_reads_to_the_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("CARELEDGER_HOME", str(home))
+    monkeypatch.delenv("CARELEDGER_SQL_URL", raising=False)
+    monkeypatch.delenv("CARELEDGER_TOWNS", raising=False)
+    tokens = TokenStore.from_settings(Settings.from_env())
+    tokens.migrate()
+    _seed(tokens, ["2024-03-01", "2024-12-30"])
+    out = tmp_path / "out" / "audit-2024.jsonl.gz"
+    archive(tokens.engine, "2025-01-01", out, today=TODAY)
+    with tokens.engine.begin() as conn:  # as an archive of a release before the record existed
+        conn.execute(audit_archives.delete())
+    admin = _admin_token(tokens, tmp_path / "admin-token")
+    broken = tmp_path / "out" / "broken.jsonl.gz"
+    broken.write_bytes(gzip.compress(gzip.decompress(out.read_bytes()) + b"{\n"))  # a third line cut short
+
+    assert main(["audit", "register", str(broken), "--token-file", str(admin)]) == 2
+    assert f"{broken} line 3: not JSON; not recorded" in capsys.readouterr().err
+    assert main(["audit", "register", str(out), "--before", "2024-12-30", "--token-file", str(admin)]) == 2
+    assert "the file has rows written on 2024-12-30, not before it" in capsys.readouterr().err
+    assert registered(tokens.engine) == []
+
+    assert main(["audit", "register", str(out), "--token-file", str(admin)]) == 0
+    assert "2 audit rows written before 2024-12-31" in capsys.readouterr().out  # the day after its last row
+    made = registered(tokens.engine)
+    assert [(m.before, m.file, m.rows) for m in made] == [("2024-12-31", out.resolve(), 2)]
+    assert tokens.audit_rows()["archived_before"] == "2024-12-31"
+    assert main(["audit", "register", str(out), "--token-file", str(admin)]) == 2
+    assert "recorded already" in capsys.readouterr().err
+    runs = [(row["status"], row["query"]) for row in tokens.audit_rows()["items"]
+            if row["path"] == "careledger audit register"]
+    assert runs == [(200, "file=audit-2024.jsonl.gz")] * 2 + [(200, "file=audit-2024.jsonl.gz&before=2024-12-30"),
+                                                              (200, "file=broken.jsonl.gz")]
+    tokens.close()
