@@ -122,6 +122,27 @@ def _token_file_principal(tokens: TokenStore, token_file: Path | None, flag: str
     return tokens.verify(token) if token else None
 
 
+def _audited_admin(tokens: TokenStore, token_file: Path | None, command: str, query: str,
+                   person_id: str | None = None, needed_for: str | None = None) -> tuple[Principal, int]:
+    """The admin whose token ``token_file`` holds, and the id of the audit row of ``command``,
+    which is written whatever the answer (200, or 403 before the ValueError that refuses any other
+    token) - the one way the admin commands check and audit their caller.  ``needed_for``: the
+    option that asks for the admin token (export's ``--include-sensitive``), named in a refusal."""
+    principal = _token_file_principal(tokens, token_file, needed_for or command)
+    admin = principal if principal is not None and principal.is_admin else None
+    audit_id = tokens.audit(principal=principal, method="CLI", path=command, query=query, person_id=person_id,
+                            status=200 if admin else 403)
+    if admin is None:
+        raise ValueError(f"{needed_for or '--token-file'}: the token is not an active admin token")
+    return admin, audit_id
+
+
+def _admin_token_file(parser: argparse.ArgumentParser) -> None:
+    """The ``--token-file`` of a command that needs an admin token."""
+    parser.add_argument("--token-file", type=Path, metavar="PATH",
+                        help="a file holding an admin API token (e.g. $CARELEDGER_HOME/admin-token)")
+
+
 def _sensitive_allowed(tokens: TokenStore, args: argparse.Namespace) -> tuple[SensitiveExportAudit | None, str]:
     """Whether this export may include sensitive fields (its audit when it may), and the line that
     says so.  They are left out unless asked for with an admin token (``--token-file``); the request
@@ -130,12 +151,8 @@ def _sensitive_allowed(tokens: TokenStore, args: argparse.Namespace) -> tuple[Se
 
     if not args.include_sensitive:
         return None, "sensitive fields left out (--include-sensitive with an admin --token-file to include them)"
-    principal = _token_file_principal(tokens, args.token_file, "--include-sensitive")
-    admin = principal if principal is not None and principal.is_admin else None
-    audit_id = tokens.audit(principal=principal, method="CLI", path="careledger export", query=_export_query(args),
-                            person_id=None, status=200 if admin else 403)
-    if admin is None:
-        raise ValueError("--include-sensitive: the token is not an active admin token")
+    admin, audit_id = _audited_admin(tokens, args.token_file, "careledger export", _export_query(args),
+                                     needed_for="--include-sensitive")
     return SensitiveExportAudit(tokens, audit_id), f"sensitive fields included (admin token {admin.name!r}; audited)"
 
 
@@ -185,12 +202,7 @@ def _audit_archive(args: argparse.Namespace) -> int:
     tokens = TokenStore.from_settings(Settings.from_env())
     query = urlencode([("before", args.before), *([("dry_run", "1")] if args.dry_run else [])])
     try:
-        principal = _token_file_principal(tokens, args.token_file, "careledger audit archive")
-        admin = principal if principal is not None and principal.is_admin else None
-        tokens.audit(principal=principal, method="CLI", path="careledger audit archive", query=query,
-                     person_id=None, status=200 if admin else 403)
-        if admin is None:
-            raise ValueError("--token-file: the token is not an active admin token")
+        admin, _ = _audited_admin(tokens, args.token_file, "careledger audit archive", query)
         quiet = args.no_progress or args.dry_run or None  # None: bars on a terminal only
         with tqdm(unit="row", unit_scale=True, desc="归档 archive", disable=quiet) as written, \
                 tqdm(unit="row", unit_scale=True, desc="删除 delete", disable=quiet) as removed:
@@ -218,13 +230,8 @@ def _audit_register(args: argparse.Namespace) -> int:
 
     tokens = TokenStore.from_settings(Settings.from_env())
     try:
-        principal = _token_file_principal(tokens, args.token_file, "careledger audit register")
-        admin = principal if principal is not None and principal.is_admin else None
-        tokens.audit(principal=principal, method="CLI", path="careledger audit register",
-                     query=urlencode({"file": args.file.name, **({"before": args.before} if args.before else {})}),
-                     person_id=None, status=200 if admin else 403)
-        if admin is None:
-            raise ValueError("--token-file: the token is not an active admin token")
+        query = urlencode({"file": args.file.name, **({"before": args.before} if args.before else {})})
+        admin, _ = _audited_admin(tokens, args.token_file, "careledger audit register", query)
         day, rows, digest = register_existing(tokens.engine, args.file, before=args.before, made_by=admin.name)
     except (ValueError, ArchiveError) as exc:
         print(f"careledger audit register: {exc}", file=sys.stderr)
@@ -305,13 +312,8 @@ def _audit_search(args: argparse.Namespace) -> int:
     tokens = TokenStore.from_settings(settings)
     try:
         person_id = _searched_person(args, settings)
-        principal = _token_file_principal(tokens, args.token_file, "careledger audit search")
-        admin = principal if principal is not None and principal.is_admin else None
-        tokens.audit(principal=principal, method="CLI", path="careledger audit search",
-                     query=urlencode({"archives": len(args.archives) or "registered"}), person_id=person_id,
-                     status=200 if admin else 403)
-        if admin is None:
-            raise ValueError("--token-file: the token is not an active admin token")
+        _audited_admin(tokens, args.token_file, "careledger audit search",
+                       urlencode({"archives": len(args.archives) or "registered"}), person_id=person_id)
         archives = args.archives or [made.file for made in registered(tokens.engine)]  # given, or every one made
         result = search(tokens.engine, person_id, archives)
     except ValueError as exc:
@@ -376,8 +378,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                 "schemas/privacy.py); the default")
     sensitive.add_argument("--include-sensitive", action="store_true",
                            help="include them; needs an admin token in --token-file, and is audited")
-    ex.add_argument("--token-file", type=Path, metavar="PATH",
-                    help="a file holding an admin API token (e.g. $CARELEDGER_HOME/admin-token)")
+    _admin_token_file(ex)
     ex.add_argument("--no-progress", action="store_true", help="no progress bar")
     ex.set_defaults(func=_export)
 
@@ -392,8 +393,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     arch.add_argument("--before", required=True, metavar="YYYY-MM-DD",
                       help="archive rows written before this day (UTC); today at the latest")
     arch.add_argument("--out", type=Path, metavar="FILE", help="a new file, e.g. audit-2025.jsonl.gz (never overwritten)")
-    arch.add_argument("--token-file", type=Path, metavar="PATH",
-                      help="a file holding an admin API token (e.g. $CARELEDGER_HOME/admin-token)")
+    _admin_token_file(arch)
     arch.add_argument("--dry-run", action="store_true", help="only count the rows that would be archived")
     arch.add_argument("--no-progress", action="store_true", help="no progress bars")
     arch.set_defaults(func=_audit_archive)
@@ -406,8 +406,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     reg.add_argument("file", type=Path, metavar="FILE", help="an archive file of `careledger audit archive`")
     reg.add_argument("--before", metavar="YYYY-MM-DD",
                      help="the --before the archive was made with (default: the day after its last row)")
-    reg.add_argument("--token-file", type=Path, metavar="PATH",
-                     help="a file holding an admin API token (e.g. $CARELEDGER_HOME/admin-token)")
+    _admin_token_file(reg)
     reg.set_defaults(func=_audit_register)
     find = asub.add_parser(
         "search", help="every audit row naming one person, in the database and in archive files",
@@ -425,6 +424,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            "the command made, where it wrote it (give the new place of one that was moved)")
     find.add_argument("--format", choices=["table", "csv", "jsonl"], default="table",
                       help="table (default, for reading), csv (formula-safe) or jsonl")
-    find.add_argument("--token-file", type=Path, metavar="PATH",
-                      help="a file holding an admin API token (e.g. $CARELEDGER_HOME/admin-token)")
+    _admin_token_file(find)
     find.set_defaults(func=_audit_search)

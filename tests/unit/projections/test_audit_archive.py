@@ -142,6 +142,18 @@ def test_the_day_is_checked_and_a_dry_run_only_counts(tokens: TokenStore, tmp_pa
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def cli_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TokenStore:
+    """A private ``CARELEDGER_HOME`` for the command line, and its audit log (the SQLite default)."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("CARELEDGER_HOME", str(home))
+    monkeypatch.delenv("CARELEDGER_SQL_URL", raising=False)
+    monkeypatch.delenv("CARELEDGER_TOWNS", raising=False)
+    tokens = TokenStore.from_settings(Settings.from_env())
+    tokens.migrate()
+    return tokens
+
+
 def _admin_token(tokens: TokenStore, path: Path, role: str = "admin") -> Path:
     path.write_text(tokens.create(f"ops-{role}", role, "锦屏街道" if role == "caseworker" else None))
     path.chmod(0o600)
@@ -150,13 +162,7 @@ def _admin_token(tokens: TokenStore, path: Path, role: str = "admin") -> Path:
 
 def test_the_command_needs_an_admin_token_and_is_audited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    home = tmp_path / "home"
-    home.mkdir(mode=0o700)
-    monkeypatch.setenv("CARELEDGER_HOME", str(home))
-    monkeypatch.delenv("CARELEDGER_SQL_URL", raising=False)
-    monkeypatch.delenv("CARELEDGER_TOWNS", raising=False)
-    tokens = TokenStore.from_settings(Settings.from_env())
-    tokens.migrate()
+    tokens = cli_home(tmp_path, monkeypatch)
     _seed(tokens, ["2024-01-01", "2024-02-01"])
     out = tmp_path / "out" / "audit.jsonl.gz"
     caseworker = _admin_token(tokens, tmp_path / "cw-token", "caseworker")
@@ -181,13 +187,7 @@ def test_the_command_needs_an_admin_token_and_is_audited(tmp_path: Path, monkeyp
 
 def test_an_archive_of_an_older_release_is_recorded_once_its_file_reads_to_the_end(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    home = tmp_path / "home"
-    home.mkdir(mode=0o700)
-    monkeypatch.setenv("CARELEDGER_HOME", str(home))
-    monkeypatch.delenv("CARELEDGER_SQL_URL", raising=False)
-    monkeypatch.delenv("CARELEDGER_TOWNS", raising=False)
-    tokens = TokenStore.from_settings(Settings.from_env())
-    tokens.migrate()
+    tokens = cli_home(tmp_path, monkeypatch)
     _seed(tokens, ["2024-03-01", "2024-12-30"])
     out = tmp_path / "out" / "audit-2024.jsonl.gz"
     archive(tokens.engine, "2025-01-01", out, today=TODAY)

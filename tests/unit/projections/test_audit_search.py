@@ -23,6 +23,7 @@ from projections.api.auth import Principal, TokenStore
 from projections.audit_archive import archive
 from projections.audit_search import search
 from projections.audit_tables import audit_log
+from tests.unit.projections.test_audit_archive import cli_home
 
 CW = Principal("cw-a", "caseworker")
 TODAY = date(2026, 12, 4)
@@ -140,15 +141,8 @@ def test_a_row_both_archived_and_still_in_the_database_is_shown_once_as_the_data
 
 
 def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, TokenStore]:
-    home = tmp_path / "home"
-    home.mkdir(mode=0o700)
-    monkeypatch.setenv("CARELEDGER_HOME", str(home))
-    monkeypatch.delenv("CARELEDGER_SQL_URL", raising=False)
-    monkeypatch.delenv("CARELEDGER_TOWNS", raising=False)
-    settings = Settings.from_env()
-    tokens = TokenStore.from_settings(settings)
-    tokens.migrate()
-    return settings, tokens
+    tokens = cli_home(tmp_path, monkeypatch)
+    return Settings.from_env(), tokens
 
 
 def _token(tokens: TokenStore, path: Path, role: str) -> Path:
