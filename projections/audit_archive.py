@@ -215,11 +215,16 @@ def archive(engine: Engine, before: str, out: Path | None, *, dry_run: bool = Fa
     finally:
         partial.unlink(missing_ok=True)
     _sync_dir(out.parent)
-    with out.open("rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    digest = file_sha256(out)
     _register(engine, bound, out, rows, digest, made_by)
     deleted = _delete_archived(engine, bound, last_id, removed, rows)
     return ArchiveResult(rows, subjects, first_at, last_at, out, digest, deleted)
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 an archive is recorded with (``audit_archives.sha256``), read back from the disk."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def register_existing(engine: Engine, path: Path, *, before: str | None = None, made_by: str | None = None,
@@ -240,8 +245,7 @@ def register_existing(engine: Engine, path: Path, *, before: str | None = None, 
         raise ArchiveError("; ".join(problems[:3]) + more + "; not recorded")
     if rows == 0:
         raise ArchiveError(f"{path}: no audit rows in it; not recorded")
-    with path.open("rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    digest = file_sha256(path)
     if any(made.sha256 == digest for made in registered(engine)):
         raise ArchiveError(f"{path}: this archive is recorded already")
     last_day = date.fromisoformat(last_at[:10])
