@@ -2,7 +2,8 @@
 
 Applies N simulator events through the projection runtime into a fresh SQLite store in one process,
 in batches as the live worker forms them, once per variant, and prints CPU (all threads) and wall
-µs per event, how long commits took and how many of them checkpointed (docs/performance.md):
+µs per event, how long commits took and how many of them checkpointed, and how large the store
+became and its persons table (docs/performance.md):
 
 * ``pages=N``: the writer checkpoints automatically every N WAL pages (the product: 50,000);
 * ``background=K``: automatic checkpoints off; a thread with its own connection runs
@@ -20,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import shutil
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +128,8 @@ def run(raws: list[Any], batch: int, variant: str) -> str:
         DefaultDialect.do_commit = plain_commit  # type: ignore[method-assign]
         SqlWriter.transaction = plain_transaction  # type: ignore[method-assign]
         store.close()
+    size_mib, persons_mib = _sizes(path)
+    shutil.rmtree(Path(path).parent, ignore_errors=True)
     batches = [c for c in commits if c > 0.001]  # the batches' commits, not the stores' small ones
     median = statistics.median(batches)
     slow = [c for c in batches if c > 3 * median]
@@ -134,7 +138,15 @@ def run(raws: list[Any], batch: int, variant: str) -> str:
              f"passes before a transaction" if background is not None else "")
     return (f"{variant:<16} {cpu / n * 1e6:6.1f} µs CPU {wall / n * 1e6:6.1f} µs wall per event; commits "
             f"{sum(batches):.1f} s (median {median * 1e3:.0f} ms), {len(slow)} of {len(batches)} over 3x the median "
-            f"(checkpoints): {sum(slow):.1f} s{extra}")
+            f"(checkpoints): {sum(slow):.1f} s{extra}; store {size_mib:,.0f} MiB, of it persons {persons_mib:,.0f}")
+
+
+def _sizes(path: str) -> tuple[float, float]:
+    """The closed store's file and its ``persons`` table (with its index), in MiB."""
+    with closing(sqlite3.connect(path)) as db:
+        persons = db.execute("SELECT sum(pgsize) FROM dbstat WHERE name IN ('persons', 'ix_persons_status_town')"
+                             ).fetchone()[0] or 0
+    return Path(path).stat().st_size / 2**20, persons / 2**20
 
 
 def main() -> int:

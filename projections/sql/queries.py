@@ -28,6 +28,8 @@ _ALERT_OPTIONAL = ("town", "hazard", "program", "period", "acknowledged_by", "ac
 
 #: the work queue's severity order (critical first)
 SEVERITY_RANK = case((t.alerts.c.severity == "critical", 0), (t.alerts.c.severity == "high", 1), else_=2)
+#: the person page shows the profile, not the stamps that ordered its updates
+_STAMPS = frozenset(t.STAMP_COLUMNS)
 _ALERT_PERSON = (("person_town", "person_town"), ("name", "name"), ("phone", "phone"))
 
 
@@ -279,7 +281,7 @@ class SqlQueries:
                                   .where(L.c.person_id == person_id).order_by(L.c.partition, L.c.offset)).all()
             arows = conn.execute(select(a).where(a.c.person_id == person_id)
                                  .order_by(a.c.detected_utc, a.c.alert_id)).all()
-        person = None if prow is None else {k: v for k, v in prow._mapping.items() if not k.startswith("stamp_")}
+        person = None if prow is None else {k: v for k, v in prow._mapping.items() if k not in _STAMPS}
         return {
             "person": person,
             "events": [{"event_id": eid, "type": typ, "occurred_at": at, "date": day, "person_id": person_id,

@@ -12,12 +12,12 @@ from processors.domain.aggregate import Need, Payment, PersonAggregate
 from processors.domain.batch import LedgerEntry
 from processors.domain.calendar import instant_key
 from processors.domain.model import Alert, Warning
-from projections.sql.tables import PROFILE_COLUMNS
+from projections.sql.tables import PROFILE_COLUMNS, STAMP_COLUMNS
 from schemas.jsontext import dumps_compact, loads
 
 LEDGER_COLUMNS = ("event_id", "type", "kind", "key", "town", "date", "person_id", "period", "amount_fen",
                   "positions", "counted", "reversed_by", "occurred_at", "payload", "partition", "offset")
-PERSON_COLUMNS = ("person_id", *PROFILE_COLUMNS, *(f"stamp_{n}" for n in PROFILE_COLUMNS), "registered_on",
+PERSON_COLUMNS = ("person_id", *PROFILE_COLUMNS, *STAMP_COLUMNS, "registered_on",
                   "status", "status_effective", "status_stamp", "end_date", "end_event_id", "end_occurred_at",
                   "last_home_visit")
 NEED_COLUMNS = ("person_id", "need_id", "need", "registered_on", "registered_by", "fulfilled_on", "fulfilled_by")
@@ -38,17 +38,41 @@ def ledger_row(entry: LedgerEntry) -> tuple[Any, ...]:
             entry.occurred_at, dumps_compact(entry.payload), entry.partition, entry.offset)
 
 
+#: ``stamp_<field>`` of a field without a stamp in a row whose ``stamp`` is set (NULL there means "``stamp``")
+NO_STAMP = ""
+
+
+def pack_stamps(stamps: dict[str, str]) -> tuple[str | None, ...]:
+    """``(stamp, stamp_<field>...)``: the earliest stamp held once, each field's NULL when it has that
+    one.  The earliest, because the registration stamps every field and later updates only some:
+    a row holds one stamp of ~64 characters where it held nine (``tables.STAMP_COLUMNS``)."""
+    if not stamps:
+        return (None,) * (1 + _N_PROFILE)
+    common = min(stamps.values())
+    return (common, *(None if (s := stamps.get(n)) == common else NO_STAMP if s is None else s
+                      for n in PROFILE_COLUMNS))
+
+
+def unpack_stamps(packed: tuple[str | None, ...] | Any) -> dict[str, str]:
+    """:func:`pack_stamps` undone: field -> stamp, fields without one left out."""
+    common = packed[0]
+    if common is None:
+        return {}
+    return {n: common if s is None else s for n, s in zip(PROFILE_COLUMNS, packed[1:], strict=True)
+            if s != NO_STAMP}
+
+
 def person_row(agg: PersonAggregate) -> tuple[Any, ...]:
     if agg.end_only:  # its profile was not loaded: writing it would blank the person's row
         raise ValueError(f"the core of {agg.person_id} was loaded with the end date only; it cannot be written")
-    stamps = agg.profile_stamps
-    return (agg.person_id, *(getattr(agg, n) for n in PROFILE_COLUMNS), *(stamps.get(n) for n in PROFILE_COLUMNS),
+    return (agg.person_id, *(getattr(agg, n) for n in PROFILE_COLUMNS), *pack_stamps(agg.profile_stamps),
             agg.registered_on, agg.status, agg.status_effective, agg.status_stamp, agg.end_date, agg.end_event_id,
             agg.end_occurred_at, agg.last_home_visit)
 
 
 _N_PROFILE = len(PROFILE_COLUMNS)
 _HARDSHIP = 1 + PROFILE_COLUMNS.index("hardship")
+_STAMPS = slice(1 + _N_PROFILE, 1 + _N_PROFILE + len(STAMP_COLUMNS))
 
 
 def person_from_row(row: tuple[Any, ...] | Any) -> PersonAggregate:
@@ -57,9 +81,7 @@ def person_from_row(row: tuple[Any, ...] | Any) -> PersonAggregate:
     profile = list(row[1:1 + _N_PROFILE])
     if profile[_HARDSHIP - 1] is not None:
         profile[_HARDSHIP - 1] = bool(profile[_HARDSHIP - 1])
-    stamps = {n: s for n, s in zip(PROFILE_COLUMNS, row[1 + _N_PROFILE:1 + 2 * _N_PROFILE], strict=True)
-              if s is not None}
-    return PersonAggregate(row[0], *profile, stamps, *row[1 + 2 * _N_PROFILE:])
+    return PersonAggregate(row[0], *profile, unpack_stamps(row[_STAMPS]), *row[_STAMPS.stop:])
 
 
 def person_end_from_row(row: tuple[Any, ...] | Any) -> PersonAggregate:

@@ -15,7 +15,9 @@ Why these tables (docs/architecture.md, "The SQL read model"):
   is how a payment group is loaded, and how a reversal finds the payment it names (a payment of
   the same person, as the contract says);
 * ``persons`` - the fixed-size core of each person (profile with its stamps, status, end date,
-  registration, last home visit): its size never grows with history;
+  registration, last home visit): its size never grows with history.  The stamp most fields
+  share (they came with the registration) is held once in ``stamp``: nine copies of it made four
+  fifths of a row's ~0.8 KB (docs/performance.md, "The person row's stamps");
 * ``needs``, ``pending_reversals``, ``alerts`` - one row per need, per reversal that arrived
   before its payment, per alert;
 * ``warnings`` - the standing need warnings with the first day each is due;
@@ -52,6 +54,10 @@ VERSION_TABLE = "projections_alembic_version"
 #: the profile fields of a person, each with a ``stamp_<field>`` column (latest stamp wins): the
 #: aggregate's own list, in its order (``rows.person_from_row`` builds the aggregate positionally)
 PROFILE_COLUMNS: tuple[str, ...] = PROFILE_FIELDS
+
+#: a person's stamp columns: ``stamp`` (the earliest of the profile's stamps, held once) and one per
+#: field (NULL: the field has that stamp; "": it has none; else its own) - ``rows.pack_stamps``
+STAMP_COLUMNS: tuple[str, ...] = ("stamp", *(f"stamp_{name}" for name in PROFILE_COLUMNS))
 
 metadata = MetaData()
 
@@ -110,6 +116,7 @@ persons = Table(
     Column("end_event_id", String(64), nullable=True),
     Column("end_occurred_at", String(40), nullable=True),
     Column("last_home_visit", String(10), nullable=True),
+    Column("stamp", String(128), nullable=True),  # revision 0005: see STAMP_COLUMNS
     Index("ix_persons_status_town", "status", "town"),
     sqlite_with_rowid=False,
 )

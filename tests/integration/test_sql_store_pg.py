@@ -15,6 +15,7 @@ from projections import open_store
 from projections.sql.store import SqlStore
 from tests.unit.projections.gen import TOWNS, Gen, batches, check_counts, to_records
 from tests.unit.projections.replay.test_hand_over import check_hand_over
+from tests.unit.projections.sql.test_migrations import check_person_stamps_upgrade, schema_differences
 
 pytestmark = pytest.mark.integration
 RULES = default_rules()
@@ -120,3 +121,11 @@ def test_pg_hand_over_continues_the_old_outbox_seqs(stack):
     """The rebuilt store takes over the old outbox with its seqs; the column's sequence then
     continues above the floor (explicit seqs do not move a PostgreSQL sequence by themselves)."""
     check_hand_over(pg_store(stack.fresh_pg_url()), pg_store(stack.fresh_pg_url()))
+
+
+def test_pg_migrations_build_the_tables_of_the_code(stack):
+    assert schema_differences(stack.fresh_pg_url()) == []
+
+
+def test_pg_person_rows_of_revision_4_hold_their_shared_stamp_once_after_the_upgrade(stack):
+    check_person_stamps_upgrade(stack.fresh_pg_url())

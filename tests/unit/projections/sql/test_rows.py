@@ -12,12 +12,21 @@ from processors.domain.aggregate import PersonAggregate
 from processors.domain.batch import StatePlan
 from processors.domain.model import Consumed
 from processors.domain.rules_config import default_rules
-from projections.sql.rows import person_from_row, person_row
+from projections.sql.rows import (
+    NO_STAMP,
+    PERSON_COLUMNS,
+    pack_stamps,
+    person_from_row,
+    person_row,
+    unpack_stamps,
+)
 from projections.sql.store import SqlStore
+from projections.sql.tables import PROFILE_COLUMNS
 from tests.unit.processors.domain.factories import (
     need,
     payment,
     placed,
+    profile_changed,
     registered,
     reversal,
     run,
@@ -75,3 +84,35 @@ def test_the_stored_rows_load_back_as_the_folded_aggregate(tmp_path: Path) -> No
     assert end_only.town is None and end_only.profile_stamps == {} and want.town is not None
     with pytest.raises(ValueError, match="end date only"):  # never written back over the full row
         person_row(end_only)
+
+
+def test_a_person_row_holds_the_shared_stamp_once() -> None:
+    """The registration's stamp is written once (``stamp``), the fields a later change stamped
+    (the envelope's town and village, the grade) keep their own, a field never stamped says so
+    ("") - and the row loads back with the same stamps."""
+    agg, _, _ = run([registered(eid="r1", at="2024-01-02T09:00:00+08:00"),
+                     profile_changed(grade=1, eid="u1", at="2024-03-01T09:00:00+08:00")])
+    person = agg["p1"]
+    stamps = dict(person.profile_stamps)
+    first, later = min(stamps.values()), max(stamps.values())
+    later_fields = {n for n, s in stamps.items() if s == later}
+    assert first != later and later_fields == {"town", "village", "grade"}, stamps
+    row = dict(zip(PERSON_COLUMNS, person_row(person), strict=True))
+    assert row["stamp"] == first
+    assert {n for n in PROFILE_COLUMNS if row[f"stamp_{n}"] == later} == later_fields
+    assert {n for n in PROFILE_COLUMNS if row[f"stamp_{n}"] is None} == {n for n, s in stamps.items() if s == first}
+    assert {n for n in PROFILE_COLUMNS if row[f"stamp_{n}"] == NO_STAMP} == {"name", "phone"} == (
+        set(PROFILE_COLUMNS) - set(stamps))
+    assert person_from_row(person_row(person)).profile_stamps == stamps
+
+
+@pytest.mark.parametrize("stamps", [
+    {}, {"town": "b"}, {"town": "b", "phone": "a"}, {n: "s" for n in PROFILE_COLUMNS},
+    {n: str(i % 3) for i, n in enumerate(PROFILE_COLUMNS)},
+])
+def test_stamps_pack_and_unpack(stamps: dict[str, str]) -> None:
+    packed = pack_stamps(stamps)
+    assert unpack_stamps(packed) == stamps
+    earliest = min(stamps.values(), default=None)  # held once; only the fields with another stamp hold theirs
+    held = sum(s is not None and s != NO_STAMP for s in packed)
+    assert held == (earliest is not None) + sum(s != earliest for s in stamps.values())
