@@ -15,9 +15,9 @@ Why these tables (docs/architecture.md, "The SQL read model"):
   is how a payment group is loaded, and how a reversal finds the payment it names (a payment of
   the same person, as the contract says);
 * ``persons`` - the fixed-size core of each person (profile with its stamps, status, end date,
-  registration, last home visit): its size never grows with history.  The stamp most fields
-  share (they came with the registration) is held once in ``stamp``: nine copies of it made four
-  fifths of a row's ~0.8 KB (docs/performance.md, "The person row's stamps");
+  registration, last home visit): its size never grows with history.  The earliest of its
+  field stamps (the registration's, which most fields keep) is held once in ``stamp``: nine
+  copies of it made four fifths of a row's ~0.8 KB (docs/performance.md, "The person row's stamps");
 * ``needs``, ``pending_reversals``, ``alerts`` - one row per need, per reversal that arrived
   before its payment, per alert;
 * ``warnings`` - the standing need warnings with the first day each is due;

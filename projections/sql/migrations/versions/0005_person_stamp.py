@@ -1,9 +1,9 @@
-"""``persons.stamp``: the stamp most of a person's profile fields share, held once.
+"""``persons.stamp``: the earliest of a person's field stamps (the registration's), held once.
 
 Each of the nine profile fields had its own stamp column, and the registration stamps them all
 alike: nine copies of a ~64-character stamp were four fifths of a row (~0.8 KB), so the persons
-table was as large as the ledger's indexes and each upsert or load touched a page of four
-persons (docs/performance.md, "The person row's stamps").  Now ``stamp`` holds the earliest of a
+table was as large as the ledger's two indexes together and each upsert or load touched a page
+of about five persons (docs/performance.md, "The person row's stamps").  Now ``stamp`` holds the earliest of a
 person's stamps and ``stamp_<field>`` is NULL for a field with that one, "" for a field with none,
 and its own stamp otherwise (``projections/sql/rows.py``, ``pack_stamps``).
 
